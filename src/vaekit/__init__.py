@@ -1,0 +1,31 @@
+"""vaekit: variational autoencoders (Kingma & Welling's Auto-Encoding Variational Bayes) as a
+library and a command-line tool."""
+
+__version__ = "0.1.0"
+
+from .checkpoint import load, save
+from .errors import CheckpointError, ConfigError, DataError, VaekitError
+from .evaluate import evaluate, log_likelihood
+from .model import VAE, VAEConfig
+from .objectives import Terms, elbo, iwae
+from .train import TrainConfig, TrainingError, fit
+
+__all__ = [
+    "VAE",
+    "CheckpointError",
+    "ConfigError",
+    "DataError",
+    "Terms",
+    "TrainConfig",
+    "TrainingError",
+    "VAEConfig",
+    "VaekitError",
+    "__version__",
+    "elbo",
+    "evaluate",
+    "fit",
+    "iwae",
+    "load",
+    "log_likelihood",
+    "save",
+]

@@ -1,0 +1,235 @@
+"""The VAE: prior p(z), decoder p(x|z) and encoder q(z|x), built from one frozen config.
+
+This is the one place a config becomes modules. ``encode`` returns q(z|x) as a distribution,
+``decode`` returns p(x|z) as a distribution, and ``forward(x, k)`` returns the per-example terms
+from which every bound in :mod:`vaekit.objectives` is computed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor, nn
+from torch.distributions import Distribution, Independent, Normal, kl_divergence
+
+from .errors import ConfigError, DataError
+from .likelihoods import LIKELIHOODS, GaussianFixedLikelihood, GaussianLikelihood, soft_clamp
+from .nets import ACTIVATIONS, MLP
+from .objectives import Terms
+from .priors import PRIORS
+
+if TYPE_CHECKING:
+    from .train import History
+
+
+@dataclass(frozen=True)
+class VAEConfig:
+    """Everything needed to rebuild a model; saved as the ``model`` table of config.json.
+
+    data_shape: shape of one example, e.g. (784,) or (1, 28, 28).
+    latent_dim: number of latent dimensions.
+    hidden: widths of the hidden layers of encoder and decoder (the decoder mirrors the encoder).
+    activation: one of ``vaekit.nets.ACTIVATIONS`` (tanh as in the AEVB paper, relu, ...).
+    likelihood: one of ``vaekit.likelihoods.LIKELIHOODS``.
+    prior: one of ``vaekit.priors.PRIORS``.
+    decoder_min_logvar, decoder_max_logvar: soft bounds on a Gaussian decoder's log-variance.
+    decoder_std: standard deviation of the ``gaussian_fixed`` likelihood, in data units.
+    encoder_min_logvar, encoder_max_logvar: soft bounds on q(z|x)'s log-variance.
+    """
+
+    data_shape: tuple[int, ...] = (784,)
+    latent_dim: int = 20
+    hidden: tuple[int, ...] = (500,)
+    activation: str = "tanh"
+    likelihood: str = "bernoulli"
+    prior: str = "standard_normal"
+    decoder_min_logvar: float = -8.0
+    decoder_max_logvar: float = 4.0
+    decoder_std: float = 0.1
+    encoder_min_logvar: float = -12.0
+    encoder_max_logvar: float = 6.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "data_shape", tuple(int(d) for d in self.data_shape))
+        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        if not self.data_shape or any(d <= 0 for d in self.data_shape):
+            raise ConfigError(f"data_shape must be positive sizes, got {list(self.data_shape)}")
+        if self.latent_dim <= 0:
+            raise ConfigError(f"latent_dim must be a positive integer, got {self.latent_dim}")
+        if any(h <= 0 for h in self.hidden):
+            raise ConfigError(f"hidden sizes must be positive, got {list(self.hidden)}")
+        for name, table in (
+            ("activation", ACTIVATIONS),
+            ("likelihood", LIKELIHOODS),
+            ("prior", PRIORS),
+        ):
+            if getattr(self, name) not in table:
+                raise ConfigError(
+                    f"unknown {name} {getattr(self, name)!r}; choose one of {', '.join(table)}"
+                )
+        for lo, hi in (
+            ("decoder_min_logvar", "decoder_max_logvar"),
+            ("encoder_min_logvar", "encoder_max_logvar"),
+        ):
+            if not getattr(self, lo) < getattr(self, hi):
+                raise ConfigError(f"{lo} must be below {hi}, got {getattr(self, lo)}")
+        if not (self.decoder_std > 0 and math.isfinite(self.decoder_std)):
+            raise ConfigError(f"decoder_std must be a positive number, got {self.decoder_std}")
+
+    @property
+    def data_dim(self) -> int:
+        """Number of scalars in one example."""
+        return math.prod(self.data_shape)
+
+
+class VAE(nn.Module):
+    """Variational autoencoder with a diagonal Gaussian q(z|x) (Kingma & Welling 2014).
+
+    Build it from a :class:`VAEConfig` or from its fields as keyword arguments::
+
+        model = VAE(data_shape=(784,), latent_dim=20, likelihood="bernoulli")
+
+    Inputs ``x`` have shape ``(B, *data_shape)``; latents ``z`` have shape ``(..., latent_dim)``.
+    """
+
+    def __init__(self, config: VAEConfig | None = None, /, **fields: Any) -> None:
+        super().__init__()
+        config = config if config is not None else VAEConfig()
+        self.config: VAEConfig = replace(config, **fields) if fields else config
+        c = self.config
+        self.prior = PRIORS[c.prior](c.latent_dim)
+        likelihood_cls = LIKELIHOODS[c.likelihood]
+        if issubclass(likelihood_cls, GaussianLikelihood):
+            self.likelihood = likelihood_cls(
+                c.data_shape, c.decoder_min_logvar, c.decoder_max_logvar
+            )
+        elif issubclass(likelihood_cls, GaussianFixedLikelihood):
+            self.likelihood = likelihood_cls(c.data_shape, c.decoder_std)
+        else:
+            self.likelihood = likelihood_cls(c.data_shape)
+        self.encoder = MLP(c.data_dim, c.hidden, 2 * c.latent_dim, c.activation)
+        self.decoder = MLP(
+            c.latent_dim,
+            tuple(reversed(c.hidden)),
+            self.likelihood.n_params * c.data_dim,
+            c.activation,
+        )
+
+    # -- the model ---------------------------------------------------------------------------
+
+    def pz(self) -> Distribution:
+        """The prior p(z), event shape ``(latent_dim,)``."""
+        return self.prior()
+
+    def encode(self, x: Tensor) -> Distribution:
+        """q(z|x): a diagonal Gaussian with batch shape (B,) and event shape (latent_dim,).
+
+        Its ``.mean`` is the embedding of ``x``; draw from it with ``.rsample()``.
+        """
+        c = self.config
+        if tuple(x.shape[1:]) != c.data_shape:
+            raise DataError(
+                f"input has example shape {tuple(x.shape[1:])} but the model expects {c.data_shape}"
+            )
+        h = self.encoder(x.reshape(x.shape[0], -1).to(self._dtype))
+        loc, raw_logvar = h.chunk(2, dim=-1)
+        logvar = soft_clamp(raw_logvar, c.encoder_min_logvar, c.encoder_max_logvar)
+        return Independent(Normal(loc, torch.exp(0.5 * logvar), validate_args=False), 1)
+
+    def decode(self, z: Tensor) -> Distribution:
+        """p(x|z) for z of shape (..., latent_dim): batch shape (...), event shape data_shape."""
+        params = self.decoder(z)  # (..., n_params * D)
+        params = params.reshape(*z.shape[:-1], self.likelihood.n_params, *self.config.data_shape)
+        return self.likelihood(params)
+
+    def forward(self, x: Tensor, k: int = 1, generator: torch.Generator | None = None) -> Terms:
+        """Terms of the bounds for ``x`` (B, *data_shape) with ``k`` reparameterised samples each.
+
+        Returns log p(x|z), log p(z), log q(z|x) of shape (k, B) and the closed-form KL (B,) when
+        the prior allows one. ``generator`` makes the noise reproducible.
+        """
+        qz_x = self.encode(x)
+        z = rsample(qz_x, k, generator)  # (k, B, latent_dim)
+        px_z = self.decode(z)
+        pz = self.pz()
+        kl = kl_divergence(qz_x, pz) if self.prior.analytic_kl else None
+        return Terms(
+            log_px_z=px_z.log_prob(x.to(self._dtype)),
+            log_pz=pz.log_prob(z),
+            log_qz_x=qz_x.log_prob(z),
+            kl=kl,
+        )
+
+    # -- conveniences ------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def sample(self, n: int, *, mean: bool = True) -> Tensor:
+        """``n`` draws from the model, shape (n, *data_shape).
+
+        With ``mean=True`` (the default) returns E[x|z] for z ~ p(z), the image people look at;
+        with ``mean=False`` draws x ~ p(x|z) as well. Uses torch's global RNG.
+        """
+        z = self.pz().sample((n,))
+        px_z = self.decode(z)
+        return px_z.mean if mean else px_z.sample()
+
+    @torch.no_grad()
+    def reconstruct(self, x: Tensor) -> Tensor:
+        """E[x|z] at z = the posterior mean of q(z|x); shape of ``x``."""
+        return self.decode(self.encode(x).mean).mean
+
+    def elbo(self, x: Tensor, *, samples: int = 1, seed: int = 0, batch_size: int = 1000) -> Tensor:
+        """Per-example ELBO in nats (N,), without gradients; see :func:`vaekit.evaluate.elbo`."""
+        from .evaluate import elbo
+
+        return elbo(self, x, samples=samples, seed=seed, batch_size=batch_size)
+
+    def log_likelihood(self, x: Tensor, k: int = 5000, *, seed: int = 0) -> Tensor:
+        """Importance-weighted estimate of log p(x) in nats (N,); see
+        :func:`vaekit.evaluate.log_likelihood`."""
+        from .evaluate import log_likelihood
+
+        return log_likelihood(self, x, k=k, seed=seed)
+
+    def fit(self, data: Any, **kwargs: Any) -> History:
+        """Train in place; same arguments as :func:`vaekit.train.fit`. Returns the history."""
+        from .train import fit
+
+        return fit(self, data, **kwargs)
+
+    def save(self, path: str | Path, **metadata: Any) -> Path:
+        """Write ``config.json`` and ``model.safetensors`` into the folder ``path``."""
+        from .checkpoint import save
+
+        return save(self, path, **metadata)
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> VAE:
+        """Rebuild a model from a folder written by :meth:`save` (no pickle involved)."""
+        from .checkpoint import load
+
+        return load(path, device=device)
+
+    @property
+    def _dtype(self) -> torch.dtype:
+        return self.encoder[0].weight.dtype
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the model's parameters."""
+        return self.encoder[0].weight.device
+
+
+def rsample(qz_x: Distribution, k: int, generator: torch.Generator | None = None) -> Tensor:
+    """``k`` reparameterised draws z = mu + sigma * eps from a diagonal Gaussian, (k, B, D).
+
+    With a ``generator`` the noise eps is drawn from it, so results repeat exactly under a seed.
+    """
+    base = qz_x.base_dist if isinstance(qz_x, Independent) else qz_x
+    loc, scale = base.loc, base.scale
+    eps = torch.randn((k, *loc.shape), generator=generator, device=loc.device, dtype=loc.dtype)
+    return loc + scale * eps
