@@ -123,3 +123,92 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> VAE:
         raise CheckpointError(f"{str(file)!r} does not match its config.json: {detail}") from None
     model.eval()
     return model
+
+
+# -- training state ------------------------------------------------------------------------------
+#
+# A resumable training checkpoint is ONE safetensors file (so one atomic rename makes it
+# consistent): every tensor of the model, optimiser and random generators under a prefixed key,
+# and everything else (step, epoch, history, the non-tensor parts of the optimiser state) as JSON
+# in the file's metadata. Nested structures are flattened with tensors replaced by references.
+
+STATE_FILE = "checkpoint.safetensors"
+
+
+def flatten_state(obj: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:
+    """JSON-ready skeleton of ``obj`` with every tensor moved into ``tensors`` under a key that
+    starts with ``prefix``. Dicts with non-string keys and tuples are encoded so that
+    :func:`unflatten_state` restores them exactly."""
+    if isinstance(obj, torch.Tensor):
+        key = f"{prefix}#{len(tensors)}"
+        tensors[key] = obj.detach().to("cpu").contiguous()
+        return {"__tensor__": key}
+    if isinstance(obj, dict):
+        if all(isinstance(k, str) for k in obj):
+            return {"__dict__": {k: flatten_state(v, prefix, tensors) for k, v in obj.items()}}
+        return {"__items__": [[k, flatten_state(v, prefix, tensors)] for k, v in obj.items()]}
+    if isinstance(obj, tuple):
+        return {"__tuple__": [flatten_state(v, prefix, tensors) for v in obj]}
+    if isinstance(obj, list):
+        return [flatten_state(v, prefix, tensors) for v in obj]
+    if obj is None or isinstance(obj, bool | int | float | str):
+        return obj
+    raise TypeError(f"cannot store a {type(obj).__name__} in a training checkpoint")
+
+
+def unflatten_state(skeleton: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    """Inverse of :func:`flatten_state`."""
+    if isinstance(skeleton, list):
+        return [unflatten_state(v, tensors) for v in skeleton]
+    if isinstance(skeleton, dict):
+        if "__tensor__" in skeleton:
+            return tensors[skeleton["__tensor__"]]
+        if "__dict__" in skeleton:
+            return {k: unflatten_state(v, tensors) for k, v in skeleton["__dict__"].items()}
+        if "__items__" in skeleton:
+            return {k: unflatten_state(v, tensors) for k, v in skeleton["__items__"]}
+        if "__tuple__" in skeleton:
+            return tuple(unflatten_state(v, tensors) for v in skeleton["__tuple__"])
+    return skeleton
+
+
+def save_training_state(path: str | Path, state: dict[str, Any]) -> Path:
+    """Write ``state`` (nested dicts/lists of tensors and JSON values) into the folder ``path``
+    as checkpoint.safetensors, atomically: the previous file survives a crash at any moment.
+    Returns the file."""
+    file = Path(path) / STATE_FILE
+    tensors: dict[str, torch.Tensor] = {}
+    skeleton = flatten_state(state, "s", tensors)
+    meta = {
+        "format_version": str(FORMAT_VERSION),
+        "vaekit_version": __version__,
+        "state": json.dumps(skeleton),
+    }
+    try:
+        atomic_write(file, to_safetensors_bytes(tensors, metadata=meta))
+    except OSError as err:
+        raise CheckpointError(f"cannot write {str(file)!r}: {err.strerror}") from None
+    return file
+
+
+def load_training_state(path: str | Path) -> dict[str, Any]:
+    """Read what :func:`save_training_state` wrote into the folder ``path``."""
+    from safetensors import safe_open
+
+    file = Path(path) / STATE_FILE
+    if not file.exists():
+        raise CheckpointError(f"{str(path)!r} has no {STATE_FILE} to resume from")
+    try:
+        with safe_open(str(file), framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+        version = int(meta.get("format_version", "0"))
+        skeleton = json.loads(meta["state"])
+    except (SafetensorError, OSError, ValueError, KeyError) as err:
+        raise CheckpointError(f"{str(file)!r} is truncated or corrupt: {err}") from None
+    if version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{str(file)!r} has checkpoint format {version}; this vaekit {__version__} reads "
+            f"format {FORMAT_VERSION} or older: upgrade vaekit"
+        )
+    return unflatten_state(skeleton, tensors)
