@@ -24,9 +24,15 @@ from torch.distributions import Bernoulli, Distribution, Independent, Normal
 
 
 def soft_clamp(x: Tensor, lo: float, hi: float) -> Tensor:
-    """Smoothly squash ``x`` into ``(lo, hi)``; approximately the identity away from the ends."""
-    x = hi - F.softplus(hi - x)
-    return lo + F.softplus(x - lo)
+    """Smoothly squash ``x`` into ``(lo, hi)``; approximately the identity away from the ends.
+
+    ``lo + softplus(x - lo) - softplus(x - hi)``, which is increasing and bounded by ``lo`` and
+    ``hi``; below the midpoint it is evaluated in that form, above it in the equal form
+    ``hi - softplus(hi - x) + softplus(lo - x)``, so no large terms cancel.
+    """
+    below = lo + (F.softplus(x - lo) - F.softplus(x - hi))
+    above = hi - (F.softplus(hi - x) - F.softplus(lo - x))
+    return torch.where(x < 0.5 * (lo + hi), below, above)
 
 
 class Likelihood(nn.Module):

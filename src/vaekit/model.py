@@ -75,6 +75,9 @@ class VAEConfig:
             ("decoder_min_logvar", "decoder_max_logvar"),
             ("encoder_min_logvar", "encoder_max_logvar"),
         ):
+            for name in (lo, hi):
+                if not math.isfinite(getattr(self, name)):
+                    raise ConfigError(f"{name} must be a finite number, got {getattr(self, name)}")
             if not getattr(self, lo) < getattr(self, hi):
                 raise ConfigError(f"{lo} must be below {hi}, got {getattr(self, lo)}")
         if not (self.decoder_std > 0 and math.isfinite(self.decoder_std)):
