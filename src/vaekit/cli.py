@@ -1,22 +1,43 @@
 """The ``vaekit`` command. Thin: it parses arguments, calls the library and prints.
 
-Any :class:`~vaekit.errors.VaekitError` becomes one line on stderr and exit status 2.
+``vaekit train`` makes a run folder; every other command takes that folder as its first argument
+and writes beside it (pictures in ``RUN/figures/``, data files in ``RUN/``) or where ``--output``
+says. Outputs are checked before any work and written atomically, so a failed command leaves the
+run's files as they were. Any :class:`~vaekit.errors.VaekitError` or usage mistake becomes one
+line on stderr and exit status 2.
 """
 
 from __future__ import annotations
 
+import io
+import json
+import math
+import os
 import sys
+import textwrap
+import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
+import numpy as np
 import torch
+from torch import Tensor
 
 from . import __version__
 from .config import from_dict, parse_override, read_toml
-from .errors import ConfigError, VaekitError
+from .errors import ConfigError, DataError, VaekitError
+
+if TYPE_CHECKING:
+    from .data import Dataset
+    from .model import VAE
 
 SECTIONS = ("model", "train")
+#: Files of a run folder that no command other than ``train`` may replace.
+RUN_FILES = ("config.json", "model.safetensors", "metrics.jsonl")
+SPLITS = ("train", "valid", "test")
+#: Seed of the one fixed binarisation of evaluation data for runs trained with binarize="dynamic".
+EVAL_BINARIZE_SEED = 0
 
 
 def resolve_config(
@@ -66,18 +87,226 @@ def resolve_config(
     )
 
 
+# -- helpers: run folders, data, outputs --------------------------------------------------------
+
+
 def _progress(quiet: bool) -> bool:
     return not quiet and sys.stderr.isatty()
+
+
+def _settings(config: dict[str, Any]) -> str:
+    return " ".join(f"{k}={json.dumps(v) if isinstance(v, str) else v}" for k, v in config.items())
+
+
+def _wrapped(label: str, text: str) -> str:
+    return textwrap.fill(text, width=100, initial_indent=f"{label:<7}", subsequent_indent=" " * 7)
+
+
+def _read_run(run: Path) -> dict[str, Any]:
+    from .checkpoint import read_config
+
+    return read_config(run)
+
+
+def _load_model(run: Path) -> VAE:
+    from .checkpoint import load
+
+    return load(run)
+
+
+def _output(run: Path, output: Path | None, default: Path, suffixes: tuple[str, ...]) -> Path:
+    """The file to write: ``output`` or ``default``, checked before any work is done."""
+    path = output if output is not None else default
+    if path.suffix.lower() not in suffixes:
+        raise ConfigError(f"output {str(path)!r} must end in {' or '.join(suffixes)}")
+    if path.is_dir():
+        raise ConfigError(f"output {str(path)!r} is a folder; give a file name")
+    if path.name in RUN_FILES and (path.parent / "config.json").exists():
+        raise ConfigError(f"output {str(path)!r} would replace a run's own file; choose another")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(f"cannot write {str(path)!r}: {str(folder)!r} is not a writable folder")
+    return path
+
+
+def _write(path: Path, data: bytes) -> Path:
+    from .checkpoint import atomic_write
+
+    try:
+        atomic_write(path, data)
+    except OSError as err:
+        raise VaekitError(f"cannot write {str(path)!r}: {err.strerror or err}") from None
+    return path
+
+
+def _array_bytes(a: np.ndarray, suffix: str, prefix: str) -> bytes:
+    """``a`` (N, ...) as .npy bytes, or as CSV with one flattened row per example."""
+    if suffix == ".npy":
+        buffer = io.BytesIO()
+        np.save(buffer, a, allow_pickle=False)
+        return buffer.getvalue()
+    flat = a.reshape(a.shape[0], -1)
+    buffer = io.StringIO()
+    header = ",".join(f"{prefix}{i}" for i in range(flat.shape[1]))
+    np.savetxt(buffer, flat, delimiter=",", fmt="%.7g", header=header, comments="")
+    return buffer.getvalue().encode()
+
+
+def _read_array(path: Path, what: str) -> np.ndarray:
+    """A float32 array from .npy, or from .csv (comma-separated, optional header line)."""
+    suffix = path.suffix.lower()
+    if suffix not in (".npy", ".csv"):
+        raise DataError(f"{what} file {str(path)!r} must be .npy or .csv")
+    if not path.is_file():
+        raise DataError(f"{what} file {str(path)!r} does not exist")
+    try:
+        if suffix == ".npy":
+            a = np.load(path, allow_pickle=False)
+            if not isinstance(a, np.ndarray):
+                raise ValueError("not a single array")
+        else:
+            lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
+            if lines:
+                try:
+                    [float(v) for v in lines[0].split(",")]
+                except ValueError:
+                    lines = lines[1:]  # a header
+            a = np.loadtxt(lines, delimiter=",", ndmin=2, dtype=np.float64)
+        a = np.asarray(a, dtype=np.float32)
+    except (OSError, ValueError, UnicodeDecodeError) as err:
+        raise DataError(f"cannot read {what} file {str(path)!r}: {err}") from None
+    if a.size == 0:
+        raise DataError(f"{what} file {str(path)!r} is empty")
+    if not np.isfinite(a).all():
+        raise DataError(f"{what} file {str(path)!r} holds NaN or infinite values")
+    return a
+
+
+def _read_latents(path: Path, latent_dim: int) -> Tensor:
+    z = _read_array(path, "latent")
+    if z.ndim == 1 and z.shape[0] == latent_dim:
+        z = z[None]
+    if z.ndim != 2 or z.shape[1] != latent_dim:
+        raise DataError(
+            f"latents in {str(path)!r} have shape {z.shape} but the run's latent_dim is "
+            f"{latent_dim}; expected (N, {latent_dim})"
+        )
+    return torch.from_numpy(z)
+
+
+def _check_examples(model: VAE, x: Tensor, where: str) -> Tensor:
+    """``x`` reshaped to (N, *data_shape) and checked against the model's likelihood."""
+    shape = model.config.data_shape
+    if x.ndim == 1 and x.numel() == math.prod(shape):
+        x = x[None]
+    if tuple(x.shape[1:]) != shape:
+        if x.ndim >= 2 and math.prod(x.shape[1:]) == math.prod(shape):
+            x = x.reshape(x.shape[0], *shape)
+        else:
+            raise DataError(
+                f"{where} has examples of shape {tuple(x.shape[1:])} but the run's model "
+                f"expects {shape}"
+            )
+    if x.shape[0] == 0:
+        raise DataError(f"{where} is empty")
+    if not torch.isfinite(x).all():
+        raise DataError(f"{where} holds NaN or infinite values")
+    if model.likelihood.support == "unit" and (x.min() < 0 or x.max() > 1):
+        raise DataError(
+            f"{where} has values in [{float(x.min()):g}, {float(x.max()):g}] but the run's "
+            f"{model.config.likelihood} likelihood needs [0, 1]"
+        )
+    return x
+
+
+def _data_source(config: dict[str, Any], data: str | None) -> tuple[str, int]:
+    entry = config.get("data") if isinstance(config.get("data"), dict) else {}
+    source = data or entry.get("source") or entry.get("name")
+    if not source:
+        raise DataError("the run does not record its data set; give one with --data NAME|PATH")
+    return str(source), int(entry.get("split_seed", 0)) if not data else 0
+
+
+def _load_split(
+    config: dict[str, Any], model: VAE, data: str | None, split: str
+) -> tuple[Tensor, Tensor | None, Dataset]:
+    """The ``split`` of the run's data set (or of ``--data``): examples and labels (or None)."""
+    from . import data as datasets
+
+    source, seed = _data_source(config, data)
+    try:
+        dataset = datasets.load(source, seed=seed)
+    except DataError as err:
+        if data:
+            raise
+        raise DataError(f"{err} (the run's data set; give another with --data)") from None
+    x = getattr(dataset, split)
+    labels = getattr(dataset, f"{split}_labels", None)
+    x = _check_examples(model, x, f"the {split} split of {dataset.name}")
+    return x, labels, dataset
+
+
+def _image_shape(config: dict[str, Any], model: VAE, given: str | None) -> tuple[int, ...]:
+    from .viz import image_shape, parse_image_shape
+
+    entry = config.get("data") if isinstance(config.get("data"), dict) else {}
+    hint = parse_image_shape(given) if given else entry.get("image_shape")
+    return image_shape(model.config.data_shape, hint, entry.get("name"))
+
+
+def _check_count(name: str, n: int, available: int, split: str) -> None:
+    if n > available:
+        raise ConfigError(f"{name} {n} is more than the {available} examples of the {split} split")
+
+
+def _wrote(*paths: Path) -> None:
+    for path in paths:
+        click.echo(f"wrote {path}")
+
+
+def _figure_path(run: Path, name: str) -> Path:
+    return run / "figures" / name
+
+
+_run_argument = click.argument("run", type=click.Path(path_type=Path))
+_output_option = click.option(
+    "-o", "--output", type=click.Path(path_type=Path), default=None, help="File to write."
+)
+_data_option = click.option(
+    "--data", default=None, metavar="NAME|PATH", help="Data set (default: the run's own)."
+)
+_split_option = click.option(
+    "--split", type=click.Choice(SPLITS), default="test", show_default=True, help="Which split."
+)
+_image_option = click.option(
+    "--image-shape", default=None, metavar="HxW", help="Show flat examples as HxW (or CxHxW)."
+)
+_scale_option = click.option(
+    "--scale", type=click.IntRange(1, 16), default=None, help="Enlarge pictures this many times."
+)
+_seed_option = click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+
+
+# -- commands ----------------------------------------------------------------------------------
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="vaekit")
 def cli() -> None:
-    """vaekit: train, evaluate and draw variational autoencoders."""
+    """vaekit: train, evaluate and draw variational autoencoders.
+
+    \b
+    Example:
+      vaekit train --data digits --out runs/digits
+      vaekit evaluate runs/digits
+      vaekit sample runs/digits -n 64
+    """
 
 
 @cli.command()
-@click.option("--data", "data", default="digits", show_default=True, help="Data set name or file.")
+@click.option("--data", "data", default=None, help="Data set name or file [default: digits].")
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Run folder.")
 @click.option("--epochs", type=int, default=None, help="Passes over the training set.")
 @click.option("--seed", type=int, default=None, help="Seed of initialisation, order and noise.")
@@ -87,7 +316,7 @@ def cli() -> None:
 @click.option("--overwrite", is_flag=True, help="Replace a run already in --out.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def train(
-    data: str,
+    data: str | None,
     out: Path,
     epochs: int | None,
     seed: int | None,
@@ -99,28 +328,52 @@ def train(
 ) -> None:
     """Train a VAE and save it in a run folder.
 
+    Settings come from the data set's defaults, then --config, then --epochs/--seed, then --set.
+    The resolved config is printed and saved in RUN/config.json.
+
     \b
     Example:
       vaekit train --data digits --out runs/digits --epochs 50 --set latent_dim=2
+      vaekit train --config configs/aevb-mnist.toml --out runs/mnist --epochs 100
     """
     from . import data as datasets
+    from .config import to_dict
     from .evaluate import elbo as elbo_per_example
     from .evaluate import log_likelihood
     from .model import VAE
     from .train import binarize, fit
 
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {str(out)!r} is a file; give a folder for the run")
     if (out / "config.json").exists() and not overwrite:
         raise ConfigError(f"{str(out)!r} already holds a run; choose another --out or --overwrite")
     if k < 1:
         raise ConfigError(f"-k must be at least 1, got {k}")
-    seed_given = seed
+    if data is None and config_file:
+        data = read_toml(config_file).get("data")
+        if data is not None and not isinstance(data, str):
+            raise ConfigError(f"'data' in {config_file!r} must be a data set name or a path")
+    data = data or "digits"
     dataset = datasets.load(data, seed=0)
     model_config, train_config, name = resolve_config(
-        config_file, overrides, dataset, {"epochs": epochs, "seed": seed_given}
+        config_file, overrides, dataset, {"epochs": epochs, "seed": seed}
     )
     torch.manual_seed(train_config.seed)
     model = VAE(model_config)
-    metadata = {"data": {"name": name, "source": data}}
+    is_file = Path(data).suffix in (".npy", ".npz") or Path(data).exists()
+    image_shape = getattr(dataset, "image_shape", None)
+    metadata = {
+        "data": {
+            "name": name,
+            "source": str(Path(data).resolve()) if is_file else data,
+            "split_seed": 0,
+            **({"image_shape": list(image_shape)} if image_shape else {}),
+        }
+    }
+    sizes = f"{len(dataset.train)} train / {len(dataset.valid)} valid / {len(dataset.test)} test"
+    click.echo(_wrapped("data", f"{name} {tuple(dataset.data_shape)}, {sizes}"))
+    click.echo(_wrapped("model", _settings(to_dict(model_config))))
+    click.echo(_wrapped("train", _settings(to_dict(train_config))))
     history = fit(
         model,
         dataset.train,
@@ -142,19 +395,534 @@ def train(
     )
     click.echo(f"valid ELBO            {valid_elbo:10.3f} nats")
     click.echo(f"valid log p(x), K={k:<4d} {valid_ll:10.3f} nats")
-    click.echo(f"run saved to {out}/ (config.json, model.safetensors, metrics.jsonl)")
+    _wrote(*(out / f for f in RUN_FILES))
+
+
+@cli.command()
+@_run_argument
+@_data_option
+@_split_option
+@click.option(
+    "-k",
+    "k",
+    type=click.IntRange(min=1),
+    default=5000,
+    show_default=True,
+    help="Importance samples for log p(x).",
+)
+@_seed_option
+@_output_option
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def evaluate(
+    run: Path, data: str | None, split: str, k: int, seed: int, output: Path | None, quiet: bool
+) -> None:
+    """Report ELBO, log p(x), bits/dim, reconstruction error and latent usage of a run.
+
+    Uses the test split of the run's data set unless --data/--split say otherwise. A run
+    trained with dynamic binarisation is evaluated on one fixed binarisation (seed --seed).
+    Writes RUN/eval.json (or --output) and prints a table.
+
+    \b
+    Example:
+      vaekit evaluate runs/digits -k 5000
+    """
+    from .evaluate import evaluate as evaluate_model
+    from .train import binarize
+
+    config = _read_run(run)
+    out = _output(run, output, run / "eval.json", (".json",))
+    model = _load_model(run)
+    x, _, dataset = _load_split(config, model, data, split)
+    binarized = (config.get("train") or {}).get("binarize") == "dynamic"
+    if binarized:
+        x = binarize(x, seed=seed)
+    start = time.perf_counter()
+    report = evaluate_model(model, x, k=k, seed=seed, progress=_progress(quiet))
+    report = {
+        "data": dataset.name,
+        "split": split,
+        "binarized": binarized,
+        "seed": seed,
+        **report,
+        "seconds": round(time.perf_counter() - start, 3),
+    }
+    _write(out, (json.dumps(report, indent=2) + "\n").encode())
+    note = f", binarised once (seed {seed})" if binarized else ""
+    kl = " ".join(f"{v:.2f}" for v in report["kl_per_dim"])
+    click.echo(f"{split} split of {dataset.name}: {report['n']} examples{note}")
+    click.echo(f"  ELBO                 {report['elbo']:12.3f} nats")
+    click.echo(f"  log p(x), K={k:<8d} {report['log_likelihood']:12.3f} nats")
+    click.echo(f"  bits/dim             {report['bits_per_dim']:12.4f}")
+    click.echo(f"  reconstruction MSE   {report['reconstruction_mse']:12.5f} per dim")
+    click.echo(f"  KL(q(z|x) || p(z))   {report['kl']:12.3f} nats")
+    click.echo(f"  active units         {report['active_units']:>7d} of {model.config.latent_dim}")
+    click.echo(
+        textwrap.fill(kl, 100, initial_indent="  KL per latent dim   ", subsequent_indent=" " * 23)
+    )
+    _wrote(out)
+
+
+@cli.command()
+@_run_argument
+@click.option(
+    "-n",
+    "n",
+    type=click.IntRange(1, 4096),
+    default=64,
+    show_default=True,
+    help="Number of samples.",
+)
+@click.option("--ncols", type=click.IntRange(min=1), default=None, help="Images per row.")
+@click.option("--draw", is_flag=True, help="Draw x ~ p(x|z) instead of showing E[x|z].")
+@_seed_option
+@_image_option
+@_scale_option
+@_output_option
+def sample(
+    run: Path,
+    n: int,
+    ncols: int | None,
+    draw: bool,
+    seed: int,
+    image_shape: str | None,
+    scale: int | None,
+    output: Path | None,
+) -> None:
+    """Draw samples from the model as a grid of images (z ~ p(z), then E[x|z]).
+
+    Writes RUN/figures/samples.png (or --output).
+
+    \b
+    Example:
+      vaekit sample runs/digits -n 64 --seed 1
+    """
+    from . import viz
+
+    config = _read_run(run)
+    out = _output(run, output, _figure_path(run, "samples.png"), (".png",))
+    model = _load_model(run)
+    shape = _image_shape(config, model, image_shape)
+    torch.manual_seed(seed)
+    x = model.sample(n, mean=not draw)  # (n, *data_shape)
+    viz.save(viz.example_grid(x, shape, ncols, scale=scale), out)
+    click.echo(f"{n} {'draws' if draw else 'samples (means of p(x|z))'} from {run}")
+    _wrote(out)
+
+
+@cli.command()
+@_run_argument
+@click.option(
+    "-n", "n", type=click.IntRange(min=1), default=20, show_default=True, help="Number of examples."
+)
+@click.option(
+    "--ncols", type=click.IntRange(min=1), default=10, show_default=True, help="Pairs per row."
+)
+@_data_option
+@_split_option
+@_image_option
+@_scale_option
+@_output_option
+def reconstruct(
+    run: Path,
+    n: int,
+    ncols: int,
+    data: str | None,
+    split: str,
+    image_shape: str | None,
+    scale: int | None,
+    output: Path | None,
+) -> None:
+    """Show the first N examples of a split above their reconstructions E[x|z=E[z|x]].
+
+    Writes RUN/figures/reconstructions.png (or --output).
+
+    \b
+    Example:
+      vaekit reconstruct runs/digits -n 20
+    """
+    from . import viz
+
+    config = _read_run(run)
+    out = _output(run, output, _figure_path(run, "reconstructions.png"), (".png",))
+    model = _load_model(run)
+    shape = _image_shape(config, model, image_shape)
+    x, _, dataset = _load_split(config, model, data, split)
+    _check_count("-n", n, x.shape[0], split)
+    x = x[:n]
+    viz.save(viz.pairs_grid(x, model.reconstruct(x), shape, ncols, scale=scale), out)
+    click.echo(f"{n} {split} examples of {dataset.name} (above) and their reconstructions")
+    _wrote(out)
+
+
+@cli.command()
+@_run_argument
+@_data_option
+@_split_option
+@click.option(
+    "--input",
+    "input_file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Encode the rows of this .npy/.csv instead of a data set.",
+)
+@click.option("--sample", "draw", is_flag=True, help="Draw z ~ q(z|x) instead of its mean.")
+@_seed_option
+@_output_option
+def encode(
+    run: Path,
+    data: str | None,
+    split: str,
+    input_file: Path | None,
+    draw: bool,
+    seed: int,
+    output: Path | None,
+) -> None:
+    """Map examples to latents: E[z|x] by default, or one draw z ~ q(z|x) with --sample.
+
+    Writes an (N, latent_dim) array to RUN/latents.npy, or to --output (.npy or .csv).
+
+    \b
+    Example:
+      vaekit encode runs/digits --output runs/digits/test-z.csv
+      vaekit encode runs/digits --input my_images.npy --sample --output z.npy
+    """
+    config = _read_run(run)
+    out = _output(run, output, run / "latents.npy", (".npy", ".csv"))
+    model = _load_model(run)
+    if input_file is not None:
+        x = _check_examples(
+            model, torch.from_numpy(_read_array(input_file, "input")), repr(str(input_file))
+        )
+        what = str(input_file)
+    else:
+        x, _, dataset = _load_split(config, model, data, split)
+        what = f"the {split} split of {dataset.name}"
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        qz_x = model.encode(x)
+        z = qz_x.sample() if draw else qz_x.mean  # (N, latent_dim)
+    z_np = z.detach().cpu().numpy().astype(np.float32)
+    _write(out, _array_bytes(z_np, out.suffix.lower(), "z"))
+    kind = "draws from q(z|x)" if draw else "means of q(z|x)"
+    click.echo(f"encoded {x.shape[0]} examples of {what}: {kind}, shape {z_np.shape}")
+    _wrote(out)
+
+
+@cli.command()
+@_run_argument
+@click.argument("latents", type=click.Path(path_type=Path))
+@click.option("--png", "png", is_flag=True, help="Also draw the decoded means as images.")
+@click.option("--ncols", type=click.IntRange(min=1), default=None, help="Images per row.")
+@_image_option
+@_scale_option
+@_output_option
+def decode(
+    run: Path,
+    latents: Path,
+    png: bool,
+    ncols: int | None,
+    image_shape: str | None,
+    scale: int | None,
+    output: Path | None,
+) -> None:
+    """Map latents (N, latent_dim) from a .npy/.csv file to decoded means E[x|z].
+
+    Writes an (N, *data_shape) array to RUN/decoded.npy (or --output, .npy or .csv); with
+    --png also RUN/figures/decoded.png (beside --output when given).
+
+    \b
+    Example:
+      vaekit encode runs/digits && vaekit decode runs/digits runs/digits/latents.npy --png
+    """
+    from . import viz
+
+    config = _read_run(run)
+    out = _output(run, output, run / "decoded.npy", (".npy", ".csv"))
+    picture = None
+    if png:
+        default = out.with_suffix(".png") if output else _figure_path(run, "decoded.png")
+        picture = _output(run, None, default, (".png",))
+    model = _load_model(run)
+    shape = _image_shape(config, model, image_shape) if png else None
+    z = _read_latents(latents, model.config.latent_dim)
+    with torch.no_grad():
+        x = model.decode(z).mean  # (N, *data_shape)
+    x_np = x.cpu().numpy().astype(np.float32)
+    _write(out, _array_bytes(x_np, out.suffix.lower(), "x"))
+    written = [out]
+    if picture is not None and shape is not None:
+        written.append(viz.save(viz.example_grid(x, shape, ncols, scale=scale), picture))
+    click.echo(f"decoded {z.shape[0]} latents from {latents}: shape {x_np.shape}")
+    _wrote(*written)
+
+
+@cli.command()
+@_run_argument
+@click.argument("indices", nargs=-1, type=click.IntRange(min=0))
+@click.option(
+    "--steps",
+    type=click.IntRange(2, 100),
+    default=10,
+    show_default=True,
+    help="Decoded images between the two ends.",
+)
+@_data_option
+@_split_option
+@_image_option
+@_scale_option
+@_output_option
+def interpolate(
+    run: Path,
+    indices: tuple[int, ...],
+    steps: int,
+    data: str | None,
+    split: str,
+    image_shape: str | None,
+    scale: int | None,
+    output: Path | None,
+) -> None:
+    """Walk the latent space in a straight line between two examples, as a row of images.
+
+    INDICES are two example numbers of the split (default: the first two with different labels).
+    The row shows the first example, the decoded points from E[z|x1] to E[z|x2], and the second.
+    Writes RUN/figures/interpolation.png (or --output).
+
+    \b
+    Example:
+      vaekit interpolate runs/digits 3 17 --steps 12
+    """
+    from . import viz
+
+    if len(indices) not in (0, 2):
+        raise click.UsageError(f"give two indices or none, got {len(indices)}")
+    config = _read_run(run)
+    out = _output(run, output, _figure_path(run, "interpolation.png"), (".png",))
+    model = _load_model(run)
+    shape = _image_shape(config, model, image_shape)
+    x, labels, dataset = _load_split(config, model, data, split)
+    if indices:
+        i, j = indices
+    else:
+        i, j = 0, 1
+        if labels is not None:
+            j = next((t for t in range(1, len(labels)) if labels[t] != labels[0]), 1)
+    for index in (i, j):
+        if index >= x.shape[0]:
+            raise ConfigError(
+                f"index {index} is out of range: the {split} split of {dataset.name} has "
+                f"{x.shape[0]} examples (0..{x.shape[0] - 1})"
+            )
+    with torch.no_grad():
+        mu = model.encode(x[[i, j]]).mean  # (2, latent_dim)
+        z = viz.interpolation_latents(mu[0], mu[1], steps)
+        row = torch.cat([x[[i]], model.decode(z).mean, x[[j]]])  # (steps + 2, *data_shape)
+    viz.save(viz.example_grid(row, shape, ncols=row.shape[0], scale=scale), out)
+    click.echo(f"{steps} steps between {split} examples {i} and {j} of {dataset.name}")
+    _wrote(out)
+
+
+@cli.command()
+@_run_argument
+@click.option(
+    "-n",
+    "n",
+    type=click.IntRange(2, 100),
+    default=20,
+    show_default=True,
+    help="Images per side of the grid.",
+)
+@click.option(
+    "--dims",
+    default=None,
+    metavar="I,J",
+    help="Latent dims to vary (default: the two with the largest KL).",
+)
+@_data_option
+@_image_option
+@_scale_option
+@_output_option
+def manifold(
+    run: Path,
+    n: int,
+    dims: str | None,
+    data: str | None,
+    image_shape: str | None,
+    scale: int | None,
+    output: Path | None,
+) -> None:
+    """Decode an n x n grid of latents: the learned data manifold (AEVB paper, figure 4).
+
+    Evenly spaced points on the unit square go through the inverse Gaussian CDF. With more than
+    two latent dims, the two with the largest KL on the test split vary and the rest stay at 0.
+    Writes RUN/figures/manifold.png (or --output).
+
+    \b
+    Example:
+      vaekit manifold runs/digits -n 20
+      vaekit manifold runs/digits --dims 0,3
+    """
+    from . import viz
+    from .evaluate import latent_stats
+
+    config = _read_run(run)
+    out = _output(run, output, _figure_path(run, "manifold.png"), (".png",))
+    model = _load_model(run)
+    shape = _image_shape(config, model, image_shape)
+    latent_dim = model.config.latent_dim
+    if latent_dim < 2:
+        raise ConfigError("a manifold needs at least 2 latent dims; this run has 1")
+    how = ""
+    if dims is not None:
+        try:
+            d0, d1 = (int(v) for v in dims.split(","))
+        except ValueError:
+            raise ConfigError(f"--dims {dims!r} is not two dims like 0,1") from None
+    elif latent_dim == 2:
+        d0, d1 = 0, 1
+    else:
+        x, _, dataset = _load_split(config, model, data, "test")
+        kl = latent_stats(model, x)["kl_per_dim"]
+        d0, d1 = viz.top_dims(kl.tolist(), 2)
+        how = f" (largest KL on {dataset.name}/test: {float(kl[d0]):.2f}, {float(kl[d1]):.2f} nats)"
+    z = viz.manifold_latents(n, latent_dim, (d0, d1))
+    with torch.no_grad():
+        x_grid = model.decode(z).mean  # (n * n, *data_shape)
+    viz.save(viz.example_grid(x_grid, shape, n, pad=0, scale=scale), out)
+    click.echo(f"{n}x{n} manifold over latent dims {d0} (down) and {d1} (across){how}")
+    _wrote(out)
+
+
+@cli.command()
+@_run_argument
+@_data_option
+@_split_option
+@_output_option
+def latents(run: Path, data: str | None, split: str, output: Path | None) -> None:
+    """Scatter the latent means E[z|x] of a split in 2-D, coloured by label (PCA if dims > 2).
+
+    Writes RUN/figures/latents.png (or --output).
+
+    \b
+    Example:
+      vaekit latents runs/digits --split test
+    """
+    from . import viz
+
+    config = _read_run(run)
+    out = _output(run, output, _figure_path(run, "latents.png"), (".png",))
+    model = _load_model(run)
+    x, labels, dataset = _load_split(config, model, data, split)
+    with torch.no_grad():
+        z = model.encode(x).mean  # (N, latent_dim)
+    title = f"{dataset.name} {split}: E[z|x]" + (", PCA" if z.shape[1] > 2 else "")
+    viz.save(viz.scatter(z, labels, title=title), out)
+    click.echo(f"{x.shape[0]} latent means of the {split} split of {dataset.name}")
+    _wrote(out)
+
+
+@cli.command()
+@_run_argument
+@_output_option
+def curves(run: Path, output: Path | None) -> None:
+    """Plot the training bound and validation ELBO against examples seen (log axis), from
+    RUN/metrics.jsonl, as in the AEVB paper's figure 2. Writes RUN/figures/curves.png.
+
+    \b
+    Example:
+      vaekit curves runs/digits
+    """
+    from . import viz
+
+    _read_run(run)
+    out = _output(run, output, _figure_path(run, "curves.png"), (".png",))
+    records = viz.read_metrics(run / "metrics.jsonl")
+    viz.save(viz.curves(records, title=f"{run.name}: bound per example"), out)
+    last = records[-1]
+    valid = f", validation ELBO {last['valid_elbo']:.3f}" if "valid_elbo" in last else ""
+    click.echo(
+        f"{len(records)} epochs, {last['examples_seen']} examples; last train bound "
+        f"{last['train_bound']:.3f}{valid} nats"
+    )
+    _wrote(out)
+
+
+@cli.command()
+@_run_argument
+def info(run: Path) -> None:
+    """Show what a run folder holds: data, model and training settings, progress, files.
+
+    \b
+    Example:
+      vaekit info runs/digits
+    """
+    from .viz import read_metrics
+
+    config = _read_run(run)
+    entry = config.get("data") if isinstance(config.get("data"), dict) else {}
+    model_cfg = config.get("model") or {}
+    click.echo(
+        f"run    {run}  (vaekit {config.get('vaekit_version', '?')}, "
+        f"format {config['format_version']})"
+    )
+    if entry:
+        source = entry.get("source", entry.get("name"))
+        click.echo(f"data   {entry.get('name', '?')} (from {source})")
+    click.echo(_wrapped("model", _settings(model_cfg)))
+    if config.get("train"):
+        click.echo(_wrapped("train", _settings(config["train"])))
+    try:
+        records = read_metrics(run / "metrics.jsonl")
+    except DataError:
+        records = []
+    if records:
+        last = records[-1]
+        valid = f", valid ELBO {last['valid_elbo']:.3f}" if "valid_elbo" in last else ""
+        click.echo(
+            f"epochs {last.get('epoch', len(records))} ({last.get('step', '?')} steps, "
+            f"{last['examples_seen']} examples, {last.get('seconds', 0):.1f} s); "
+            f"last train bound {last['train_bound']:.3f}{valid} nats"
+        )
+    eval_file = run / "eval.json"
+    if eval_file.is_file():
+        try:
+            ev = json.loads(eval_file.read_text())
+            click.echo(
+                f"eval   {ev['split']}: ELBO {ev['elbo']:.3f}, log p(x) {ev['log_likelihood']:.3f} "
+                f"(K={ev['k']}), {ev['bits_per_dim']:.4f} bits/dim, "
+                f"{ev['active_units']} active units"
+            )
+        except (OSError, ValueError, KeyError, TypeError):
+            click.echo("eval   eval.json is unreadable")
+    if not (run / "model.safetensors").is_file():
+        click.echo("note   no model.safetensors: the run did not finish saving")
+    click.echo("files")
+    for path in sorted(p for p in run.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        click.echo(f"  {path.relative_to(run)!s:<32} {_size(path.stat().st_size):>9}")
+
+
+def _size(n: int) -> str:
+    if n < 1000:
+        return f"{n} B"
+    return f"{n / 1000:.1f} kB" if n < 1_000_000 else f"{n / 1_000_000:.1f} MB"
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the CLI, turning vaekit errors into one line and exit status 2."""
+    """Entry point: run the CLI; vaekit errors and usage mistakes become one line, exit status 2."""
     try:
         cli.main(args=argv, prog_name="vaekit", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("vaekit: interrupted", err=True)
         sys.exit(130)
-    except click.ClickException as err:
+    except click.exceptions.NoArgsIsHelpError as err:
         err.show()
         sys.exit(err.exit_code)
+    except click.ClickException as err:
+        hint = ""
+        if isinstance(err, click.UsageError) and err.ctx is not None:
+            hint = f" (see '{err.ctx.command_path} --help')"
+        message = " ".join(err.format_message().split())
+        click.echo(f"vaekit: error: {message}{hint}", err=True)
+        sys.exit(err.exit_code if err.exit_code else 1)
     except VaekitError as err:
         click.echo(f"vaekit: error: {err}", err=True)
         sys.exit(2)

@@ -1,0 +1,359 @@
+"""Pictures of a VAE: image grids, the 2-D latent manifold, latent scatter plots, training curves.
+
+Library code: functions return images or write files and never print. Image grids need Pillow;
+scatter plots and curves need matplotlib (Agg backend, no display). Both are in the ``plots``
+extra and are imported only when a picture is drawn, so a missing one is a one-line
+:class:`PlotsMissing` error, not an import failure of vaekit.
+
+Shapes: ``x`` (N, *data_shape) holds examples; images (N, H, W, C) with C in {1, 3} hold values
+in [0, 1]; latents ``z`` are (N, latent_dim).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .checkpoint import atomic_write
+from .errors import ConfigError, DataError, VaekitError
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
+
+#: Image shapes of flat data sets whose example size is not a square, by data set name.
+IMAGE_SHAPES: dict[str, tuple[int, ...]] = {
+    "frey-face": (28, 20),
+    "frey_face": (28, 20),
+    "freyface": (28, 20),
+}
+
+#: Smallest side, in pixels, that a tile of an image grid is scaled up to by default.
+MIN_TILE = 32
+
+
+class PlotsMissing(VaekitError):
+    """Pillow or matplotlib is needed for a picture but is not installed."""
+
+
+def _require(module: str) -> Any:
+    """Import ``module`` (``"PIL.Image"`` or ``"matplotlib"``) or raise :class:`PlotsMissing`."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        package = "pillow" if module.startswith("PIL") else module.split(".")[0]
+        raise PlotsMissing(
+            f"drawing pictures needs {package}: pip install 'vaekit[plots]'"
+        ) from None
+
+
+# -- image shapes and grids --------------------------------------------------------------------
+
+
+def parse_image_shape(text: str) -> tuple[int, ...]:
+    """``"28x20"`` -> (28, 20); ``"3x32x32"`` -> (3, 32, 32). Commas work as separators too."""
+    parts = text.replace(",", "x").lower().split("x")
+    try:
+        shape = tuple(int(p) for p in parts)
+    except ValueError:
+        raise ConfigError(f"image shape {text!r} is not HxW or CxHxW, e.g. 28x20") from None
+    if len(shape) not in (2, 3) or any(s <= 0 for s in shape):
+        raise ConfigError(f"image shape {text!r} is not HxW or CxHxW with positive sizes")
+    return shape
+
+
+def image_shape(
+    data_shape: Sequence[int], given: Sequence[int] | None = None, name: str | None = None
+) -> tuple[int, ...]:
+    """How to show one example of ``data_shape``: (H, W) or (C, H, W) with C in {1, 3}.
+
+    ``given`` (e.g. from ``--image-shape``) wins; then a known data set ``name``; then the data
+    shape itself: (D,) with D a square is sqrt(D) x sqrt(D), (H, W) and (C, H, W) are used as is.
+    """
+    data_shape = tuple(int(d) for d in data_shape)
+    size = math.prod(data_shape)
+    shape = tuple(given) if given else IMAGE_SHAPES.get(name or "")
+    if shape is None:
+        if len(data_shape) == 1:
+            side = math.isqrt(size)
+            if side * side != size:
+                raise DataError(
+                    f"cannot show examples of shape {data_shape} as images: {size} is not a "
+                    "square; give the image shape, e.g. --image-shape 28x20"
+                )
+            shape = (side, side)
+        else:
+            shape = data_shape
+    if math.prod(shape) != size:
+        raise DataError(
+            f"image shape {'x'.join(map(str, shape))} has {math.prod(shape)} pixels but examples "
+            f"have {size} values (shape {data_shape})"
+        )
+    if len(shape) == 3 and shape[0] not in (1, 3):
+        raise DataError(f"image shape {shape} must be (C, H, W) with 1 or 3 channels")
+    if len(shape) not in (2, 3):
+        raise DataError(f"cannot show examples of shape {data_shape} as images")
+    return shape
+
+
+def to_images(
+    x: Tensor | np.ndarray,
+    shape: Sequence[int],
+    value_range: tuple[float, float] | None = None,
+) -> np.ndarray:
+    """Examples ``x`` (N, ...) as images (N, H, W, C) in [0, 1] for ``shape`` (H, W) or (C, H, W).
+
+    ``value_range`` (lo, hi) maps to black and white; by default (0, 1) when the values lie there
+    (give or take 0.05), else the data's own minimum and maximum.
+    """
+    a = x.detach().cpu().numpy() if isinstance(x, Tensor) else np.asarray(x)
+    a = a.astype(np.float32).reshape(a.shape[0], *shape)
+    a = a[:, None] if len(shape) == 2 else a  # (N, C, H, W)
+    if value_range is None:
+        lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 1.0)
+        value_range = (0.0, 1.0) if lo >= -0.05 and hi <= 1.05 else (lo, hi)
+    lo, hi = value_range
+    a = np.clip((a - lo) / max(hi - lo, 1e-12), 0.0, 1.0)
+    return np.nan_to_num(a).transpose(0, 2, 3, 1)
+
+
+def grid(
+    images: np.ndarray, ncols: int | None = None, *, pad: int = 1, scale: int | None = None
+) -> Image:
+    """Tile images (N, H, W, C) row by row, ``ncols`` per row, into one Pillow image.
+
+    Tiles are separated by ``pad`` grey pixels; the whole grid is enlarged ``scale`` times with
+    nearest-neighbour sampling (default: until a tile's smaller side is at least 32 pixels).
+    """
+    pil = _require("PIL.Image")
+    n, h, w, c = images.shape
+    ncols = max(1, min(ncols or math.ceil(math.sqrt(n)), n))
+    nrows = math.ceil(n / ncols)
+    canvas = np.full((nrows * (h + pad) + pad, ncols * (w + pad) + pad, c), 0.5, np.float32)
+    for i in range(n):
+        r, col = divmod(i, ncols)
+        y, x0 = pad + r * (h + pad), pad + col * (w + pad)
+        canvas[y : y + h, x0 : x0 + w] = images[i]
+    pixels = (canvas * 255 + 0.5).astype(np.uint8)
+    img = pil.fromarray(pixels[..., 0] if c == 1 else pixels, mode="L" if c == 1 else "RGB")
+    scale = scale or max(1, math.ceil(MIN_TILE / min(h, w)))
+    if scale > 1:
+        img = img.resize((img.width * scale, img.height * scale), pil.NEAREST)
+    return img
+
+
+def example_grid(
+    x: Tensor | np.ndarray,
+    shape: Sequence[int],
+    ncols: int | None = None,
+    *,
+    pad: int = 1,
+    scale: int | None = None,
+    value_range: tuple[float, float] | None = None,
+) -> Image:
+    """Examples ``x`` (N, *data_shape) drawn as a grid; see :func:`to_images` and :func:`grid`."""
+    return grid(to_images(x, shape, value_range), ncols, pad=pad, scale=scale)
+
+
+def pairs_grid(
+    above: Tensor | np.ndarray,
+    below: Tensor | np.ndarray,
+    shape: Sequence[int],
+    ncols: int = 10,
+    *,
+    scale: int | None = None,
+) -> Image:
+    """Originals ``above`` (N, ...) with their reconstructions ``below`` (N, ...) underneath.
+
+    With more than ``ncols`` examples the pairs of rows repeat. Both share one value range.
+    """
+    n = len(above)
+    both = [
+        v.detach().cpu().numpy() if isinstance(v, Tensor) else np.asarray(v) for v in (above, below)
+    ]
+    images = to_images(np.concatenate(both), shape)  # one value range for both
+    a, b = images[:n], images[n:]
+    ncols = max(1, min(ncols, n))
+    rows = []
+    for start in range(0, n, ncols):
+        for part in (a[start : start + ncols], b[start : start + ncols]):
+            fill = np.full((ncols - part.shape[0], *part.shape[1:]), 0.5, np.float32)
+            rows.append(np.concatenate([part, fill]))
+    return grid(np.concatenate(rows), ncols, scale=scale)
+
+
+# -- latent grids ------------------------------------------------------------------------------
+
+
+def manifold_latents(n: int, latent_dim: int, dims: tuple[int, int] = (0, 1)) -> Tensor:
+    """An n x n grid of latents (n * n, latent_dim), row by row, as in the AEVB paper's figure 4.
+
+    Points evenly spaced on the unit square, at (i + 0.5) / n, go through the inverse CDF of
+    N(0, 1) on dims ``dims`` (first varies down the rows, second across the columns); all other
+    dims stay at 0, the prior's mean. The first row has the largest value of ``dims[0]``.
+    """
+    if n < 1:
+        raise ConfigError(f"manifold size must be at least 1, got {n}")
+    d0, d1 = dims
+    if not (0 <= d0 < latent_dim and 0 <= d1 < latent_dim) or d0 == d1:
+        raise ConfigError(f"dims {list(dims)} must be two different dims in 0..{latent_dim - 1}")
+    u = (torch.arange(n, dtype=torch.float64) + 0.5) / n
+    values = torch.distributions.Normal(0.0, 1.0).icdf(u).float()  # (n,)
+    z = torch.zeros(n, n, latent_dim)
+    z[:, :, d0] = values.flip(0)[:, None]
+    z[:, :, d1] = values[None, :]
+    return z.reshape(n * n, latent_dim)
+
+
+def top_dims(kl_per_dim: Sequence[float], count: int = 2) -> tuple[int, ...]:
+    """Indices of the ``count`` latent dims with the largest KL, largest first."""
+    kl = torch.as_tensor(list(kl_per_dim), dtype=torch.float64)
+    return tuple(int(i) for i in torch.argsort(kl, descending=True)[:count])
+
+
+def interpolation_latents(z0: Tensor, z1: Tensor, steps: int) -> Tensor:
+    """``steps`` latents (steps, latent_dim) evenly spaced on the segment from z0 to z1."""
+    if steps < 2:
+        raise ConfigError(f"interpolation needs at least 2 steps, got {steps}")
+    t = torch.linspace(0.0, 1.0, steps)[:, None]
+    return (1 - t) * z0[None] + t * z1[None]
+
+
+# -- matplotlib figures ------------------------------------------------------------------------
+
+
+def _figure(width: float, height: float) -> Any:
+    _require("matplotlib")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=100)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def project_2d(z: Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """Latents (N, latent_dim) as (N, 2) points and the explained-variance ratio of each axis.
+
+    Two or fewer dims are used as they are (ratio None); more go through PCA first.
+    """
+    a = z.detach().cpu().numpy() if isinstance(z, Tensor) else np.asarray(z)
+    a = a.astype(np.float64)
+    if a.shape[1] == 1:
+        return np.concatenate([a, np.zeros_like(a)], axis=1), None
+    if a.shape[1] == 2:
+        return a, None
+    centred = a - a.mean(0)
+    _, s, vt = np.linalg.svd(centred, full_matrices=False)
+    var = s**2
+    return centred @ vt[:2].T, var[:2] / max(var.sum(), 1e-300)
+
+
+def scatter(
+    z: Tensor | np.ndarray, labels: Tensor | np.ndarray | None = None, *, title: str = ""
+) -> Any:
+    """A matplotlib Figure: latent means (N, latent_dim) in 2-D, coloured by integer labels (N,)."""
+    points, ratio = project_2d(z)
+    fig = _figure(6.0, 5.0)
+    ax = fig.add_subplot()
+    if labels is None:
+        ax.scatter(points[:, 0], points[:, 1], s=6, alpha=0.7)
+    else:
+        y = np.asarray(labels.cpu() if isinstance(labels, Tensor) else labels)
+        classes = np.unique(y)
+        import matplotlib
+
+        colours = matplotlib.colormaps["tab10" if len(classes) <= 10 else "viridis"]
+        if len(classes) <= 10:
+            for i, c in enumerate(classes):
+                m = y == c
+                ax.scatter(points[m, 0], points[m, 1], s=6, alpha=0.8, color=colours(i), label=c)
+            ax.legend(markerscale=3, fontsize=8, loc="best", title="label")
+        else:
+            sc = ax.scatter(points[:, 0], points[:, 1], s=6, c=y, cmap=colours, alpha=0.8)
+            fig.colorbar(sc, ax=ax, label="label")
+    if ratio is None:
+        ax.set_xlabel("z[0]")
+        ax.set_ylabel("z[1]" if np.asarray(z).shape[1] > 1 else "")
+    else:
+        ax.set_xlabel(f"PC 1 ({ratio[0]:.0%} of variance)")
+        ax.set_ylabel(f"PC 2 ({ratio[1]:.0%} of variance)")
+    ax.set_title(title or "latent means E[z|x]")
+    fig.tight_layout()
+    return fig
+
+
+def curves(records: Sequence[dict[str, Any]], *, title: str = "") -> Any:
+    """A matplotlib Figure of the training bound and validation ELBO (nats per example) against
+    training examples seen, log x-axis, as in the AEVB paper's figure 2.
+
+    ``records``: the per-epoch dicts of ``metrics.jsonl`` (keys ``examples_seen``,
+    ``train_bound`` and optionally ``valid_elbo``).
+    """
+    fig = _figure(6.0, 4.0)
+    ax = fig.add_subplot()
+    seen = [r["examples_seen"] for r in records]
+    ax.plot(seen, [r["train_bound"] for r in records], label="train bound")
+    valid = [(r["examples_seen"], r["valid_elbo"]) for r in records if "valid_elbo" in r]
+    if valid:
+        ax.plot(*zip(*valid, strict=True), label="validation ELBO")
+    ax.set_xscale("log")
+    ax.set_xlabel("training examples seen")
+    ax.set_ylabel("bound per example (nats)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    ax.set_title(title or "training curves")
+    fig.tight_layout()
+    return fig
+
+
+def read_metrics(path: str | Path) -> list[dict[str, Any]]:
+    """The records of a ``metrics.jsonl`` file, checked to carry what :func:`curves` needs."""
+    path = Path(path)
+    try:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        raise DataError(f"{str(path)!r} does not exist; the run has no training metrics") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise DataError(f"cannot read {str(path)!r}: {err}") from None
+    records = []
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            raise DataError(f"{str(path)!r} line {i} is not JSON; the file is damaged") from None
+        if not isinstance(record, dict) or not {"examples_seen", "train_bound"} <= set(record):
+            raise DataError(f"{str(path)!r} line {i} lacks examples_seen or train_bound")
+        records.append(record)
+    if not records:
+        raise DataError(f"{str(path)!r} holds no epochs yet")
+    return records
+
+
+# -- writing -----------------------------------------------------------------------------------
+
+
+def save(picture: Any, path: str | Path) -> Path:
+    """Write a Pillow image or a matplotlib Figure to ``path`` as PNG, atomically; returns path."""
+    path = Path(path)
+    buffer = io.BytesIO()
+    if hasattr(picture, "savefig"):
+        picture.savefig(buffer, format="png")
+    else:
+        picture.save(buffer, format="PNG", optimize=True)
+    try:
+        atomic_write(path, buffer.getvalue())
+    except OSError as err:
+        raise VaekitError(f"cannot write {str(path)!r}: {err.strerror or err}") from None
+    return path
