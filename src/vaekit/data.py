@@ -1,20 +1,39 @@
-"""Data sets as float32 tensors in [0, 1] (or real-valued), split into train / valid / test.
+"""Data sets as float32 tensors, split into train / valid / test.
 
 A :class:`Dataset` carries the splits, optional labels (kept for plots only) and what the data
-suggests for the model (``binary``: values are pixel intensities in [0, 1] meant for a Bernoulli
-likelihood with dynamic binarisation).
+suggests for the model: ``binary`` is True when the values are intensities in [0, 1] meant for a
+Bernoulli likelihood (with dynamic binarisation in :func:`vaekit.train.fit`), False for 8-bit
+images, integer counts or real values, for which a Gaussian likelihood is the safer choice.
+
+Built-in data sets (:data:`DATASETS`): ``digits`` (scikit-learn, offline), ``mnist``,
+``fashion-mnist``, ``cifar10`` and ``frey-face``. Their files are looked for in :func:`data_dir`
+and in a sub-folder of it named after the data set; when absent they are downloaded there, checked
+against published checksums, unless ``VAEKIT_OFFLINE=1``. A user's own data: ``.npy`` / ``.npz``
+arrays, numeric ``.csv`` files and folders of images (see :func:`load`).
+
+Pickled files (``mnist.pkl.gz``, the CIFAR-10 batches) are unpickled only after their checksum
+matches the published one, and then with an unpickler that builds numpy arrays, lists, dicts,
+strings, bytes and numbers and nothing else. vaekit itself never writes a pickle.
 """
 
 from __future__ import annotations
 
+import copy
+import csv
 import gzip
 import hashlib
 import io
 import os
 import pickle
+import struct
+import tarfile
+import urllib.request
+import zlib
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -25,10 +44,124 @@ from .errors import DataError
 #: sha256 of the classic ``mnist.pkl.gz`` (50k / 10k / 10k, float32 in [0, 1]).
 MNIST_PKL_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
 
+#: The four idx files of MNIST and Fashion-MNIST, in the order train images, train labels, test
+#: images, test labels. Each may also be stored uncompressed (without ``.gz``).
+IDX_FILES = (
+    "train-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+)
+#: Published md5 of each compressed idx file (as distributed and as used by torchvision).
+MNIST_IDX_MD5 = dict(
+    zip(
+        IDX_FILES,
+        (
+            "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+            "d53e105ee54ea40749a09fcbcd1e9432",
+            "9fb629c4189551a2d022fa330f9573f3",
+            "ec29112dd5afa0611ce80d1b7f02629c",
+        ),
+        strict=True,
+    )
+)
+FASHION_IDX_MD5 = dict(
+    zip(
+        IDX_FILES,
+        (
+            "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+            "25c81989df183df01b3e8a0aad5dffbe",
+            "bef4ecab320f06d8554ea6380940ec79",
+            "bb300cfdad3c16e7a12a480ee83cd310",
+        ),
+        strict=True,
+    )
+)
+MNIST_URLS = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://yann.lecun.com/exdb/mnist/",
+)
+FASHION_URLS = (
+    "https://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+    "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
+)
+
+CIFAR10_TARBALL = "cifar-10-python.tar.gz"
+CIFAR10_FOLDER = "cifar-10-batches-py"
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+#: md5 (as published on the CIFAR-10 page) and sha256 of ``cifar-10-python.tar.gz``.
+CIFAR10_TARBALL_MD5 = "c58f30108f718f92721af3b95e74349a"
+CIFAR10_TARBALL_SHA256 = "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce"
+#: md5 of each member of ``cifar-10-batches-py`` (the extracted tarball).
+CIFAR10_BATCH_MD5 = {
+    "data_batch_1": "c99cafc152244af753f735de768cd75f",
+    "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
+    "data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
+    "data_batch_4": "634d18415352ddfa80567beed471001a",
+    "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
+    "test_batch": "40351d587109b95175f43aff81a1287e",
+    "batches.meta": "5ff9c542aee3614f3951f8cda6e48888",
+}
+CIFAR10_CLASSES = (
+    "airplane automobile bird cat deer dog frog horse ship truck".split()  # noqa: SIM905
+)
+
+FREY_FILE = "frey_rawface.mat"
+FREY_URL = "https://cs.nyu.edu/~roweis/data/frey_rawface.mat"
+#: Frey Face: 1965 grey images of 28 x 20 pixels, stored as the columns of ``ff`` (560, 1965).
+FREY_SHAPE = (28, 20)
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
+BINARIZE = ("none", "static")
+
+_AEVB_MNIST = {
+    "model": {"hidden": [500], "latent_dim": 20, "activation": "tanh", "likelihood": "bernoulli"},
+    "train": {"epochs": 100, "batch_size": 100, "optimizer": "adam", "lr": 1e-3},
+}
+#: Recommended settings per built-in data set, as ``{"model": {...}, "train": {...}}``.
+DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
+    "digits": {"model": {"latent_dim": 8, "hidden": [200]}, "train": {"epochs": 100}},
+    "mnist": _AEVB_MNIST,
+    "fashion-mnist": _AEVB_MNIST,
+    # AEVB paper, Frey Face: 200 hidden units, Gaussian decoder with mean and variance from the
+    # network; two latent dimensions give its learned-manifold figure.
+    "frey-face": {
+        "model": {
+            "hidden": [200],
+            "latent_dim": 2,
+            "activation": "tanh",
+            "likelihood": "gaussian",
+        },
+        "train": {"epochs": 500, "batch_size": 100, "optimizer": "adam", "lr": 1e-3},
+    },
+    "cifar10": {
+        "model": {
+            "hidden": [1000],
+            "latent_dim": 64,
+            "activation": "relu",
+            "likelihood": "gaussian",
+        },
+        "train": {"epochs": 50, "batch_size": 100, "optimizer": "adam", "lr": 1e-3},
+    },
+}
+
 
 @dataclass
 class Dataset:
-    """Train / valid / test splits of shape (N, *data_shape) with optional labels (N,)."""
+    """Train / valid / test splits of shape (N, *data_shape) with optional labels (N,).
+
+    Values are float32: in [0, 1] for images (8-bit pixels are divided by 255), as given for a
+    user's real-valued data.
+
+    binary: the data suits a Bernoulli likelihood (intensities in [0, 1]); False for 8-bit
+        images, integer counts and data outside [0, 1].
+    defaults: settings that suit this data set, ``{"model": {...}, "train": {...}}``; a user's
+        config and ``--set`` overrides take precedence.
+    image_shape: (C, H, W) to view one example as an image (for plots), or None.
+    label_names: class name of each label value, where known.
+    binarization: "static" when the values were replaced by one fixed Bernoulli draw, else "none".
+    source: the file or folder the data was read from ("" for built-in data).
+    """
 
     name: str
     train: Tensor
@@ -38,9 +171,11 @@ class Dataset:
     valid_labels: Tensor | None = None
     test_labels: Tensor | None = None
     binary: bool = False
-    #: Settings that suit this data set, as ``{"model": {...}, "train": {...}}``; a user's config
-    #: and ``--set`` overrides take precedence.
     defaults: dict | None = None
+    image_shape: tuple[int, int, int] | None = None
+    label_names: list[str] | None = None
+    binarization: str = "none"
+    source: str = ""
 
     @property
     def data_shape(self) -> tuple[int, ...]:
@@ -48,62 +183,421 @@ class Dataset:
         return tuple(self.train.shape[1:])
 
 
+# -- where files live ------------------------------------------------------------------------
+
+
 def data_dir() -> Path:
     """Folder searched for downloaded data sets: ``$VAEKIT_DATA`` or ``~/.cache/vaekit``."""
-    return Path(os.environ.get("VAEKIT_DATA", Path.home() / ".cache" / "vaekit"))
+    return Path(os.environ.get("VAEKIT_DATA", Path.home() / ".cache" / "vaekit")).expanduser()
+
+
+def offline() -> bool:
+    """True when ``VAEKIT_OFFLINE`` is set to anything but "" or "0": no downloads."""
+    return os.environ.get("VAEKIT_OFFLINE", "") not in ("", "0")
+
+
+def _folders(name: str, root: str | Path | None, *, top: bool = True) -> list[Path]:
+    """Folders to search for data set ``name``: ``root/name`` and (if ``top``) ``root``."""
+    base = Path(root).expanduser() if root is not None else data_dir()
+    return [base / name, base] if top else [base / name]
+
+
+def _where(folders: Sequence[Path]) -> str:
+    return " or ".join(repr(str(f)) for f in folders)
+
+
+def _missing(what: str, folders: Sequence[Path], note: str) -> DataError:
+    """The one-line error for a public data set that is neither on disk nor downloadable."""
+    return DataError(f"{what} into {_where(folders)} (VAEKIT_DATA sets the data folder); {note}")
+
+
+def _hashes(path: Path) -> tuple[str, str]:
+    """(md5, sha256) hex digests of a file, read once."""
+    md5, sha = hashlib.md5(usedforsecurity=False), hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            md5.update(block)
+            sha.update(block)
+    return md5.hexdigest(), sha.hexdigest()
+
+
+def sha256(path: Path) -> str:
+    """Hex sha256 of a file."""
+    return _hashes(Path(path))[1]
+
+
+def md5(path: Path) -> str:
+    """Hex md5 of a file (the checksum most data sets publish)."""
+    return _hashes(Path(path))[0]
+
+
+def download(
+    urls: Sequence[str],
+    dest: Path,
+    *,
+    md5: str | None = None,
+    sha256: str | None = None,
+    check: Callable[[Path], None] | None = None,
+    timeout: float = 20.0,
+) -> bool:
+    """Fetch ``dest`` from the first of ``urls`` that answers; True on success.
+
+    The bytes go to a hidden ``.part`` file beside ``dest``, are checked (``md5`` / ``sha256`` hex
+    digests; ``check`` may raise :class:`DataError` on bad content) and only then renamed to
+    ``dest``, so a partial or wrong download never takes its place. Returns False when no URL can
+    be reached or ``dest``'s folder cannot be written; raises :class:`DataError` on a mismatch.
+    Does not look at ``VAEKIT_OFFLINE``: callers do.
+    """
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    part = dest.with_name(f".{dest.name}.{os.getpid()}.part")
+    for url in urls:
+        h_md5, h_sha = hashlib.md5(usedforsecurity=False), hashlib.sha256()
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response, part.open("wb") as f:
+                for block in iter(lambda r=response: r.read(1 << 20), b""):
+                    f.write(block)
+                    h_md5.update(block)
+                    h_sha.update(block)
+        except (OSError, ValueError):  # URLError, HTTPError and timeouts are OSErrors
+            part.unlink(missing_ok=True)
+            continue
+        for algo, want, got in (("md5", md5, h_md5), ("sha256", sha256, h_sha)):
+            if want is not None and got.hexdigest() != want:
+                part.unlink(missing_ok=True)
+                raise DataError(
+                    f"download of {url} has {algo} {got.hexdigest()}, expected {want}; it was "
+                    f"discarded: try again, or put a good copy of {dest.name} into "
+                    f"{str(dest.parent)!r}"
+                )
+        if check is not None:
+            try:
+                check(part)
+            except DataError:
+                part.unlink(missing_ok=True)
+                raise
+        os.replace(part, dest)
+        return True
+    return False
+
+
+def _fetch(urls: Sequence[str], dest: Path, **checks: Any) -> tuple[bool, str]:
+    """Try :func:`download` unless offline; returns (done, a note for the error message)."""
+    if offline():
+        return False, "downloading is off (VAEKIT_OFFLINE is set)"
+    if download(urls, dest, **checks):
+        return True, ""
+    return False, f"the download from {urls[0]} failed (no network?)"
+
+
+# -- checks shared by every loader -----------------------------------------------------------
+
+
+def _check_examples(x: np.ndarray, where: str) -> None:
+    """Reject an empty array or one holding NaN / inf, naming the first bad example."""
+    if x.ndim < 2 or x.shape[0] == 0 or x.size == 0:
+        raise DataError(f"{where} has shape {x.shape}; expected (examples, ...) with some examples")
+    if np.issubdtype(x.dtype, np.floating):
+        bad = ~np.isfinite(x.reshape(x.shape[0], -1)).all(axis=1)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise DataError(
+                f"{where} holds NaN or infinite values (first in example {i}); clean it"
+            )
+
+
+def _to_float(a: np.ndarray) -> tuple[np.ndarray, bool]:
+    """A float32 copy of ``a`` and whether it is 8-bit data.
+
+    uint8 values are divided by 255 into [0, 1], unless they are all 0 or 1 (already binary).
+    """
+    if a.dtype == np.uint8:
+        if a.max(initial=0) <= 1:
+            return a.astype(np.float32), False
+        return a.astype(np.float32) / np.float32(255), True
+    if a.dtype == np.bool_ or np.issubdtype(a.dtype, np.number):
+        return np.asarray(a, dtype=np.float32), False
+    raise DataError(f"arrays of dtype {a.dtype} are not numbers; convert them to float")
+
+
+def suits_bernoulli(x: np.ndarray | Tensor, eight_bit: bool = False) -> bool:
+    """Whether ``x`` suits a Bernoulli likelihood: values in [0, 1] and not 8-bit pixels.
+
+    Data of only 0s and 1s always suits it; 8-bit images (even scaled to [0, 1]), integer counts
+    and data outside [0, 1] do not, and get a Gaussian likelihood from the command line.
+    """
+    x = x.numpy() if isinstance(x, Tensor) else np.asarray(x)
+    if not np.isfinite(x).all():
+        return False
+    if np.isin(x, (0, 1)).all():
+        return True
+    return not eight_bit and bool(x.min() >= 0 and x.max() <= 1)
 
 
 def split(
     x: Tensor, labels: Tensor | None, fractions: tuple[float, float], seed: int
 ) -> tuple[list[Tensor], list[Tensor | None]]:
-    """Seeded random split of ``x`` into train / valid / test; ``fractions`` = (valid, test)."""
+    """Seeded random split of ``x`` (N, ...) into train / valid / test; ``fractions`` = (valid,
+    test). Valid and test get at least one example each; N must be at least 3."""
     n = x.shape[0]
+    if n < 3:
+        raise DataError(f"{n} examples cannot be split into train, valid and test; give 3 or more")
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    n_valid, n_test = round(n * fractions[0]), round(n * fractions[1])
+    n_valid, n_test = max(1, round(n * fractions[0])), max(1, round(n * fractions[1]))
+    if n_valid + n_test >= n:
+        n_valid, n_test = 1, 1
     parts = [order[n_valid + n_test :], order[:n_valid], order[n_valid : n_valid + n_test]]
     return [x[p] for p in parts], [None if labels is None else labels[p] for p in parts]
 
 
+def _t(a: np.ndarray) -> Tensor:
+    return torch.from_numpy(np.ascontiguousarray(a))
+
+
+def _labels(a: np.ndarray | None) -> Tensor | None:
+    return None if a is None else _t(np.asarray(a).astype(np.int64))
+
+
+def _image_shape(shape: tuple[int, ...]) -> tuple[int, int, int] | None:
+    """(C, H, W) of examples of ``shape`` (N, ...) when they look like images."""
+    if len(shape) == 3:
+        return (1, shape[1], shape[2])
+    if len(shape) == 4 and shape[1] in (1, 3, 4):
+        return (shape[1], shape[2], shape[3])
+    return None
+
+
+def _from_array(
+    name: str,
+    x: np.ndarray,
+    labels: np.ndarray | None,
+    seed: int,
+    path: Path,
+    *,
+    eight_bit: bool = False,
+    label_names: list[str] | None = None,
+    image_shape: tuple[int, int, int] | None = None,
+) -> Dataset:
+    """A Dataset from one float32 array (N, ...) split 80/10/10 under ``seed``.
+
+    eight_bit: the values are 8-bit pixels scaled to [0, 1] (then ``binary`` is False unless
+    every value is 0 or 1).
+    """
+    where = repr(str(path))
+    _check_examples(x, where)
+    if labels is not None and len(labels) != len(x):
+        raise DataError(f"{where} has {len(x)} examples but {len(labels)} labels")
+    (tr, va, te), (ytr, yva, yte) = split(_t(x), _labels(labels), (0.1, 0.1), seed)
+    return Dataset(
+        name,
+        tr,
+        va,
+        te,
+        ytr,
+        yva,
+        yte,
+        binary=suits_bernoulli(x, eight_bit),
+        image_shape=image_shape or _image_shape(x.shape),
+        label_names=label_names,
+        source=str(path),
+    )
+
+
+# -- scikit-learn digits ---------------------------------------------------------------------
+
+
 def load_digits(seed: int = 0) -> Dataset:
-    """scikit-learn's 8x8 digits (1797 images, 17 grey levels scaled to [0, 1]), split 70/15/15."""
+    """scikit-learn's 8x8 digits: 1797 examples (64,), 17 grey levels scaled to [0, 1], split
+    70/15/15 under ``seed``; labels 0-9."""
     from sklearn.datasets import load_digits as sk_digits
 
     bunch = sk_digits()
     x = torch.from_numpy(bunch.data.astype(np.float32) / 16.0)
     y = torch.from_numpy(bunch.target.astype(np.int64))
     (tr, va, te), (ytr, yva, yte) = split(x, y, (0.15, 0.15), seed)
-    defaults = {"model": {"latent_dim": 8, "hidden": [200]}, "train": {"epochs": 100}}
-    return Dataset("digits", tr, va, te, ytr, yva, yte, binary=True, defaults=defaults)
+    return Dataset(
+        "digits",
+        tr,
+        va,
+        te,
+        ytr,
+        yva,
+        yte,
+        binary=True,
+        defaults=copy.deepcopy(DEFAULTS["digits"]),
+        image_shape=(1, 8, 8),
+        label_names=[str(i) for i in range(10)],
+    )
+
+
+# -- restricted unpickling -------------------------------------------------------------------
+
+
+def _np_reconstruct() -> Any:
+    try:
+        from numpy._core.multiarray import _reconstruct
+    except ImportError:  # numpy < 2
+        from numpy.core.multiarray import _reconstruct
+    return _reconstruct
 
 
 class _NumpyUnpickler(pickle.Unpickler):
-    """Unpickler that builds numpy arrays and nothing else."""
+    """Unpickler that builds numpy arrays, lists, dicts, str, bytes and numbers, nothing else.
 
-    ALLOWED: ClassVar[set[tuple[str, str]]] = {
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
+    Lists, dicts, strings, bytes and numbers need no class lookup; the only globals it resolves
+    are numpy's array constructor, ``ndarray`` and ``dtype``.
+    """
+
+    ALLOWED: ClassVar[dict[tuple[str, str], Any]] = {
+        ("numpy.core.multiarray", "_reconstruct"): _np_reconstruct(),
+        ("numpy._core.multiarray", "_reconstruct"): _np_reconstruct(),
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
     }
 
-    def find_class(self, module: str, name: str):
+    def find_class(self, module: str, name: str) -> Any:
         if (module, name) in self.ALLOWED:
-            return super().find_class(module, name)
+            return self.ALLOWED[(module, name)]
         raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a data file")
 
 
-def sha256(path: Path) -> str:
-    """Hex sha256 of a file."""
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+def _unpickle(raw: bytes, where: str, encoding: str) -> Any:
+    try:
+        return _NumpyUnpickler(io.BytesIO(raw), encoding=encoding).load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as err:
+        raise DataError(f"cannot read {where}: {err}; replace the file with a good copy") from None
+
+
+# -- MNIST and Fashion-MNIST -----------------------------------------------------------------
+
+_IDX_DTYPES = {
+    0x08: np.uint8,
+    0x09: np.int8,
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+
+
+def read_idx(path: str | Path, ndim: int | None = None) -> np.ndarray:
+    """An idx file (as MNIST distributes it; gzip-compressed when its name ends in ``.gz``).
+
+    The magic number is two zero bytes, a dtype code (0x08 = uint8, ...) and the number of
+    dimensions; ``ndim`` (3 for images, 1 for labels) is checked when given. Returns the array
+    in the file's shape, e.g. (60000, 28, 28) uint8 images or (60000,) uint8 labels.
+    """
+    path = Path(path)
+    want = f"0x000008{ndim:02X}" if ndim else "0x0000 then a type code and a rank"
+    try:
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        raise DataError(f"idx file {str(path)!r} does not exist") from None
+    except (OSError, EOFError, zlib.error) as err:
+        raise DataError(f"cannot read {str(path)!r}: {err}; replace it with a good copy") from None
+    if len(raw) < 4:
+        raise DataError(f"{str(path)!r} is too short for an idx file; replace it with a good copy")
+    magic = int.from_bytes(raw[:4], "big")
+    code, dims = raw[2], raw[3]
+    if raw[:2] != b"\0\0" or code not in _IDX_DTYPES or (ndim is not None and dims != ndim):
+        raise DataError(
+            f"{str(path)!r} has magic number 0x{magic:08X}, expected {want}; "
+            "is it the right idx file?"
+        )
+    header = 4 + 4 * dims
+    if len(raw) < header:
+        raise DataError(f"{str(path)!r} ends inside its header; replace it with a good copy")
+    shape = struct.unpack(f">{dims}I", raw[4:header])
+    dtype = np.dtype(_IDX_DTYPES[code])
+    size = int(np.prod(shape)) * dtype.itemsize
+    if len(raw) - header != size:
+        raise DataError(
+            f"{str(path)!r} holds {len(raw) - header} bytes of data but its header {shape} "
+            f"needs {size}; replace it with a good copy"
+        )
+    return np.frombuffer(raw, dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def _idx_paths(folder: Path) -> list[Path] | None:
+    """The four idx files in ``folder`` (each .gz or plain), or None if any is missing."""
+    found = []
+    for name in IDX_FILES:
+        plain = folder / name.removesuffix(".gz")
+        gz = folder / name
+        found.append(gz if gz.is_file() else plain if plain.is_file() else None)
+    return None if None in found else found  # type: ignore[return-value]
+
+
+def load_idx_folder(
+    folder: str | Path, name: str | None = None, *, check_md5: dict[str, str] | None = None
+) -> Dataset:
+    """MNIST-layout idx files in ``folder``: 28x28 uint8 images -> (N, 784) float32 in [0, 1].
+
+    Train = the training file but its last 10000 examples (the classic MNIST split: 50k / 10k),
+    valid = those last 10000 (the last sixth when the file holds 10000 or fewer), test = t10k.
+    Labels are kept. ``check_md5`` maps each compressed file name to its expected md5 (checked
+    for ``.gz`` files only).
+    """
+    folder = Path(folder)
+    paths = _idx_paths(folder)
+    if paths is None:
+        raise DataError(
+            f"{str(folder)!r} lacks idx files: it needs {', '.join(IDX_FILES)} (or uncompressed)"
+        )
+    for p in paths:
+        want = (check_md5 or {}).get(p.name)
+        if want is not None and (got := md5(p)) != want:
+            raise DataError(
+                f"{str(p)!r} has md5 {got}, expected {want} (the published file); "
+                "replace it with a good copy"
+            )
+    tr_x, tr_y, te_x, te_y = (read_idx(p, nd) for p, nd in zip(paths, (3, 1, 3, 1), strict=True))
+    for x, y, px in ((tr_x, tr_y, paths[0]), (te_x, te_y, paths[2])):
+        if len(x) != len(y):
+            raise DataError(f"{str(px)!r} holds {len(x)} images but its labels {len(y)}")
+        if len(x) == 0:
+            raise DataError(f"{str(px)!r} holds no images; replace it with a good copy")
+    n_valid = 10000 if len(tr_x) > 10000 else len(tr_x) // 6
+    if len(tr_x) - n_valid < 1 or n_valid < 1:
+        raise DataError(f"{str(paths[0])!r} holds {len(tr_x)} images; need 2 or more")
+
+    for a, p in ((tr_x, paths[0]), (te_x, paths[2])):
+        if a.dtype != np.uint8:
+            raise DataError(f"{str(p)!r} holds {a.dtype} values; MNIST-layout images are uint8")
+
+    def flat(a: np.ndarray) -> Tensor:
+        return _t(a.reshape(len(a), -1).astype(np.float32) / np.float32(255))
+
+    x_all = flat(tr_x)
+    h, w = tr_x.shape[1:]
+    if te_x.shape[1:] != (h, w):
+        raise DataError(f"{str(paths[2])!r} has images of {te_x.shape[1:]}, train of {(h, w)}")
+    return Dataset(
+        name or folder.name,
+        x_all[:-n_valid],
+        x_all[-n_valid:],
+        flat(te_x),
+        _labels(tr_y[:-n_valid]),
+        _labels(tr_y[-n_valid:]),
+        _labels(te_y),
+        binary=True,
+        image_shape=(1, h, w),
+        source=str(folder),
+    )
 
 
 def load_mnist_pickle(path: str | Path) -> Dataset:
-    """The classic ``mnist.pkl.gz``: its sha256 is checked before anything is unpickled."""
+    """The classic ``mnist.pkl.gz``: (N, 784) float32 in [0, 1], 50k / 10k / 10k with labels.
+
+    Its sha256 is checked before anything is unpickled.
+    """
     path = Path(path)
+    if not path.is_file():
+        raise DataError(f"data file {str(path)!r} does not exist")
     if sha256(path) != MNIST_PKL_SHA256:
         raise DataError(
             f"{str(path)!r} is not the known mnist.pkl.gz (sha256 mismatch); vaekit unpickles "
@@ -111,84 +605,613 @@ def load_mnist_pickle(path: str | Path) -> Dataset:
         )
     with gzip.open(path, "rb") as f:
         raw = f.read()
-    (trx, try_), (vax, vay), (tex, tey) = _NumpyUnpickler(io.BytesIO(raw), encoding="latin1").load()
-
-    def t(a: np.ndarray) -> Tensor:
-        return torch.from_numpy(np.asarray(a))
-
+    (trx, try_), (vax, vay), (tex, tey) = _unpickle(raw, repr(str(path)), "latin1")
     return Dataset(
         "mnist",
-        t(trx).float(),
-        t(vax).float(),
-        t(tex).float(),
-        t(try_).long(),
-        t(vay).long(),
-        t(tey).long(),
+        _t(np.asarray(trx, np.float32)),
+        _t(np.asarray(vax, np.float32)),
+        _t(np.asarray(tex, np.float32)),
+        _labels(try_),
+        _labels(vay),
+        _labels(tey),
         binary=True,
+        defaults=copy.deepcopy(DEFAULTS["mnist"]),
+        image_shape=(1, 28, 28),
+        label_names=[str(i) for i in range(10)],
+        source=str(path),
     )
 
 
-def load_mnist(root: Path | None = None) -> Dataset:
-    """MNIST from ``mnist.pkl.gz`` in the data folder (see :func:`data_dir`)."""
-    root = root or data_dir()
-    pkl = root / "mnist.pkl.gz"
-    if pkl.exists():
-        return load_mnist_pickle(pkl)
-    raise DataError(
-        f"MNIST not found: put mnist.pkl.gz into {str(root)!r} (or set VAEKIT_DATA to its folder)"
+def _idx_note() -> str:
+    return f"{', '.join(IDX_FILES)} (or uncompressed)"
+
+
+def load_mnist(root: str | Path | None = None, seed: int = 0) -> Dataset:
+    """MNIST as (N, 784) float32 in [0, 1]: train 50000, valid 10000, test 10000, with labels.
+
+    Looks in ``root/mnist`` then ``root`` (``root`` defaults to :func:`data_dir`) for
+    ``mnist.pkl.gz`` or the four idx files, else downloads the idx files into ``root/mnist``.
+    ``seed`` is unused: the split is fixed.
+    """
+    folders = _folders("mnist", root)
+    for folder in folders:
+        if (folder / "mnist.pkl.gz").is_file():
+            return load_mnist_pickle(folder / "mnist.pkl.gz")
+        if _idx_paths(folder) is not None:
+            return _named(load_idx_folder(folder, check_md5=MNIST_IDX_MD5), "mnist")
+    dest = folders[0]
+    for f in IDX_FILES:
+        if (dest / f).is_file():
+            continue
+        done, note = _fetch([u + f for u in MNIST_URLS], dest / f, md5=MNIST_IDX_MD5[f])
+        if not done:
+            raise _missing(f"MNIST not found: put mnist.pkl.gz or {_idx_note()}", folders, note)
+    return _named(load_idx_folder(dest, check_md5=MNIST_IDX_MD5), "mnist")
+
+
+def load_fashion_mnist(root: str | Path | None = None, seed: int = 0) -> Dataset:
+    """Fashion-MNIST as (N, 784) float32 in [0, 1]: train 50000, valid 10000 (the last of the
+    training file), test 10000, with labels.
+
+    Looks in ``root/fashion-mnist`` only (its files are named like MNIST's), else downloads them
+    there. ``seed`` is unused: the split is fixed.
+    """
+    folders = _folders("fashion-mnist", root, top=False)
+    if _idx_paths(folders[0]) is None:
+        for f in IDX_FILES:
+            if (folders[0] / f).is_file():
+                continue
+            done, note = _fetch(
+                [u + f for u in FASHION_URLS], folders[0] / f, md5=FASHION_IDX_MD5[f]
+            )
+            if not done:
+                raise _missing(f"Fashion-MNIST not found: put {_idx_note()}", folders, note)
+    return _named(load_idx_folder(folders[0], check_md5=FASHION_IDX_MD5), "fashion-mnist")
+
+
+FASHION_CLASSES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)  # fmt: skip
+
+
+def _named(ds: Dataset, name: str) -> Dataset:
+    ds.name = name
+    ds.defaults = copy.deepcopy(DEFAULTS[name])
+    ds.label_names = list(FASHION_CLASSES) if name == "fashion-mnist" else list("0123456789")
+    return ds
+
+
+# -- CIFAR-10 --------------------------------------------------------------------------------
+
+
+def _cifar_batch(raw: bytes, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """(images (n, 3, 32, 32) uint8, labels (n,)) from one pickled CIFAR-10 batch."""
+    d = _unpickle(raw, where, "bytes")
+    data = d.get(b"data") if isinstance(d, dict) else None
+    labels = d.get(b"labels") if isinstance(d, dict) else None
+    if (
+        not isinstance(data, np.ndarray)
+        or data.dtype != np.uint8
+        or data.ndim != 2
+        or data.shape[1] != 3 * 32 * 32
+        or labels is None
+        or len(labels) != len(data)
+    ):
+        raise DataError(f"{where} is not a CIFAR-10 batch; replace it with a good copy")
+    return data.reshape(-1, 3, 32, 32), np.asarray(labels, dtype=np.int64)
+
+
+def _cifar_dataset(batches: dict[str, bytes], source: str) -> Dataset:
+    parts = [_cifar_batch(batches[f"data_batch_{i}"], f"data_batch_{i}") for i in range(1, 6)]
+    te_x, te_y = _cifar_batch(batches["test_batch"], "test_batch")
+    tr_x = np.concatenate([p[0] for p in parts[:4]])
+    tr_y = np.concatenate([p[1] for p in parts[:4]])
+    va_x, va_y = parts[4]
+
+    def f(a: np.ndarray) -> Tensor:
+        return _t(a.astype(np.float32) / np.float32(255))
+
+    return Dataset(
+        "cifar10",
+        f(tr_x),
+        f(va_x),
+        f(te_x),
+        _labels(tr_y),
+        _labels(va_y),
+        _labels(te_y),
+        binary=False,
+        defaults=copy.deepcopy(DEFAULTS["cifar10"]),
+        image_shape=(3, 32, 32),
+        label_names=list(CIFAR10_CLASSES),
+        source=source,
     )
+
+
+def load_cifar10_folder(folder: str | Path, *, _md5: dict[str, str] | None = None) -> Dataset:
+    """The extracted ``cifar-10-batches-py`` folder; see :func:`load_cifar10`.
+
+    Each batch's md5 must match the published one before it is unpickled. (``_md5`` replaces the
+    published table; for tests only.)
+    """
+    folder = Path(folder)
+    table = CIFAR10_BATCH_MD5 if _md5 is None else _md5
+    batches = {}
+    for name in (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch"):
+        path = folder / name
+        if not path.is_file():
+            raise DataError(f"{str(folder)!r} lacks {name}; extract cifar-10-python.tar.gz again")
+        if (got := md5(path)) != table[name]:
+            raise DataError(
+                f"{str(path)!r} has md5 {got}, expected {table[name]} (the published "
+                "CIFAR-10 batch); vaekit unpickles only verified files: replace it"
+            )
+        batches[name] = path.read_bytes()
+    return _cifar_dataset(batches, str(folder))
+
+
+def load_cifar10_tarball(
+    path: str | Path, *, _md5: str | None = None, _sha256: str | None = None
+) -> Dataset:
+    """``cifar-10-python.tar.gz``, read in place; see :func:`load_cifar10`.
+
+    Its md5 and sha256 must match the published ones before anything in it is unpickled.
+    (``_md5`` / ``_sha256`` replace the published digests; for tests only.)
+    """
+    path = Path(path)
+    want_md5 = CIFAR10_TARBALL_MD5 if _md5 is None else _md5
+    want_sha = CIFAR10_TARBALL_SHA256 if _sha256 is None else _sha256
+    got_md5, got_sha = _hashes(path)
+    if (got_md5, got_sha) != (want_md5, want_sha):
+        raise DataError(
+            f"{str(path)!r} has md5 {got_md5}, expected {want_md5} (the published "
+            "cifar-10-python.tar.gz); vaekit unpickles only verified files: replace it"
+        )
+    batches = {}
+    try:
+        with tarfile.open(path, "r:gz") as tar:
+            for member in tar.getmembers():
+                name = member.name.rpartition("/")[2]
+                if member.isfile() and name in CIFAR10_BATCH_MD5:
+                    batches[name] = tar.extractfile(member).read()  # type: ignore[union-attr]
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as err:
+        raise DataError(f"cannot read {str(path)!r}: {err}; replace it with a good copy") from None
+    missing = [n for n in CIFAR10_BATCH_MD5 if n != "batches.meta" and n not in batches]
+    if missing:
+        raise DataError(f"{str(path)!r} lacks {', '.join(missing)}; replace it with a good copy")
+    return _cifar_dataset(batches, str(path))
+
+
+def load_cifar10(root: str | Path | None = None, seed: int = 0) -> Dataset:
+    """CIFAR-10 as (N, 3, 32, 32) float32 RGB in [0, 1]: train 40000 (data_batch_1-4), valid
+    10000 (data_batch_5), test 10000 (test_batch), with labels 0-9 (:data:`CIFAR10_CLASSES`).
+
+    Looks in ``root/cifar10`` then ``root`` for the ``cifar-10-batches-py`` folder or the
+    ``cifar-10-python.tar.gz`` tarball, else downloads the tarball into ``root/cifar10``.
+    ``seed`` is unused: the split is fixed.
+    """
+    folders = _folders("cifar10", root)
+    for folder in folders:
+        if (folder / CIFAR10_FOLDER).is_dir():
+            return load_cifar10_folder(folder / CIFAR10_FOLDER)
+        if (folder / CIFAR10_TARBALL).is_file():
+            return load_cifar10_tarball(folder / CIFAR10_TARBALL)
+    dest = folders[0] / CIFAR10_TARBALL
+    done, note = _fetch(
+        [CIFAR10_URL], dest, md5=CIFAR10_TARBALL_MD5, sha256=CIFAR10_TARBALL_SHA256, timeout=60
+    )
+    if not done:
+        raise _missing(
+            f"CIFAR-10 not found: put {CIFAR10_TARBALL} (or its {CIFAR10_FOLDER} folder)",
+            folders,
+            note,
+        )
+    return load_cifar10_tarball(dest)
+
+
+# -- Frey Face -------------------------------------------------------------------------------
+
+
+def _read_frey(path: Path) -> np.ndarray:
+    """``ff`` of a Frey Face .mat file as (1965, 560) uint8; DataError if it is not one."""
+    from scipy.io import loadmat
+
+    try:
+        mat = loadmat(path)
+    except FileNotFoundError:
+        raise DataError(f"data file {str(path)!r} does not exist") from None
+    except Exception as err:  # scipy raises ValueError, TypeError, MatReadError, ...
+        raise DataError(f"cannot read {str(path)!r} as a .mat file: {err}") from None
+    ff = mat.get("ff")
+    if not isinstance(ff, np.ndarray):
+        raise DataError(f"{str(path)!r} has no variable 'ff'; is it {FREY_FILE}?")
+    n_pix = FREY_SHAPE[0] * FREY_SHAPE[1]
+    if ff.ndim != 2 or ff.shape[0] != n_pix or ff.shape[1] == 0:
+        raise DataError(f"'ff' in {str(path)!r} has shape {ff.shape}; expected ({n_pix}, examples)")
+    return np.ascontiguousarray(ff.T)
+
+
+def load_frey_face_file(path: str | Path, seed: int = 0) -> Dataset:
+    """A Frey Face .mat file: examples (560,) = 28 x 20 pixels row by row, float32 in [0, 1]
+    (uint8 / 255), split 80/10/10 under ``seed``; no labels. ``binary`` is False: the AEVB paper
+    fits it with a Gaussian likelihood."""
+    path = Path(path)
+    ff = _read_frey(path)
+    x = ff.astype(np.float32) / np.float32(255)
+    ds = _from_array("frey-face", x, None, seed, path, eight_bit=True, image_shape=(1, *FREY_SHAPE))
+    ds.binary = False
+    ds.defaults = copy.deepcopy(DEFAULTS["frey-face"])
+    return ds
+
+
+def load_frey_face(root: str | Path | None = None, seed: int = 0) -> Dataset:
+    """Frey Face (1965 examples of (560,), see :func:`load_frey_face_file`) from ``root/frey-face``
+    or ``root``, else downloaded into ``root/frey-face``.
+
+    No checksum is published for this file; a download is kept only if it reads as a .mat file
+    with ``ff`` of shape (560, N), and .mat files hold data, never code.
+    """
+    folders = _folders("frey-face", root)
+    for folder in folders:
+        if (folder / FREY_FILE).is_file():
+            return load_frey_face_file(folder / FREY_FILE, seed)
+    dest = folders[0] / FREY_FILE
+    done, note = _fetch([FREY_URL], dest, check=_read_frey)
+    if not done:
+        raise _missing(f"Frey Face not found: put {FREY_FILE}", folders, note)
+    return load_frey_face_file(dest, seed)
+
+
+# -- the user's files ------------------------------------------------------------------------
 
 
 def load_array(path: str | Path, seed: int = 0) -> Dataset:
-    """A user's .npy / .npz array (N, ...) split 80/10/10 under ``seed``.
+    """A user's .npy / .npz array (N, ...), split 80/10/10 under ``seed``.
 
-    An .npz may hold ``train`` / ``valid`` / ``test`` arrays (used as given) or one array.
+    An .npz may hold ``train`` / ``test`` (and ``valid``; else 10% of train under ``seed``) with
+    optional ``train_labels`` / ``valid_labels`` / ``test_labels``, or one array with optional
+    ``labels``. uint8 arrays are divided by 255.
     """
     path = Path(path)
-    if not path.exists():
-        raise DataError(f"data file {str(path)!r} does not exist")
+    where = repr(str(path))
+    if not path.is_file():
+        raise DataError(f"data file {where} does not exist")
     try:
         loaded = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as err:
-        raise DataError(f"cannot read {str(path)!r} as a numpy array: {err}") from None
-    if isinstance(loaded, np.lib.npyio.NpzFile):
-        arrays = {k: loaded[k] for k in loaded.files}
-        if {"train", "test"} <= set(arrays):
-            parts = [arrays["train"], arrays.get("valid", arrays["test"]), arrays["test"]]
-            x = [torch.from_numpy(np.asarray(a, dtype=np.float32)) for a in parts]
-            return Dataset(path.stem, *x, binary=_looks_unit(x[0]))
-        if len(arrays) != 1:
-            raise DataError(
-                f"{str(path)!r} holds {sorted(arrays)}; expected train/test or one array"
-            )
-        (loaded,) = arrays.values()
-    if loaded.ndim < 2 or loaded.shape[0] == 0:
-        raise DataError(f"{str(path)!r} has shape {loaded.shape}; expected (examples, ...)")
-    x = torch.from_numpy(np.asarray(loaded, dtype=np.float32))
-    (tr, va, te), _ = split(x, None, (0.1, 0.1), seed)
-    return Dataset(path.stem, tr, va, te, binary=_looks_unit(x))
-
-
-def _looks_unit(x: Tensor) -> bool:
-    return bool(torch.isfinite(x).all() and x.min() >= 0 and x.max() <= 1)
-
-
-#: Built-in data set names -> loader.
-DATASETS = {"digits": load_digits, "mnist": load_mnist}
-
-
-def load(name_or_path: str, *, seed: int = 0) -> Dataset:
-    """A built-in data set by name, or a user's file by path."""
-    if name_or_path == "digits":
-        return load_digits(seed)
-    if name_or_path in DATASETS:
-        return DATASETS[name_or_path]()
-    path = Path(name_or_path)
-    if path.suffix in (".npy", ".npz"):
-        return load_array(path, seed)
-    if not path.exists():
+        if isinstance(loaded, np.lib.npyio.NpzFile):
+            with loaded:
+                arrays = {k: loaded[k] for k in loaded.files}
+        else:
+            arrays = {"": loaded}
+    except (ValueError, OSError, EOFError, zlib.error) as err:
+        raise DataError(f"cannot read {where} as a numpy array: {err}") from None
+    if {"train", "test"} <= set(arrays):
+        return _array_splits(path, arrays, seed)
+    labels = arrays.pop("labels", None)
+    if len(arrays) != 1:
         raise DataError(
-            f"unknown data set or missing file {name_or_path!r}; use one of "
-            f"{', '.join(DATASETS)} or a path to a .npy/.npz file"
+            f"{where} holds {sorted(arrays)}; expected train/test(/valid) or one array "
+            "(and optionally labels)"
         )
-    raise DataError(f"cannot read {name_or_path!r}: supported files are .npy and .npz")
+    (a,) = arrays.values()
+    _check_examples(a, where)
+    x, eight_bit = _to_float(a)
+    return _from_array(path.stem, x, labels, seed, path, eight_bit=eight_bit)
+
+
+def _array_splits(path: Path, arrays: dict[str, np.ndarray], seed: int) -> Dataset:
+    where = repr(str(path))
+    xs, eight = {}, False
+    for k in ("train", "valid", "test"):
+        if k in arrays:
+            _check_examples(arrays[k], f"{k!r} in {where}")
+            xs[k], e = _to_float(arrays[k])
+            _check_examples(xs[k], f"{k!r} in {where}")
+            eight = eight or e
+    ys = {k: arrays.get(f"{k}_labels") for k in ("train", "valid", "test")}
+    shapes = {k: v.shape[1:] for k, v in xs.items()}
+    if len(set(shapes.values())) != 1:
+        raise DataError(f"{where} has splits of different example shapes {shapes}")
+    for k, y in ys.items():
+        if y is not None and len(y) != len(xs[k]):
+            raise DataError(f"{where} has {len(xs[k])} {k} examples but {len(y)} {k}_labels")
+    x_train, y_train = _t(xs["train"]), _labels(ys["train"])
+    if "valid" in xs:
+        x_valid, y_valid = _t(xs["valid"]), _labels(ys["valid"])
+    else:
+        (x_train, x_valid, _), (y_train, y_valid, _) = split(x_train, y_train, (0.1, 0.0), seed)
+    every = np.concatenate([x.reshape(len(x), -1) for x in xs.values()])
+    return Dataset(
+        path.stem,
+        x_train,
+        x_valid,
+        _t(xs["test"]),
+        y_train,
+        y_valid,
+        _labels(ys["test"]),
+        binary=suits_bernoulli(every, eight),
+        image_shape=_image_shape(arrays["train"].shape),
+        source=str(path),
+    )
+
+
+def load_csv(
+    path: str | Path,
+    seed: int = 0,
+    *,
+    label_column: int | str | None = None,
+    header: bool | None = None,
+) -> Dataset:
+    """A numeric CSV file: one example per row -> (N, columns) float32, split 80/10/10.
+
+    header: whether the first row holds column names; None = yes when any cell of it is not a
+        number. label_column: index (negative counts from the end) or header name of a column of
+        labels, removed from the data; integer labels are kept as they are, other text is numbered
+        in sorted order (``label_names``). A ``.tsv`` file is tab-separated.
+    """
+    path = Path(path)
+    where = repr(str(path))
+    if not path.is_file():
+        raise DataError(f"data file {where} does not exist")
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            rows = [r for r in csv.reader(f, delimiter="\t" if path.suffix == ".tsv" else ",")]
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise DataError(f"cannot read {where} as CSV text: {err}") from None
+    numbered = [
+        (i + 1, [c.strip() for c in r]) for i, r in enumerate(rows) if any(c.strip() for c in r)
+    ]
+    if not numbered:
+        raise DataError(f"{where} holds no rows; it needs one example per row")
+
+    def is_number(cell: str) -> bool:
+        try:
+            float(cell)
+        except ValueError:
+            return False
+        return True
+
+    names: list[str] | None = None
+    if header or (header is None and not all(is_number(c) for c in numbered[0][1])):
+        names = numbered[0][1]
+        numbered = numbered[1:]
+        if not numbered:
+            raise DataError(f"{where} holds a header row and no data; it needs one example per row")
+    width = len(numbered[0][1])
+    for line, cells in numbered:
+        if len(cells) != width:
+            raise DataError(
+                f"row {line} of {where} has {len(cells)} values but row {numbered[0][0]} has "
+                f"{width}; every row needs the same number"
+            )
+    if names is not None and len(names) != width:
+        raise DataError(f"{where} has {len(names)} header names but {width} values per row")
+    col = None
+    if label_column is not None:
+        if isinstance(label_column, str) and not label_column.lstrip("-").isdigit():
+            if names is None or label_column not in names:
+                raise DataError(
+                    f"label column {label_column!r} is not in the header of {where}; "
+                    f"columns: {names or 'no header'}"
+                )
+            col = names.index(label_column)
+        else:
+            col = int(label_column)
+            if not -width <= col < width:
+                raise DataError(f"label column {col} is outside the {width} columns of {where}")
+            col %= width
+        if width < 2:
+            raise DataError(f"{where} has one column; it cannot be both data and labels")
+    values = np.empty((len(numbered), width - (col is not None)), dtype=np.float64)
+    raw_labels = []
+    for i, (line, cells) in enumerate(numbered):
+        if col is not None:
+            raw_labels.append(cells[col])
+            cells = cells[:col] + cells[col + 1 :]
+        for j, cell in enumerate(cells):
+            try:
+                values[i, j] = float(cell)
+            except ValueError:
+                name = f" ({names[j]!r})" if names and col is None else ""
+                raise DataError(
+                    f"row {line}, column {j + 1}{name} of {where} is {cell!r}, not a number; "
+                    "CSV data must be numeric"
+                ) from None
+    labels, label_names = None, None
+    if col is not None:
+        try:
+            as_float = np.array([float(v) for v in raw_labels])
+            if not np.all(np.isfinite(as_float) & (as_float == np.round(as_float))):
+                raise ValueError
+            labels = as_float.astype(np.int64)
+        except ValueError:
+            label_names = sorted(set(raw_labels))
+            index = {n: k for k, n in enumerate(label_names)}
+            labels = np.array([index[v] for v in raw_labels], dtype=np.int64)
+    x = values.astype(np.float32)
+    if np.isfinite(values).all() and not np.isfinite(x).all():
+        raise DataError(f"{where} holds values too large for float32; scale the data")
+    return _from_array(path.stem, x, labels, seed, path, label_names=label_names)
+
+
+def _image_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def load_image_folder(
+    folder: str | Path,
+    seed: int = 0,
+    *,
+    image_size: int | tuple[int, int] | None = None,
+) -> Dataset:
+    """A folder of images -> (N, C, H, W) float32 in [0, 1] (8-bit pixels / 255), split 80/10/10.
+
+    C is 1 when every image is grey, else 3 (RGB; alpha is dropped). Images are resized
+    (bilinear) to ``image_size`` ((H, W), or one int for square) or else to the most common size.
+    Images in sub-folders get the sub-folder's name as their label (``label_names``, sorted); then
+    the folder itself must hold no images.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    folder = Path(folder)
+    where = repr(str(folder))
+    top = _image_files(folder)
+    subs = sorted(d for d in folder.iterdir() if d.is_dir() and _image_files(d))
+    if top and subs:
+        raise DataError(
+            f"{where} holds images both at its top and in sub-folders; put every image into a "
+            "class sub-folder, or none"
+        )
+    if not top and not subs:
+        raise DataError(
+            f"{where} holds no images ({', '.join(IMAGE_SUFFIXES)}), neither at its top nor in "
+            "sub-folders"
+        )
+    files = [(p, None) for p in top] + [(p, k) for k, d in enumerate(subs) for p in _image_files(d)]
+    grey_modes = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
+    images = []
+    for p, _ in files:
+        try:
+            with Image.open(p) as im:
+                im.load()
+                images.append(im.convert("L" if im.mode in grey_modes else "RGB"))
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
+            raise DataError(f"cannot read image {str(p)!r}: {err}; remove or replace it") from None
+    if image_size is None:
+        counts = Counter(im.size for im in images)
+        w, h = max(counts, key=lambda s: (counts[s], s[0] * s[1]))
+    else:
+        h, w = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+        if h < 1 or w < 1:
+            raise DataError(f"image_size must be positive, got {image_size!r}")
+    mode = "RGB" if any(im.mode == "RGB" for im in images) else "L"
+    arrays = []
+    for im in images:
+        im = im.convert(mode)
+        if im.size != (w, h):
+            im = im.resize((w, h), Image.Resampling.BILINEAR)
+        a = np.asarray(im, dtype=np.uint8)
+        arrays.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))
+    pixels = np.stack(arrays)  # (N, C, H, W) uint8
+    labels = np.array([k for _, k in files], dtype=np.int64) if subs else None
+    names = [d.name for d in subs] if subs else None
+    x = pixels.astype(np.float32) / np.float32(255)
+    return _from_array(folder.name, x, labels, seed, folder, eight_bit=True, label_names=names)
+
+
+# -- preprocessing ---------------------------------------------------------------------------
+
+
+def binarize_static(ds: Dataset, seed: int = 0) -> Dataset:
+    """Replace every split by one fixed Bernoulli draw (x ~ Bernoulli(x)) under ``seed``.
+
+    Needs values in [0, 1]. The draw is done once, so every epoch sees the same binary data (as
+    in the "statically binarised" MNIST benchmarks); the splits keep their shapes.
+    """
+    lo = min(float(x.min()) for x in (ds.train, ds.valid, ds.test))
+    hi = max(float(x.max()) for x in (ds.train, ds.valid, ds.test))
+    if lo < 0 or hi > 1:
+        raise DataError(
+            f"static binarisation needs values in [0, 1] but {ds.name!r} has [{lo:g}, {hi:g}]; "
+            "scale the data or use binarize='none'"
+        )
+    g = torch.Generator().manual_seed(seed)
+    ds.train, ds.valid, ds.test = (
+        torch.bernoulli(x, generator=g) for x in (ds.train, ds.valid, ds.test)
+    )
+    ds.binary = True
+    ds.binarization = "static"
+    return ds
+
+
+# -- the entry point -------------------------------------------------------------------------
+
+#: Built-in data set names -> loader(root, seed).
+DATASETS: dict[str, Callable[..., Dataset]] = {
+    "digits": lambda root=None, seed=0: load_digits(seed),
+    "mnist": load_mnist,
+    "fashion-mnist": load_fashion_mnist,
+    "cifar10": load_cifar10,
+    "frey-face": load_frey_face,
+}
+ALIASES = {
+    "fashion_mnist": "fashion-mnist",
+    "fashion": "fashion-mnist",
+    "cifar-10": "cifar10",
+    "frey": "frey-face",
+    "frey_face": "frey-face",
+    "freyface": "frey-face",
+}
+FILE_KINDS = ".npy, .npz, .csv, .tsv, mnist.pkl.gz, cifar-10-python.tar.gz, a .mat Frey Face file"
+
+
+def load(
+    name_or_path: str | Path,
+    *,
+    seed: int = 0,
+    binarize: str = "none",
+    image_size: int | tuple[int, int] | None = None,
+    label_column: int | str | None = None,
+    root: str | Path | None = None,
+) -> Dataset:
+    """A built-in data set by name (:data:`DATASETS`) or a user's file or folder by path.
+
+    Files: .npy / .npz (:func:`load_array`), .csv / .tsv (:func:`load_csv`), ``mnist.pkl.gz``,
+    ``cifar-10-python.tar.gz``, a Frey Face .mat file. Folders: the four MNIST idx files,
+    ``cifar-10-batches-py``, or images (:func:`load_image_folder`).
+
+    seed: seeds the validation / test split of data that has none, and static binarisation.
+    binarize: "none", or "static" for one fixed Bernoulli draw of the data
+        (:func:`binarize_static`); dynamic binarisation is a training option instead.
+    image_size: (H, W) or one int, for image folders. label_column: for CSV files.
+    root: folder searched for built-in data sets instead of :func:`data_dir`.
+    """
+    if binarize not in BINARIZE:
+        raise DataError(f"unknown binarize {binarize!r}; choose one of {', '.join(BINARIZE)}")
+    text = str(name_or_path)
+    name = ALIASES.get(text.lower(), text.lower())
+    used = {"image_size": image_size, "label_column": label_column}
+    if name in DATASETS:  # a name wins over a file of that name; write ./name for the file
+        ds = DATASETS[name](root=root, seed=seed)
+        allowed: tuple[str, ...] = ()
+    else:
+        ds, allowed = _load_path(Path(text), seed, image_size, label_column)
+    for option, value in used.items():
+        if value is not None and option not in allowed:
+            raise DataError(f"{option}={value!r} does not apply to {text!r}; leave it out")
+    if binarize == "static":
+        ds = binarize_static(ds, seed)
+    return ds
+
+
+def _load_path(
+    path: Path, seed: int, image_size: Any, label_column: Any
+) -> tuple[Dataset, tuple[str, ...]]:
+    """Load a user's path; also returns which keyword options apply to it."""
+    suffix, lname = path.suffix.lower(), path.name.lower()
+    if path.is_dir():
+        if (path / "data_batch_1").is_file():
+            return load_cifar10_folder(path), ()
+        if _idx_paths(path) is not None:
+            return load_idx_folder(path), ()
+        return load_image_folder(path, seed, image_size=image_size), ("image_size",)
+    if not path.exists():
+        if suffix:
+            raise DataError(f"data file {str(path)!r} does not exist; check the path")
+        raise DataError(
+            f"unknown data set or missing file {str(path)!r}; use one of {', '.join(DATASETS)} "
+            f"or the path of a file ({FILE_KINDS}) or an image folder"
+        )
+    if suffix in (".npy", ".npz"):
+        return load_array(path, seed), ()
+    if suffix in (".csv", ".tsv"):
+        return load_csv(path, seed, label_column=label_column), ("label_column",)
+    if lname.endswith(".pkl.gz"):
+        return load_mnist_pickle(path), ()
+    if lname.endswith((".tar.gz", ".tgz")):
+        return load_cifar10_tarball(path), ()
+    if suffix == ".mat":
+        return load_frey_face_file(path, seed), ()
+    if suffix in (".gz", "") and "idx" in lname:
+        raise DataError(f"give the folder that holds {path.name!r} and the other idx files")
+    raise DataError(f"cannot read {str(path)!r}: supported are {FILE_KINDS} and image folders")
