@@ -1,0 +1,326 @@
+"""The training loop: it raises the validation ELBO, repeats exactly under a seed, skips and counts
+non-finite steps, and its options (KL warm-up, clipping, Adagrad, IWAE) do what they say."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import torch
+from torch import Tensor
+
+import vaekit.train as train
+from vaekit import VAE, ConfigError, DataError, Terms, TrainConfig, TrainingError, fit, load
+from vaekit.objectives import elbo, iwae
+
+D, M = 8, 2
+
+
+def gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def synthetic(n: int, seed: int = 0) -> Tensor:
+    """n points near a 2-D linear subspace of R^8: x = z A + 0.1 noise, (n, D)."""
+    g = gen(100)
+    A = torch.randn(M, D, generator=g)
+    g = gen(seed)
+    return torch.randn(n, M, generator=g) @ A + 0.1 * torch.randn(n, D, generator=g)
+
+
+def binary(n: int, seed: int = 0) -> Tensor:
+    """Correlated probabilities in [0, 1], mostly small: sigmoid of a 2-D linear model, (n, D)."""
+    return torch.sigmoid(3 * synthetic(n, seed) - 2)
+
+
+def small_model(likelihood: str = "gaussian", seed: int = 0) -> VAE:
+    torch.manual_seed(seed)
+    return VAE(data_shape=(D,), latent_dim=M, hidden=(16,), likelihood=likelihood)
+
+
+class OptimizerSpy:
+    """Wraps train.make_optimizer: keeps the optimizer built and the global gradient norm seen by
+    every optimizer.step()."""
+
+    def __init__(self) -> None:
+        self.optimizers: list[torch.optim.Optimizer] = []
+        self.grad_norms: list[float] = []
+        self._make = train.make_optimizer
+
+    def __call__(self, model: VAE, config: TrainConfig) -> torch.optim.Optimizer:
+        optimizer = self._make(model, config)
+        self.optimizers.append(optimizer)
+
+        def record(opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+            grads = [p.grad for group in opt.param_groups for p in group["params"]]
+            norm = torch.linalg.vector_norm(
+                torch.stack([torch.linalg.vector_norm(g) for g in grads if g is not None])
+            )
+            self.grad_norms.append(float(norm))
+
+        optimizer.register_step_pre_hook(record)
+        return optimizer
+
+
+@pytest.fixture
+def optimizer_spy(monkeypatch: pytest.MonkeyPatch) -> OptimizerSpy:
+    spy = OptimizerSpy()
+    monkeypatch.setattr(train, "make_optimizer", spy)
+    return spy
+
+
+def objective_spy(monkeypatch: pytest.MonkeyPatch, name: str) -> list[tuple[Terms, float | Tensor]]:
+    """Replace OBJECTIVES[name] with a recording wrapper; returns the (terms, beta) calls."""
+    calls: list[tuple[Terms, float | Tensor]] = []
+    bound: Callable = train.OBJECTIVES[name]
+
+    def spy(terms: Terms, beta: float | Tensor = 1.0) -> Tensor:
+        calls.append((terms, beta))
+        return bound(terms, beta)
+
+    monkeypatch.setitem(train.OBJECTIVES, name, spy)
+    return calls
+
+
+# -- it learns -----------------------------------------------------------------------------------
+
+
+def test_training_raises_the_validation_elbo() -> None:
+    x, x_valid = synthetic(256, seed=1), synthetic(128, seed=2)
+    model = small_model()
+    before = float(model.elbo(x_valid, seed=0).mean())
+    history = fit(model, x, valid=x_valid, epochs=6, batch_size=32, lr=3e-3)
+    after = float(model.elbo(x_valid, seed=0).mean())
+    assert history[-1]["valid_elbo"] == pytest.approx(after)
+    assert after > before + 2.0, (before, after)
+    assert history[-1]["valid_elbo"] > history[0]["valid_elbo"]
+    assert [r["epoch"] for r in history] == list(range(1, 7))
+    assert history[-1]["step"] == 6 * 8
+    assert history[-1]["skipped_steps"] == 0
+
+
+@pytest.mark.parametrize(
+    ("settings", "likelihood", "data"),
+    [
+        ({"optimizer": "adagrad", "lr": 0.05}, "gaussian", synthetic),
+        ({"objective": "iwae", "samples": 5}, "gaussian", synthetic),
+        ({"binarize": "dynamic"}, "bernoulli", binary),
+        ({"warmup_steps": 20, "grad_clip": 5.0}, "gaussian", synthetic),
+    ],
+)
+def test_every_option_still_learns(
+    settings: dict, likelihood: str, data: Callable[..., Tensor]
+) -> None:
+    x, x_valid = data(256, seed=1), data(128, seed=2)
+    model = small_model(likelihood)
+    before = float(
+        model.elbo(
+            train.binarize(x_valid, 1) if likelihood == "bernoulli" else x_valid, seed=0
+        ).mean()
+    )
+    history = fit(model, x, valid=x_valid, epochs=6, batch_size=32, **{"lr": 3e-3, **settings})
+    assert history[-1]["valid_elbo"] > before + 0.5, (before, history[-1]["valid_elbo"])
+
+
+# -- repeatable -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("likelihood", "data", "settings"),
+    [
+        ("gaussian", synthetic, {"objective": "iwae", "samples": 3}),
+        ("bernoulli", binary, {"binarize": "dynamic"}),
+    ],
+)
+def test_same_seed_gives_identical_weights(
+    likelihood: str, data: Callable[..., Tensor], settings: dict
+) -> None:
+    x = data(100, seed=1)
+
+    def run(seed: int) -> tuple[dict[str, Tensor], list[dict]]:
+        model = small_model(likelihood, seed=0)  # same initial weights every time
+        history = fit(model, x, epochs=2, batch_size=16, seed=seed, **settings)
+        return model.state_dict(), history
+
+    (w1, h1), (w2, h2), (w3, _) = run(7), run(7), run(8)
+    assert all(torch.equal(w1[k], w2[k]) for k in w1)
+    drop = {"seconds"}
+    assert [{k: v for k, v in r.items() if k not in drop} for r in h1] == [
+        {k: v for k, v in r.items() if k not in drop} for r in h2
+    ]
+    assert not all(torch.equal(w1[k], w3[k]) for k in w1)  # the seed matters
+
+
+# -- non-finite steps ------------------------------------------------------------------------------
+
+
+def test_non_finite_steps_are_skipped_and_counted() -> None:
+    # Three examples so large that log p(x|z) overflows: with batch_size=1 exactly their steps fail.
+    x = synthetic(20, seed=1)
+    x[[3, 9, 14]] = 1e20
+    model = small_model("gaussian_fixed")
+    history = fit(model, x, epochs=2, batch_size=1, lr=1e-3, max_bad_steps=4)
+    assert [r["skipped_steps"] for r in history] == [3, 6]
+    assert [r["step"] for r in history] == [17, 34]
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert all(torch.isfinite(torch.tensor(r["train_bound"])) for r in history)
+
+
+def test_a_nan_parameter_stops_training_after_max_bad_steps(optimizer_spy: OptimizerSpy) -> None:
+    model = small_model()
+    with torch.no_grad():
+        model.decoder[0].weight[0, 0] = float("nan")
+    with pytest.raises(TrainingError, match=r"^5 steps in a row .*non-finite.*lr"):
+        fit(model, synthetic(64), epochs=3, batch_size=8, max_bad_steps=5)
+    assert optimizer_spy.grad_norms == []  # no update was ever applied
+
+
+def test_data_that_overflows_everywhere_raises_training_error() -> None:
+    x = torch.full((16, D), 1e20)
+    with pytest.raises(TrainingError, match="steps in a row"):
+        fit(small_model("gaussian_fixed"), x, epochs=5, batch_size=4, max_bad_steps=3)
+
+
+# -- options ---------------------------------------------------------------------------------------
+
+
+def test_kl_warmup_raises_beta_linearly(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = objective_spy(monkeypatch, "elbo")
+    history = fit(small_model(), synthetic(64), epochs=4, batch_size=16, warmup_steps=10, beta=0.5)
+    betas = [float(beta) for _, beta in calls]
+    assert betas == pytest.approx([0.5 * min(1.0, s / 10) for s in range(1, 17)])
+    assert [r["beta"] for r in history] == pytest.approx([0.2, 0.4, 0.5, 0.5])
+
+
+def test_no_warmup_means_constant_beta(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = objective_spy(monkeypatch, "elbo")
+    fit(small_model(), synthetic(32), epochs=1, batch_size=16, beta=0.7)
+    assert [float(b) for _, b in calls] == pytest.approx([0.7, 0.7])
+
+
+def test_iwae_objective_gets_k_samples(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = objective_spy(monkeypatch, "iwae")
+    elbo_calls = objective_spy(monkeypatch, "elbo")
+    history = fit(
+        small_model(), synthetic(48), epochs=1, batch_size=16, objective="iwae", samples=6
+    )
+    assert len(calls) == 3 and not elbo_calls
+    assert all(terms.log_w.shape == (6, 16) for terms, _ in calls)
+    # The reported training bound is the IWAE bound of those batches.
+    assert history[0]["train_bound"] == pytest.approx(
+        float(torch.cat([iwae(t) for t, _ in calls]).mean().detach()), rel=1e-5
+    )
+
+
+def test_gradient_clipping_bounds_the_update_norm(optimizer_spy: OptimizerSpy) -> None:
+    x = synthetic(64)
+    fit(small_model(), x, epochs=2, batch_size=16)
+    unclipped = max(optimizer_spy.grad_norms)
+    assert unclipped > 1.0  # so a clip at 0.5 has something to do
+    optimizer_spy.grad_norms.clear()
+    fit(small_model(), x, epochs=2, batch_size=16, grad_clip=0.5)
+    assert len(optimizer_spy.grad_norms) == 8
+    assert max(optimizer_spy.grad_norms) <= 0.5 * (1 + 1e-5)
+    assert max(optimizer_spy.grad_norms) > 0.49  # clipped to the bound, not zeroed
+
+
+def test_adagrad_option_builds_adagrad(optimizer_spy: OptimizerSpy) -> None:
+    fit(small_model(), synthetic(32), epochs=1, batch_size=16, optimizer="adagrad", lr=0.1)
+    (optimizer,) = optimizer_spy.optimizers
+    assert isinstance(optimizer, torch.optim.Adagrad)
+    assert optimizer.defaults["lr"] == 0.1
+    assert any(float(s["sum"].abs().sum()) > 0 for s in optimizer.state.values())
+    fit(small_model(), synthetic(32), epochs=1, batch_size=16)
+    assert isinstance(optimizer_spy.optimizers[-1], torch.optim.Adam)
+
+
+# -- inputs and outputs ----------------------------------------------------------------------------
+
+
+def test_fit_writes_metrics_and_a_loadable_checkpoint(tmp_path: Any) -> None:
+    model = small_model()
+    history = fit(
+        model,
+        synthetic(64),
+        epochs=3,
+        batch_size=16,
+        out=tmp_path / "run",
+        metadata={"data": {"name": "synthetic"}},
+    )
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line) for line in lines] == json.loads(json.dumps(history))
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["train"]["epochs"] == 3 and config["data"] == {"name": "synthetic"}
+    loaded = load(tmp_path / "run")
+    assert all(torch.equal(v, loaded.state_dict()[k]) for k, v in model.state_dict().items())
+
+
+def test_fit_accepts_numpy_and_datasets() -> None:
+    x = synthetic(32)
+    dataset = [(row, 0) for row in x]  # map-style, (example, label) items
+    for data in (x.numpy(), dataset):
+        model = small_model()
+        fit(model, data, epochs=1, batch_size=16)
+        reference = small_model()
+        fit(reference, x, epochs=1, batch_size=16)
+        assert all(
+            torch.equal(a, b)
+            for a, b in zip(model.parameters(), reference.parameters(), strict=True)
+        )
+
+
+@pytest.mark.parametrize(
+    ("data", "likelihood", "message"),
+    [
+        (torch.full((4, D), float("nan")), "gaussian", "NaN or infinite.*example 0"),
+        (torch.rand(4, D + 1), "gaussian", r"shape \(9,\).*\(8,\)"),
+        (torch.empty(0, D), "gaussian", "empty"),
+        (torch.rand(4, D) * 2, "bernoulli", r"\[0, 1\]"),
+        (object(), "gaussian", "object"),
+    ],
+)
+def test_bad_data_is_a_data_error(data: Any, likelihood: str, message: str) -> None:
+    with pytest.raises(DataError, match=message):
+        fit(small_model(likelihood), data, epochs=1)
+
+
+def test_bad_validation_data_is_a_data_error() -> None:
+    with pytest.raises(DataError, match="validation data"):
+        fit(small_model(), synthetic(8), valid=torch.rand(3, D + 1), epochs=1)
+
+
+def test_dynamic_binarization_needs_bernoulli() -> None:
+    with pytest.raises(ConfigError, match="bernoulli"):
+        fit(small_model("gaussian"), torch.rand(8, D), epochs=1, binarize="dynamic")
+
+
+@pytest.mark.parametrize(
+    ("fields", "name"),
+    [
+        ({"epochs": 0}, "epochs"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"lr": 0.0}, "lr"),
+        ({"lr": float("nan")}, "lr"),
+        ({"grad_clip": -1.0}, "grad_clip"),
+        ({"warmup_steps": -1}, "warmup_steps"),
+        ({"optimizer": "sgd"}, "optimizer.*adam"),
+        ({"objective": "vr"}, "objective.*elbo"),
+        ({"binarize": "static"}, "binarize"),
+        ({"max_bad_steps": 0}, "max_bad_steps"),
+    ],
+)
+def test_bad_train_config_names_the_setting(fields: dict, name: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        TrainConfig(**fields)
+
+
+def test_elbo_function_is_what_training_maximises(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = objective_spy(monkeypatch, "elbo")
+    history = fit(small_model(), synthetic(32), epochs=1, batch_size=32, samples=4)
+    ((terms, beta),) = calls
+    assert terms.log_w.shape == (4, 32)
+    assert history[0]["train_bound"] == pytest.approx(
+        float(elbo(terms, beta).mean().detach()), rel=1e-5
+    )
