@@ -56,6 +56,9 @@ def save(model: VAE, path: str | Path, **metadata: Any) -> Path:
     ``metadata`` entries (JSON-ready values) are stored at the top level of config.json.
     """
     path = Path(path)
+    reserved = sorted({"format_version", "vaekit_version", "model"} & metadata.keys())
+    if reserved:
+        raise ValueError(f"metadata key {reserved[0]!r} is reserved for the checkpoint itself")
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     config = {
         "format_version": FORMAT_VERSION,

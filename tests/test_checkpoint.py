@@ -1,0 +1,242 @@
+"""Checkpoints: save and load give the same model bit for bit, loading never unpickles, and every
+way a run folder can be broken is a CheckpointError that names the problem."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import struct
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+import vaekit
+from vaekit import VAE, CheckpointError, load, save
+from vaekit.checkpoint import CONFIG_FILE, FORMAT_VERSION, WEIGHTS_FILE
+
+
+def gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+CONFIGS = [
+    {"data_shape": (6,), "latent_dim": 2, "hidden": (5,)},
+    {
+        "data_shape": (1, 3, 4),
+        "latent_dim": 3,
+        "hidden": (7, 5),
+        "likelihood": "gaussian_per_dim",
+        "prior": "learned_gaussian",
+        "activation": "relu",
+    },
+    {"data_shape": (5,), "latent_dim": 2, "hidden": (), "likelihood": "gaussian_shared"},
+    {
+        "data_shape": (5,),
+        "latent_dim": 2,
+        "hidden": (4,),
+        "likelihood": "gaussian_fixed",
+        "decoder_std": 0.37,
+    },
+    {
+        "data_shape": (5,),
+        "latent_dim": 2,
+        "hidden": (4,),
+        "likelihood": "gaussian",
+        "encoder_min_logvar": -5.0,
+        "decoder_max_logvar": 2.0,
+    },
+]
+
+
+def perturbed(model: VAE) -> VAE:
+    """Move every parameter away from its initial value, so a load that silently re-initialised
+    a part (or the prior / likelihood) would show."""
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn(p.shape, generator=gen(5)) * 0.3)
+    return model
+
+
+@pytest.fixture
+def saved(tmp_path: Path) -> Path:
+    return save(perturbed(VAE(**CONFIGS[1])), tmp_path / "run")
+
+
+@pytest.mark.parametrize("fields", CONFIGS)
+def test_save_load_is_bit_for_bit(tmp_path: Path, fields: dict[str, Any]) -> None:
+    model = perturbed(VAE(**fields))
+    save(model, tmp_path / "run")
+    loaded = load(tmp_path / "run")
+    assert loaded.config == model.config
+    assert not loaded.training
+    state, loaded_state = model.state_dict(), loaded.state_dict()
+    assert state.keys() == loaded_state.keys()
+    assert all(torch.equal(state[k], loaded_state[k]) for k in state)
+    x = torch.rand(4, *model.config.data_shape)
+    model.eval()
+    a, b = model(x, k=3, generator=gen(1)), loaded(x, k=3, generator=gen(1))
+    for name in ("log_px_z", "log_pz", "log_qz_x", "kl"):
+        assert torch.equal(getattr(a, name), getattr(b, name)), name
+    assert torch.equal(model.reconstruct(x), loaded.reconstruct(x))
+
+
+def test_methods_on_the_model(tmp_path: Path) -> None:
+    model = perturbed(VAE(**CONFIGS[0]))
+    assert model.save(tmp_path / "run", note="hello") == tmp_path / "run"
+    loaded = VAE.load(tmp_path / "run")
+    assert all(
+        torch.equal(p, q) for p, q in zip(model.parameters(), loaded.parameters(), strict=True)
+    )
+
+
+def test_config_json_holds_versions_model_and_metadata(saved: Path, tmp_path: Path) -> None:
+    config = json.loads((saved / CONFIG_FILE).read_text())
+    assert config["format_version"] == FORMAT_VERSION
+    assert config["vaekit_version"] == vaekit.__version__
+    assert config["model"]["data_shape"] == [1, 3, 4]
+    save(VAE(**CONFIGS[0]), tmp_path / "meta", data={"name": "digits"}, seed=3)
+    config = json.loads((tmp_path / "meta" / CONFIG_FILE).read_text())
+    assert config["data"] == {"name": "digits"} and config["seed"] == 3
+
+
+def test_weights_file_is_safetensors(saved: Path) -> None:
+    raw = (saved / WEIGHTS_FILE).read_bytes()
+    (header_len,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8 : 8 + header_len])
+    assert "encoder.0.weight" in header
+    assert not raw.startswith(b"PK") and b"\x80\x02" not in raw[:2]  # no zip, no pickle
+
+
+def test_loading_never_unpickles(saved: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def forbidden(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("pickle used while loading a checkpoint")
+
+    for name in ("load", "loads", "Unpickler"):
+        monkeypatch.setattr(pickle, name, forbidden)
+    monkeypatch.setattr(torch, "load", forbidden)
+    loaded = load(saved)
+    assert isinstance(loaded, VAE)
+
+
+def test_saving_over_a_run_replaces_it_and_leaves_no_temporaries(tmp_path: Path) -> None:
+    first, second = perturbed(VAE(**CONFIGS[0])), VAE(**CONFIGS[0])
+    save(first, tmp_path / "run")
+    save(second, tmp_path / "run")
+    loaded = load(tmp_path / "run")
+    assert torch.equal(loaded.encoder[0].weight, second.encoder[0].weight)
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [CONFIG_FILE, WEIGHTS_FILE]
+
+
+def test_unwritable_destination_is_a_checkpoint_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("in the way")
+    with pytest.raises(CheckpointError, match="cannot write"):
+        save(VAE(**CONFIGS[0]), tmp_path / "file" / "run")
+
+
+# -- broken run folders ----------------------------------------------------------------------------
+
+
+def rewrite_config(run: Path, change: Any) -> None:
+    config = json.loads((run / CONFIG_FILE).read_text())
+    change(config)
+    (run / CONFIG_FILE).write_text(json.dumps(config))
+
+
+def test_missing_folder(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load(tmp_path / "nowhere")
+
+
+def test_missing_config(saved: Path) -> None:
+    (saved / CONFIG_FILE).unlink()
+    with pytest.raises(CheckpointError, match=f"not a vaekit run folder: no {CONFIG_FILE}"):
+        load(saved)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (b'{"format_version": 1, "model": ', "unreadable or corrupt"),
+        (b"\xff\xfe not utf-8", "unreadable or corrupt"),
+        (b"[1, 2]", "no format_version"),
+        (b'{"model": {}}', "no format_version"),
+        (b'{"format_version": "1"}', "no format_version"),
+    ],
+)
+def test_corrupt_config(saved: Path, text: bytes, message: str) -> None:
+    (saved / CONFIG_FILE).write_bytes(text)
+    with pytest.raises(CheckpointError, match=message):
+        load(saved)
+
+
+def test_newer_format_version(saved: Path) -> None:
+    rewrite_config(saved, lambda c: c.update(format_version=FORMAT_VERSION + 1, vaekit_version="9"))
+    with pytest.raises(CheckpointError, match=f"format {FORMAT_VERSION + 1}.*upgrade vaekit"):
+        load(saved)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda c: c["model"].update(colour="red"), "model.colour"),
+        (lambda c: c["model"].update(latent_dim="three"), "model.latent_dim"),
+        (lambda c: c["model"].update(likelihood="poisson"), "poisson"),
+        (lambda c: c.pop("model"), "model must be a table"),
+    ],
+)
+def test_bad_model_config(saved: Path, change: Any, message: str) -> None:
+    rewrite_config(saved, change)
+    with pytest.raises(CheckpointError, match=message):
+        load(saved)
+
+
+def test_missing_weights(saved: Path) -> None:
+    (saved / WEIGHTS_FILE).unlink()
+    with pytest.raises(CheckpointError, match=f"no {WEIGHTS_FILE}"):
+        load(saved)
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.99, 4 / 1e9])
+def test_truncated_weights(saved: Path, keep: float) -> None:
+    raw = (saved / WEIGHTS_FILE).read_bytes()
+    (saved / WEIGHTS_FILE).write_bytes(raw[: max(1, int(len(raw) * keep))])
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        load(saved)
+
+
+def test_garbage_weights(saved: Path) -> None:
+    (saved / WEIGHTS_FILE).write_bytes(pickle.dumps({"encoder.0.weight": [1.0]}))
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        load(saved)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda c: c["model"].update(latent_dim=4), "size mismatch"),
+        (lambda c: c["model"].update(hidden=[7]), "Unexpected key.*encoder.4.bias"),
+        (lambda c: c["model"].update(likelihood="gaussian"), "Unexpected key.*raw_logvar"),
+        (lambda c: c["model"].update(prior="standard_normal"), "prior"),
+    ],
+)
+def test_weights_that_do_not_match_the_config(saved: Path, change: Any, message: str) -> None:
+    rewrite_config(saved, change)
+    with pytest.raises(CheckpointError, match=f"does not match its config.json.*{message}"):
+        load(saved)
+
+
+def test_checkpoint_errors_are_one_line(saved: Path) -> None:
+    rewrite_config(saved, lambda c: c["model"].update(latent_dim=4))
+    with pytest.raises(CheckpointError) as info:
+        load(saved)
+    assert "\n" not in str(info.value)
+    assert str(saved) in str(info.value)
+
+
+@pytest.mark.parametrize("key", ["model", "format_version", "vaekit_version"])
+def test_metadata_cannot_overwrite_the_checkpoint_fields(tmp_path: Path, key: str) -> None:
+    with pytest.raises(ValueError, match=key):
+        save(VAE(**CONFIGS[0]), tmp_path / "run", **{key: "oops"})
+    assert not (tmp_path / "run" / CONFIG_FILE).exists()
