@@ -340,14 +340,14 @@ def split(
     x: Tensor, labels: Tensor | None, fractions: tuple[float, float], seed: int
 ) -> tuple[list[Tensor], list[Tensor | None]]:
     """Seeded random split of ``x`` (N, ...) into train / valid / test; ``fractions`` = (valid,
-    test). Valid and test get at least one example each; N must be at least 3."""
+    test). A part with a fraction above 0 gets at least one example; N must be at least 3."""
     n = x.shape[0]
     if n < 3:
         raise DataError(f"{n} examples cannot be split into train, valid and test; give 3 or more")
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    n_valid, n_test = max(1, round(n * fractions[0])), max(1, round(n * fractions[1]))
+    n_valid, n_test = (max(int(f > 0), round(n * f)) for f in fractions)
     if n_valid + n_test >= n:
-        n_valid, n_test = 1, 1
+        n_valid, n_test = int(fractions[0] > 0), int(fractions[1] > 0)
     parts = [order[n_valid + n_test :], order[:n_valid], order[n_valid : n_valid + n_test]]
     return [x[p] for p in parts], [None if labels is None else labels[p] for p in parts]
 
@@ -736,11 +736,15 @@ def load_cifar10_folder(folder: str | Path, *, _md5: dict[str, str] | None = Non
     """
     folder = Path(folder)
     table = CIFAR10_BATCH_MD5 if _md5 is None else _md5
+    names = (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch")
+    missing = [n for n in names if not (folder / n).is_file()]
+    if missing:
+        raise DataError(
+            f"{str(folder)!r} lacks {', '.join(missing)}; extract cifar-10-python.tar.gz again"
+        )
     batches = {}
-    for name in (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch"):
+    for name in names:
         path = folder / name
-        if not path.is_file():
-            raise DataError(f"{str(folder)!r} lacks {name}; extract cifar-10-python.tar.gz again")
         if (got := md5(path)) != table[name]:
             raise DataError(
                 f"{str(path)!r} has md5 {got}, expected {table[name]} (the published "
@@ -1171,14 +1175,18 @@ def load(
     text = str(name_or_path)
     name = ALIASES.get(text.lower(), text.lower())
     used = {"image_size": image_size, "label_column": label_column}
+
+    def only(allowed: tuple[str, ...]) -> None:
+        for option, value in used.items():
+            if value is not None and option not in allowed:
+                raise DataError(f"{option}={value!r} does not apply to {text!r}; leave it out")
+
     if name in DATASETS:  # a name wins over a file of that name; write ./name for the file
+        only(())
         ds = DATASETS[name](root=root, seed=seed)
-        allowed: tuple[str, ...] = ()
     else:
         ds, allowed = _load_path(Path(text), seed, image_size, label_column)
-    for option, value in used.items():
-        if value is not None and option not in allowed:
-            raise DataError(f"{option}={value!r} does not apply to {text!r}; leave it out")
+        only(allowed)
     if binarize == "static":
         ds = binarize_static(ds, seed)
     return ds
