@@ -1,0 +1,216 @@
+"""Configs: from_dict is the inverse of to_dict, rejects unknown keys and wrong types naming the
+key; parse_override reads TOML values; read_toml turns file problems into ConfigErrors."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from vaekit import ConfigError, TrainConfig, VAEConfig
+from vaekit.config import from_dict, parse_override, read_toml, to_dict
+from vaekit.likelihoods import LIKELIHOODS
+from vaekit.nets import ACTIVATIONS
+from vaekit.priors import PRIORS
+from vaekit.train import BINARIZE, OPTIMIZERS
+
+finite = {"allow_nan": False, "allow_infinity": False}
+
+
+@st.composite
+def vae_configs(draw: st.DrawFn) -> VAEConfig:
+    enc_lo = draw(st.floats(-30, 0, **finite))
+    dec_lo = draw(st.floats(-30, 0, **finite))
+    return VAEConfig(
+        data_shape=tuple(draw(st.lists(st.integers(1, 64), min_size=1, max_size=3))),
+        latent_dim=draw(st.integers(1, 256)),
+        hidden=tuple(draw(st.lists(st.integers(1, 2048), max_size=4))),
+        activation=draw(st.sampled_from(sorted(ACTIVATIONS))),
+        likelihood=draw(st.sampled_from(sorted(LIKELIHOODS))),
+        prior=draw(st.sampled_from(sorted(PRIORS))),
+        decoder_min_logvar=dec_lo,
+        decoder_max_logvar=dec_lo + draw(st.floats(0.01, 20, **finite)),
+        decoder_std=draw(st.floats(1e-6, 1e6, **finite)),
+        encoder_min_logvar=enc_lo,
+        encoder_max_logvar=enc_lo + draw(st.floats(0.01, 20, **finite)),
+    )
+
+
+@st.composite
+def train_configs(draw: st.DrawFn) -> TrainConfig:
+    return TrainConfig(
+        epochs=draw(st.integers(1, 10**6)),
+        batch_size=draw(st.integers(1, 10**5)),
+        optimizer=draw(st.sampled_from(OPTIMIZERS)),
+        lr=draw(st.floats(1e-9, 10, **finite)),
+        weight_decay=draw(st.floats(0, 1, **finite)),
+        objective=draw(st.sampled_from(["elbo", "iwae"])),
+        samples=draw(st.integers(1, 5000)),
+        beta=draw(st.floats(0, 10, **finite)),
+        warmup_steps=draw(st.integers(0, 10**6)),
+        grad_clip=draw(st.floats(0, 1e3, **finite)),
+        binarize=draw(st.sampled_from(BINARIZE)),
+        seed=draw(st.integers(-(2**62), 2**62)),
+        max_bad_steps=draw(st.integers(1, 1000)),
+    )
+
+
+@settings(max_examples=150, deadline=None)
+@given(cfg=vae_configs())
+def test_vae_config_round_trips_through_json(cfg: VAEConfig) -> None:
+    data = json.loads(json.dumps(to_dict(cfg)))  # what config.json holds
+    assert from_dict(VAEConfig, data) == cfg
+    assert isinstance(data["data_shape"], list) and isinstance(data["hidden"], list)
+
+
+@settings(max_examples=150, deadline=None)
+@given(cfg=train_configs())
+def test_train_config_round_trips_through_json(cfg: TrainConfig) -> None:
+    assert from_dict(TrainConfig, json.loads(json.dumps(to_dict(cfg)))) == cfg
+
+
+def test_defaults_round_trip() -> None:
+    assert from_dict(VAEConfig, {}) == VAEConfig()
+    assert from_dict(TrainConfig, to_dict(TrainConfig())) == TrainConfig()
+
+
+def test_unknown_key_is_named_with_its_section() -> None:
+    with pytest.raises(ConfigError, match=r"unknown setting model\.latent_dims; known settings: "):
+        from_dict(VAEConfig, {"latent_dims": 8}, section="model")
+    with pytest.raises(ConfigError, match=r"unknown setting epoch\b.*epochs"):
+        from_dict(TrainConfig, {"epoch": 3})
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"latent_dim": "8"}, r"train\.latent_dim must be an integer, got '8'"),
+        ({"latent_dim": 8.0}, r"train\.latent_dim must be an integer, got 8\.0"),
+        ({"latent_dim": True}, r"train\.latent_dim must be an integer, got True"),
+        ({"hidden": 64}, r"train\.hidden must be a list, got 64"),
+        ({"hidden": [64, "x"]}, r"train\.hidden must be an integer, got 'x'"),
+        ({"data_shape": "784"}, r"train\.data_shape must be a list"),
+        ({"decoder_std": "0.1"}, r"train\.decoder_std must be a number"),
+        ({"decoder_std": False}, r"train\.decoder_std must be a number"),
+        ({"likelihood": 3}, r"train\.likelihood must be a string, got 3"),
+    ],
+)
+def test_wrong_types_are_named(data: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        from_dict(VAEConfig, data, section="train")
+
+
+def test_values_are_coerced_to_the_field_types() -> None:
+    cfg = from_dict(VAEConfig, {"data_shape": [2, 3], "hidden": [], "decoder_std": 1})
+    assert cfg.data_shape == (2, 3) and cfg.hidden == ()
+    assert isinstance(cfg.decoder_std, float)
+    assert isinstance(from_dict(TrainConfig, {"lr": 1}).lr, float)
+
+
+def test_values_out_of_range_fail_in_the_dataclass() -> None:
+    with pytest.raises(ConfigError, match="latent_dim"):
+        from_dict(VAEConfig, {"latent_dim": 0})
+    with pytest.raises(ConfigError, match="optimizer 'sgd'"):
+        from_dict(TrainConfig, {"optimizer": "sgd"})
+
+
+@pytest.mark.parametrize("data", [None, [1, 2], "latent_dim=3"])
+def test_non_table_is_rejected(data: Any) -> None:
+    with pytest.raises(ConfigError, match="model must be a table of settings"):
+        from_dict(VAEConfig, data, section="model")
+
+
+# -- overrides -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("model.latent_dim=8", ("model.latent_dim", 8)),
+        ("lr=1e-3", ("lr", 0.001)),
+        ("beta = 0.5", ("beta", 0.5)),
+        ("hidden=[512, 256]", ("hidden", [512, 256])),
+        ("likelihood=gaussian", ("likelihood", "gaussian")),
+        ('likelihood="bernoulli"', ("likelihood", "bernoulli")),
+        ("flag=true", ("flag", True)),
+        ("epochs=1_000", ("epochs", 1000)),
+        ("name=two words", ("name", "two words")),
+        ("expr=a=b", ("expr", "a=b")),
+        ("empty=", ("empty", "")),
+    ],
+)
+def test_parse_override(text: str, expected: tuple[str, Any]) -> None:
+    assert parse_override(text) == expected
+
+
+def test_parse_override_special_floats() -> None:
+    assert parse_override("x=inf") == ("x", math.inf)
+    assert parse_override("x=-inf") == ("x", -math.inf)
+    assert math.isnan(parse_override("x=nan")[1])
+
+
+@pytest.mark.parametrize("text", ["latent_dim", "=8", "  =8", ""])
+def test_parse_override_needs_key_and_equals(text: str) -> None:
+    with pytest.raises(ConfigError, match="key=value"):
+        parse_override(text)
+
+
+def toml_value(value: Any) -> str:
+    """A TOML literal for a JSON-like value (bool, int, finite float, str, list)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    return "[" + ", ".join(toml_value(v) for v in value) + "]"
+
+
+scalars = (
+    st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(st.characters(blacklist_categories=("Cs", "Cc")), max_size=20)
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    key=st.from_regex(r"[a-z_]{1,10}(\.[a-z_]{1,10})?", fullmatch=True),
+    value=scalars | st.lists(st.integers(0, 10**6), max_size=5),
+)
+def test_parse_override_reads_any_toml_value(key: str, value: Any) -> None:
+    parsed_key, parsed = parse_override(f"{key}={toml_value(value)}")
+    assert parsed_key == key
+    assert parsed == value and type(parsed) is type(value)
+
+
+# -- files -----------------------------------------------------------------------------------------
+
+
+def test_read_toml(tmp_path: Path) -> None:
+    file = tmp_path / "run.toml"
+    file.write_text("[model]\nlatent_dim = 8\nhidden = [64]\n\n[train]\nlr = 1e-3\n")
+    data = read_toml(file)
+    assert data == {"model": {"latent_dim": 8, "hidden": [64]}, "train": {"lr": 0.001}}
+    assert from_dict(VAEConfig, data["model"], section="model").hidden == (64,)
+
+
+def test_read_toml_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        read_toml(tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[model\nlatent_dim = 8\n")
+    with pytest.raises(ConfigError, match=r"bad\.toml.*not valid TOML"):
+        read_toml(bad)
+    binary = tmp_path / "binary.toml"
+    binary.write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(ConfigError, match=r"binary\.toml"):
+        read_toml(binary)
+    with pytest.raises(ConfigError, match="cannot read"):
+        read_toml(tmp_path)  # a folder
