@@ -173,8 +173,12 @@ def _read_array(path: Path, what: str) -> np.ndarray:
                     [float(v) for v in lines[0].split(",")]
                 except ValueError:
                     lines = lines[1:]  # a header
+            if not lines:
+                raise DataError(f"{what} file {str(path)!r} is empty")
             a = np.loadtxt(lines, delimiter=",", ndmin=2, dtype=np.float64)
         a = np.asarray(a, dtype=np.float32)
+    except DataError:
+        raise
     except (OSError, ValueError, UnicodeDecodeError) as err:
         raise DataError(f"cannot read {what} file {str(path)!r}: {err}") from None
     if a.size == 0:
@@ -815,7 +819,8 @@ def latents(run: Path, data: str | None, split: str, output: Path | None) -> Non
     with torch.no_grad():
         z = model.encode(x).mean  # (N, latent_dim)
     title = f"{dataset.name} {split}: E[z|x]" + (", PCA" if z.shape[1] > 2 else "")
-    viz.save(viz.scatter(z, labels, title=title), out)
+    names = getattr(dataset, "label_names", None)
+    viz.save(viz.scatter(z, labels, names=names, title=title), out)
     click.echo(f"{x.shape[0]} latent means of the {split} split of {dataset.name}")
     _wrote(out)
 

@@ -259,9 +259,16 @@ def project_2d(z: Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
 
 
 def scatter(
-    z: Tensor | np.ndarray, labels: Tensor | np.ndarray | None = None, *, title: str = ""
+    z: Tensor | np.ndarray,
+    labels: Tensor | np.ndarray | None = None,
+    *,
+    names: Sequence[str] | None = None,
+    title: str = "",
 ) -> Any:
-    """A matplotlib Figure: latent means (N, latent_dim) in 2-D, coloured by integer labels (N,)."""
+    """A matplotlib Figure: latent means (N, latent_dim) in 2-D, coloured by integer labels (N,).
+
+    ``names[label]`` is shown in the legend in place of the label's number where given.
+    """
     points, ratio = project_2d(z)
     fig = _figure(6.0, 5.0)
     ax = fig.add_subplot()
@@ -276,7 +283,14 @@ def scatter(
         if len(classes) <= 10:
             for i, c in enumerate(classes):
                 m = y == c
-                ax.scatter(points[m, 0], points[m, 1], s=6, alpha=0.8, color=colours(i), label=c)
+                ax.scatter(
+                    points[m, 0],
+                    points[m, 1],
+                    s=6,
+                    alpha=0.8,
+                    color=colours(i),
+                    label=_name(c, names),
+                )
             ax.legend(markerscale=3, fontsize=8, loc="best", title="label")
         else:
             sc = ax.scatter(points[:, 0], points[:, 1], s=6, c=y, cmap=colours, alpha=0.8)
@@ -290,6 +304,11 @@ def scatter(
     ax.set_title(title or "latent means E[z|x]")
     fig.tight_layout()
     return fig
+
+
+def _name(label: Any, names: Sequence[str] | None) -> str:
+    i = int(label)
+    return str(names[i]) if names is not None and 0 <= i < len(names) else str(i)
 
 
 def curves(records: Sequence[dict[str, Any]], *, title: str = "") -> Any:

@@ -1,0 +1,402 @@
+"""The ``vaekit`` command end to end, on a tiny digits run trained once for the module.
+
+Each command is driven through ``vaekit.cli.main`` and its files are checked; each bad input must
+give exactly one line on stderr, exit status 2, and leave the run's files as they were.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from vaekit.cli import RUN_FILES, main, resolve_config
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = ["--epochs", "2", "--set", "hidden=[16]", "--set", "latent_dim=3", "-k", "5", "-q"]
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """Run ``vaekit args``; returns (exit status, stdout, stderr)."""
+    capsys.readouterr()
+    try:
+        main([str(a) for a in args])
+        code = 0
+    except SystemExit as exit_:
+        code = int(exit_.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def snapshot(run: Path) -> dict[str, tuple[bytes, int]]:
+    return {f: ((run / f).read_bytes(), (run / f).stat().st_mtime_ns) for f in RUN_FILES}
+
+
+def png(path: Path) -> np.ndarray:
+    """Pixels of a PNG as an array, after checking it is not blank."""
+    with Image.open(path) as img:
+        assert img.format == "PNG"
+        a = np.asarray(img.convert("L"), dtype=np.float64)
+    assert a.std() > 0, f"{path} is blank"
+    return a
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny digits run: 2 epochs, 16 hidden units, 3 latent dims."""
+    folder = tmp_path_factory.mktemp("cli") / "run"
+    main(["train", "--data", "digits", "--out", str(folder), *TINY])
+    return folder
+
+
+@pytest.fixture(scope="module")
+def flat_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Gaussian run on a .npy of 6x4 'images' (24 values each: not a square)."""
+    folder = tmp_path_factory.mktemp("flat")
+    rng = np.random.default_rng(0)
+    np.save(folder / "faces.npy", rng.random((60, 24), dtype=np.float32))
+    out = folder / "run"
+    main(["train", "--data", str(folder / "faces.npy"), "--out", str(out), *TINY,
+          "--set", "likelihood=gaussian", "--set", "latent_dim=2"])  # fmt: skip
+    return out
+
+
+# -- train, info, evaluate ---------------------------------------------------------------------
+
+
+def test_train_saves_and_prints_resolved_config(run: Path) -> None:
+    config = json.loads((run / "config.json").read_text())
+    assert config["model"]["hidden"] == [16] and config["model"]["latent_dim"] == 3
+    assert config["train"]["epochs"] == 2 and config["train"]["binarize"] == "dynamic"
+    assert config["data"]["name"] == "digits" and config["data"]["source"] == "digits"
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+def test_train_prints_config_and_files(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, out, err = run_cli(
+        capsys, "train", "--data", "digits", "--out", tmp_path / "r", *TINY, "--epochs", "1"
+    )
+    assert code == 0, err
+    assert "latent_dim=3" in out and "epochs=1" in out and "binarize=" in out
+    assert f"wrote {tmp_path / 'r' / 'model.safetensors'}" in out
+
+
+def test_info(capsys: pytest.CaptureFixture[str], run: Path) -> None:
+    code, out, _ = run_cli(capsys, "info", run)
+    assert code == 0
+    assert "digits" in out and "latent_dim=3" in out and "model.safetensors" in out
+    assert "epochs 2" in out
+
+
+def test_evaluate(capsys: pytest.CaptureFixture[str], run: Path, tmp_path: Path) -> None:
+    code, out, err = run_cli(capsys, "evaluate", run, "-k", "20", "-q", "-o", tmp_path / "e.json")
+    assert code == 0, err
+    report = json.loads((tmp_path / "e.json").read_text())
+    for key in ("elbo", "log_likelihood", "bits_per_dim", "reconstruction_mse", "kl_per_dim",
+                "active_units", "k", "n", "binarized", "split"):  # fmt: skip
+        assert key in report
+    assert report["k"] == 20 and report["n"] == 270 and report["binarized"] is True
+    assert len(report["kl_per_dim"]) == 3
+    assert report["elbo"] <= report["log_likelihood"] + 1.0
+    assert "log p(x), K=20" in out and "bits/dim" in out and str(tmp_path / "e.json") in out
+    # the fixed binarisation makes the report repeat exactly
+    run_cli(capsys, "evaluate", run, "-k", "20", "-q", "-o", tmp_path / "f.json")
+    again = json.loads((tmp_path / "f.json").read_text())
+    assert again["log_likelihood"] == report["log_likelihood"]
+
+
+def test_evaluate_default_output_and_other_data(
+    capsys: pytest.CaptureFixture[str], run: Path, tmp_path: Path
+) -> None:
+    work = tmp_path / "copy"
+    shutil.copytree(run, work)
+    code, _, err = run_cli(capsys, "evaluate", work, "-k", "2", "--split", "valid")
+    assert code == 0, err
+    assert json.loads((work / "eval.json").read_text())["split"] == "valid"
+    x = np.random.default_rng(0).random((50, 64), dtype=np.float32)
+    np.save(tmp_path / "mine.npy", x)
+    code, _, err = run_cli(capsys, "evaluate", work, "-k", "2", "--data", tmp_path / "mine.npy")
+    assert code == 0, err
+    assert json.loads((work / "eval.json").read_text())["n"] == 5  # 10% test split
+
+
+# -- pictures ----------------------------------------------------------------------------------
+
+
+def test_sample(capsys: pytest.CaptureFixture[str], run: Path, tmp_path: Path) -> None:
+    out_file = tmp_path / "s.png"
+    code, out, err = run_cli(capsys, "sample", run, "-n", "10", "--ncols", "5", "-o", out_file,
+                             "--scale", "1")  # fmt: skip
+    assert code == 0, err
+    # 5 x 2 tiles of 8x8 with 1-pixel gaps
+    assert png(out_file).shape == (2 * 9 + 1, 5 * 9 + 1)
+    assert f"wrote {out_file}" in out
+
+
+def test_sample_default_path(capsys: pytest.CaptureFixture[str], run: Path) -> None:
+    code, out, _ = run_cli(capsys, "sample", run, "-n", "4", "--draw")
+    assert code == 0
+    assert png(run / "figures" / "samples.png").shape == (4 * 19, 4 * 19)  # enlarged 4x
+    assert str(run / "figures" / "samples.png") in out
+
+
+def test_reconstruct(capsys: pytest.CaptureFixture[str], run: Path, tmp_path: Path) -> None:
+    out_file = tmp_path / "r.png"
+    code, _, err = run_cli(
+        capsys, "reconstruct", run, "-n", "6", "--ncols", "3", "--scale", "1", "-o", out_file
+    )
+    assert code == 0, err
+    assert png(out_file).shape == (4 * 9 + 1, 3 * 9 + 1)  # two pairs of rows of 3
+
+
+def test_manifold(capsys: pytest.CaptureFixture[str], run: Path, tmp_path: Path) -> None:
+    code, out, err = run_cli(capsys, "manifold", run, "-n", "5", "--scale", "1",
+                             "-o", tmp_path / "m.png")  # fmt: skip
+    assert code == 0, err
+    assert png(tmp_path / "m.png").shape == (5 * 8, 5 * 8)  # no gaps
+    assert "largest KL" in out
+    code, out, err = run_cli(capsys, "manifold", run, "-n", "3", "--dims", "2,0",
+                             "-o", tmp_path / "m2.png")  # fmt: skip
+    assert code == 0, err
+    assert "dims 2 (down) and 0 (across)" in out
+
+
+def test_latents(capsys: pytest.CaptureFixture[str], run: Path, tmp_path: Path) -> None:
+    code, _, err = run_cli(capsys, "latents", run, "-o", tmp_path / "l.png")
+    assert code == 0, err
+    assert png(tmp_path / "l.png").shape == (500, 600)
+
+
+def test_curves(capsys: pytest.CaptureFixture[str], run: Path, tmp_path: Path) -> None:
+    code, out, err = run_cli(capsys, "curves", run, "-o", tmp_path / "c.png")
+    assert code == 0, err
+    assert png(tmp_path / "c.png").shape == (400, 600)
+    assert "2 epochs" in out
+
+
+def test_interpolate(capsys: pytest.CaptureFixture[str], run: Path, tmp_path: Path) -> None:
+    code, out, err = run_cli(capsys, "interpolate", run, "3", "7", "--steps", "4", "--scale", "1",
+                             "-o", tmp_path / "i.png")  # fmt: skip
+    assert code == 0, err
+    assert png(tmp_path / "i.png").shape == (9 + 1, 6 * 9 + 1)  # x3, 4 steps, x7
+    assert "examples 3 and 7" in out
+    code, _, err = run_cli(capsys, "interpolate", run, "-o", tmp_path / "j.png")
+    assert code == 0, err
+
+
+def test_encode_decode_round_trip(
+    capsys: pytest.CaptureFixture[str], run: Path, tmp_path: Path
+) -> None:
+    code, _, err = run_cli(capsys, "encode", run, "-o", tmp_path / "z.npy")
+    assert code == 0, err
+    z = np.load(tmp_path / "z.npy")
+    assert z.shape == (270, 3) and z.dtype == np.float32
+    code, _, err = run_cli(capsys, "encode", run, "--sample", "-o", tmp_path / "z.csv")
+    assert code == 0, err
+    lines = (tmp_path / "z.csv").read_text().splitlines()
+    assert lines[0] == "z0,z1,z2" and len(lines) == 271
+    zs = np.loadtxt(tmp_path / "z.csv", delimiter=",", skiprows=1)
+    assert zs.shape == (270, 3) and not np.allclose(zs, z, atol=1e-3)  # draws, not means
+    code, out, err = run_cli(capsys, "decode", run, tmp_path / "z.csv", "-o", tmp_path / "x.npy",
+                             "--png")  # fmt: skip
+    assert code == 0, err
+    x = np.load(tmp_path / "x.npy")
+    assert x.shape == (270, 64) and x.min() >= 0 and x.max() <= 1
+    png(tmp_path / "x.png")
+    assert str(tmp_path / "x.png") in out
+
+
+def test_encode_input_file(capsys: pytest.CaptureFixture[str], run: Path, tmp_path: Path) -> None:
+    np.save(tmp_path / "in.npy", np.full((4, 8, 8), 0.5, np.float32))  # reshaped to (4, 64)
+    code, _, err = run_cli(capsys, "encode", run, "--input", tmp_path / "in.npy",
+                           "-o", tmp_path / "zin.npy")  # fmt: skip
+    assert code == 0, err
+    assert np.load(tmp_path / "zin.npy").shape == (4, 3)
+
+
+def test_decode_defaults(capsys: pytest.CaptureFixture[str], run: Path, tmp_path: Path) -> None:
+    work = tmp_path / "copy"
+    shutil.copytree(run, work)
+    np.savetxt(tmp_path / "one.csv", np.zeros((1, 3)), delimiter=",")  # no header
+    code, _, err = run_cli(capsys, "decode", work, tmp_path / "one.csv", "--png")
+    assert code == 0, err
+    assert np.load(work / "decoded.npy").shape == (1, 64)
+    assert (work / "figures" / "decoded.png").is_file()
+
+
+def test_flat_data_needs_image_shape(
+    capsys: pytest.CaptureFixture[str], flat_run: Path, tmp_path: Path
+) -> None:
+    code, _, err = run_cli(capsys, "sample", flat_run, "-o", tmp_path / "a.png")
+    assert code == 2 and "--image-shape" in err and len(err.splitlines()) == 1
+    code, _, err = run_cli(capsys, "sample", flat_run, "-n", "4", "--image-shape", "6x4",
+                           "--scale", "1", "-o", tmp_path / "a.png")  # fmt: skip
+    assert code == 0, err
+    assert png(tmp_path / "a.png").shape == (2 * 7 + 1, 2 * 5 + 1)
+    code, _, err = run_cli(capsys, "manifold", flat_run, "-n", "3", "--image-shape", "6x4",
+                           "-o", tmp_path / "m.png")  # fmt: skip
+    assert code == 0, err  # 2 latent dims: no data needed
+
+
+# -- bad input: one line, exit 2, run untouched ------------------------------------------------
+
+
+BAD = {
+    "missing run": ["sample", "{tmp}/nope"],
+    "not a run": ["sample", "{tmp}"],
+    "info not a run": ["info", "{tmp}"],
+    "n zero": ["sample", "{run}", "-n", "0"],
+    "n negative": ["sample", "{run}", "-n", "-3"],
+    "n not a number": ["sample", "{run}", "-n", "many"],
+    "k zero": ["evaluate", "{run}", "-k", "0"],
+    "k negative": ["evaluate", "{run}", "-k", "-5"],
+    "output under a file": ["sample", "{run}", "-o", "{run}/config.json/s.png"],
+    "output wrong suffix": ["sample", "{run}", "-o", "{tmp}/s.jpg"],
+    "output is a folder": ["evaluate", "{run}", "-o", "{tmp}"],
+    "output onto config.json": ["evaluate", "{run}", "-k", "2", "-o", "{run}/config.json"],
+    "encode output onto weights": ["encode", "{run}", "-o", "{run}/model.safetensors"],
+    "unknown data": ["evaluate", "{run}", "-k", "2", "--data", "no-such-data"],
+    "missing data file": ["evaluate", "{run}", "-k", "2", "--data", "{tmp}/none.npy"],
+    "wrong data shape": ["evaluate", "{run}", "-k", "2", "--data", "{tmp}/wide.npy"],
+    "bad split": ["latents", "{run}", "--split", "everything"],
+    "latents wrong width": ["decode", "{run}", "{tmp}/z4.npy"],
+    "latents 3-d": ["decode", "{run}", "{tmp}/z3d.npy"],
+    "latents nan": ["decode", "{run}", "{tmp}/znan.csv"],
+    "latents empty": ["decode", "{run}", "{tmp}/empty.csv"],
+    "latents text": ["decode", "{run}", "{tmp}/words.csv"],
+    "latents missing": ["decode", "{run}", "{tmp}/gone.npy"],
+    "latents suffix": ["decode", "{run}", "{tmp}/z.txt"],
+    "encode input wrong shape": ["encode", "{run}", "--input", "{tmp}/z4.npy", "-o", "{tmp}/o.npy"],
+    "encode input out of [0,1]": ["encode", "{run}", "--input", "{tmp}/big.npy"],
+    "index out of range": ["interpolate", "{run}", "0", "270"],
+    "one index": ["interpolate", "{run}", "5"],
+    "negative index": ["interpolate", "{run}", "0", "--", "-1"],
+    "reconstruct too many": ["reconstruct", "{run}", "-n", "271"],
+    "manifold same dims": ["manifold", "{run}", "--dims", "1,1"],
+    "manifold dims out of range": ["manifold", "{run}", "--dims", "0,3"],
+    "manifold dims text": ["manifold", "{run}", "--dims", "x,y"],
+    "manifold n one": ["manifold", "{run}", "-n", "1"],
+    "bad image shape": ["sample", "{run}", "--image-shape", "eight"],
+    "image shape mismatch": ["sample", "{run}", "--image-shape", "7x7"],
+    "unknown command": ["smaple", "{run}"],
+    "unknown option": ["sample", "{run}", "--colour"],
+    "train over a run": ["train", "--out", "{run}", "--epochs", "1"],
+    "train out is a file": ["train", "--out", "{run}/config.json", "--epochs", "1"],
+    "train unknown setting": ["train", "--out", "{tmp}/t", "--set", "latent=3"],
+    "train bad value": ["train", "--out", "{tmp}/t", "--set", "latent_dim=0"],
+    "train missing config": ["train", "--out", "{tmp}/t", "--config", "{tmp}/none.toml"],
+}
+
+
+@pytest.fixture(scope="module")
+def bad_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("bad")
+    np.save(tmp / "z4.npy", np.zeros((5, 4), np.float32))
+    np.save(tmp / "z3d.npy", np.zeros((5, 3, 1), np.float32))
+    np.save(tmp / "wide.npy", np.zeros((40, 65), np.float32))
+    np.save(tmp / "big.npy", np.full((2, 64), 3.0, np.float32))
+    (tmp / "znan.csv").write_text("z0,z1,z2\n0,nan,1\n")
+    (tmp / "empty.csv").write_text("z0,z1,z2\n")
+    (tmp / "words.csv").write_text("a,b,c\nd,e,f\n")
+    (tmp / "z.txt").write_text("0 0 0\n")
+    return tmp
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_input_one_line_exit_2_run_untouched(
+    case: str, capsys: pytest.CaptureFixture[str], run: Path, bad_files: Path
+) -> None:
+    before = snapshot(run)
+    figures = sorted((run / "figures").glob("*")) if (run / "figures").exists() else []
+    args = [a.format(run=run, tmp=bad_files) for a in BAD[case]]
+    code, out, err = run_cli(capsys, *args)
+    assert code == 2, (case, out, err)
+    assert len(err.strip().splitlines()) == 1, err
+    assert err.startswith("vaekit: error: ") and "Traceback" not in err
+    assert snapshot(run) == before
+    after = sorted((run / "figures").glob("*")) if (run / "figures").exists() else []
+    assert after == figures
+    assert not list(run.glob(".*.tmp"))
+
+
+def test_newer_checkpoint_format_is_refused(
+    capsys: pytest.CaptureFixture[str], run: Path, tmp_path: Path
+) -> None:
+    work = tmp_path / "newer"
+    shutil.copytree(run, work)
+    config = json.loads((work / "config.json").read_text())
+    config["format_version"] = 99
+    (work / "config.json").write_text(json.dumps(config))
+    for command in ("sample", "info"):
+        code, _, err = run_cli(capsys, command, work)
+        assert code == 2 and "upgrade vaekit" in err and len(err.splitlines()) == 1
+
+
+def test_damaged_metrics(capsys: pytest.CaptureFixture[str], run: Path, tmp_path: Path) -> None:
+    work = tmp_path / "damaged"
+    shutil.copytree(run, work)
+    (work / "metrics.jsonl").write_text('{"epoch": 1,\n')
+    code, _, err = run_cli(capsys, "curves", work)
+    assert code == 2 and "damaged" in err and len(err.splitlines()) == 1
+
+
+def test_help_has_an_example(capsys: pytest.CaptureFixture[str]) -> None:
+    for command in ("train", "evaluate", "sample", "reconstruct", "encode", "decode",
+                    "interpolate", "manifold", "latents", "curves", "info"):  # fmt: skip
+        code, out, _ = run_cli(capsys, command, "--help")
+        assert code == 0 and "Example:" in out and f"vaekit {command}" in out, command
+
+
+# -- configs -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.toml")), ids=lambda p: p.name)
+def test_config_files_resolve(path: Path) -> None:
+    from types import SimpleNamespace
+
+    dataset = SimpleNamespace(name="x", defaults=None, data_shape=(784,), binary=True)
+    model_config, train_config, _ = resolve_config(str(path), (), dataset, {})
+    assert model_config.latent_dim >= 2 and train_config.epochs >= 1
+
+
+def test_config_recipes_match_the_paper() -> None:
+    from types import SimpleNamespace
+
+    dataset = SimpleNamespace(name="x", defaults=None, data_shape=(784,), binary=True)
+    m, t, _ = resolve_config(str(REPO / "configs" / "aevb-mnist.toml"), (), dataset, {})
+    assert (m.hidden, m.latent_dim, m.activation, m.likelihood) == ((500,), 20, "tanh", "bernoulli")
+    assert (t.optimizer, t.batch_size, t.samples) == ("adagrad", 100, 1)
+    assert t.lr in (0.01, 0.02, 0.1)
+    frey = SimpleNamespace(name="frey-face", defaults=None, data_shape=(560,), binary=False)
+    m, t, _ = resolve_config(str(REPO / "configs" / "frey-face.toml"), (), frey, {})
+    assert (m.hidden, m.likelihood, t.optimizer) == ((200,), "gaussian", "adagrad")
+
+
+# -- true end to end, in a separate process ----------------------------------------------------
+
+
+def test_subprocess_end_to_end(run: Path, tmp_path: Path) -> None:
+    out_file = tmp_path / "sub.png"
+    done = subprocess.run(
+        [sys.executable, "-m", "vaekit", "sample", str(run), "-n", "9", "-o", str(out_file)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"wrote {out_file}" in done.stdout
+    png(out_file)
+    done = subprocess.run(
+        [sys.executable, "-m", "vaekit", "decode", str(run), str(tmp_path / "none.npy")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("vaekit: error: ")
