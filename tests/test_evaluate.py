@@ -1,0 +1,140 @@
+"""Evaluation: the importance-weighted log p(x) against the exact value of a linear-Gaussian VAE,
+its chunking, seeding and shape; the ELBO, latent statistics and the summary report."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import pytest
+import torch
+from torch import Tensor
+
+from vaekit import VAE, evaluate, log_likelihood
+from vaekit.evaluate import elbo as evaluate_elbo
+from vaekit.evaluate import latent_stats
+
+if TYPE_CHECKING:
+    from conftest import LinearGaussian
+
+MakeLG = Callable[..., "LinearGaussian"]
+
+
+def gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def iw_standard_error(log_w: Tensor) -> Tensor:
+    """Delta-method standard error of log mean(w) from the K log-weights (K, B): std(w) /
+    (sqrt(K) mean(w)), computed with weights rescaled by their maximum."""
+    w = (log_w - log_w.max(0).values).exp()
+    return w.std(0) / (math.sqrt(log_w.shape[0]) * w.mean(0))
+
+
+def test_shape_dtype_and_k_check() -> None:
+    model = VAE(data_shape=(1, 2, 3), latent_dim=2, hidden=(4,))
+    ll = log_likelihood(model, torch.rand(5, 1, 2, 3), k=7)
+    assert ll.shape == (5,) and ll.dtype == torch.float64 and torch.isfinite(ll).all()
+    with pytest.raises(ValueError, match="k must be at least 1"):
+        log_likelihood(model, torch.rand(5, 1, 2, 3), k=0)
+
+
+def test_one_sample_with_fixed_seed_is_one_log_weight() -> None:
+    model = VAE(data_shape=(6,), latent_dim=2, hidden=(4,), likelihood="gaussian")
+    x = torch.randn(9, 6)
+    ll = log_likelihood(model, x, k=1, seed=5)
+    log_w = model(x, k=1, generator=gen(5)).log_w[0]  # (9,)
+    assert torch.allclose(ll, log_w.double().detach())
+
+
+def test_reproducible_under_a_seed() -> None:
+    model = VAE(data_shape=(6,), latent_dim=2, hidden=(4,))
+    x = torch.rand(4, 6)
+    a = log_likelihood(model, x, k=50, seed=3)
+    b = log_likelihood(model, x, k=50, seed=3, rows_per_chunk=7)
+    assert torch.equal(a, log_likelihood(model, x, k=50, seed=3))
+    assert torch.equal(b, log_likelihood(model, x, k=50, seed=3, rows_per_chunk=7))
+    assert not torch.equal(a, log_likelihood(model, x, k=50, seed=4))
+    assert model.log_likelihood(x, k=50, seed=3).equal(a)
+
+
+@pytest.mark.parametrize(("k", "rows_per_chunk"), [(7, 3), (7, 1), (10, 25), (5, 10**6)])
+def test_chunks_combine_exactly_with_the_exact_posterior(
+    linear_gaussian: MakeLG, k: int, rows_per_chunk: int
+) -> None:
+    # With q = p(z|x) every log-weight is log p(x), so any split of the K samples into chunks must
+    # give log p(x) exactly: a wrong normaliser or a dropped chunk would show.
+    lg = linear_gaussian()
+    x = lg.sample_x(5, gen(1))
+    ll = log_likelihood(lg.model, x, k=k, rows_per_chunk=rows_per_chunk)
+    assert torch.allclose(ll, lg.log_px(x), atol=1e-8, rtol=0)
+
+
+def test_chunking_does_not_change_the_estimate_beyond_mc_error(linear_gaussian: MakeLG) -> None:
+    lg = linear_gaussian()
+    lg.set_encoder(loc_scale=0.8, loc_shift=0.3, var_scale=2.0)
+    x = lg.sample_x(6, gen(1))
+    k = 4000
+    se = iw_standard_error(lg.model(x, k=k, generator=gen(9)).log_w.detach())  # (6,)
+    whole = log_likelihood(lg.model, x, k=k, seed=0)  # one pass
+    chunked = log_likelihood(lg.model, x, k=k, seed=0, rows_per_chunk=333)  # 1 example, 333 samples
+    assert not torch.equal(whole, chunked)  # different noise, so this compares distributions
+    assert torch.all((whole - chunked).abs() < 4 * math.sqrt(2) * se)
+    # Both estimate the exact log p(x).
+    log_px = lg.log_px(x)
+    for ll in (whole, chunked):
+        assert torch.all((ll - log_px).abs() < 4 * se + 0.01)
+
+
+def test_more_samples_tighten_the_bound(linear_gaussian: MakeLG) -> None:
+    lg = linear_gaussian()
+    lg.set_encoder(loc_scale=0.8, loc_shift=0.3, var_scale=2.0)
+    x = lg.sample_x(64, gen(1))
+    ll_1 = log_likelihood(lg.model, x, k=1).mean()
+    ll_100 = log_likelihood(lg.model, x, k=100).mean()
+    exact = lg.log_px(x).mean()
+    assert ll_1 < ll_100 < exact + 0.01
+    assert exact - ll_100 < 0.3 * (exact - ll_1)
+
+
+def test_elbo_matches_closed_form(linear_gaussian: MakeLG) -> None:
+    lg = linear_gaussian()
+    lg.set_encoder(loc_scale=0.8, loc_shift=0.3, var_scale=2.0)
+    x = lg.sample_x(3, gen(1))
+    samples = 5000
+    bound = evaluate_elbo(lg.model, x, samples=samples, seed=2, batch_size=2)
+    qz_x = lg.model.encode(x)
+    exact = lg.expected_elbo(x, qz_x.mean, qz_x.variance).detach()
+    se = lg.model(x, k=samples, generator=gen(2)).log_px_z.detach().std(0) / math.sqrt(samples)
+    assert bound.shape == (3,)
+    assert torch.all((bound - exact).abs() < 4 * se)
+    assert torch.equal(bound, lg.model.elbo(x, samples=samples, seed=2, batch_size=2))
+
+
+def test_latent_stats(linear_gaussian: MakeLG) -> None:
+    lg = linear_gaussian()
+    x = lg.sample_x(50, gen(1))
+    stats = latent_stats(lg.model, x, batch_size=7)
+    qz_x = lg.model.encode(x)
+    m, v = qz_x.mean.detach(), qz_x.variance.detach()
+    assert torch.allclose(stats["kl_per_dim"], (0.5 * (m**2 + v - v.log() - 1)).mean(0))
+    assert torch.allclose(stats["activity"], m.var(0, unbiased=False))
+    assert torch.allclose(stats["kl_per_dim"].sum(), lg.model(x).kl.detach().mean())
+
+
+def test_evaluate_report(linear_gaussian: MakeLG) -> None:
+    lg = linear_gaussian()  # exact posterior: ELBO = log p(x)
+    x = lg.sample_x(20, gen(1))
+    report = evaluate(lg.model, x, k=10)
+    exact = float(lg.log_px(x).mean())
+    assert report["n"] == 20 and report["k"] == 10
+    assert report["log_likelihood"] == pytest.approx(exact, abs=1e-6)
+    assert report["elbo"] == pytest.approx(exact, abs=0.5)
+    assert report["bits_per_dim"] == pytest.approx(-exact / (5 * math.log(2)), rel=1e-6)
+    assert report["kl"] == pytest.approx(sum(report["kl_per_dim"]), abs=1e-4)
+    assert report["active_units"] == 2
+    recon = lg.model.reconstruct(x)
+    assert report["reconstruction_mse"] == pytest.approx(float(((recon - x) ** 2).mean()))
+    for key, value in report.items():
+        assert isinstance(value, int | float | list), key
