@@ -3,6 +3,15 @@
 Minibatch stochastic gradient ascent on a bound (ELBO or IWAE) with reparameterised samples, as in
 Kingma & Welling's AEVB algorithm. The data set lives on the model's device; shuffling and dynamic
 binarisation happen there with a seeded generator, so a run repeats exactly on CPU.
+
+Two loops share that contract. The eager loop is the plain one below (``fast="off"``, and what runs
+on CPU). On a CUDA device ``fit`` takes the fast path when it applies (``fast="auto"``): the whole
+step (forward, backward, clipping, Adam) is captured in a CUDA graph, several steps per launch, with
+static shapes (the ragged last batch of each epoch is dropped), the noise drawn in bulk between
+launches, a non-finite step undone on the device instead of branched on the host, and the
+epoch's metrics read once per epoch. Data that does not fit on the device is streamed from pinned
+CPU memory. Where the fast path cannot apply, the eager loop runs and every history record says why
+(key ``notice``); a fast path that was asked for by name and could not run also warns.
 """
 
 from __future__ import annotations
@@ -10,6 +19,9 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
+from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,19 +29,25 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
+from torch.distributions import Bernoulli, Distribution, Independent, Normal, kl_divergence
 from tqdm.auto import tqdm
 
 from .config import to_dict
 from .errors import ConfigError, DataError, VaekitError
 from .evaluate import elbo as evaluate_elbo
 from .model import VAE
-from .objectives import OBJECTIVES
+from .objectives import OBJECTIVES, Terms
 
 #: One record per epoch: epoch, step, examples_seen, train_bound, valid_elbo, skipped_steps, ...
 History = list[dict[str, Any]]
 
 OPTIMIZERS = ("adam", "adagrad")
 BINARIZE = ("none", "dynamic")
+FAST = ("auto", "off", "graph", "compile")
+PRECISIONS = ("fp32", "bf16")
+RESIDENT = ("auto", "yes", "no")
+#: Fraction of the device's free memory the training set may take and still be made resident.
+RESIDENT_FRACTION = 0.5
 
 
 class TrainingError(VaekitError):
@@ -47,7 +65,17 @@ class TrainConfig:
     this many steps (0 = no warm-up). grad_clip: max global gradient norm (0 = no clipping).
     binarize: "dynamic" resamples x ~ Bernoulli(x) every time a batch is drawn; validation data is
     binarised once with a fixed seed. seed: seeds data order and noise.
-    max_bad_steps: stop after this many non-finite steps in a row.
+    max_bad_steps: stop after this many non-finite steps in a row (on the fast path the count is
+    kept on the device and checked at the end of each epoch).
+    fast: "auto" (the CUDA-graph fast path where it applies, else the eager loop), "off" (always
+    the eager loop), "graph" or "compile" (the fast path, with the loss also compiled by
+    torch.compile; both fall back to the eager loop with a warning where they cannot run).
+    The fast path drops the ragged last batch of each epoch (static shapes).
+    steps_per_launch: training steps captured in one CUDA graph on the fast path.
+    precision: "fp32", or "bf16" to run the networks under bfloat16 autocast (the bound and the
+    loss stay in float32).
+    resident: "auto" keeps the training set on the device when it takes under half the free
+    device memory and streams batches from pinned CPU memory otherwise; "yes" / "no" force it.
     """
 
     epochs: int = 10
@@ -63,9 +91,13 @@ class TrainConfig:
     binarize: str = "none"
     seed: int = 0
     max_bad_steps: int = 50
+    fast: str = "auto"
+    steps_per_launch: int = 8
+    precision: str = "fp32"
+    resident: str = "auto"
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "samples", "max_bad_steps"):
+        for name in ("epochs", "batch_size", "samples", "max_bad_steps", "steps_per_launch"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)}")
         for name in ("warmup_steps",):
@@ -79,6 +111,9 @@ class TrainConfig:
             ("optimizer", OPTIMIZERS),
             ("objective", tuple(OBJECTIVES)),
             ("binarize", BINARIZE),
+            ("fast", FAST),
+            ("precision", PRECISIONS),
+            ("resident", RESIDENT),
         ):
             if getattr(self, name) not in options:
                 raise ConfigError(
@@ -144,6 +179,129 @@ def make_optimizer(model: VAE, config: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
 
 
+def select_path(model: VAE, config: TrainConfig, n: int) -> tuple[str, str | None]:
+    """Which loop :func:`fit` runs: ``("graph" | "compile" | "off", notice)``.
+
+    ``notice`` is one line saying why the fast path does not apply (None when it does, or when it
+    was turned off on purpose).
+    """
+    if config.fast == "off":
+        return "off", None
+    device = model.device
+    why = None
+    if device.type != "cuda":
+        why = f"CUDA graphs need a CUDA device, the model is on {device.type}"
+    elif type(model).forward is not VAE.forward or type(model).encode is not VAE.encode:
+        why = f"{type(model).__name__} overrides forward or encode, which the fast path bypasses"
+    elif config.optimizer != "adam":
+        why = f"optimizer {config.optimizer!r} has no capturable (CUDA-graph) implementation"
+    elif n < config.batch_size:
+        why = f"{n} training examples is fewer than batch_size {config.batch_size}"
+    if why is not None:
+        return "off", f"fast path off: {why}; ran the eager loop"
+    return ("compile" if config.fast == "compile" else "graph"), None
+
+
+class GuardedStep:
+    """``optimizer.step()`` that is undone on the device where ``finite`` is False.
+
+    The parameters and optimizer state are copied to buffers before the step and put back with
+    ``torch.where(finite, new, old)`` after it, so a non-finite step leaves them exactly as they
+    were, with no host sync (the condition is a device tensor). Build it once the optimizer's state
+    exists (after one step); the state tensors must be updated in place, as torch's optimizers do.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer) -> None:
+        self.optimizer = optimizer
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        state = [v for st in optimizer.state.values() for v in st.values() if isinstance(v, Tensor)]
+        self.tensors = params + state
+        self.backup = [t.detach().clone() for t in self.tensors]
+
+    @torch.no_grad()
+    def __call__(self, finite: Tensor) -> None:
+        torch._foreach_copy_(self.backup, [t.detach() for t in self.tensors])
+        self.optimizer.step()
+        for t, old in zip(self.tensors, self.backup, strict=True):
+            torch.where(finite.to(t.device), t, old, out=t)
+
+
+class DeviceMetrics:
+    """Per-epoch sums kept on the device and read with one sync: the bound over good steps, the
+    examples they saw, good and skipped steps, and the longest run of skipped steps."""
+
+    def __init__(self, device: torch.device) -> None:
+        z = {"device": device}
+        self.bound_sum = torch.zeros((), dtype=torch.float64, **z)
+        self.seen = torch.zeros((), dtype=torch.int64, **z)
+        self.good = torch.zeros((), dtype=torch.int64, **z)  # all epochs
+        self.skipped = torch.zeros((), dtype=torch.int64, **z)  # all epochs
+        self.bad_run = torch.zeros((), dtype=torch.int64, **z)
+        self.worst_run = torch.zeros((), dtype=torch.int64, **z)
+
+    @torch.no_grad()
+    def update(self, finite: Tensor, bound_sum: Tensor, batch: int) -> None:
+        ok = finite.to(torch.int64)
+        self.bound_sum += torch.where(finite, bound_sum.double(), 0.0)
+        self.seen += ok * batch
+        self.good += ok
+        self.skipped += 1 - ok
+        self.bad_run.copy_((self.bad_run + 1) * (1 - ok))
+        torch.maximum(self.worst_run, self.bad_run, out=self.worst_run)
+
+    def new_epoch(self) -> None:
+        self.bound_sum.zero_()
+        self.seen.zero_()
+        self.worst_run.copy_(self.bad_run)
+
+    def read(self) -> dict[str, float]:
+        """One host sync: the numbers as Python values."""
+        counts = (self.seen, self.good, self.skipped, self.worst_run)
+        vals = torch.stack([self.bound_sum, *(t.double() for t in counts)]).tolist()
+        return dict(zip(("bound_sum", "seen", "good", "skipped", "worst_run"), vals, strict=True))
+
+
+def _fp32(dist: Distribution) -> Distribution:
+    """The same distribution with float32 parameters (vaekit's Normal and Bernoulli families)."""
+    if isinstance(dist, Independent):
+        return Independent(_fp32(dist.base_dist), dist.reinterpreted_batch_ndims)
+    if isinstance(dist, Normal):
+        return Normal(dist.loc.float(), dist.scale.float(), validate_args=False)
+    if isinstance(dist, Bernoulli):
+        return Bernoulli(logits=dist.logits.float(), validate_args=False)
+    return dist
+
+
+def model_terms(model: VAE, x: Tensor, eps: Tensor, autocast: torch.dtype | None = None) -> Terms:
+    """``model(x, k)`` with the noise given: ``eps`` (k, B, latent_dim) standard normal.
+
+    With ``autocast`` (e.g. torch.bfloat16) the networks run under autocast and the
+    distributions, log-densities and KL are computed in float32.
+    """
+    ac = torch.autocast(
+        x.device.type, dtype=autocast or torch.bfloat16, enabled=autocast is not None
+    )
+    with ac:
+        qz_x = model.encode(x)
+    qz_x = _fp32(qz_x) if autocast is not None else qz_x
+    base = qz_x.base_dist
+    z = base.loc + base.scale * eps  # (k, B, latent_dim)
+    with ac:
+        px_z = model.decode(z)
+    px_z = _fp32(px_z) if autocast is not None else px_z
+    pz = model.pz()
+    return Terms(
+        log_px_z=px_z.log_prob(x.to(z.dtype)),
+        log_pz=pz.log_prob(z),
+        log_qz_x=qz_x.log_prob(z),
+        kl=kl_divergence(qz_x, pz) if model.prior.analytic_kl else None,
+    )
+
+
+def _autocast_dtype(config: TrainConfig) -> torch.dtype | None:
+    return torch.bfloat16 if config.precision == "bf16" else None
+
+
 def fit(
     model: VAE,
     data: Any,
@@ -162,6 +320,9 @@ def fit(
     With ``out``, each epoch's record is appended to ``out/metrics.jsonl`` and the model is saved
     there at the end, with ``metadata`` (JSON-ready) added to its config.json. Steps whose loss
     or gradient is not finite are skipped and counted.
+
+    Each record names the loop that ran (``path``: "eager", "graph" or "compile") and, where the
+    fast path did not apply, why (``notice``). See :class:`TrainConfig` ``fast``.
     """
     config = config or TrainConfig()
     if overrides:
@@ -169,7 +330,7 @@ def fit(
 
         config = replace(config, **overrides)
     device = model.device
-    x = as_tensor(data, "training data").to(device)
+    x = as_tensor(data, "training data")
     check_data(model, x, "training data")
     x_valid = None
     if valid is not None:
@@ -185,14 +346,56 @@ def fit(
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "metrics.jsonl").write_text("")
 
+    path, notice = select_path(model, config, x.shape[0])
+    history: History = []
+    if path != "off":
+        try:
+            run = _FastRun(model, x, config, path)
+        except Exception as err:  # capture or compile failed: the eager loop still can run
+            notice = f"fast path off: {path} setup failed ({type(err).__name__}: {err})"
+            notice = notice.splitlines()[0][:300] + "; ran the eager loop"
+            path = "off"
+            model.zero_grad(set_to_none=True)
+    if notice is not None and config.fast in ("graph", "compile"):
+        warnings.warn(notice, RuntimeWarning, stacklevel=2)
+    if path == "off":
+        epochs = _eager_epochs(model, x.to(device), config, progress)
+    else:
+        epochs = run.epochs(progress)
+
+    for record in epochs:
+        record["path"] = "eager" if path == "off" else path
+        if notice is not None:
+            record["notice"] = notice
+        if x_valid is not None:
+            record["valid_elbo"] = float(evaluate_elbo(model, x_valid, seed=config.seed).mean())
+        history.append(record)
+        if out_dir is not None:
+            with (out_dir / "metrics.jsonl").open("a") as f:
+                f.write(json.dumps(record) + "\n")
+    model.eval()
+    if out_dir is not None:
+        model.save(out_dir, train=to_dict(config), **(metadata or {}))
+    return history
+
+
+def _beta(config: TrainConfig, step: int) -> float:
+    return (
+        config.beta * min(1.0, step / config.warmup_steps) if config.warmup_steps else config.beta
+    )
+
+
+def _eager_epochs(model: VAE, x: Tensor, config: TrainConfig, progress: bool):
+    """The plain loop: one step per minibatch, the last one ragged; yields one record per epoch."""
+    device = model.device
     g = torch.Generator(device=device).manual_seed(config.seed)
     optimizer = make_optimizer(model, config)
     objective = OBJECTIVES[config.objective]
+    autocast = _autocast_dtype(config)
     params = [p for p in model.parameters() if p.requires_grad]
     max_norm = config.grad_clip if config.grad_clip > 0 else math.inf
     n = x.shape[0]
     steps_per_epoch = math.ceil(n / config.batch_size)
-    history: History = []
     step = skipped = bad_in_row = 0
     start = time.perf_counter()
     bar = tqdm(total=config.epochs * steps_per_epoch, disable=not progress, unit="step")
@@ -205,12 +408,17 @@ def fit(
             xb = x[order[i : i + config.batch_size]]
             if config.binarize == "dynamic":
                 xb = torch.bernoulli(xb, generator=g)
-            beta = (
-                config.beta * min(1.0, (step + 1) / config.warmup_steps)
-                if config.warmup_steps
-                else config.beta
-            )
-            bound = objective(model(xb, k=config.samples, generator=g), beta)  # (B,)
+            beta = _beta(config, step + 1)
+            if autocast is None:
+                terms = model(xb, k=config.samples, generator=g)
+            else:
+                eps = torch.randn(
+                    (config.samples, xb.shape[0], model.config.latent_dim),
+                    generator=g,
+                    device=device,
+                )
+                terms = model_terms(model, xb, eps, autocast)
+            bound = objective(terms, beta)  # (B,)
             loss = -bound.mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -220,11 +428,7 @@ def fit(
                 skipped += 1
                 bad_in_row += 1
                 if bad_in_row >= config.max_bad_steps:
-                    raise TrainingError(
-                        f"{bad_in_row} steps in a row had a non-finite loss or gradient (at step "
-                        f"{step}); lower lr (now {config.lr:g}), set grad_clip, check the data's "
-                        "scale, or bound the decoder variance (decoder_min_logvar)"
-                    )
+                    raise _too_many_bad(bad_in_row, step, config)
                 continue
             optimizer.step()
             step += 1
@@ -237,22 +441,214 @@ def fit(
             "examples_seen": epoch * n,
             "train_bound": float(bound_sum) / max(seen, 1),
             "skipped_steps": skipped,
-            "beta": config.beta * min(1.0, step / config.warmup_steps)
-            if config.warmup_steps
-            else config.beta,
+            "beta": _beta(config, step),
             "seconds": round(time.perf_counter() - start, 4),
         }
-        if x_valid is not None:
-            record["valid_elbo"] = float(evaluate_elbo(model, x_valid, seed=config.seed).mean())
-        history.append(record)
-        bar.set_postfix(
-            {k: round(v, 3) for k, v in record.items() if k.endswith(("bound", "elbo"))}
-        )
-        if out_dir is not None:
-            with (out_dir / "metrics.jsonl").open("a") as f:
-                f.write(json.dumps(record) + "\n")
+        bar.set_postfix({"train_bound": round(record["train_bound"], 3)})
+        yield record
     bar.close()
-    model.eval()
-    if out_dir is not None:
-        model.save(out_dir, train=to_dict(config), **(metadata or {}))
-    return history
+
+
+def _too_many_bad(bad_in_row: int, step: int, config: TrainConfig) -> TrainingError:
+    return TrainingError(
+        f"{bad_in_row} steps in a row had a non-finite loss or gradient (at step "
+        f"{step}); lower lr (now {config.lr:g}), set grad_clip, check the data's "
+        "scale, or bound the decoder variance (decoder_min_logvar)"
+    )
+
+
+class _FastRun:
+    """The CUDA-graph loop: G = steps_per_launch steps per graph replay, static shapes.
+
+    Between replays the host only fills the static buffers: the batch indices (or, when
+    streaming, the batch itself from pinned memory), the binarisation uniforms and the
+    reparameterisation noise, each drawn in one call from the run's seeded generator.
+    """
+
+    def __init__(self, model: VAE, x: Tensor, config: TrainConfig, path: str) -> None:
+        self.model, self.config, self.path = model, config, path
+        device = self.device = model.device
+        B, k, L = config.batch_size, config.samples, model.config.latent_dim
+        self.n = x.shape[0]
+        self.steps = self.n // B  # the ragged last batch is dropped
+        self.G = min(config.steps_per_launch, self.steps)
+        # Off CUDA (tests) the same loop runs step by step, without graphs.
+        self.capture = device.type == "cuda"
+        self.resident = (
+            not self.capture
+            or config.resident == "yes"
+            or (
+                config.resident == "auto"
+                and x.numel() * 4 < RESIDENT_FRACTION * torch.cuda.mem_get_info(device)[0]
+            )
+        )
+        if self.resident:
+            self.x = x.to(device)
+            self.idx = torch.zeros((self.G, B), dtype=torch.int64, device=device)
+        else:  # streaming: batches gathered into pinned buffers, copied without blocking
+            self.x = x.contiguous().pin_memory()
+            self.pinned = [torch.empty((self.G, B, *x.shape[1:])).pin_memory() for _ in range(2)]
+            self.copied = [torch.cuda.Event(), torch.cuda.Event()]
+            self.batch = torch.zeros((self.G, B, *x.shape[1:]), device=device)
+        self.g = torch.Generator(device=device).manual_seed(config.seed)
+        self.g_order = self.g if self.resident else torch.Generator().manual_seed(config.seed)
+        self.u = (
+            torch.zeros((self.G, B, *x.shape[1:]), device=device)
+            if config.binarize == "dynamic"
+            else None
+        )
+        self.eps = torch.zeros((self.G, k, B, L), device=device)
+
+        params = [p for p in model.parameters() if p.requires_grad]
+        self.params = params
+        self.optimizer = torch.optim.Adam(
+            params,
+            lr=config.lr,
+            weight_decay=config.weight_decay,
+            capturable=self.capture,
+            foreach=self.capture,
+        )
+        self.metrics = DeviceMetrics(device)
+        self.loss_fn: Callable[[Tensor, Tensor, Tensor], tuple[Tensor, Tensor]] = self._loss
+        if path == "compile":
+            self.loss_fn = torch.compile(self._loss, dynamic=False)
+
+        # Warm up on a side stream (creates the optimizer state, compiles kernels), then put the
+        # parameters and optimizer state back as they were and capture.
+        saved = [p.detach().clone() for p in params]
+        try:
+            self._warm_up_and_capture()
+        except Exception:
+            with torch.no_grad():
+                for p, s in zip(params, saved, strict=True):
+                    p.copy_(s)
+            raise
+
+    def _warm_up_and_capture(self) -> None:
+        model, params, device = self.model, self.params, self.device
+        saved = [p.detach().clone() for p in params]
+        model.train()
+        side = torch.cuda.Stream(device) if self.capture else None
+        if side is not None:
+            side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side) if side is not None else nullcontext():
+            for _ in range(3):
+                self.optimizer.zero_grad(set_to_none=True)
+                loss, _ = self.loss_fn(self._batch(0), self.eps[0], self.metrics.good)
+                loss.backward()
+                self.optimizer.step()
+            self.guard = GuardedStep(self.optimizer)
+            for _ in range(2):
+                self._step(0)
+        if side is not None:
+            torch.cuda.current_stream(device).wait_stream(side)
+        with torch.no_grad():
+            for p, s in zip(params, saved, strict=True):
+                p.copy_(s)
+            for st in self.optimizer.state.values():
+                for v in st.values():
+                    if isinstance(v, Tensor):
+                        v.zero_()
+        self.metrics = DeviceMetrics(device)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.graphs: dict[int, Callable[[], None]] = {}
+        self._capture(self.G)
+        if self.steps % self.G:
+            self._capture(self.steps % self.G)
+
+    def _capture(self, steps: int) -> None:
+        if not self.capture:
+
+            def run() -> None:
+                for j in range(steps):
+                    self._step(j)
+
+            self.graphs[steps] = run
+            return
+        graph = torch.cuda.CUDAGraph()
+        self.optimizer.zero_grad(set_to_none=True)
+        with torch.cuda.graph(graph):
+            for j in range(steps):
+                self._step(j)
+        self.graphs[steps] = graph.replay
+
+    def _batch(self, j: int) -> Tensor:
+        xb = self.x[self.idx[j]] if self.resident else self.batch[j]
+        if self.u is not None:
+            xb = (self.u[j] < xb).to(xb.dtype)
+        return xb
+
+    def _loss(self, xb: Tensor, eps: Tensor, good: Tensor) -> tuple[Tensor, Tensor]:
+        c = self.config
+        beta: float | Tensor = c.beta
+        if c.warmup_steps:
+            beta = c.beta * torch.clamp((good + 1).float() / c.warmup_steps, max=1.0)
+        terms = model_terms(self.model, xb, eps, _autocast_dtype(c))
+        bound = OBJECTIVES[c.objective](terms, beta)  # (B,)
+        return -bound.mean(), bound.detach().sum()
+
+    def _step(self, j: int) -> None:
+        loss, bound_sum = self.loss_fn(self._batch(j), self.eps[j], self.metrics.good)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.config.grad_clip > 0:
+            norm = torch.nn.utils.clip_grad_norm_(self.params, self.config.grad_clip)
+        else:
+            norm = torch.stack(torch._foreach_norm([p.grad for p in self.params])).sum()
+        finite = torch.isfinite(loss) & torch.isfinite(norm)
+        self.guard(finite)
+        self.metrics.update(finite, bound_sum, self.config.batch_size)
+
+    def _fill(self, order: Tensor, first: int, steps: int, buf: int) -> None:
+        """Put steps [first, first + steps) of the epoch into the static buffers."""
+        B = self.config.batch_size
+        idx = order[first * B : (first + steps) * B].view(steps, B)
+        if self.resident:
+            self.idx[:steps].copy_(idx)
+        else:
+            pinned = self.pinned[buf][:steps]
+            self.copied[buf].synchronize()  # the copy that last read this buffer is done
+            torch.index_select(self.x, 0, idx.reshape(-1), out=pinned.view(-1, *self.x.shape[1:]))
+            self.batch[:steps].copy_(pinned, non_blocking=True)
+            self.copied[buf].record()
+        if self.u is not None:
+            torch.rand(
+                self.u[:steps].shape, generator=self.g, device=self.device, out=self.u[:steps]
+            )
+        eps = self.eps[:steps]
+        torch.randn(eps.shape, generator=self.g, device=self.device, out=eps)
+
+    def epochs(self, progress: bool):
+        c, model = self.config, self.model
+        bar = tqdm(total=c.epochs * self.steps, disable=not progress, unit="step")
+        start = time.perf_counter()
+        buf = 0
+        for epoch in range(1, c.epochs + 1):
+            model.train()
+            self.metrics.new_epoch()
+            order = torch.randperm(self.n, generator=self.g_order, device=self.g_order.device)
+            for first in range(0, self.steps, self.G):
+                steps = min(self.G, self.steps - first)
+                self._fill(order, first, steps, buf)
+                self.graphs[steps]()
+                buf ^= 1
+                bar.update(steps)
+            m = self.metrics.read()  # the one host sync of the epoch
+            if m["worst_run"] >= c.max_bad_steps:
+                raise _too_many_bad(int(m["worst_run"]), int(m["good"]), c)
+            record: dict[str, Any] = {
+                "epoch": epoch,
+                "step": int(m["good"]),
+                "examples_seen": epoch * self.steps * c.batch_size,
+                "train_bound": m["bound_sum"] / max(m["seen"], 1),
+                "skipped_steps": int(m["skipped"]),
+                "beta": _beta(c, int(m["good"])),
+                "seconds": round(time.perf_counter() - start, 4),
+                "dropped_per_epoch": self.n - self.steps * c.batch_size,
+            }
+            if not self.resident:
+                record["streamed"] = True
+            bar.set_postfix({"train_bound": round(record["train_bound"], 3)})
+            yield record
+        bar.close()
+        model.zero_grad(set_to_none=True)

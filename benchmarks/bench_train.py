@@ -1,0 +1,176 @@
+"""Training speed and quality: the pytorch/examples VAE loop against vaekit, same data and seed.
+
+    PYTHONPATH=src python benchmarks/bench_train.py --epochs 10 --out results.json
+
+Prints seconds per epoch of each loop, their ratio, peak memory and the final test
+log-likelihood (importance-weighted, K samples, the same evaluation for both), then how vaekit's
+time per epoch grows with batch size and with width. Results go in BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import resource
+import statistics
+import time
+
+import torch
+from _common import environment, load_mnist, reference_as_vaekit, reference_train, sync
+
+from vaekit import VAE
+from vaekit.evaluate import log_likelihood
+from vaekit.train import fit
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # process high-water mark
+
+
+def reset_peak(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def per_epoch(times: list[float]) -> float:
+    """Median seconds per epoch, leaving out the first epoch when there are more than two."""
+    return statistics.median(times[1:] if len(times) > 2 else times)
+
+
+def vaekit_model(width: int, device: torch.device) -> VAE:
+    torch.manual_seed(0)
+    return VAE(data_shape=(784,), latent_dim=20, hidden=(width,), activation="relu").to(device)
+
+
+def run_vaekit(x, device, *, epochs, batch_size=128, width=400, fast="auto", precision="fp32"):
+    model = vaekit_model(width, device)
+    reset_peak(device)
+    sync(device)
+    t0 = time.perf_counter()
+    history = fit(
+        model,
+        x,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=1e-3,
+        binarize="dynamic",
+        seed=0,
+        fast=fast,
+        precision=precision,
+    )
+    sync(device)
+    wall = time.perf_counter() - t0
+    stamps = [0.0] + [r["seconds"] for r in history]
+    times = [b - a for a, b in itertools.pairwise(stamps)]
+    return model, {
+        "path": history[-1]["path"],
+        "notice": history[-1].get("notice"),
+        "epoch_seconds": times,
+        "s_per_epoch": per_epoch(times),
+        "setup_seconds": wall - stamps[-1],
+        "wall_seconds": wall,
+        "peak_mb": peak_memory_mb(device),
+        "train_bound": history[-1]["train_bound"],
+    }
+
+
+def test_ll(model: VAE, x_test, k: int, device) -> tuple[float, float]:
+    sync(device)
+    t0 = time.perf_counter()
+    ll = float(log_likelihood(model, x_test.to(device), k=k, seed=0).mean())
+    sync(device)
+    return ll, time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--ref-epochs", type=int, default=None, help="epochs of the reference loop")
+    ap.add_argument("--k", type=int, default=5000)
+    ap.add_argument("--test-n", type=int, default=10000, help="test images evaluated")
+    ap.add_argument("--train-n", type=int, default=50000)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--modes", default="auto", help="vaekit fast modes, comma-separated")
+    ap.add_argument("--precision", default="fp32")
+    ap.add_argument("--batch-sizes", default="", help="e.g. 32,128,512,4096 for the scaling table")
+    ap.add_argument("--widths", default="", help="e.g. 200,400,800,1600 for the scaling table")
+    ap.add_argument("--scaling-epochs", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    ap.add_argument("--out", default=None)
+    a = ap.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    device = torch.device(a.device)
+    data = load_mnist()
+    x_train, x_test = data.train[: a.train_n], data.test[: a.test_n]
+    result: dict = {"env": environment(), "args": vars(a)}
+    print(json.dumps(result["env"]))
+
+    ref, times = reference_train(x_train, device, epochs=a.ref_epochs or a.epochs)
+    reset_peak(device)
+    ref_peak = None
+    if device.type == "cuda":  # peak of a separate one-epoch run, measured from a clean state
+        reset_peak(device)
+        reference_train(x_train, device, epochs=1)
+        ref_peak = peak_memory_mb(device)
+    ref_vae = reference_as_vaekit(ref, vaekit_model(400, device))
+    ll, ll_s = test_ll(ref_vae, x_test, a.k, device)
+    result["reference"] = {
+        "epoch_seconds": times,
+        "s_per_epoch": per_epoch(times),
+        "peak_mb": ref_peak if ref_peak is not None else peak_memory_mb(device),
+        "test_ll": ll,
+        "eval_seconds": ll_s,
+    }
+    print("reference", json.dumps(result["reference"]))
+    for mode in a.modes.split(","):
+        model, r = run_vaekit(x_train, device, epochs=a.epochs, fast=mode, precision=a.precision)
+        r["test_ll"], r["eval_seconds"] = test_ll(model, x_test, a.k, device)
+        r["speedup"] = result["reference"]["s_per_epoch"] / r["s_per_epoch"]
+        r["ll_gap"] = r["test_ll"] - result["reference"]["test_ll"]
+        result[f"vaekit_{mode}"] = r
+        print(f"vaekit fast={mode}", json.dumps(r))
+
+    scaling = []
+    for bs in [int(b) for b in a.batch_sizes.split(",") if b]:
+        _, r = run_vaekit(x_train, device, epochs=a.scaling_epochs, batch_size=bs)
+        _, ref_t = reference_train(x_train, device, epochs=1, batch_size=bs, max_steps=None)
+        scaling.append(
+            {"batch_size": bs, "width": 400, "s_per_epoch": r["s_per_epoch"], "path": r["path"],
+             "reference_s_per_epoch": ref_t[0], "setup_seconds": r["setup_seconds"]}
+        )  # fmt: skip
+        print("scaling", json.dumps(scaling[-1]))
+    for w in [int(w) for w in a.widths.split(",") if w]:
+        _, r = run_vaekit(x_train, device, epochs=a.scaling_epochs, width=w)
+        _, ref_t = reference_train(x_train, device, epochs=1, width=w)
+        scaling.append(
+            {"batch_size": 128, "width": w, "s_per_epoch": r["s_per_epoch"], "path": r["path"],
+             "reference_s_per_epoch": ref_t[0], "setup_seconds": r["setup_seconds"]}
+        )  # fmt: skip
+        print("scaling", json.dumps(scaling[-1]))
+    result["scaling"] = scaling
+
+    print("\n| loop | s/epoch | vs reference | peak MB | test log p(x) |")
+    print("| --- | --- | --- | --- | --- |")
+    rr = result["reference"]
+    print(
+        f"| examples loop | {rr['s_per_epoch']:.4f} | 1.00x | {rr['peak_mb']:.0f} "
+        f"| {rr['test_ll']:.2f} |"
+    )
+    for key, r in result.items():
+        if key.startswith("vaekit_"):
+            print(
+                f"| vaekit {key[7:]} ({r['path']}) | {r['s_per_epoch']:.4f} | {r['speedup']:.2f}x "
+                f"| {r['peak_mb']:.0f} | {r['test_ll']:.2f} |"
+            )
+    if a.out:
+        with open(a.out, "w") as f:
+            json.dump(result, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
