@@ -15,8 +15,16 @@ $(BIN)/.installed: pyproject.toml constraints.txt
 
 install: $(BIN)/.installed
 
+# The demo's model is tiny: one thread per process is fastest and avoids oversubscribed cores.
+demo: export OMP_NUM_THREADS ?= 1
 demo: $(BIN)/.installed
-	$(BIN)/vaekit train --data digits --out $(RUN) --overwrite
+	$(BIN)/vaekit train --config configs/digits.toml --out $(RUN) --overwrite --quiet
+	$(BIN)/vaekit evaluate $(RUN) -k 5000 --quiet
+	$(BIN)/vaekit sample $(RUN) -n 64
+	$(BIN)/vaekit reconstruct $(RUN) -n 20
+	$(BIN)/vaekit manifold $(RUN) -n 15
+	$(BIN)/vaekit latents $(RUN)
+	@echo "demo run in $(RUN)/; pictures in $(RUN)/figures/ (samples, reconstructions, manifold, latents)"
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check src tests benchmarks
