@@ -205,25 +205,55 @@ def select_path(model: VAE, config: TrainConfig, n: int) -> tuple[str, str | Non
 class GuardedStep:
     """``optimizer.step()`` that is undone on the device where ``finite`` is False.
 
-    The parameters and optimizer state are copied to buffers before the step and put back with
+    The parameters and optimizer state are copied to a buffer before the step and put back with
     ``torch.where(finite, new, old)`` after it, so a non-finite step leaves them exactly as they
     were, with no host sync (the condition is a device tensor). Build it once the optimizer's state
     exists (after one step); the state tensors must be updated in place, as torch's optimizers do.
+
+    With ``flatten`` (and one device and dtype throughout) the parameters and state are moved
+    into one flat buffer that they then view, so the guard is two kernels rather than two per
+    tensor; :meth:`release` gives the parameters storage of their own again.
     """
 
-    def __init__(self, optimizer: torch.optim.Optimizer) -> None:
+    def __init__(self, optimizer: torch.optim.Optimizer, flatten: bool = True) -> None:
         self.optimizer = optimizer
-        params = [p for group in optimizer.param_groups for p in group["params"]]
-        state = [v for st in optimizer.state.values() for v in st.values() if isinstance(v, Tensor)]
-        self.tensors = params + state
+        self.params = [p for group in optimizer.param_groups for p in group["params"]]
+        slots = [
+            (st, key)
+            for st in optimizer.state.values()
+            for key, v in st.items()
+            if isinstance(v, Tensor)
+        ]
+        tensors = [p.data for p in self.params] + [st[key] for st, key in slots]
+        self.flat = None
+        if flatten and len({(t.device, t.dtype) for t in tensors}) == 1:
+            self.flat = torch.cat([t.detach().reshape(-1) for t in tensors])
+            views, at = [], 0
+            for t in tensors:
+                views.append(self.flat[at : at + t.numel()].view_as(t))
+                at += t.numel()
+            for p, v in zip(self.params, views, strict=False):
+                p.data = v
+            for (st, key), v in zip(slots, views[len(self.params) :], strict=True):
+                st[key] = v
+            self.tensors = [self.flat]
+        else:
+            self.tensors = [p.data for p in self.params] + [st[key] for st, key in slots]
         self.backup = [t.detach().clone() for t in self.tensors]
 
     @torch.no_grad()
     def __call__(self, finite: Tensor) -> None:
-        torch._foreach_copy_(self.backup, [t.detach() for t in self.tensors])
+        torch._foreach_copy_(self.backup, self.tensors)
         self.optimizer.step()
         for t, old in zip(self.tensors, self.backup, strict=True):
             torch.where(finite.to(t.device), t, old, out=t)
+
+    def release(self) -> None:
+        """Give each parameter its own storage again (checkpoints refuse shared storage)."""
+        if self.flat is not None:
+            for p in self.params:
+                p.data = p.data.clone()
+            self.flat = None
 
 
 class DeviceMetrics:
@@ -506,7 +536,7 @@ class _FastRun:
             lr=config.lr,
             weight_decay=config.weight_decay,
             capturable=self.capture,
-            foreach=self.capture,
+            fused=self.capture,  # one kernel for all parameters
         )
         self.metrics = DeviceMetrics(device)
         self.loss_fn: Callable[[Tensor, Tensor, Tensor], tuple[Tensor, Tensor]] = self._loss
@@ -519,6 +549,8 @@ class _FastRun:
         try:
             self._warm_up_and_capture()
         except Exception:
+            if hasattr(self, "guard"):
+                self.guard.release()
             with torch.no_grad():
                 for p, s in zip(params, saved, strict=True):
                     p.copy_(s)
@@ -619,6 +651,13 @@ class _FastRun:
         torch.randn(eps.shape, generator=self.g, device=self.device, out=eps)
 
     def epochs(self, progress: bool):
+        try:
+            yield from self._epochs(progress)
+        finally:
+            self.model.zero_grad(set_to_none=True)
+            self.guard.release()
+
+    def _epochs(self, progress: bool):
         c, model = self.config, self.model
         bar = tqdm(total=c.epochs * self.steps, disable=not progress, unit="step")
         start = time.perf_counter()
@@ -651,4 +690,3 @@ class _FastRun:
             bar.set_postfix({"train_bound": round(record["train_bound"], 3)})
             yield record
         bar.close()
-        model.zero_grad(set_to_none=True)
