@@ -171,6 +171,8 @@ def test_latents(capsys: pytest.CaptureFixture[str], run: Path, tmp_path: Path) 
     code, _, err = run_cli(capsys, "latents", run, "-o", tmp_path / "l.png")
     assert code == 0, err
     assert png(tmp_path / "l.png").shape == (500, 600)
+    code, out, err = run_cli(capsys, "latents", run, "-n", "50", "-o", tmp_path / "l50.png")
+    assert code == 0 and out.startswith("50 latent means"), err
 
 
 def test_curves(capsys: pytest.CaptureFixture[str], run: Path, tmp_path: Path) -> None:

@@ -132,13 +132,9 @@ def _output(run: Path, output: Path | None, default: Path, suffixes: tuple[str, 
 
 
 def _write(path: Path, data: bytes) -> Path:
-    from .checkpoint import atomic_write
+    from .viz import write_file
 
-    try:
-        atomic_write(path, data)
-    except OSError as err:
-        raise VaekitError(f"cannot write {str(path)!r}: {err.strerror or err}") from None
-    return path
+    return write_file(path, data)
 
 
 def _array_bytes(a: np.ndarray, suffix: str, prefix: str) -> bytes:
@@ -800,8 +796,11 @@ def manifold(
 @_run_argument
 @_data_option
 @_split_option
+@click.option(
+    "-n", "n", type=click.IntRange(min=1), default=None, help="Plot only the first N examples."
+)
 @_output_option
-def latents(run: Path, data: str | None, split: str, output: Path | None) -> None:
+def latents(run: Path, data: str | None, split: str, n: int | None, output: Path | None) -> None:
     """Scatter the latent means E[z|x] of a split in 2-D, coloured by label (PCA if dims > 2).
 
     Writes RUN/figures/latents.png (or --output).
@@ -816,6 +815,7 @@ def latents(run: Path, data: str | None, split: str, output: Path | None) -> Non
     out = _output(run, output, _figure_path(run, "latents.png"), (".png",))
     model = _load_model(run)
     x, labels, dataset = _load_split(config, model, data, split)
+    x, labels = x[:n], (labels[:n] if labels is not None else None)
     with torch.no_grad():
         z = model.encode(x).mean  # (N, latent_dim)
     title = f"{dataset.name} {split}: E[z|x]" + (", PCA" if z.shape[1] > 2 else "")

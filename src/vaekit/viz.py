@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -371,8 +372,17 @@ def save(picture: Any, path: str | Path) -> Path:
         picture.savefig(buffer, format="png")
     else:
         picture.save(buffer, format="PNG", optimize=True)
+    return write_file(path, buffer.getvalue())
+
+
+def write_file(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically, readable as the umask allows (like ``open``)."""
+    path = Path(path)
     try:
-        atomic_write(path, buffer.getvalue())
+        atomic_write(path, data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(path, 0o666 & ~umask)
     except OSError as err:
         raise VaekitError(f"cannot write {str(path)!r}: {err.strerror or err}") from None
     return path
