@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import pytest
 import torch
 from torch import Tensor
+from torch.distributions import kl_divergence
 
 from vaekit import VAE, evaluate, log_likelihood
 from vaekit.evaluate import elbo as evaluate_elbo
@@ -138,3 +139,17 @@ def test_evaluate_report(linear_gaussian: MakeLG) -> None:
     assert report["reconstruction_mse"] == pytest.approx(float(((recon - x) ** 2).mean()))
     for key, value in report.items():
         assert isinstance(value, int | float | list), key
+
+
+def test_kl_per_dim_is_measured_against_the_models_own_prior() -> None:
+    torch.manual_seed(0)
+    model = VAE(data_shape=(6,), latent_dim=3, hidden=(8,), prior="learned_gaussian")
+    with torch.no_grad():
+        model.prior.loc.fill_(2.0)
+        model.prior.log_scale.fill_(-0.5)
+    x = torch.rand(40, 6)
+    kl_per_dim = latent_stats(model, x)["kl_per_dim"]
+    with torch.no_grad():
+        expected = kl_divergence(model.encode(x), model.pz()).mean()
+    assert kl_per_dim.shape == (3,)
+    assert kl_per_dim.sum().item() == pytest.approx(expected.item(), rel=1e-5)

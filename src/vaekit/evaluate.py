@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
+from torch.distributions import kl_divergence
 from tqdm.auto import tqdm
 
 from .objectives import elbo as elbo_bound
@@ -116,17 +117,18 @@ def elbo(
 def latent_stats(model: VAE, x: Tensor, *, batch_size: int = 1000) -> dict[str, Tensor]:
     """Posterior statistics over a data set ``x`` (N, *data_shape).
 
-    Returns ``kl_per_dim`` (latent_dim,): the average closed-form KL of each latent dimension to
-    N(0, 1) in nats, and ``activity`` (latent_dim,): Var_x(E_q[z_d|x]), the quantity whose
-    exceeding 0.01 makes a unit "active" (Burda et al. 2016).
+    Returns ``kl_per_dim`` (latent_dim,): the average closed-form KL(q(z_d|x) || p(z_d)) of each
+    latent dimension to the model's (factorised Gaussian) prior, in nats, and ``activity``
+    (latent_dim,): Var_x(E_q[z_d|x]), the quantity whose exceeding 0.01 makes a unit "active"
+    (Burda et al. 2016).
     """
     model.eval()
+    pz = model.pz().base_dist  # factorised: batch shape (latent_dim,)
     means, kls = [], []
     for i in range(0, x.shape[0], batch_size):
         qz_x = model.encode(x[i : i + batch_size].to(model.device))
-        mu, var = qz_x.mean, qz_x.variance  # (B, latent_dim)
-        kls.append((0.5 * (mu**2 + var - var.log() - 1)).sum(0).cpu())
-        means.append(mu.cpu())
+        kls.append(kl_divergence(qz_x.base_dist, pz).sum(0).cpu())  # (latent_dim,)
+        means.append(qz_x.mean.cpu())
     mu_all = torch.cat(means)
     return {
         "kl_per_dim": torch.stack(kls).sum(0) / x.shape[0],
