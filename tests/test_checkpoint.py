@@ -4,7 +4,9 @@ way a run folder can be broken is a CheckpointError that names the problem."""
 from __future__ import annotations
 
 import json
+import os
 import pickle
+import stat
 import struct
 from pathlib import Path
 from typing import Any
@@ -240,3 +242,13 @@ def test_metadata_cannot_overwrite_the_checkpoint_fields(tmp_path: Path, key: st
     with pytest.raises(ValueError, match=key):
         save(VAE(**CONFIGS[0]), tmp_path / "run", **{key: "oops"})
     assert not (tmp_path / "run" / CONFIG_FILE).exists()
+
+
+def test_saved_files_get_the_permissions_open_would_give(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        save(VAE(data_shape=(4,), latent_dim=2, hidden=(3,)), tmp_path / "run")
+    finally:
+        os.umask(old)
+    for name in ("config.json", "model.safetensors"):
+        assert stat.S_IMODE((tmp_path / "run" / name).stat().st_mode) == 0o644

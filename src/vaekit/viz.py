@@ -14,7 +14,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -380,9 +379,6 @@ def write_file(path: str | Path, data: bytes) -> Path:
     path = Path(path)
     try:
         atomic_write(path, data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(path, 0o666 & ~umask)
     except OSError as err:
         raise VaekitError(f"cannot write {str(path)!r}: {err.strerror or err}") from None
     return path
