@@ -292,7 +292,13 @@ _seed_option = click.option("--seed", type=int, default=0, show_default=True, he
 # -- commands ----------------------------------------------------------------------------------
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    context_settings={
+        "help_option_names": ["-h", "--help"],
+        "max_content_width": 100,
+        "terminal_width": 100,
+    }
+)
 @click.version_option(__version__, prog_name="vaekit")
 def cli() -> None:
     """vaekit: train, evaluate and draw variational autoencoders.
