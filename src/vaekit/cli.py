@@ -937,5 +937,18 @@ def main(argv: list[str] | None = None) -> None:
     except VaekitError as err:
         click.echo(f"vaekit: error: {err}", err=True)
         sys.exit(2)
+    except (MemoryError, RuntimeError) as err:
+        # torch reports a failed CPU allocation as a RuntimeError, a CUDA one as OutOfMemoryError.
+        text = str(err)
+        if not (
+            isinstance(err, MemoryError | torch.OutOfMemoryError) or "can't allocate memory" in text
+        ):
+            raise
+        click.echo(
+            "vaekit: error: out of memory; lower batch_size (--set batch_size=...), the model's "
+            "size (hidden, latent_dim) or -k, or use fewer examples",
+            err=True,
+        )
+        sys.exit(2)
     except click.exceptions.Exit as err:
         sys.exit(err.exit_code)
