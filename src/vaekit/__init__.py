@@ -3,6 +3,7 @@ library and a command-line tool."""
 
 __version__ = "0.1.0"
 
+from . import data
 from .checkpoint import load, save
 from .errors import CheckpointError, ConfigError, DataError, VaekitError
 from .evaluate import evaluate, log_likelihood
@@ -21,6 +22,7 @@ __all__ = [
     "VAEConfig",
     "VaekitError",
     "__version__",
+    "data",
     "elbo",
     "evaluate",
     "fit",

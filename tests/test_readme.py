@@ -1,0 +1,23 @@
+"""The README's Python example runs as written (with fewer epochs and samples, and a temporary
+run folder), so the first thing a user copies keeps working."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_readme_python_example_runs(tmp_path: Path) -> None:
+    (code,) = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    shortened = (
+        code.replace("epochs=50", "epochs=2")
+        .replace("k=1000", "k=5")
+        .replace('"runs/mine"', repr(str(tmp_path / "mine")))
+    )
+    assert shortened.count(str(tmp_path)) == 2, "the example's run folder moved; update this test"
+    namespace: dict = {}
+    exec(compile(shortened, str(README), "exec"), namespace)
+    assert namespace["z"].shape == (namespace["ds"].test.shape[0], 8)
+    assert (namespace["same"].encode(namespace["ds"].test).mean == namespace["z"]).all()
