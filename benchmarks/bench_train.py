@@ -19,6 +19,7 @@ import time
 import torch
 from _common import environment, load_mnist, reference_as_vaekit, reference_train, sync
 
+import vaekit.train
 from vaekit import VAE
 from vaekit.evaluate import log_likelihood
 from vaekit.train import fit
@@ -100,8 +101,11 @@ def main() -> None:
     ap.add_argument("--widths", default="", help="e.g. 200,400,800,1600 for the scaling table")
     ap.add_argument("--scaling-epochs", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    ap.add_argument("--compile-mode", default=None, help="torch.compile mode of the compile path")
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
+    if a.compile_mode:
+        vaekit.train.COMPILE_OPTIONS["mode"] = a.compile_mode
     if a.threads:
         torch.set_num_threads(a.threads)
     device = torch.device(a.device)

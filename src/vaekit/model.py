@@ -17,7 +17,13 @@ from torch import Tensor, nn
 from torch.distributions import Distribution, Independent, Normal, kl_divergence
 
 from .errors import ConfigError, DataError
-from .likelihoods import LIKELIHOODS, GaussianFixedLikelihood, GaussianLikelihood, soft_clamp
+from .likelihoods import (
+    HALF_LOG_2PI,
+    LIKELIHOODS,
+    GaussianFixedLikelihood,
+    GaussianLikelihood,
+    soft_clamp,
+)
 from .nets import ACTIVATIONS, MLP
 from .objectives import Terms
 from .priors import PRIORS
@@ -138,16 +144,24 @@ class VAE(nn.Module):
             raise DataError(
                 f"input has example shape {tuple(x.shape[1:])} but the model expects {c.data_shape}"
             )
+        loc, logvar = self._encode_params(x)
+        return Independent(Normal(loc, torch.exp(0.5 * logvar), validate_args=False), 1)
+
+    def _encode_params(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """q(z|x)'s mean and soft-clamped log-variance, each (B, latent_dim)."""
+        c = self.config
         h = self.encoder(x.reshape(x.shape[0], -1).to(self._dtype))
         loc, raw_logvar = h.chunk(2, dim=-1)
-        logvar = soft_clamp(raw_logvar, c.encoder_min_logvar, c.encoder_max_logvar)
-        return Independent(Normal(loc, torch.exp(0.5 * logvar), validate_args=False), 1)
+        return loc, soft_clamp(raw_logvar, c.encoder_min_logvar, c.encoder_max_logvar)
 
     def decode(self, z: Tensor) -> Distribution:
         """p(x|z) for z of shape (..., latent_dim): batch shape (...), event shape data_shape."""
+        return self.likelihood(self._decode_params(z))
+
+    def _decode_params(self, z: Tensor) -> Tensor:
+        """The decoder's output for ``z`` (..., latent_dim) as (..., n_params, *data_shape)."""
         params = self.decoder(z)  # (..., n_params * D)
-        params = params.reshape(*z.shape[:-1], self.likelihood.n_params, *self.config.data_shape)
-        return self.likelihood(params)
+        return params.reshape(*z.shape[:-1], self.likelihood.n_params, *self.config.data_shape)
 
     def forward(self, x: Tensor, k: int = 1, generator: torch.Generator | None = None) -> Terms:
         """Terms of the bounds for ``x`` (B, *data_shape) with ``k`` reparameterised samples each.
@@ -155,17 +169,59 @@ class VAE(nn.Module):
         Returns log p(x|z), log p(z), log q(z|x) of shape (k, B) and the closed-form KL (B,) when
         the prior allows one. ``generator`` makes the noise reproducible.
         """
-        qz_x = self.encode(x)
-        z = rsample(qz_x, k, generator)  # (k, B, latent_dim)
-        px_z = self.decode(z)
-        pz = self.pz()
-        kl = kl_divergence(qz_x, pz) if self.prior.analytic_kl else None
-        return Terms(
-            log_px_z=px_z.log_prob(x.to(self._dtype)),
-            log_pz=pz.log_prob(z),
-            log_qz_x=qz_x.log_prob(z),
-            kl=kl,
+        if not self._closed_form():
+            qz_x = self.encode(x)
+            z = rsample(qz_x, k, generator)  # (k, B, latent_dim)
+            px_z = self.decode(z)
+            pz = self.pz()
+            kl = kl_divergence(qz_x, pz) if self.prior.analytic_kl else None
+            return Terms(
+                log_px_z=px_z.log_prob(x.to(self._dtype)),
+                log_pz=pz.log_prob(z),
+                log_qz_x=qz_x.log_prob(z),
+                kl=kl,
+            )
+        if tuple(x.shape[1:]) != self.config.data_shape:
+            self.encode(x)  # raises the DataError that names the shapes
+        eps_shape = (k, x.shape[0], self.config.latent_dim)
+        eps = torch.randn(eps_shape, generator=generator, device=x.device, dtype=self._dtype)
+        return self.terms(x, eps)
+
+    def terms(self, x: Tensor, eps: Tensor, autocast: torch.dtype | None = None) -> Terms:
+        """The terms of :meth:`forward` for given noise ``eps`` (k, B, latent_dim), N(0, I).
+
+        Computed from closed forms (the likelihood's and prior's ``log_prob`` and ``kl``), with
+        no distribution objects; they agree with the distributions' values to float rounding.
+        With ``autocast`` (e.g. torch.bfloat16) the networks run under autocast and the
+        log-densities and KL are computed in float32.
+        """
+        ac = torch.autocast(
+            x.device.type, dtype=autocast or torch.bfloat16, enabled=autocast is not None
         )
+        if not self._closed_form():  # a subclass's encode or decode: use its distributions
+            from .train import model_terms
+
+            return model_terms(self, x, eps, autocast)
+        with ac:
+            loc, logvar = self._encode_params(x)
+        if autocast is not None:
+            loc, logvar = loc.float(), logvar.float()
+        z = loc + torch.exp(0.5 * logvar) * eps  # (k, B, latent_dim)
+        with ac:
+            params = self._decode_params(z)
+        if autocast is not None:
+            params = params.float()
+        log_qz_x = -(0.5 * (eps * eps + logvar) + HALF_LOG_2PI).sum(-1)
+        return Terms(
+            log_px_z=self.likelihood.log_prob(params, x.to(z.dtype)),
+            log_pz=self.prior.log_prob(z),
+            log_qz_x=log_qz_x,
+            kl=self.prior.kl(loc, logvar) if self.prior.analytic_kl else None,
+        )
+
+    def _closed_form(self) -> bool:
+        """True unless a subclass overrides encode or decode (then its distributions are used)."""
+        return type(self).encode is VAE.encode and type(self).decode is VAE.decode
 
     # -- conveniences ------------------------------------------------------------------------
 

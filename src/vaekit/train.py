@@ -46,6 +46,12 @@ BINARIZE = ("none", "dynamic")
 FAST = ("auto", "off", "graph", "compile")
 PRECISIONS = ("fp32", "bf16")
 RESIDENT = ("auto", "yes", "no")
+#: Training steps from which ``fast="auto"`` compiles the step (torch.compile, a few seconds once
+#: per process) on top of the CUDA graph: the per-step saving measured on an H100 repays the
+#: compile time after about this many steps.
+AUTO_COMPILE_STEPS = 20_000
+#: Keyword arguments of torch.compile on the "compile" path, e.g. {"mode": "max-autotune"}.
+COMPILE_OPTIONS: dict[str, Any] = {}
 #: Fraction of the device's free memory the training set may take and still be made resident.
 RESIDENT_FRACTION = 0.5
 
@@ -67,9 +73,11 @@ class TrainConfig:
     binarised once with a fixed seed. seed: seeds data order and noise.
     max_bad_steps: stop after this many non-finite steps in a row (on the fast path the count is
     kept on the device and checked at the end of each epoch).
-    fast: "auto" (the CUDA-graph fast path where it applies, else the eager loop), "off" (always
-    the eager loop), "graph" or "compile" (the fast path, with the loss also compiled by
-    torch.compile; both fall back to the eager loop with a warning where they cannot run).
+    fast: "auto" (the CUDA-graph fast path where it applies, compiled as with "compile" when the
+    run has at least ``AUTO_COMPILE_STEPS`` steps and triton is installed, else the eager
+    loop), "off" (always the eager loop), "graph" or "compile" (the fast path, with the loss and
+    the metric updates also compiled by torch.compile; both fall back to the eager loop with a
+    warning where they cannot run).
     The fast path drops the ragged last batch of each epoch (static shapes).
     steps_per_launch: training steps captured in one CUDA graph on the fast path.
     precision: "fp32", or "bf16" to run the networks under bfloat16 autocast (the bound and the
@@ -199,7 +207,18 @@ def select_path(model: VAE, config: TrainConfig, n: int) -> tuple[str, str | Non
         why = f"{n} training examples is fewer than batch_size {config.batch_size}"
     if why is not None:
         return "off", f"fast path off: {why}; ran the eager loop"
-    return ("compile" if config.fast == "compile" else "graph"), None
+    if config.fast == "auto":
+        steps = config.epochs * (n // config.batch_size)
+        return ("compile" if steps >= AUTO_COMPILE_STEPS and _has_triton() else "graph"), None
+    return config.fast, None
+
+
+def _has_triton() -> bool:
+    try:
+        from torch.utils._triton import has_triton
+    except ImportError:  # pragma: no cover - older torch
+        return False
+    return bool(has_triton())
 
 
 class GuardedStep:
@@ -260,34 +279,49 @@ class DeviceMetrics:
     """Per-epoch sums kept on the device and read with one sync: the bound over good steps, the
     examples they saw, good and skipped steps, and the longest run of skipped steps."""
 
-    def __init__(self, device: torch.device) -> None:
+    def __init__(self, device: torch.device, batch: int = 0) -> None:
         z = {"device": device}
         self.bound_sum = torch.zeros((), dtype=torch.float64, **z)
-        self.seen = torch.zeros((), dtype=torch.int64, **z)
-        self.good = torch.zeros((), dtype=torch.int64, **z)  # all epochs
-        self.skipped = torch.zeros((), dtype=torch.int64, **z)  # all epochs
+        self.counts = torch.zeros(3, dtype=torch.int64, **z)  # seen (epoch), good, skipped (all)
         self.bad_run = torch.zeros((), dtype=torch.int64, **z)
         self.worst_run = torch.zeros((), dtype=torch.int64, **z)
+        self._inc = {}  # batch -> (increment of a good step, of a skipped one)
+        if batch:
+            self._increments(batch, device)
+
+    def _increments(self, batch: int, device: torch.device) -> tuple[Tensor, Tensor]:
+        if batch not in self._inc:
+            ok = torch.tensor([batch, 1, 0], dtype=torch.int64, device=device)
+            bad = torch.tensor([0, 0, 1], dtype=torch.int64, device=device)
+            self._inc[batch] = (ok, bad)
+        return self._inc[batch]
+
+    @property
+    def good(self) -> Tensor:
+        return self.counts[1]
 
     @torch.no_grad()
     def update(self, finite: Tensor, bound_sum: Tensor, batch: int) -> None:
-        ok = finite.to(torch.int64)
-        self.bound_sum += torch.where(finite, bound_sum.double(), 0.0)
-        self.seen += ok * batch
-        self.good += ok
-        self.skipped += 1 - ok
-        self.bad_run.copy_((self.bad_run + 1) * (1 - ok))
+        ok, bad = self._increments(batch, self.counts.device)
+        self.counts += torch.where(finite, ok, bad)
+        self.bound_sum += torch.where(finite, bound_sum, 0.0).double()
+        self.bad_run.copy_(torch.where(finite, 0, self.bad_run + 1))
         torch.maximum(self.worst_run, self.bad_run, out=self.worst_run)
+
+    def reset(self) -> None:
+        """Back to the state of a new object (in place: captured graphs keep their pointers)."""
+        for t in (self.bound_sum, self.counts, self.bad_run, self.worst_run):
+            t.zero_()
 
     def new_epoch(self) -> None:
         self.bound_sum.zero_()
-        self.seen.zero_()
+        self.counts[0].zero_()
         self.worst_run.copy_(self.bad_run)
 
     def read(self) -> dict[str, float]:
         """One host sync: the numbers as Python values."""
-        counts = (self.seen, self.good, self.skipped, self.worst_run)
-        vals = torch.stack([self.bound_sum, *(t.double() for t in counts)]).tolist()
+        counts = (self.counts, self.worst_run[None])
+        vals = torch.cat([self.bound_sum[None], *(t.double() for t in counts)]).tolist()
         return dict(zip(("bound_sum", "seen", "good", "skipped", "worst_run"), vals, strict=True))
 
 
@@ -305,9 +339,14 @@ def _fp32(dist: Distribution) -> Distribution:
 def model_terms(model: VAE, x: Tensor, eps: Tensor, autocast: torch.dtype | None = None) -> Terms:
     """``model(x, k)`` with the noise given: ``eps`` (k, B, latent_dim) standard normal.
 
+    For a plain VAE this is :meth:`VAE.terms` (closed forms); a subclass that overrides encode or
+    decode gets its own distributions' log-densities.
+
     With ``autocast`` (e.g. torch.bfloat16) the networks run under autocast and the
     distributions, log-densities and KL are computed in float32.
     """
+    if model._closed_form():
+        return model.terms(x, eps, autocast)
     ac = torch.autocast(
         x.device.type, dtype=autocast or torch.bfloat16, enabled=autocast is not None
     )
@@ -378,14 +417,18 @@ def fit(
 
     path, notice = select_path(model, config, x.shape[0])
     history: History = []
-    if path != "off":
+    while path != "off":
         try:
             run = _FastRun(model, x, config, path)
-        except Exception as err:  # capture or compile failed: the eager loop still can run
+            break
+        except Exception as err:  # capture or compile failed: graph or eager still can run
+            model.zero_grad(set_to_none=True)
+            if path == "compile" and config.fast == "auto":
+                path = "graph"  # compile chosen automatically: retry without it, silently
+                continue
             notice = f"fast path off: {path} setup failed ({type(err).__name__}: {err})"
             notice = notice.splitlines()[0][:300] + "; ran the eager loop"
             path = "off"
-            model.zero_grad(set_to_none=True)
     if notice is not None and config.fast in ("graph", "compile"):
         warnings.warn(notice, RuntimeWarning, stacklevel=2)
     if path == "off":
@@ -531,17 +574,25 @@ class _FastRun:
 
         params = [p for p in model.parameters() if p.requires_grad]
         self.params = params
+        # Fused Adam: one kernel for all parameters, and it skips the whole update on the device
+        # when ``found_inf`` is non-zero (the mechanism of torch's GradScaler), so a non-finite
+        # step needs no copy of the parameters to undo it.
         self.optimizer = torch.optim.Adam(
             params,
             lr=config.lr,
             weight_decay=config.weight_decay,
             capturable=self.capture,
-            fused=self.capture,  # one kernel for all parameters
+            fused=True,
         )
-        self.metrics = DeviceMetrics(device)
+        self.found_inf = torch.zeros((), device=device)
+        self.one = torch.ones((), device=device)
+        self.optimizer.found_inf = self.found_inf
+        self.metrics = DeviceMetrics(device, config.batch_size)
         self.loss_fn: Callable[[Tensor, Tensor, Tensor], tuple[Tensor, Tensor]] = self._loss
+        self.account: Callable[[Tensor, Tensor], None] = self._account
         if path == "compile":
-            self.loss_fn = torch.compile(self._loss, dynamic=False)
+            self.loss_fn = torch.compile(self._loss, dynamic=False, **COMPILE_OPTIONS)
+            self.account = torch.compile(self._account, dynamic=False, **COMPILE_OPTIONS)
 
         # Warm up on a side stream (creates the optimizer state, compiles kernels), then put the
         # parameters and optimizer state back as they were and capture.
@@ -549,8 +600,6 @@ class _FastRun:
         try:
             self._warm_up_and_capture()
         except Exception:
-            if hasattr(self, "guard"):
-                self.guard.release()
             with torch.no_grad():
                 for p, s in zip(params, saved, strict=True):
                     p.copy_(s)
@@ -569,7 +618,6 @@ class _FastRun:
                 loss, _ = self.loss_fn(self._batch(0), self.eps[0], self.metrics.good)
                 loss.backward()
                 self.optimizer.step()
-            self.guard = GuardedStep(self.optimizer)
             for _ in range(2):
                 self._step(0)
         if side is not None:
@@ -581,7 +629,7 @@ class _FastRun:
                 for v in st.values():
                     if isinstance(v, Tensor):
                         v.zero_()
-        self.metrics = DeviceMetrics(device)
+        self.metrics.reset()
         self.optimizer.zero_grad(set_to_none=True)
         self.graphs: dict[int, Callable[[], None]] = {}
         self._capture(self.G)
@@ -623,13 +671,20 @@ class _FastRun:
         loss, bound_sum = self.loss_fn(self._batch(j), self.eps[j], self.metrics.good)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        grads = [p.grad for p in self.params if p.grad is not None]
         if self.config.grad_clip > 0:
-            norm = torch.nn.utils.clip_grad_norm_(self.params, self.config.grad_clip)
-        else:
-            norm = torch.stack(torch._foreach_norm([p.grad for p in self.params])).sum()
-        finite = torch.isfinite(loss) & torch.isfinite(norm)
-        self.guard(finite)
-        self.metrics.update(finite, bound_sum, self.config.batch_size)
+            torch.nn.utils.clip_grad_norm_(grads, self.config.grad_clip, foreach=True)
+        # found_inf = 1 where any gradient or the bound is not finite, in one multi-tensor kernel
+        # (it also multiplies them by ``one``, which leaves them as they are); Adam then skips.
+        self.found_inf.zero_()
+        torch._amp_foreach_non_finite_check_and_unscale_(
+            [*grads, bound_sum], self.found_inf, self.one
+        )
+        self.optimizer.step()
+        self.account(self.found_inf, bound_sum)
+
+    def _account(self, found_inf: Tensor, bound_sum: Tensor) -> None:
+        self.metrics.update(found_inf == 0, bound_sum, self.config.batch_size)
 
     def _fill(self, order: Tensor, first: int, steps: int, buf: int) -> None:
         """Put steps [first, first + steps) of the epoch into the static buffers."""
@@ -655,7 +710,6 @@ class _FastRun:
             yield from self._epochs(progress)
         finally:
             self.model.zero_grad(set_to_none=True)
-            self.guard.release()
 
     def _epochs(self, progress: bool):
         c, model = self.config, self.model
