@@ -98,6 +98,7 @@ def test_config_json_holds_versions_model_and_metadata(saved: Path, tmp_path: Pa
     assert config["format_version"] == FORMAT_VERSION
     assert config["vaekit_version"] == vaekit.__version__
     assert config["model"]["data_shape"] == [1, 3, 4]
+    assert config["model"]["kind"] == "vae"
     save(VAE(**CONFIGS[0]), tmp_path / "meta", data={"name": "digits"}, seed=3)
     config = json.loads((tmp_path / "meta" / CONFIG_FILE).read_text())
     assert config["data"] == {"name": "digits"} and config["seed"] == 3
@@ -186,12 +187,20 @@ def test_newer_format_version(saved: Path) -> None:
         (lambda c: c["model"].update(latent_dim="three"), "model.latent_dim"),
         (lambda c: c["model"].update(likelihood="poisson"), "poisson"),
         (lambda c: c.pop("model"), "model must be a table"),
+        (lambda c: c["model"].update(kind="flow"), "unknown model.kind 'flow'"),
     ],
 )
 def test_bad_model_config(saved: Path, change: Any, message: str) -> None:
     rewrite_config(saved, change)
     with pytest.raises(CheckpointError, match=message):
         load(saved)
+
+
+def test_a_model_table_without_kind_is_a_vae(saved: Path) -> None:
+    before = load(saved)
+    rewrite_config(saved, lambda c: c["model"].pop("kind"))
+    after = load(saved)
+    assert type(after) is VAE and after.config == before.config
 
 
 def test_missing_weights(saved: Path) -> None:

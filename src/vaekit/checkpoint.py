@@ -20,9 +20,9 @@ from safetensors.torch import load_file
 from safetensors.torch import save as to_safetensors_bytes
 
 from . import __version__
-from .config import from_dict, to_dict
 from .errors import CheckpointError, ConfigError
-from .model import VAE, VAEConfig
+from .model import VAE, build_model, model_table
+from .model import model_config as model_config_from_table
 
 #: Version of the on-disk layout. Bump when a reader of the old layout would misread the new one.
 FORMAT_VERSION = 1
@@ -69,7 +69,7 @@ def save(model: VAE, path: str | Path, **metadata: Any) -> Path:
     config = {
         "format_version": FORMAT_VERSION,
         "vaekit_version": __version__,
-        "model": to_dict(model.config),
+        "model": model_table(model.config),
         **metadata,
     }
     try:
@@ -113,7 +113,7 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> VAE:
     path = Path(path)
     config = read_config(path)
     try:
-        model_config = from_dict(VAEConfig, config.get("model"), section="model")
+        model_config = model_config_from_table(config.get("model"), section="model")
     except ConfigError as err:
         raise CheckpointError(f"{str(path / CONFIG_FILE)!r}: {err}") from None
     file = path / WEIGHTS_FILE
@@ -123,7 +123,7 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> VAE:
         state = load_file(file, device=str(device))
     except (SafetensorError, OSError, ValueError) as err:
         raise CheckpointError(f"{str(file)!r} is truncated or corrupt: {err}") from None
-    model = VAE(model_config).to(device)
+    model = build_model(model_config).to(device)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as err:

@@ -48,10 +48,15 @@ def resolve_config(
     Returns (VAEConfig, TrainConfig, data name). ``--set`` keys are ``section.key`` or a bare key
     that belongs to exactly one section.
     """
-    from .model import VAEConfig
+    from .model import MODELS, model_config
     from .train import TrainConfig
 
-    classes = {"model": VAEConfig, "train": TrainConfig}
+    def settings(section: str) -> set[str]:
+        if section == "train":
+            return set(TrainConfig.__dataclass_fields__)
+        cls = MODELS.get(merged["model"].get("kind", "vae"), MODELS["vae"])
+        return {"kind", *cls.config_class.__dataclass_fields__}  # type: ignore[attr-defined]
+
     merged: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
     for source in (dataset.defaults or {}, read_toml(config_file) if config_file else {}):
         for key, value in source.items():
@@ -67,7 +72,7 @@ def resolve_config(
         key, value = parse_override(text)
         section, _, name = key.rpartition(".")
         if not section:
-            owners = [s for s in SECTIONS if name in {f for f in classes[s].__dataclass_fields__}]
+            owners = [s for s in SECTIONS if name in settings(s)]
             if len(owners) != 1:
                 raise ConfigError(f"unknown setting {name!r} in --set {text!r}")
             section = owners[0]
@@ -81,7 +86,7 @@ def resolve_config(
     if dataset.binary and model_cfg["likelihood"] == "bernoulli":
         train_cfg.setdefault("binarize", "dynamic")
     return (
-        from_dict(VAEConfig, model_cfg, section="model"),
+        model_config(model_cfg),
         from_dict(TrainConfig, train_cfg, section="train"),
         dataset.name,
     )
@@ -346,7 +351,7 @@ def train(
     from .config import to_dict
     from .evaluate import elbo as elbo_per_example
     from .evaluate import log_likelihood
-    from .model import VAE
+    from .model import build_model, model_table
     from .train import binarize, fit
 
     if out.exists() and not out.is_dir():
@@ -365,7 +370,7 @@ def train(
         config_file, overrides, dataset, {"epochs": epochs, "seed": seed}
     )
     torch.manual_seed(train_config.seed)
-    model = VAE(model_config)
+    model = build_model(model_config)
     is_file = Path(data).suffix in (".npy", ".npz") or Path(data).exists()
     image_shape = getattr(dataset, "image_shape", None)
     metadata = {
@@ -378,7 +383,7 @@ def train(
     }
     sizes = f"{len(dataset.train)} train / {len(dataset.valid)} valid / {len(dataset.test)} test"
     click.echo(_wrapped("data", f"{name} {tuple(dataset.data_shape)}, {sizes}"))
-    click.echo(_wrapped("model", _settings(to_dict(model_config))))
+    click.echo(_wrapped("model", _settings(model_table(model_config))))
     click.echo(_wrapped("train", _settings(to_dict(train_config))))
     history = fit(
         model,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -30,6 +30,8 @@ from .priors import PRIORS
 
 if TYPE_CHECKING:
     from .train import History
+
+M = TypeVar("M")
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,9 @@ class VAE(nn.Module):
 
     Inputs ``x`` have shape ``(B, *data_shape)``; latents ``z`` have shape ``(..., latent_dim)``.
     """
+
+    kind = "vae"
+    config_class: type = VAEConfig
 
     def __init__(self, config: VAEConfig | None = None, /, **fields: Any) -> None:
         super().__init__()
@@ -292,3 +297,54 @@ def rsample(qz_x: Distribution, k: int, generator: torch.Generator | None = None
     loc, scale = base.loc, base.scale
     eps = torch.randn((k, *loc.shape), generator=generator, device=loc.device, dtype=loc.dtype)
     return loc + scale * eps
+
+
+# -- model kinds -------------------------------------------------------------------------------
+#
+# config.json's model table names the kind of model ("vae" when absent); each kind is a class
+# with a ``kind`` name and a frozen ``config_class`` whose fields are its constructor's arguments.
+
+MODELS: dict[str, type[nn.Module]] = {"vae": VAE}
+
+
+def register_model(cls: type[M]) -> type[M]:
+    """Class decorator: make ``cls`` (with ``kind`` and ``config_class``) buildable by name."""
+    MODELS[cls.kind] = cls  # type: ignore[attr-defined]
+    return cls
+
+
+def model_config(data: Any, *, section: str = "model") -> Any:
+    """The config dataclass described by a model table such as config.json's ``model``.
+
+    The table's ``kind`` (default ``"vae"``) picks the model class; the other keys are the
+    fields of that class's config, checked by name and type.
+    """
+    from .config import from_dict
+
+    if not isinstance(data, dict):
+        raise ConfigError(f"{section} must be a table of settings, got {data!r}")
+    fields = dict(data)
+    kind = fields.pop("kind", "vae")
+    if kind not in MODELS:
+        raise ConfigError(f"unknown {section}.kind {kind!r}; choose one of {', '.join(MODELS)}")
+    return from_dict(MODELS[kind].config_class, fields, section=section)  # type: ignore[attr-defined]
+
+
+def model_table(config: Any) -> dict[str, Any]:
+    """The JSON-ready model table of ``config``: its ``kind`` and then its fields."""
+    from .config import to_dict
+
+    return {"kind": model_class(config).kind, **to_dict(config)}  # type: ignore[attr-defined]
+
+
+def model_class(config: Any) -> type[nn.Module]:
+    """The registered model class whose config class is ``type(config)``."""
+    for cls in MODELS.values():
+        if type(config) is cls.config_class:  # type: ignore[attr-defined]
+            return cls
+    raise ConfigError(f"no model kind is configured by {type(config).__name__}")
+
+
+def build_model(config: Any) -> nn.Module:
+    """A freshly initialised model of the kind ``config`` configures."""
+    return model_class(config)(config)
