@@ -7,15 +7,18 @@ from . import data
 from .checkpoint import load, save
 from .errors import CheckpointError, ConfigError, DataError, VaekitError
 from .evaluate import evaluate, log_likelihood
+from .hierarchical import HVAE, HVAEConfig
 from .model import VAE, VAEConfig
 from .objectives import Terms, elbo, iwae
 from .train import TrainConfig, TrainingError, fit
 
 __all__ = [
+    "HVAE",
     "VAE",
     "CheckpointError",
     "ConfigError",
     "DataError",
+    "HVAEConfig",
     "Terms",
     "TrainConfig",
     "TrainingError",

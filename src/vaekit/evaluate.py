@@ -120,9 +120,12 @@ def latent_stats(model: VAE, x: Tensor, *, batch_size: int = 1000) -> dict[str, 
     Returns ``kl_per_dim`` (latent_dim,): the average closed-form KL(q(z_d|x) || p(z_d)) of each
     latent dimension to the model's (factorised Gaussian) prior, in nats, and ``activity``
     (latent_dim,): Var_x(E_q[z_d|x]), the quantity whose exceeding 0.01 makes a unit "active"
-    (Burda et al. 2016).
+    (Burda et al. 2016). A model with a ``latent_stats`` method of its own (the two-layer
+    :class:`vaekit.hierarchical.HVAE`, whose p(z1) has no closed form) gives them itself.
     """
     model.eval()
+    if hasattr(model, "latent_stats"):
+        return model.latent_stats(x, batch_size=batch_size)
     pz = model.pz().base_dist  # factorised: batch shape (latent_dim,)
     means, kls = [], []
     for i in range(0, x.shape[0], batch_size):

@@ -199,7 +199,11 @@ def select_path(model: VAE, config: TrainConfig, n: int) -> tuple[str, str | Non
     why = None
     if device.type != "cuda":
         why = f"CUDA graphs need a CUDA device, the model is on {device.type}"
-    elif type(model).forward is not VAE.forward or type(model).encode is not VAE.encode:
+    elif not isinstance(model, VAE) and not callable(getattr(model, "terms", None)):
+        why = f"{type(model).__name__} has no terms(x, eps) for the fast path"
+    elif isinstance(model, VAE) and (
+        type(model).forward is not VAE.forward or type(model).encode is not VAE.encode
+    ):
         why = f"{type(model).__name__} overrides forward or encode, which the fast path bypasses"
     elif config.optimizer != "adam":
         why = f"optimizer {config.optimizer!r} has no capturable (CUDA-graph) implementation"
@@ -337,15 +341,16 @@ def _fp32(dist: Distribution) -> Distribution:
 
 
 def model_terms(model: VAE, x: Tensor, eps: Tensor, autocast: torch.dtype | None = None) -> Terms:
-    """``model(x, k)`` with the noise given: ``eps`` (k, B, latent_dim) standard normal.
+    """``model(x, k)`` with the noise given: ``eps`` (k, B, noise_dim) standard normal, where
+    ``noise_dim`` is :func:`noise_dim` (the latent size for a one-layer VAE).
 
     For a plain VAE this is :meth:`VAE.terms` (closed forms); a subclass that overrides encode or
-    decode gets its own distributions' log-densities.
+    decode gets its own distributions' log-densities; another model kind gives its own ``terms``.
 
     With ``autocast`` (e.g. torch.bfloat16) the networks run under autocast and the
     distributions, log-densities and KL are computed in float32.
     """
-    if model._closed_form():
+    if not isinstance(model, VAE) or model._closed_form():
         return model.terms(x, eps, autocast)
     ac = torch.autocast(
         x.device.type, dtype=autocast or torch.bfloat16, enabled=autocast is not None
@@ -365,6 +370,12 @@ def model_terms(model: VAE, x: Tensor, eps: Tensor, autocast: torch.dtype | None
         log_qz_x=qz_x.log_prob(z),
         kl=kl_divergence(qz_x, pz) if model.prior.analytic_kl else None,
     )
+
+
+def noise_dim(model: Any) -> int:
+    """Standard-normal numbers per sample that ``model.terms`` takes: the model's ``noise_dim``
+    where it has one (several stochastic layers), else its latent size."""
+    return int(getattr(model, "noise_dim", model.config.latent_dim))
 
 
 def _autocast_dtype(config: TrainConfig) -> torch.dtype | None:
@@ -486,7 +497,7 @@ def _eager_epochs(model: VAE, x: Tensor, config: TrainConfig, progress: bool):
                 terms = model(xb, k=config.samples, generator=g)
             else:
                 eps = torch.randn(
-                    (config.samples, xb.shape[0], model.config.latent_dim),
+                    (config.samples, xb.shape[0], noise_dim(model)),
                     generator=g,
                     device=device,
                 )
@@ -541,7 +552,7 @@ class _FastRun:
     def __init__(self, model: VAE, x: Tensor, config: TrainConfig, path: str) -> None:
         self.model, self.config, self.path = model, config, path
         device = self.device = model.device
-        B, k, L = config.batch_size, config.samples, model.config.latent_dim
+        B, k, L = config.batch_size, config.samples, noise_dim(model)
         self.n = x.shape[0]
         self.steps = self.n // B  # the ragged last batch is dropped
         self.G = min(config.steps_per_launch, self.steps)

@@ -1,0 +1,337 @@
+"""A VAE with two stochastic layers (Burda, Grosse & Salakhutdinov 2016, section 5).
+
+Generative model: p(z2) = N(0, I), p(z1|z2) a diagonal Gaussian from an MLP, p(x|z1) one of
+vaekit's likelihoods. Inference model: q(z1|x) and q(z2|z1), diagonal Gaussians from MLPs. The
+IWAE paper's MNIST architecture 784-(200-200)-100-(100-100)-50 is the default: two deterministic
+tanh layers of 200 units between x and z1 (100 dims), two of 100 between z1 and z2 (50 dims);
+the generative networks mirror the inference ones.
+
+``forward(x, k)`` returns the same :class:`vaekit.objectives.Terms` as the one-layer VAE, with
+log p(z) = log p(z1|z2) + log p(z2) and log q(z|x) = log q(z1|x) + log q(z2|z1), so the ELBO,
+the IWAE bound and the importance-weighted log p(x) apply unchanged. There is no closed-form KL.
+
+The bottom layer is the one the rest of vaekit sees as "the latent": ``latent_dim`` is z1's size,
+``encode(x)`` is q(z1|x) (its mean is the embedding), ``decode(z1)`` is p(x|z1). z1 carries
+everything x depends on (x is independent of z2 given z1), so encode followed by decode is the
+model's reconstruction, and latents written by ``vaekit encode`` decode back with ``vaekit decode``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor, nn
+from torch.distributions import Distribution, Independent, Normal
+
+from .errors import ConfigError, DataError
+from .likelihoods import (
+    HALF_LOG_2PI,
+    LIKELIHOODS,
+    GaussianFixedLikelihood,
+    GaussianLikelihood,
+    Likelihood,
+    soft_clamp,
+)
+from .model import VAEConfig, register_model
+from .nets import MLP
+from .objectives import Terms
+from .priors import StandardNormalPrior
+
+if TYPE_CHECKING:
+    from .train import History
+
+
+@dataclass(frozen=True)
+class HVAEConfig:
+    """Everything needed to rebuild a two-layer model; saved as config.json's ``model`` table
+    (with ``kind = "hvae"``).
+
+    data_shape: shape of one example, e.g. (784,).
+    hidden: deterministic layers between x and z1 (q(z1|x); p(x|z1) mirrors them).
+    latent_dim: size of z1, the bottom stochastic layer.
+    hidden2: deterministic layers between z1 and z2 (q(z2|z1); p(z1|z2) mirrors them).
+    latent_dim2: size of z2, the top stochastic layer, whose prior is N(0, I).
+    activation, likelihood, decoder_*: as in :class:`vaekit.model.VAEConfig`.
+    encoder_min_logvar, encoder_max_logvar: soft bounds on the log-variance of every Gaussian
+    layer of latents: q(z1|x), q(z2|z1) and p(z1|z2).
+    """
+
+    data_shape: tuple[int, ...] = (784,)
+    hidden: tuple[int, ...] = (200, 200)
+    latent_dim: int = 100
+    hidden2: tuple[int, ...] = (100, 100)
+    latent_dim2: int = 50
+    activation: str = "tanh"
+    likelihood: str = "bernoulli"
+    decoder_min_logvar: float = -8.0
+    decoder_max_logvar: float = 4.0
+    decoder_std: float = 0.1
+    encoder_min_logvar: float = -12.0
+    encoder_max_logvar: float = 6.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "data_shape", tuple(int(d) for d in self.data_shape))
+        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        object.__setattr__(self, "hidden2", tuple(int(h) for h in self.hidden2))
+        # The fields shared with the one-layer VAE are checked by its config, with its messages.
+        VAEConfig(
+            data_shape=self.data_shape,
+            latent_dim=self.latent_dim,
+            hidden=self.hidden,
+            activation=self.activation,
+            likelihood=self.likelihood,
+            decoder_min_logvar=self.decoder_min_logvar,
+            decoder_max_logvar=self.decoder_max_logvar,
+            decoder_std=self.decoder_std,
+            encoder_min_logvar=self.encoder_min_logvar,
+            encoder_max_logvar=self.encoder_max_logvar,
+        )
+        if self.latent_dim2 <= 0:
+            raise ConfigError(f"latent_dim2 must be a positive integer, got {self.latent_dim2}")
+        if any(h <= 0 for h in self.hidden2):
+            raise ConfigError(f"hidden2 sizes must be positive, got {list(self.hidden2)}")
+
+    @property
+    def data_dim(self) -> int:
+        """Number of scalars in one example."""
+        return math.prod(self.data_shape)
+
+
+def make_likelihood(c: HVAEConfig) -> Likelihood:
+    """The p(x|.) module named by ``c.likelihood``, with the config's variance settings."""
+    cls = LIKELIHOODS[c.likelihood]
+    if issubclass(cls, GaussianLikelihood):
+        return cls(c.data_shape, c.decoder_min_logvar, c.decoder_max_logvar)
+    if issubclass(cls, GaussianFixedLikelihood):
+        return cls(c.data_shape, c.decoder_std)
+    return cls(c.data_shape)
+
+
+def gaussian_log_prob_eps(eps: Tensor, logvar: Tensor) -> Tensor:
+    """log N(loc + exp(logvar / 2) * eps; loc, exp(logvar)) summed over the last dim, (...)."""
+    return -(0.5 * (eps * eps + logvar) + HALF_LOG_2PI).sum(-1)
+
+
+@register_model
+class HVAE(nn.Module):
+    """Two stochastic layers: x -> z1 -> z2 for inference, z2 -> z1 -> x for generation.
+
+    Build it from an :class:`HVAEConfig` or from its fields as keyword arguments::
+
+        model = HVAE(data_shape=(784,))  # the IWAE paper's 784-(200-200)-100-(100-100)-50
+
+    Inputs ``x`` have shape ``(B, *data_shape)``; z1 has shape ``(..., latent_dim)`` and z2
+    ``(..., latent_dim2)``. Training noise ``eps`` is ``(k, B, noise_dim)`` with
+    ``noise_dim = latent_dim + latent_dim2`` (z1's noise first).
+    """
+
+    kind = "hvae"
+    config_class: type = HVAEConfig
+
+    def __init__(self, config: HVAEConfig | None = None, /, **fields: Any) -> None:
+        super().__init__()
+        config = config if config is not None else HVAEConfig()
+        self.config: HVAEConfig = replace(config, **fields) if fields else config
+        c = self.config
+        self.likelihood = make_likelihood(c)
+        self.prior = StandardNormalPrior(c.latent_dim2)  # p(z2)
+        self.encoder = MLP(c.data_dim, c.hidden, 2 * c.latent_dim, c.activation)  # q(z1|x)
+        self.encoder2 = MLP(c.latent_dim, c.hidden2, 2 * c.latent_dim2, c.activation)  # q(z2|z1)
+        self.decoder2 = MLP(  # p(z1|z2)
+            c.latent_dim2, tuple(reversed(c.hidden2)), 2 * c.latent_dim, c.activation
+        )
+        self.decoder = MLP(  # p(x|z1)
+            c.latent_dim,
+            tuple(reversed(c.hidden)),
+            self.likelihood.n_params * c.data_dim,
+            c.activation,
+        )
+
+    @property
+    def noise_dim(self) -> int:
+        """Standard-normal numbers one sample of (z1, z2) takes: latent_dim + latent_dim2."""
+        return self.config.latent_dim + self.config.latent_dim2
+
+    # -- the model ---------------------------------------------------------------------------
+
+    def _gaussian(self, net: nn.Module, h: Tensor) -> tuple[Tensor, Tensor]:
+        """Mean and soft-clamped log-variance from ``net(h)``, each (..., out / 2)."""
+        loc, raw_logvar = net(h).chunk(2, dim=-1)
+        c = self.config
+        return loc, soft_clamp(raw_logvar, c.encoder_min_logvar, c.encoder_max_logvar)
+
+    def _check(self, x: Tensor) -> None:
+        if tuple(x.shape[1:]) != self.config.data_shape:
+            raise DataError(
+                f"input has example shape {tuple(x.shape[1:])} but the model expects "
+                f"{self.config.data_shape}"
+            )
+
+    def pz(self) -> Distribution:
+        """The top prior p(z2) = N(0, I), event shape ``(latent_dim2,)``."""
+        return self.prior()
+
+    def encode(self, x: Tensor) -> Distribution:
+        """q(z1|x): a diagonal Gaussian with batch shape (B,) and event shape (latent_dim,).
+
+        Its ``.mean`` is the embedding of ``x``.
+        """
+        self._check(x)
+        loc, logvar = self._gaussian(self.encoder, x.reshape(x.shape[0], -1).to(self._dtype))
+        return Independent(Normal(loc, torch.exp(0.5 * logvar), validate_args=False), 1)
+
+    def encode2(self, z1: Tensor) -> Distribution:
+        """q(z2|z1) for z1 (..., latent_dim): batch shape (...), event shape (latent_dim2,)."""
+        loc, logvar = self._gaussian(self.encoder2, z1)
+        return Independent(Normal(loc, torch.exp(0.5 * logvar), validate_args=False), 1)
+
+    def pz1_z2(self, z2: Tensor) -> Distribution:
+        """p(z1|z2) for z2 (..., latent_dim2): batch shape (...), event shape (latent_dim,)."""
+        loc, logvar = self._gaussian(self.decoder2, z2)
+        return Independent(Normal(loc, torch.exp(0.5 * logvar), validate_args=False), 1)
+
+    def decode(self, z: Tensor) -> Distribution:
+        """p(x|z1) for z1 of shape (..., latent_dim): batch shape (...), event shape data_shape."""
+        return self.likelihood(self._decode_params(z))
+
+    def _decode_params(self, z1: Tensor) -> Tensor:
+        params = self.decoder(z1)  # (..., n_params * D)
+        return params.reshape(*z1.shape[:-1], self.likelihood.n_params, *self.config.data_shape)
+
+    def forward(self, x: Tensor, k: int = 1, generator: torch.Generator | None = None) -> Terms:
+        """Terms of the bounds for ``x`` (B, *data_shape) with ``k`` samples of (z1, z2) each.
+
+        log p(x|z1), log p(z1|z2) + log p(z2) and log q(z1|x) + log q(z2|z1), each (k, B);
+        ``kl`` is None. ``generator`` makes the noise reproducible.
+        """
+        self._check(x)
+        eps = torch.randn(
+            (k, x.shape[0], self.noise_dim), generator=generator, device=x.device, dtype=self._dtype
+        )
+        return self.terms(x, eps)
+
+    def terms(self, x: Tensor, eps: Tensor, autocast: torch.dtype | None = None) -> Terms:
+        """The terms of :meth:`forward` for given noise ``eps`` (k, B, noise_dim), N(0, I).
+
+        z1 = mu1(x) + sigma1(x) * eps[..., :latent_dim], z2 = mu2(z1) + sigma2(z1) * eps[...,
+        latent_dim:]. With ``autocast`` (e.g. torch.bfloat16) the networks run under autocast
+        and the log-densities are computed in float32.
+        """
+        c = self.config
+        ac = torch.autocast(
+            x.device.type, dtype=autocast or torch.bfloat16, enabled=autocast is not None
+        )
+        f32 = (lambda t: t.float()) if autocast is not None else (lambda t: t)
+        eps1, eps2 = eps[..., : c.latent_dim], eps[..., c.latent_dim :]
+        with ac:
+            loc1, logvar1 = self._gaussian(self.encoder, x.reshape(x.shape[0], -1).to(self._dtype))
+        loc1, logvar1 = f32(loc1), f32(logvar1)
+        z1 = loc1 + torch.exp(0.5 * logvar1) * eps1  # (k, B, latent_dim)
+        with ac:
+            loc2, logvar2 = self._gaussian(self.encoder2, z1)
+        loc2, logvar2 = f32(loc2), f32(logvar2)
+        z2 = loc2 + torch.exp(0.5 * logvar2) * eps2  # (k, B, latent_dim2)
+        with ac:
+            ploc1, plogvar1 = self._gaussian(self.decoder2, z2)
+            params = self._decode_params(z1)
+        ploc1, plogvar1, params = f32(ploc1), f32(plogvar1), f32(params)
+        log_pz1_z2 = -(
+            0.5 * ((z1 - ploc1) ** 2 * torch.exp(-plogvar1) + plogvar1) + HALF_LOG_2PI
+        ).sum(-1)
+        return Terms(
+            log_px_z=self.likelihood.log_prob(params, x.to(z1.dtype)),
+            log_pz=log_pz1_z2 + self.prior.log_prob(z2),
+            log_qz_x=gaussian_log_prob_eps(eps1, logvar1) + gaussian_log_prob_eps(eps2, logvar2),
+            kl=None,
+        )
+
+    # -- conveniences ------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def sample(self, n: int, *, mean: bool = True) -> Tensor:
+        """``n`` draws from the model, shape (n, *data_shape): z2 ~ p(z2), z1 ~ p(z1|z2), then
+        E[x|z1] (``mean=True``, the default) or x ~ p(x|z1). Uses torch's global RNG."""
+        z2 = self.pz().sample((n,))
+        z1 = self.pz1_z2(z2).sample()
+        px_z = self.decode(z1)
+        return px_z.mean if mean else px_z.sample()
+
+    @torch.no_grad()
+    def reconstruct(self, x: Tensor) -> Tensor:
+        """E[x|z1] at z1 = the posterior mean of q(z1|x); shape of ``x``."""
+        return self.decode(self.encode(x).mean).mean
+
+    @torch.no_grad()
+    def latent_stats(
+        self, x: Tensor, *, batch_size: int = 1000, seed: int = 0
+    ) -> dict[str, Tensor]:
+        """Statistics of the bottom layer z1 over a data set ``x`` (N, *data_shape).
+
+        ``kl_per_dim`` (latent_dim,): E[log q(z1_d|x) - log p(z1_d|z2)] in nats, z1 ~ q(z1|x),
+        z2 ~ q(z2|z1), one seeded sample per example; z1's own share of the bound's KL term
+        (p(z1) has no closed form, so the KL is against p(z1|z2)). ``activity`` (latent_dim,):
+        Var_x(E_q[z1_d|x]), active above 0.01 (Burda et al. 2016).
+        """
+        g = torch.Generator(device=self.device).manual_seed(seed)
+        means, kls = [], []
+        for i in range(0, x.shape[0], batch_size):
+            qz1 = self.encode(x[i : i + batch_size].to(self.device))
+            base = qz1.base_dist
+            eps = torch.randn(base.loc.shape, generator=g, device=self.device, dtype=self._dtype)
+            z1 = base.loc + base.scale * eps
+            z2 = self.encode2(z1).base_dist
+            z2 = z2.loc + z2.scale * torch.randn(
+                z2.loc.shape, generator=g, device=self.device, dtype=self._dtype
+            )
+            kl = base.log_prob(z1) - self.pz1_z2(z2).base_dist.log_prob(z1)  # (B, latent_dim)
+            kls.append(kl.sum(0).cpu())
+            means.append(base.loc.cpu())
+        return {
+            "kl_per_dim": torch.stack(kls).sum(0) / x.shape[0],
+            "activity": torch.cat(means).var(0, unbiased=False),
+        }
+
+    def elbo(self, x: Tensor, *, samples: int = 1, seed: int = 0, batch_size: int = 1000) -> Tensor:
+        """Per-example ELBO in nats (N,), without gradients; see :func:`vaekit.evaluate.elbo`."""
+        from .evaluate import elbo
+
+        return elbo(self, x, samples=samples, seed=seed, batch_size=batch_size)
+
+    def log_likelihood(self, x: Tensor, k: int = 5000, *, seed: int = 0) -> Tensor:
+        """Importance-weighted estimate of log p(x) in nats (N,); see
+        :func:`vaekit.evaluate.log_likelihood`."""
+        from .evaluate import log_likelihood
+
+        return log_likelihood(self, x, k=k, seed=seed)
+
+    def fit(self, data: Any, **kwargs: Any) -> History:
+        """Train in place; same arguments as :func:`vaekit.train.fit`. Returns the history."""
+        from .train import fit
+
+        return fit(self, data, **kwargs)
+
+    def save(self, path: str | Path, **metadata: Any) -> Path:
+        """Write ``config.json`` and ``model.safetensors`` into the folder ``path``."""
+        from .checkpoint import save
+
+        return save(self, path, **metadata)
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
+        """Rebuild a model from a folder written by :meth:`save` (no pickle involved)."""
+        from .checkpoint import load
+
+        return load(path, device=device)
+
+    @property
+    def _dtype(self) -> torch.dtype:
+        return self.encoder[0].weight.dtype
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the model's parameters."""
+        return self.encoder[0].weight.device
