@@ -153,3 +153,24 @@ def test_kl_per_dim_is_measured_against_the_models_own_prior() -> None:
         expected = kl_divergence(model.encode(x), model.pz()).mean()
     assert kl_per_dim.shape == (3,)
     assert kl_per_dim.sum().item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_latent_stats_with_a_mixture_prior_are_monte_carlo_kls() -> None:
+    torch.manual_seed(0)
+    model = VAE(data_shape=(6,), latent_dim=3, hidden=(8,), prior="mog", prior_components=4)
+    x = torch.rand(30, 6)
+    stats = latent_stats(model, x, samples=4000, seed=1)
+    with torch.no_grad():
+        qz_x = model.encode(x)
+        z = qz_x.sample((4000,))  # (S, N, 3)
+        kl = (qz_x.log_prob(z) - model.prior.log_prob(z)).mean()
+        marginal = model.prior().component_distribution.base_dist  # (K, 3) Normals
+        weights = model.prior().mixture_distribution.probs  # (K,)
+        log_p_d = torch.logsumexp(
+            weights.log()[:, None] + marginal.log_prob(z[..., None, :]), dim=-2
+        )  # (S, N, 3): log of each coordinate's marginal mixture
+        kl_d = (qz_x.base_dist.log_prob(z) - log_p_d).mean((0, 1))
+    assert float(stats["kl"]) == pytest.approx(float(kl), abs=0.02)
+    assert torch.allclose(stats["kl_per_dim"], kl_d, atol=0.02)
+    report = evaluate(model, x, k=10)
+    assert report["kl"] == pytest.approx(float(kl), abs=0.1)

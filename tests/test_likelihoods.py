@@ -17,6 +17,7 @@ from vaekit import VAE
 from vaekit.likelihoods import (
     LIKELIHOODS,
     BernoulliLikelihood,
+    DiscretizedLogisticLikelihood,
     GaussianFixedLikelihood,
     GaussianLikelihood,
     GaussianPerDimLikelihood,
@@ -51,9 +52,9 @@ def test_event_shape_is_data_shape(name: str, data_shape: tuple[int, ...]) -> No
 
 
 def test_model_decoder_emits_n_params_per_dim() -> None:
-    for name, cls in LIKELIHOODS.items():
+    for name in LIKELIHOODS:
         model = VAE(data_shape=(1, 3, 4), latent_dim=2, hidden=(5,), likelihood=name)
-        assert model.decoder.out_features == cls.n_params * 12
+        assert model.decoder.out_features == model.likelihood.n_params * 12
         assert model.decode(torch.randn(7, 2)).event_shape == (1, 3, 4)
 
 
@@ -189,3 +190,83 @@ def test_soft_clamp_is_increasing_with_nonzero_gradient() -> None:
     assert torch.all(y[1:] > y[:-1])
     assert torch.all(grad > 0)
     assert torch.isfinite(grad).all()
+
+
+# -- discretized logistic mixture ------------------------------------------------------------------
+
+GRID = torch.arange(256, dtype=torch.float64) / 255  # the 256 values of 8-bit data in [0, 1]
+
+
+def logistic_cdf(y: float, mean: float, scale: float) -> float:
+    return 1.0 / (1.0 + math.exp(-(y - mean) / scale))
+
+
+@pytest.mark.parametrize("components", [1, 3])
+def test_discretized_logistic_bins_sum_to_one(components: int) -> None:
+    lik = DiscretizedLogisticLikelihood((5,), components=components)
+    assert lik.n_params == 3 * components
+    params = torch.randn(4, lik.n_params, 5, dtype=torch.float64, generator=gen(1)) * 2
+    params[:, components : 2 * components] += 0.5  # means around the middle of [0, 1]
+    x = GRID[:, None, None].expand(256, 4, 5)  # every level, for each of 4 x 5 dims
+    log_p = lik(params).base_dist.log_prob(x)  # (256, 4, 5) elementwise
+    assert torch.allclose(torch.logsumexp(log_p, dim=0), torch.zeros(4, 5).double(), atol=1e-9)
+    # Narrow components far outside [0, 1] still give a proper distribution.
+    params[:, 2 * components :] = -20.0  # log-scales at their floor
+    params[:, components : 2 * components] = 3.0
+    log_p = lik(params).base_dist.log_prob(x)
+    assert torch.allclose(torch.logsumexp(log_p, dim=0), torch.zeros(4, 5).double(), atol=1e-9)
+    assert float(log_p[255].max()) > -1e-6  # all mass in the top bin
+
+
+def test_discretized_logistic_one_component_is_a_cdf_difference() -> None:
+    lik = DiscretizedLogisticLikelihood((3,)).double()
+    mean, log_scale = 0.4, -2.5
+    params = torch.tensor([[[0.0] * 3, [mean] * 3, [log_scale] * 3]], dtype=torch.float64)
+    x = torch.tensor([[0.0, 100 / 255, 1.0]], dtype=torch.float64)  # bottom, interior, top bins
+    s = math.exp(float(soft_clamp(torch.tensor(log_scale, dtype=torch.float64), -9.0, 2.0)))
+    h = 0.5 / 255
+    expected = [
+        math.log(logistic_cdf(h, mean, s)),
+        math.log(logistic_cdf(100 / 255 + h, mean, s) - logistic_cdf(100 / 255 - h, mean, s)),
+        math.log(1 - logistic_cdf(1 - h, mean, s)),
+    ]
+    log_p = lik(params).base_dist.log_prob(x)[0]
+    assert torch.allclose(log_p, torch.tensor(expected, dtype=torch.float64), rtol=1e-9)
+    assert torch.allclose(lik.log_prob(params, x), log_p.sum()[None])
+    assert torch.allclose(lik(params).log_prob(x), log_p.sum())
+
+
+def test_discretized_logistic_closed_form_matches_distribution() -> None:
+    lik = DiscretizedLogisticLikelihood((2, 3), components=2)
+    params = torch.randn(3, 4, 6, 2, 3, generator=gen(2))  # (K, B, 3M, *data_shape)
+    x = torch.randint(0, 256, (4, 2, 3), generator=gen(3)) / 255.0
+    assert torch.allclose(lik.log_prob(params, x), lik(params).log_prob(x), atol=1e-4)
+
+
+def test_discretized_logistic_samples_lie_on_the_grid_with_the_right_frequencies() -> None:
+    lik = DiscretizedLogisticLikelihood((1,), components=2).double()
+    params = torch.tensor([[[0.0], [1.0], [0.2], [0.7], [-3.0], [-2.0]]], dtype=torch.float64)
+    px_z = lik(params).base_dist
+    torch.manual_seed(0)
+    draws = px_z.sample((40000,))[:, 0, 0]  # (40000,)
+    levels = draws * 255
+    assert torch.equal(levels, levels.round()) and draws.min() >= 0 and draws.max() <= 1
+    counts = torch.bincount(levels.round().long(), minlength=256).double()
+    probs = px_z.log_prob(GRID[:, None, None])[:, 0, 0].exp()
+    expected = probs * draws.numel()
+    assert float(((counts - expected) ** 2 / expected.clamp(1)).sum()) < 256 + 6 * math.sqrt(512)
+    # The mean is the mean of the discrete distribution.
+    assert torch.allclose(px_z.mean[0, 0], (probs * GRID).sum(), rtol=1e-9)
+
+
+def test_discretized_logistic_model_needs_8_bit_data() -> None:
+    from vaekit import DataError, fit
+
+    model = VAE(data_shape=(4,), latent_dim=2, hidden=(5,), likelihood="discretized_logistic")
+    x = torch.randint(0, 256, (20, 4)) / 255.0
+    history = fit(model, x, epochs=1, batch_size=10)
+    assert math.isfinite(history[-1]["train_bound"])
+    with pytest.raises(DataError, match="off the grid k/255"):
+        fit(model, x + 0.3 / 255, epochs=1)
+    with pytest.raises(DataError, match=r"\[0, 1\]"):
+        fit(model, x * 2, epochs=1)

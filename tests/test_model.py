@@ -133,7 +133,7 @@ def test_fields_as_keyword_arguments_override_a_config() -> None:
         ({"data_shape": (3, 0)}, "data_shape"),
         ({"hidden": (4, -1)}, "hidden"),
         ({"likelihood": "poisson"}, "poisson.*bernoulli"),
-        ({"prior": "vamp"}, "vamp.*standard_normal"),
+        ({"prior": "flow"}, "flow.*standard_normal"),
         ({"activation": "swish"}, "swish.*tanh"),
         ({"decoder_min_logvar": 5.0}, "decoder_min_logvar"),
         ({"encoder_min_logvar": 7.0}, "encoder_min_logvar"),

@@ -9,10 +9,24 @@ import numpy as np
 import pytest
 import torch
 from scipy import stats
-from torch.distributions import Independent, MultivariateNormal, Normal, kl_divergence
+from torch.distributions import (
+    Categorical,
+    Independent,
+    MixtureSameFamily,
+    MultivariateNormal,
+    Normal,
+    kl_divergence,
+)
 
 from vaekit import VAE
-from vaekit.priors import PRIORS, LearnedGaussianPrior, StandardNormalPrior
+from vaekit.priors import (
+    PRIORS,
+    LearnedGaussianPrior,
+    MixturePrior,
+    Prior,
+    StandardNormalPrior,
+    VampPrior,
+)
 
 
 def gen(seed: int = 0) -> torch.Generator:
@@ -26,20 +40,34 @@ def diagonal_q(batch: int, dim: int, seed: int) -> Independent:
     return Independent(Normal(loc, scale), 1)
 
 
+def build(name: str, latent_dim: int) -> Prior:
+    """A prior of the kind ``name`` as a model builds it (a VampPrior with its encoder)."""
+    return VAE(data_shape=(4,), latent_dim=latent_dim, hidden=(3,), prior=name).prior
+
+
 def test_registry() -> None:
     assert {
         "standard_normal": StandardNormalPrior,
         "learned_gaussian": LearnedGaussianPrior,
+        "mog": MixturePrior,
+        "vamp": VampPrior,
     } == PRIORS
-    assert all(cls.analytic_kl for cls in PRIORS.values())
+    assert [n for n, cls in PRIORS.items() if cls.analytic_kl] == [
+        "standard_normal",
+        "learned_gaussian",
+    ]
 
 
 @pytest.mark.parametrize("name", sorted(PRIORS))
 def test_event_shape_is_latent_dim(name: str) -> None:
-    pz = PRIORS[name](5)()
+    prior = build(name, 5)
+    pz = prior()
     assert pz.event_shape == (5,) and pz.batch_shape == ()
     assert pz.log_prob(torch.randn(3, 4, 5)).shape == (3, 4)
     assert pz.sample((7,)).shape == (7, 5)
+    z = torch.randn(3, 4, 5)
+    assert torch.allclose(prior.log_prob(z), pz.log_prob(z), atol=1e-5)
+    assert prior.marginal_log_prob(z).shape == (3, 4, 5)
 
 
 def test_standard_normal_log_prob_matches_scipy() -> None:
@@ -70,7 +98,7 @@ def test_learned_gaussian_starts_as_standard_normal() -> None:
     assert {n for n, _ in LearnedGaussianPrior(4).named_parameters()} == {"loc", "log_scale"}
 
 
-@pytest.mark.parametrize("name", sorted(PRIORS))
+@pytest.mark.parametrize("name", ["learned_gaussian", "standard_normal"])
 def test_kl_matches_full_covariance_gaussian_and_formula(name: str) -> None:
     prior = PRIORS[name](4).double()
     if isinstance(prior, LearnedGaussianPrior):
@@ -112,3 +140,105 @@ def test_model_kl_term_uses_the_prior_and_trains_it() -> None:
     terms.kl.sum().backward()
     assert model.prior.loc.grad.abs().sum() > 0 and model.prior.log_scale.grad.abs().sum() > 0
     assert "prior.loc" in model.state_dict() and "prior.log_scale" in model.state_dict()
+
+
+# -- mixture priors --------------------------------------------------------------------------------
+
+
+def set_mixture(prior: MixturePrior, seed: int) -> None:
+    g = gen(seed)
+    with torch.no_grad():
+        for p in (prior.logits, prior.loc, prior.log_scale):
+            p.copy_(torch.randn(p.shape, generator=g, dtype=p.dtype) * 0.7)
+
+
+def test_mog_log_prob_matches_mixture_same_family() -> None:
+    prior = MixturePrior(3, components=4).double()
+    set_mixture(prior, 1)
+    reference = MixtureSameFamily(
+        Categorical(logits=prior.logits.detach()),
+        Independent(Normal(prior.loc.detach(), prior.log_scale.detach().exp()), 1),
+    )
+    z = torch.randn(6, 2, 3, generator=gen(2), dtype=torch.float64)
+    assert torch.allclose(prior.log_prob(z), reference.log_prob(z))
+    assert torch.allclose(prior().log_prob(z), reference.log_prob(z))
+    # The per-coordinate marginals are one-dimensional mixtures with the same weights.
+    for d in range(3):
+        marginal = MixtureSameFamily(
+            Categorical(logits=prior.logits.detach()),
+            Normal(prior.loc.detach()[:, d], prior.log_scale.detach()[:, d].exp()),
+        )
+        assert torch.allclose(prior.marginal_log_prob(z)[..., d], marginal.log_prob(z[..., d]))
+
+
+def test_mog_with_one_component_is_the_learned_gaussian() -> None:
+    mog, gaussian = MixturePrior(3, components=1).double(), LearnedGaussianPrior(3).double()
+    set_mixture(mog, 3)
+    with torch.no_grad():
+        gaussian.loc.copy_(mog.loc[0])
+        gaussian.log_scale.copy_(mog.log_scale[0])
+    z = torch.randn(10, 3, generator=gen(4), dtype=torch.float64)
+    assert torch.allclose(mog.log_prob(z), gaussian.log_prob(z))
+    assert torch.allclose(mog.marginal_log_prob(z).sum(-1), gaussian.log_prob(z))
+
+
+def test_mog_parameters_learn_and_are_saved() -> None:
+    torch.manual_seed(0)
+    model = VAE(data_shape=(4,), latent_dim=2, hidden=(3,), prior="mog", prior_components=3)
+    assert model.prior.loc.shape == (3, 2) and not model.prior.analytic_kl
+    terms = model(torch.rand(5, 4), k=2)
+    assert terms.kl is None
+    (-(terms.log_pz.sum())).backward()
+    for name in ("logits", "loc", "log_scale"):
+        assert getattr(model.prior, name).grad.abs().sum() > 0
+        assert f"prior.{name}" in model.state_dict()
+
+
+def test_vamp_prior_is_the_average_posterior_at_the_pseudo_inputs() -> None:
+    torch.manual_seed(0)
+    model = VAE(data_shape=(4,), latent_dim=2, hidden=(5,), prior="vamp", prior_components=3)
+    u = model.prior.pseudo_inputs.detach()
+    assert u.shape == (3, 4)
+    qz_u = model.encode(u)  # batch (3,), event (2,)
+    z = torch.randn(7, 2)
+    expected = torch.logsumexp(qz_u.log_prob(z[:, None]), dim=-1) - math.log(3)
+    assert torch.allclose(model.prior.log_prob(z), expected, atol=1e-6)
+    # The prior moves with the encoder and with its pseudo-inputs.
+    model.prior.log_prob(z).sum().backward()
+    assert model.prior.pseudo_inputs.grad.abs().sum() > 0
+    assert model.encoder[0].weight.grad.abs().sum() > 0
+    assert "prior.pseudo_inputs" in model.state_dict()
+
+
+def test_vamp_prior_follows_a_copied_model() -> None:
+    import copy
+
+    torch.manual_seed(0)
+    model = VAE(data_shape=(4,), latent_dim=2, hidden=(5,), prior="vamp", prior_components=3)
+    twin = copy.deepcopy(model)
+    with torch.no_grad():
+        twin.encoder[0].weight.add_(1.0)
+    z = torch.randn(4, 2)
+    assert not torch.allclose(twin.prior.log_prob(z), model.prior.log_prob(z))
+    expected = torch.logsumexp(
+        twin.encode(twin.prior.pseudo_inputs).log_prob(z[:, None]), dim=-1
+    ) - math.log(3)
+    assert torch.allclose(twin.prior.log_prob(z), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["mog", "vamp"])
+def test_bounds_keep_their_order_with_mixture_priors(name: str) -> None:
+    """ELBO <= IWAE(K) <= log p(x) on average, with log p(x) from a very large K."""
+    from vaekit.evaluate import elbo as evaluate_elbo
+    from vaekit.evaluate import log_likelihood
+
+    torch.manual_seed(0)
+    model = VAE(data_shape=(6,), latent_dim=2, hidden=(8,), prior=name, prior_components=4)
+    x = torch.rand(8, 6).round()
+    xr = x.repeat(500, 1)  # each example 500 times: the bounds' averages, not single draws
+    elbo_1 = evaluate_elbo(model, xr, samples=1, seed=1)
+    iwae_10 = log_likelihood(model, xr, k=10, seed=2)
+    ll = float(log_likelihood(model, x, k=20000, seed=3).mean())
+    gap = iwae_10 - elbo_1
+    assert float(gap.mean()) > 4 * float(gap.std()) / math.sqrt(gap.numel())
+    assert float(iwae_10.mean()) < ll + 4 * float(iwae_10.std()) / math.sqrt(iwae_10.numel())

@@ -114,27 +114,42 @@ def elbo(
 
 
 @torch.no_grad()
-def latent_stats(model: VAE, x: Tensor, *, batch_size: int = 1000) -> dict[str, Tensor]:
+def latent_stats(
+    model: VAE, x: Tensor, *, batch_size: int = 1000, samples: int = 16, seed: int = 0
+) -> dict[str, Tensor]:
     """Posterior statistics over a data set ``x`` (N, *data_shape).
 
-    Returns ``kl_per_dim`` (latent_dim,): the average closed-form KL(q(z_d|x) || p(z_d)) of each
-    latent dimension to the model's (factorised Gaussian) prior, in nats, and ``activity``
-    (latent_dim,): Var_x(E_q[z_d|x]), the quantity whose exceeding 0.01 makes a unit "active"
-    (Burda et al. 2016). A model with a ``latent_stats`` method of its own (the two-layer
+    Returns ``kl_per_dim`` (latent_dim,): the average KL(q(z_d|x) || p(z_d)) of each latent
+    dimension to the prior's marginal p(z_d), in nats; ``kl`` (): the average KL(q(z|x) || p(z));
+    and ``activity`` (latent_dim,): Var_x(E_q[z_d|x]), the quantity whose exceeding 0.01 makes a
+    unit "active" (Burda et al. 2016). The KLs are in closed form for a factorised Gaussian prior
+    and Monte Carlo estimates with ``samples`` draws per example (seeded) for a mixture prior.
+    A model with a ``latent_stats`` method of its own (the two-layer
     :class:`vaekit.hierarchical.HVAE`, whose p(z1) has no closed form) gives them itself.
     """
+    from .model import rsample
+
     model.eval()
     if hasattr(model, "latent_stats"):
         return model.latent_stats(x, batch_size=batch_size)
-    pz = model.pz().base_dist  # factorised: batch shape (latent_dim,)
-    means, kls = [], []
+    prior = model.prior
+    g = _generator(model.device, seed)
+    means, kls, totals = [], [], []
     for i in range(0, x.shape[0], batch_size):
         qz_x = model.encode(x[i : i + batch_size].to(model.device))
-        kls.append(kl_divergence(qz_x.base_dist, pz).sum(0).cpu())  # (latent_dim,)
+        if prior.analytic_kl:
+            kl_d = kl_divergence(qz_x.base_dist, model.pz().base_dist)  # (B, latent_dim)
+            totals.append(kl_d.sum().cpu())
+        else:
+            z = rsample(qz_x, samples, g)  # (S, B, latent_dim)
+            kl_d = (qz_x.base_dist.log_prob(z) - prior.marginal_log_prob(z)).mean(0)
+            totals.append((qz_x.log_prob(z) - prior.log_prob(z)).mean(0).sum().cpu())
+        kls.append(kl_d.sum(0).cpu())  # (latent_dim,)
         means.append(qz_x.mean.cpu())
     mu_all = torch.cat(means)
     return {
         "kl_per_dim": torch.stack(kls).sum(0) / x.shape[0],
+        "kl": torch.stack(totals).sum() / x.shape[0],
         "activity": mu_all.var(0, unbiased=False),
     }
 
@@ -154,7 +169,7 @@ def evaluate(
     d = model.config.data_dim
     elbos = elbo(model, x, seed=seed)
     ll = log_likelihood(model, x, k=k, seed=seed, progress=progress)
-    stats = latent_stats(model, x)
+    stats = latent_stats(model, x, seed=seed)
     sq_err = 0.0
     for i in range(0, x.shape[0], 1000):
         xb = x[i : i + 1000].to(model.device)
@@ -166,7 +181,7 @@ def evaluate(
         "k": int(k),
         "bits_per_dim": float(-ll.mean() / (d * math.log(2))),
         "reconstruction_mse": sq_err / (x.shape[0] * d),
-        "kl": float(stats["kl_per_dim"].sum()),
+        "kl": float(stats["kl"] if "kl" in stats else stats["kl_per_dim"].sum()),
         "kl_per_dim": [round(float(v), 6) for v in stats["kl_per_dim"]],
         "active_units": int((stats["activity"] > 0.01).sum()),
     }

@@ -17,13 +17,7 @@ from torch import Tensor, nn
 from torch.distributions import Distribution, Independent, Normal, kl_divergence
 
 from .errors import ConfigError, DataError
-from .likelihoods import (
-    HALF_LOG_2PI,
-    LIKELIHOODS,
-    GaussianFixedLikelihood,
-    GaussianLikelihood,
-    soft_clamp,
-)
+from .likelihoods import HALF_LOG_2PI, LIKELIHOODS, soft_clamp
 from .nets import ACTIVATIONS, MLP
 from .objectives import Terms
 from .priors import PRIORS
@@ -43,7 +37,10 @@ class VAEConfig:
     hidden: widths of the hidden layers of encoder and decoder (the decoder mirrors the encoder).
     activation: one of ``vaekit.nets.ACTIVATIONS`` (tanh as in the AEVB paper, relu, ...).
     likelihood: one of ``vaekit.likelihoods.LIKELIHOODS``.
+    likelihood_components: logistics per data dimension of the ``discretized_logistic``
+        likelihood (1: a single discretized logistic).
     prior: one of ``vaekit.priors.PRIORS``.
+    prior_components: mixture components of the ``mog`` prior, pseudo-inputs of ``vamp``.
     decoder_min_logvar, decoder_max_logvar: soft bounds on a Gaussian decoder's log-variance.
     decoder_std: standard deviation of the ``gaussian_fixed`` likelihood, in data units.
     encoder_min_logvar, encoder_max_logvar: soft bounds on q(z|x)'s log-variance.
@@ -54,7 +51,9 @@ class VAEConfig:
     hidden: tuple[int, ...] = (500,)
     activation: str = "tanh"
     likelihood: str = "bernoulli"
+    likelihood_components: int = 1
     prior: str = "standard_normal"
+    prior_components: int = 10
     decoder_min_logvar: float = -8.0
     decoder_max_logvar: float = 4.0
     decoder_std: float = 0.1
@@ -68,6 +67,9 @@ class VAEConfig:
             raise ConfigError(f"data_shape must be positive sizes, got {list(self.data_shape)}")
         if self.latent_dim <= 0:
             raise ConfigError(f"latent_dim must be a positive integer, got {self.latent_dim}")
+        for name in ("likelihood_components", "prior_components"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)}")
         if any(h <= 0 for h in self.hidden):
             raise ConfigError(f"hidden sizes must be positive, got {list(self.hidden)}")
         for name, table in (
@@ -115,16 +117,8 @@ class VAE(nn.Module):
         config = config if config is not None else VAEConfig()
         self.config: VAEConfig = replace(config, **fields) if fields else config
         c = self.config
-        self.prior = PRIORS[c.prior](c.latent_dim)
-        likelihood_cls = LIKELIHOODS[c.likelihood]
-        if issubclass(likelihood_cls, GaussianLikelihood):
-            self.likelihood = likelihood_cls(
-                c.data_shape, c.decoder_min_logvar, c.decoder_max_logvar
-            )
-        elif issubclass(likelihood_cls, GaussianFixedLikelihood):
-            self.likelihood = likelihood_cls(c.data_shape, c.decoder_std)
-        else:
-            self.likelihood = likelihood_cls(c.data_shape)
+        self.prior = PRIORS[c.prior].from_config(c)
+        self.likelihood = LIKELIHOODS[c.likelihood].from_config(c)
         self.encoder = MLP(c.data_dim, c.hidden, 2 * c.latent_dim, c.activation)
         self.decoder = MLP(
             c.latent_dim,
@@ -132,6 +126,7 @@ class VAE(nn.Module):
             self.likelihood.n_params * c.data_dim,
             c.activation,
         )
+        self.prior.bind(self._encode_params)
 
     # -- the model ---------------------------------------------------------------------------
 

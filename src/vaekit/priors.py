@@ -4,10 +4,19 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.distributions import Distribution, Independent, Normal, kl_divergence
+from torch.distributions import (
+    Categorical,
+    Distribution,
+    Independent,
+    MixtureSameFamily,
+    Normal,
+    kl_divergence,
+)
 
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
@@ -22,6 +31,11 @@ class Prior(nn.Module):
         super().__init__()
         self.latent_dim = int(latent_dim)
 
+    @classmethod
+    def from_config(cls, config: Any) -> Prior:
+        """Build from a model config (a ``VAEConfig``): the fields this prior reads."""
+        return cls(config.latent_dim)
+
     def forward(self) -> Distribution:  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -34,6 +48,16 @@ class Prior(nn.Module):
         """KL(N(loc, diag(exp(logvar))) || p(z)) per example, (B,); needs ``analytic_kl``."""
         qz_x = Independent(Normal(loc, torch.exp(0.5 * logvar), validate_args=False), 1)
         return kl_divergence(qz_x, self())
+
+    def marginal_log_prob(self, z: Tensor) -> Tensor:
+        """log p(z_d) of each coordinate under the prior's one-dimensional marginals, (..., D).
+
+        For a factorised prior these sum to ``log_prob(z)``; for a mixture they do not.
+        """
+        return self().base_dist.log_prob(z)
+
+    def bind(self, encode: Callable[[Tensor], tuple[Tensor, Tensor]]) -> None:
+        """Give the prior the model's encoder, x -> (loc, logvar) of q(z|x); used by VampPrior."""
 
 
 class StandardNormalPrior(Prior):
@@ -79,8 +103,99 @@ class LearnedGaussianPrior(Prior):
         return 0.5 * (torch.exp(log_ratio) + t - 1 - log_ratio).sum(-1)
 
 
+def _diag_gaussian_log_prob(z: Tensor, loc: Tensor, log_scale: Tensor) -> Tensor:
+    """log N(z; loc_k, diag(exp(2 log_scale_k))) per coordinate, (..., K, D), for z (..., D)
+    against K components given as (K, D) tensors."""
+    u = (z.unsqueeze(-2) - loc) * torch.exp(-log_scale)  # (..., K, D)
+    return -(0.5 * u**2 + log_scale + HALF_LOG_2PI)
+
+
+class _GaussianMixturePrior(Prior):
+    """A mixture of K diagonal Gaussians; subclasses say where the components come from."""
+
+    analytic_kl = False
+
+    def components(self) -> tuple[Tensor, Tensor, Tensor]:  # pragma: no cover - abstract
+        """(log_weights (K,), loc (K, D), log_scale (K, D)); log_weights are normalised."""
+        raise NotImplementedError
+
+    def forward(self) -> Distribution:
+        log_weights, loc, log_scale = self.components()
+        return MixtureSameFamily(
+            Categorical(logits=log_weights, validate_args=False),
+            Independent(Normal(loc, log_scale.exp(), validate_args=False), 1),
+            validate_args=False,
+        )
+
+    def log_prob(self, z: Tensor) -> Tensor:
+        log_weights, loc, log_scale = self.components()
+        per_component = _diag_gaussian_log_prob(z, loc, log_scale).sum(-1)  # (..., K)
+        return torch.logsumexp(log_weights + per_component, dim=-1)
+
+    def marginal_log_prob(self, z: Tensor) -> Tensor:
+        log_weights, loc, log_scale = self.components()
+        per_coordinate = _diag_gaussian_log_prob(z, loc, log_scale)  # (..., K, D)
+        return torch.logsumexp(log_weights[:, None] + per_coordinate, dim=-2)
+
+
+class MixturePrior(_GaussianMixturePrior):
+    """p(z) = sum_k pi_k N(mu_k, diag(exp(2 log_scale_k))) with weights, means and scales learned.
+
+    The means start as draws from N(0, I) (torch's global RNG), so the components can separate;
+    the scales start at 1 and the weights equal. With one component it is the learned Gaussian.
+    """
+
+    def __init__(self, latent_dim: int, components: int = 10) -> None:
+        super().__init__(latent_dim)
+        if components < 1:
+            raise ValueError(f"components must be a positive integer, got {components}")
+        self.logits = nn.Parameter(torch.zeros(components))
+        self.loc = nn.Parameter(torch.randn(components, self.latent_dim))
+        self.log_scale = nn.Parameter(torch.zeros(components, self.latent_dim))
+
+    @classmethod
+    def from_config(cls, config: Any) -> Prior:
+        return cls(config.latent_dim, config.prior_components)
+
+    def components(self) -> tuple[Tensor, Tensor, Tensor]:
+        return torch.log_softmax(self.logits, -1), self.loc, self.log_scale
+
+
+class VampPrior(_GaussianMixturePrior):
+    """p(z) = (1/K) sum_k q(z | u_k): the encoder's posteriors at K learned pseudo-inputs u_k
+    (Tomczak & Welling 2018). The pseudo-inputs, of the data's shape, start uniform on [0, 1).
+
+    The prior uses the model's encoder, given by :meth:`bind`; it has no parameters of its own
+    apart from the pseudo-inputs, so it changes as the encoder learns.
+    """
+
+    def __init__(self, latent_dim: int, components: int, data_shape: tuple[int, ...]) -> None:
+        super().__init__(latent_dim)
+        if components < 1:
+            raise ValueError(f"components must be a positive integer, got {components}")
+        self.pseudo_inputs = nn.Parameter(torch.rand(components, *data_shape))
+        self._encode: Callable[[Tensor], tuple[Tensor, Tensor]] | None = None
+
+    @classmethod
+    def from_config(cls, config: Any) -> Prior:
+        return cls(config.latent_dim, config.prior_components, config.data_shape)
+
+    def bind(self, encode: Callable[[Tensor], tuple[Tensor, Tensor]]) -> None:
+        self._encode = encode
+
+    def components(self) -> tuple[Tensor, Tensor, Tensor]:
+        if self._encode is None:
+            raise RuntimeError("VampPrior needs the model's encoder: call bind(encode) first")
+        loc, logvar = self._encode(self.pseudo_inputs)  # (K, D) each
+        k = self.pseudo_inputs.shape[0]
+        log_weights = torch.full((k,), -math.log(k), device=loc.device, dtype=loc.dtype)
+        return log_weights, loc, 0.5 * logvar
+
+
 #: Name in a config -> prior class.
 PRIORS: dict[str, type[Prior]] = {
     "standard_normal": StandardNormalPrior,
     "learned_gaussian": LearnedGaussianPrior,
+    "mog": MixturePrior,
+    "vamp": VampPrior,
 }

@@ -171,6 +171,17 @@ def check_data(model: VAE, x: Tensor, name: str = "data") -> None:
                 f"{name} has values in [{lo:g}, {hi:g}] but the {c.likelihood} likelihood needs "
                 "[0, 1]; scale the data or choose a Gaussian likelihood"
             )
+    levels = model.likelihood.levels
+    if levels is not None:
+        steps = x * (levels - 1)
+        off = (steps - steps.round()).abs() > 1e-3
+        if off.any():
+            v = float(x[off][0])
+            raise DataError(
+                f"{name} has values off the grid k/{levels - 1} (e.g. {v:g}) that the "
+                f"{c.likelihood} likelihood needs; give 8-bit data scaled by 1/{levels - 1} or "
+                "choose another likelihood"
+            )
 
 
 def binarize(x: Tensor, seed: int) -> Tensor:
