@@ -324,3 +324,131 @@ def test_elbo_function_is_what_training_maximises(monkeypatch: pytest.MonkeyPatc
     assert history[0]["train_bound"] == pytest.approx(
         float(elbo(terms, beta).mean().detach()), rel=1e-5
     )
+
+
+# -- checkpoints and resuming ----------------------------------------------------------------------
+
+RESUME = {"epochs": 3, "batch_size": 16, "binarize": "dynamic", "objective": "iwae", "samples": 2}
+
+
+def without_seconds(records: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in records]
+
+
+def stop_after(calls: int) -> Callable[[], bool]:
+    """A ``stop`` callback that says stop on its (calls + 1)-th poll, i.e. after ``calls`` steps."""
+    polls = [0]
+
+    def stop() -> bool:
+        polls[0] += 1
+        return polls[0] > calls
+
+    return stop
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Tensor], list[dict]]:
+    """3 epochs of 3 steps (the last ragged) never stopped: weights and history."""
+    model = small_model("bernoulli")
+    out = tmp_path_factory.mktemp("reference") / "run"
+    history = fit(model, binary(40, 1), valid=binary(10, 2), out=out, **RESUME)
+    return model.state_dict(), history
+
+
+def assert_same_run(model: VAE, history: list[dict], out: Any, reference: tuple) -> None:
+    weights, ref_history = reference
+    assert all(torch.equal(weights[k], v) for k, v in model.state_dict().items())
+    assert without_seconds(history) == without_seconds(ref_history)
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert without_seconds(lines) == without_seconds(ref_history)  # no epoch lost or repeated
+    saved = load(out)
+    assert all(torch.equal(weights[k], v) for k, v in saved.state_dict().items())
+
+
+@pytest.mark.parametrize("steps", range(10))
+def test_stopping_after_any_step_and_resuming_is_bit_for_bit(
+    tmp_path: Any, reference: tuple, steps: int
+) -> None:
+    out = tmp_path / "run"
+    x, x_valid = binary(40, 1), binary(10, 2)
+    if steps < 9:
+        with pytest.raises(train.TrainingInterrupted) as info:
+            fit(small_model("bernoulli"), x, valid=x_valid, out=out, stop=stop_after(steps),
+                **RESUME)  # fmt: skip
+        assert info.value.step == steps and info.value.epoch == steps // 3 + 1
+    else:  # the stop callback is never polled after the last step
+        fit(small_model("bernoulli"), x, valid=x_valid, out=out, stop=stop_after(steps), **RESUME)
+    model = small_model("bernoulli", seed=9)  # other initial weights: they must come from disk
+    history = fit(model, x, valid=x_valid, out=out, resume=True, **RESUME)
+    assert_same_run(model, history, out, reference)
+
+
+def test_every_periodic_checkpoint_resumes_bit_for_bit(tmp_path: Any, reference: tuple) -> None:
+    """With checkpoint_every=1 the file on disk before each step is a state a crash could leave;
+    each copy, resumed, ends where the uninterrupted run ends."""
+    import shutil
+
+    out, copies = tmp_path / "run", []
+
+    def copy_checkpoint() -> bool:
+        copies.append(tmp_path / f"copy{len(copies)}")
+        shutil.copytree(out, copies[-1])
+        return False
+
+    x, x_valid = binary(40, 1), binary(10, 2)
+    fit(small_model("bernoulli"), x, valid=x_valid, out=out, stop=copy_checkpoint,
+        checkpoint_every=1, **RESUME)  # fmt: skip
+    assert len(copies) == 9
+    steps = []
+    for copy in copies:
+        steps.append((copy / "metrics.jsonl").read_text().count("\n"))
+        model = small_model("bernoulli", seed=9)
+        history = fit(model, x, valid=x_valid, out=copy, resume=True, **RESUME)
+        assert_same_run(model, history, copy, reference)
+    assert steps == [0, 0, 0, 1, 1, 1, 2, 2, 2]  # epochs recorded before each step
+
+
+def test_resuming_a_finished_run_with_more_epochs_extends_it(tmp_path: Any) -> None:
+    x = synthetic(40)
+    whole = small_model()
+    fit(whole, x, epochs=4, batch_size=16, out=tmp_path / "whole")
+    part = small_model()
+    fit(part, x, epochs=2, batch_size=16, out=tmp_path / "part")
+    history = fit(small_model(seed=3), x, epochs=4, batch_size=16, out=tmp_path / "part",
+                  resume=True)  # fmt: skip
+    assert [r["epoch"] for r in history] == [1, 2, 3, 4]
+    extended = load(tmp_path / "part")
+    assert all(torch.equal(v, extended.state_dict()[k]) for k, v in whole.state_dict().items())
+    assert json.loads((tmp_path / "part" / "config.json").read_text())["train"]["epochs"] == 4
+
+
+@pytest.mark.parametrize(
+    ("change", "error", "message"),
+    [
+        ({"lr": 0.01}, ConfigError, "lr is 0.01 but .* was trained with 0.001"),
+        ({"epochs": 1}, ConfigError, "epochs 1 is fewer than the 2 epochs"),
+        ({"data": synthetic(40, seed=5)}, DataError, "train data is not the data"),
+        ({"model": small_model("gaussian_fixed")}, ConfigError, "likelihood"),
+    ],
+)
+def test_resume_refuses_another_run(tmp_path: Any, change: dict, error: type, message: str) -> None:
+    fit(small_model(), synthetic(40), epochs=2, batch_size=16, out=tmp_path / "run")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()}
+    kwargs = {"epochs": 2, "batch_size": 16, **change}
+    model, data = kwargs.pop("model", small_model()), kwargs.pop("data", synthetic(40))
+    with pytest.raises(error, match=message):
+        fit(model, data, out=tmp_path / "run", resume=True, **kwargs)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()} == before
+
+
+def test_too_many_bad_steps_keep_the_last_good_checkpoint(tmp_path: Any) -> None:
+    x = synthetic(30, seed=1)
+    x[3:] = 1e20  # 3 good examples in 30: runs of bad steps, long ones among them
+    out = tmp_path / "run"
+    with pytest.raises(TrainingError, match=r"steps in a row.*keeps the last good state \(step"):
+        fit(small_model("gaussian_fixed"), x, epochs=3, batch_size=1, max_bad_steps=20,
+            checkpoint_every=1, out=out)  # fmt: skip
+    state = train.load_training_state(out)
+    assert state["loop"]["step"] > 0 and state["run"]["finished"] is False
+    assert all(torch.isfinite(v).all() for v in state["loop"]["model"].values())
+    assert not (out / "model.safetensors").exists()

@@ -10,7 +10,7 @@ from .evaluate import evaluate, log_likelihood
 from .hierarchical import HVAE, HVAEConfig
 from .model import VAE, VAEConfig
 from .objectives import Terms, elbo, iwae
-from .train import TrainConfig, TrainingError, fit
+from .train import TrainConfig, TrainingError, TrainingInterrupted, fit
 
 __all__ = [
     "HVAE",
@@ -22,6 +22,7 @@ __all__ = [
     "Terms",
     "TrainConfig",
     "TrainingError",
+    "TrainingInterrupted",
     "VAEConfig",
     "VaekitError",
     "__version__",

@@ -66,21 +66,25 @@ def save(model: VAE, path: str | Path, **metadata: Any) -> Path:
     if reserved:
         raise ValueError(f"metadata key {reserved[0]!r} is reserved for the checkpoint itself")
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    try:
+        atomic_write(
+            path / WEIGHTS_FILE,
+            to_safetensors_bytes(state, metadata={"format_version": str(FORMAT_VERSION)}),
+        )
+        atomic_write(path / CONFIG_FILE, _config_bytes(model, metadata))
+    except OSError as err:
+        raise CheckpointError(f"cannot write checkpoint to {str(path)!r}: {err.strerror}") from None
+    return path
+
+
+def _config_bytes(model: VAE, metadata: dict[str, Any]) -> bytes:
     config = {
         "format_version": FORMAT_VERSION,
         "vaekit_version": __version__,
         "model": model_table(model.config),
         **metadata,
     }
-    try:
-        atomic_write(
-            path / WEIGHTS_FILE,
-            to_safetensors_bytes(state, metadata={"format_version": str(FORMAT_VERSION)}),
-        )
-        atomic_write(path / CONFIG_FILE, (json.dumps(config, indent=2) + "\n").encode())
-    except OSError as err:
-        raise CheckpointError(f"cannot write checkpoint to {str(path)!r}: {err.strerror}") from None
-    return path
+    return (json.dumps(config, indent=2) + "\n").encode()
 
 
 def read_config(path: str | Path) -> dict[str, Any]:
@@ -184,7 +188,8 @@ def unflatten_state(skeleton: Any, tensors: dict[str, torch.Tensor]) -> Any:
 def save_training_state(path: str | Path, state: dict[str, Any]) -> Path:
     """Write ``state`` (nested dicts/lists of tensors and JSON values) into the folder ``path``
     as checkpoint.safetensors, atomically: the previous file survives a crash at any moment.
-    Returns the file."""
+    ``state["run"]`` (JSON only: settings and progress) is also stored on its own, so that
+    :func:`read_training_info` can read it without the tensors. Returns the file."""
     file = Path(path) / STATE_FILE
     tensors: dict[str, torch.Tensor] = {}
     skeleton = flatten_state(state, "s", tensors)
@@ -192,32 +197,130 @@ def save_training_state(path: str | Path, state: dict[str, Any]) -> Path:
         "format_version": str(FORMAT_VERSION),
         "vaekit_version": __version__,
         "state": json.dumps(skeleton),
+        "run": json.dumps(state.get("run", {})),
     }
     try:
         atomic_write(file, to_safetensors_bytes(tensors, metadata=meta))
     except OSError as err:
-        raise CheckpointError(f"cannot write {str(file)!r}: {err.strerror}") from None
+        raise CheckpointError(f"cannot write {str(file)!r}: {err.strerror or err}") from None
     return file
 
 
-def load_training_state(path: str | Path) -> dict[str, Any]:
-    """Read what :func:`save_training_state` wrote into the folder ``path``."""
+def _state_metadata(path: str | Path) -> dict[str, str]:
+    """The metadata of checkpoint.safetensors in the folder ``path``, after checking the format."""
     from safetensors import safe_open
 
     file = Path(path) / STATE_FILE
-    if not file.exists():
-        raise CheckpointError(f"{str(path)!r} has no {STATE_FILE} to resume from")
+    if not Path(path).is_dir():
+        raise CheckpointError(f"run folder {str(path)!r} does not exist")
+    if not file.is_file():
+        raise CheckpointError(
+            f"{str(path)!r} has no {STATE_FILE} to resume from; start the run again with "
+            "vaekit train --out"
+        )
     try:
         with safe_open(str(file), framework="pt") as f:
             meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
         version = int(meta.get("format_version", "0"))
-        skeleton = json.loads(meta["state"])
-    except (SafetensorError, OSError, ValueError, KeyError) as err:
+    except (SafetensorError, OSError, ValueError) as err:
         raise CheckpointError(f"{str(file)!r} is truncated or corrupt: {err}") from None
     if version > FORMAT_VERSION:
         raise CheckpointError(
-            f"{str(file)!r} has checkpoint format {version}; this vaekit {__version__} reads "
-            f"format {FORMAT_VERSION} or older: upgrade vaekit"
+            f"{str(file)!r} has checkpoint format {version} (vaekit "
+            f"{meta.get('vaekit_version', '?')}); this vaekit {__version__} reads format "
+            f"{FORMAT_VERSION} or older: upgrade vaekit"
         )
-    return unflatten_state(skeleton, tensors)
+    if version < 1 or "state" not in meta:
+        raise CheckpointError(f"{str(file)!r} is not a vaekit training checkpoint")
+    return meta
+
+
+def read_training_info(path: str | Path) -> dict[str, Any]:
+    """The JSON ``run`` part of the training state in the folder ``path`` (its settings and
+    progress), read without loading any tensor."""
+    meta = _state_metadata(path)
+    try:
+        info = json.loads(meta.get("run", "{}"))
+    except ValueError as err:
+        file = Path(path) / STATE_FILE
+        raise CheckpointError(f"{str(file)!r} is truncated or corrupt: {err}") from None
+    if not isinstance(info, dict):
+        raise CheckpointError(f"{str(Path(path) / STATE_FILE)!r} is corrupt: no run record")
+    return info
+
+
+def load_training_state(path: str | Path) -> dict[str, Any]:
+    """Read what :func:`save_training_state` wrote into the folder ``path``. Never unpickles."""
+    from safetensors import safe_open
+
+    meta = _state_metadata(path)
+    file = Path(path) / STATE_FILE
+    try:
+        with safe_open(str(file), framework="pt") as f:
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+        state = unflatten_state(json.loads(meta["state"]), tensors)
+    except (SafetensorError, OSError, ValueError, KeyError, TypeError) as err:
+        raise CheckpointError(f"{str(file)!r} is truncated or corrupt: {err}") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{str(file)!r} is corrupt: its state is not a table")
+    return state
+
+
+# -- the other files of a run in progress --------------------------------------------------------
+
+METRICS_FILE = "metrics.jsonl"
+
+
+def _write(file: Path, data: bytes) -> None:
+    try:
+        atomic_write(file, data)
+    except OSError as err:
+        raise CheckpointError(f"cannot write {str(file)!r}: {err.strerror or err}") from None
+
+
+def start_run(path: str | Path, model: VAE, **metadata: Any) -> None:
+    """Lay out a new run in the folder ``path``: remove a previous run's weights (they would not
+    match the new config), then write config.json and an empty metrics.jsonl."""
+    path = Path(path)
+    try:
+        (path / WEIGHTS_FILE).unlink(missing_ok=True)
+    except OSError as err:
+        raise CheckpointError(f"cannot remove {str(path / WEIGHTS_FILE)!r}: {err}") from None
+    _write(path / CONFIG_FILE, _config_bytes(model, metadata))
+    _write(path / METRICS_FILE, b"")
+
+
+def write_config(path: str | Path, model: VAE, **metadata: Any) -> None:
+    """Write config.json alone (for a run whose weights are not written yet)."""
+    _write(Path(path) / CONFIG_FILE, _config_bytes(model, metadata))
+
+
+def write_metrics(path: str | Path, records: list[dict[str, Any]]) -> None:
+    """Replace metrics.jsonl with ``records``, one JSON object a line, atomically."""
+    text = "".join(json.dumps(r) + "\n" for r in records)
+    _write(Path(path) / METRICS_FILE, text.encode())
+
+
+def append_metrics(path: str | Path, record: dict[str, Any]) -> None:
+    """Add one line to metrics.jsonl; on a failed write the file is cut back to what it was."""
+    file = Path(path) / METRICS_FILE
+    line = (json.dumps(record) + "\n").encode()
+    try:
+        with file.open("ab") as f:
+            size = f.tell()
+            try:
+                f.write(line)
+                f.flush()
+            except OSError:
+                f.truncate(size)
+                raise
+    except OSError as err:
+        raise CheckpointError(f"cannot write {str(file)!r}: {err.strerror or err}") from None
+
+
+def remove_temporaries(path: str | Path) -> None:
+    """Remove temporary files that an interrupted :func:`atomic_write` left in the folder."""
+    for name in (STATE_FILE, WEIGHTS_FILE, CONFIG_FILE, METRICS_FILE):
+        for tmp in Path(path).glob(f".{name}.*.tmp"):
+            if tmp.is_file():
+                tmp.unlink(missing_ok=True)

@@ -26,7 +26,7 @@ from torch import Tensor
 
 from . import __version__
 from .config import from_dict, parse_override, read_toml
-from .errors import ConfigError, DataError, VaekitError
+from .errors import CheckpointError, ConfigError, DataError, VaekitError
 
 if TYPE_CHECKING:
     from .data import Dataset
@@ -318,7 +318,15 @@ def cli() -> None:
 
 @cli.command()
 @click.option("--data", "data", default=None, help="Data set name or file [default: digits].")
-@click.option("--out", "out", required=True, type=click.Path(path_type=Path), help="Run folder.")
+@click.option("--out", "out", type=click.Path(path_type=Path), default=None, help="Run folder.")
+@click.option(
+    "--resume",
+    "resume",
+    type=click.Path(path_type=Path),
+    default=None,
+    metavar="RUN",
+    help="Continue the run in RUN from its last checkpoint, with its own settings.",
+)
 @click.option("--epochs", type=int, default=None, help="Passes over the training set.")
 @click.option("--seed", type=int, default=None, help="Seed of initialisation, order and noise.")
 @click.option("--config", "config_file", default=None, help="TOML file with [model] and [train].")
@@ -328,7 +336,8 @@ def cli() -> None:
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def train(
     data: str | None,
-    out: Path,
+    out: Path | None,
+    resume: Path | None,
     epochs: int | None,
     seed: int | None,
     config_file: str | None,
@@ -340,26 +349,39 @@ def train(
     """Train a VAE and save it in a run folder.
 
     Settings come from the data set's defaults, then --config, then --epochs/--seed, then --set.
-    The resolved config is printed and saved in RUN/config.json.
+    The resolved config is printed and saved in RUN/config.json. The training state is saved in
+    RUN/checkpoint.safetensors at each epoch's end (and every N steps with --set
+    checkpoint_every=N); Ctrl-C saves it and stops. --resume RUN continues from it with the
+    run's own settings (--epochs may extend a finished run); on CPU the result is bit for bit
+    that of a run never stopped.
 
     \b
     Example:
       vaekit train --data digits --out runs/digits --epochs 50 --set latent_dim=2
       vaekit train --config configs/aevb-mnist.toml --out runs/mnist --epochs 100
+      vaekit train --resume runs/mnist --epochs 200
     """
     from . import data as datasets
-    from .config import to_dict
-    from .evaluate import elbo as elbo_per_example
-    from .evaluate import log_likelihood
-    from .model import build_model, model_table
-    from .train import binarize, fit
+    from .checkpoint import STATE_FILE
+    from .model import build_model
 
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {str(out)!r} is a file; give a folder for the run")
-    if (out / "config.json").exists() and not overwrite:
-        raise ConfigError(f"{str(out)!r} already holds a run; choose another --out or --overwrite")
     if k < 1:
         raise ConfigError(f"-k must be at least 1, got {k}")
+    if resume is not None:
+        _train_resume(resume, out, data, epochs, seed, config_file, overrides, k, overwrite, quiet)
+        return
+    if out is None:
+        raise click.UsageError("give --out for a new run, or --resume RUN to continue one")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {str(out)!r} is a file; give a folder for the run")
+    if not overwrite and (out / STATE_FILE).exists() and not (out / "model.safetensors").exists():
+        raise ConfigError(
+            f"{str(out)!r} holds an unfinished run; continue it with vaekit train --resume "
+            f"{out}, or replace it with --overwrite"
+        )
+    if (out / "config.json").exists() and not overwrite:
+        raise ConfigError(f"{str(out)!r} already holds a run; choose another --out or --overwrite")
+    _check_writable_folder(out, "--out")
     if data is None and config_file:
         data = read_toml(config_file).get("data")
         if data is not None and not isinstance(data, str):
@@ -381,19 +403,155 @@ def train(
             **({"image_shape": list(image_shape)} if image_shape else {}),
         }
     }
+    _train_and_report(model, dataset, train_config, out, metadata, k, quiet, resume=False)
+
+
+def _train_resume(
+    run: Path,
+    out: Path | None,
+    data: str | None,
+    epochs: int | None,
+    seed: int | None,
+    config_file: str | None,
+    overrides: tuple[str, ...],
+    k: int,
+    overwrite: bool,
+    quiet: bool,
+) -> None:
+    """``vaekit train --resume RUN``: the run's saved settings, with only RESUMABLE changes."""
+    from . import data as datasets
+    from .checkpoint import read_training_info
+    from .model import build_model, model_config
+    from .train import RESUMABLE, TrainConfig
+
+    if out is not None and out.resolve() != run.resolve():
+        raise ConfigError(f"--resume continues {str(run)!r} in place; leave out --out")
+    given_flags = {"--seed": seed is not None, "--config": config_file, "--overwrite": overwrite}
+    for flag, given in given_flags.items():
+        if given:
+            raise ConfigError(
+                f"--resume continues {str(run)!r} with its saved settings and {flag} would change "
+                "them; start a new run with --out instead"
+            )
+    info = read_training_info(run)
+    changes: dict[str, Any] = {} if epochs is None else {"epochs": epochs}
+    for text in overrides:
+        key, value = parse_override(text)
+        section, _, name = key.rpartition(".")
+        if section not in ("", "train") or name not in RESUMABLE:
+            raise ConfigError(
+                f"--set {text!r}: a resumed run keeps its settings (only "
+                f"{', '.join(RESUMABLE)} may change); start a new run with --out to change {name}"
+            )
+        changes[name] = value
+    try:
+        saved_train = dict(info["train"])
+        saved_model = model_config(info["model"], section="model")
+        metadata = dict(info.get("metadata") or {})
+        done = int(info.get("epochs_done", 0))
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(
+            f"{str(run)!r}: its checkpoint's run record is damaged ({err})"
+        ) from None
+    train_config = from_dict(TrainConfig, {**saved_train, **changes}, section="train")
+    if (
+        info.get("finished")
+        and train_config.epochs == done
+        and (run / "model.safetensors").is_file()
+    ):
+        click.echo(
+            f"{run} has already finished its {done} epochs; to train further give --epochs N "
+            f"with N more than {done}"
+        )
+        return
+    source, split_seed = _data_source(metadata, data)
+    try:
+        dataset = datasets.load(source, seed=split_seed)
+    except DataError as err:
+        if data:
+            raise
+        raise DataError(f"{err} (the run's data set; give it with --data)") from None
+    torch.manual_seed(train_config.seed)
+    model = build_model(saved_model)
+    click.echo(
+        f"resume {run} at epoch {done + 1} of {train_config.epochs}, step {info.get('step')}"
+    )
+    _train_and_report(model, dataset, train_config, run, metadata, k, quiet, resume=True)
+
+
+def _check_writable_folder(folder: Path, what: str) -> None:
+    """Raise unless ``folder`` exists as a writable folder or can be made inside one."""
+    parent = folder
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(
+            f"cannot write {what} {str(folder)!r}: {str(parent)!r} is not a writable folder"
+        )
+
+
+def _train_and_report(
+    model: VAE,
+    dataset: Dataset,
+    train_config: Any,
+    out: Path,
+    metadata: dict[str, Any],
+    k: int,
+    quiet: bool,
+    resume: bool,
+) -> None:
+    """Run fit with Ctrl-C (and SIGTERM) saving the state and stopping; then print the report."""
+    import shlex
+    import signal
+    import threading
+
+    from .config import to_dict
+    from .evaluate import elbo as elbo_per_example
+    from .evaluate import log_likelihood
+    from .model import model_table
+    from .train import TrainingInterrupted, binarize, fit
+
+    name = dataset.name
     sizes = f"{len(dataset.train)} train / {len(dataset.valid)} valid / {len(dataset.test)} test"
     click.echo(_wrapped("data", f"{name} {tuple(dataset.data_shape)}, {sizes}"))
-    click.echo(_wrapped("model", _settings(model_table(model_config))))
+    click.echo(_wrapped("model", _settings(model_table(model.config))))
     click.echo(_wrapped("train", _settings(to_dict(train_config))))
-    history = fit(
-        model,
-        dataset.train,
-        valid=dataset.valid,
-        config=train_config,
-        out=out,
-        metadata=metadata,
-        progress=_progress(quiet),
-    )
+
+    stop = threading.Event()
+    received: list[int] = []
+
+    def handler(signum: int, frame: Any) -> None:
+        if stop.is_set():  # a second Ctrl-C: stop at once (files are written atomically)
+            raise KeyboardInterrupt
+        received.append(signum)
+        stop.set()
+
+    handled = (signal.SIGINT, signal.SIGTERM)
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        previous = {sig: signal.signal(sig, handler) for sig in handled}
+    try:
+        history = fit(
+            model,
+            dataset.train,
+            valid=dataset.valid,
+            config=train_config,
+            out=out,
+            metadata=metadata,
+            progress=_progress(quiet),
+            resume=resume,
+            stop=stop.is_set,
+        )
+    except TrainingInterrupted as err:
+        click.echo(
+            f"vaekit: interrupted at step {err.step}; continue with: vaekit train --resume "
+            f"{shlex.quote(str(out))}",
+            err=True,
+        )
+        sys.exit(128 + (received[0] if received else signal.SIGINT))
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
     x_valid = dataset.valid
     if train_config.binarize == "dynamic":
         x_valid = binarize(x_valid, seed=train_config.seed + 1)

@@ -16,7 +16,7 @@ CPU memory. Where the fast path cannot apply, the eager loop runs and every hist
 
 from __future__ import annotations
 
-import json
+import hashlib
 import math
 import time
 import warnings
@@ -32,10 +32,21 @@ from torch import Tensor
 from torch.distributions import Bernoulli, Distribution, Independent, Normal, kl_divergence
 from tqdm.auto import tqdm
 
+from .checkpoint import (
+    CONFIG_FILE,
+    STATE_FILE,
+    append_metrics,
+    load_training_state,
+    remove_temporaries,
+    save_training_state,
+    start_run,
+    write_config,
+    write_metrics,
+)
 from .config import to_dict
-from .errors import ConfigError, DataError, VaekitError
+from .errors import CheckpointError, ConfigError, DataError, VaekitError
 from .evaluate import elbo as evaluate_elbo
-from .model import VAE
+from .model import VAE, model_table
 from .objectives import OBJECTIVES, Terms
 
 #: One record per epoch: epoch, step, examples_seen, train_bound, valid_elbo, skipped_steps, ...
@@ -54,10 +65,23 @@ AUTO_COMPILE_STEPS = 20_000
 COMPILE_OPTIONS: dict[str, Any] = {}
 #: Fraction of the device's free memory the training set may take and still be made resident.
 RESIDENT_FRACTION = 0.5
+#: Settings a resumed run may change; any other must match the checkpoint's. The last three
+#: choose how steps run, not what they compute (a resume that changes the loop or the device
+#: continues with fresh random streams: statistically the same run, not bit for bit).
+RESUMABLE = ("epochs", "checkpoint_every", "max_bad_steps", "fast", "steps_per_launch", "resident")
 
 
 class TrainingError(VaekitError):
     """Training cannot go on (for example, too many non-finite steps in a row)."""
+
+
+class TrainingInterrupted(Exception):
+    """:func:`fit` stopped because its ``stop`` callback said so. ``step`` and ``epoch`` say
+    where the saved training state stands (saved when fit was given ``out``)."""
+
+    def __init__(self, step: int, epoch: int) -> None:
+        super().__init__(f"interrupted at step {step} (epoch {epoch})")
+        self.step, self.epoch = step, epoch
 
 
 @dataclass(frozen=True)
@@ -84,6 +108,9 @@ class TrainConfig:
     loss stay in float32).
     resident: "auto" keeps the training set on the device when it takes under half the free
     device memory and streams batches from pinned CPU memory otherwise; "yes" / "no" force it.
+    checkpoint_every: with ``fit(out=...)``, save the training state every this many steps
+    (skipped steps count) as well as at each epoch's end and at the end; 0 = only at epoch
+    ends and the end. The fast path saves at epoch ends only.
     """
 
     epochs: int = 10
@@ -103,12 +130,13 @@ class TrainConfig:
     steps_per_launch: int = 8
     precision: str = "fp32"
     resident: str = "auto"
+    checkpoint_every: int = 0
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "samples", "max_bad_steps", "steps_per_launch"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)}")
-        for name in ("warmup_steps",):
+        for name in ("warmup_steps", "checkpoint_every"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be zero or more, got {getattr(self, name)}")
         for name in ("lr", "beta", "grad_clip", "weight_decay"):
@@ -402,15 +430,29 @@ def fit(
     out: str | Path | None = None,
     metadata: dict[str, Any] | None = None,
     progress: bool = False,
+    resume: bool = False,
+    stop: Callable[[], bool] | None = None,
     **overrides: Any,
 ) -> History:
     """Train ``model`` in place on ``data`` (N, *data_shape) and return the per-epoch history.
 
     ``config`` (or keyword overrides of its fields, e.g. ``epochs=5``) sets the run. With
     ``valid``, the validation ELBO (nats, one sample, fixed seed) is computed after each epoch.
-    With ``out``, each epoch's record is appended to ``out/metrics.jsonl`` and the model is saved
-    there at the end, with ``metadata`` (JSON-ready) added to its config.json. Steps whose loss
-    or gradient is not finite are skipped and counted.
+    Steps whose loss or gradient is not finite are skipped and counted.
+
+    With ``out``, the run lives in that folder: ``checkpoint.safetensors`` holds the whole
+    training state (weights, optimizer, step, data order, generator states, history), written
+    atomically at the start, every ``config.checkpoint_every`` steps, at each epoch's end and
+    at the end, and never with non-finite weights; each epoch's record is appended to
+    ``metrics.jsonl``; and ``config.json`` (with ``metadata``, JSON-ready) and
+    ``model.safetensors`` are written at the end. With ``resume``, training continues from
+    ``out``'s checkpoint instead of starting afresh; on CPU the result is bit for bit that of a
+    run never stopped. Only ``RESUMABLE`` settings may differ from the checkpoint's
+    (``epochs`` may extend a finished run).
+
+    ``stop`` is polled before every step; when it returns True the state is saved (on the fast
+    path, the last epoch's end is kept) and :class:`TrainingInterrupted` is raised. fit installs
+    no signal handler: a caller that wants Ctrl-C to stop cleanly sets a flag from its handler.
 
     Each record names the loop that ran (``path``: "eager", "graph" or "compile") and, where the
     fast path did not apply, why (``notice``). See :class:`TrainConfig` ``fast``.
@@ -433,12 +475,28 @@ def fit(
         raise ConfigError("binarize='dynamic' needs the bernoulli likelihood")
 
     out_dir = Path(out) if out is not None else None
-    if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "metrics.jsonl").write_text("")
+    run_info: dict[str, Any] = {
+        "train": to_dict(config),
+        "model": model_table(model.config),
+        "data": {
+            "train": fingerprint(x),
+            "valid": fingerprint(x_valid) if x_valid is not None else None,
+        },
+    }
+    state: dict[str, Any] | None = None
+    if resume:
+        if out_dir is None:
+            raise ConfigError("resume needs out, the folder of the run to continue")
+        state = load_training_state(out_dir)
+        saved = state.get("run")
+        if not isinstance(saved, dict) or not isinstance(state.get("loop"), dict):
+            raise CheckpointError(f"{str(out_dir / STATE_FILE)!r} is corrupt: no run record")
+        check_resumable(saved, run_info, config, out_dir)
+        if metadata is None:
+            metadata = saved.get("metadata") or {}
+    run_info["metadata"] = metadata = metadata or {}
 
     path, notice = select_path(model, config, x.shape[0])
-    history: History = []
     while path != "off":
         try:
             run = _FastRun(model, x, config, path)
@@ -453,25 +511,118 @@ def fit(
             path = "off"
     if notice is not None and config.fast in ("graph", "compile"):
         warnings.warn(notice, RuntimeWarning, stacklevel=2)
-    if path == "off":
-        epochs = _eager_epochs(model, x.to(device), config, progress)
-    else:
-        epochs = run.epochs(progress)
+    loop: _EagerLoop | _FastRun = _EagerLoop(model, x.to(device), config) if path == "off" else run
+    history: History = []
+    if state is not None:
+        history = list(state.get("history") or [])
+        loop.load_state(state["loop"], out_dir)
 
-    for record in epochs:
-        record["path"] = "eager" if path == "off" else path
-        if notice is not None:
-            record["notice"] = notice
-        if x_valid is not None:
-            record["valid_elbo"] = float(evaluate_elbo(model, x_valid, seed=config.seed).mean())
-        history.append(record)
-        if out_dir is not None:
-            with (out_dir / "metrics.jsonl").open("a") as f:
-                f.write(json.dumps(record) + "\n")
+    saved_step: list[int] = []  # the step of the last checkpoint written
+
+    def save() -> None:
+        if out_dir is None:
+            return
+        params = [p.detach() for p in model.parameters()]
+        if params and not bool(torch.stack([p.isfinite().all() for p in params]).all()):
+            return  # keep the last good checkpoint
+        progress_info = {
+            "epochs_done": loop.epoch - 1,
+            "step": loop.step,
+            "finished": loop.epoch > config.epochs,
+        }
+        save_training_state(
+            out_dir,
+            {
+                "run": {**run_info, "train": to_dict(config), **progress_info},
+                "loop": loop.state(),
+                "history": history,
+            },
+        )
+        saved_step[:] = [loop.step]
+
+    if out_dir is not None:
+        if state is None:
+            try:
+                out_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                raise CheckpointError(
+                    f"cannot create the run folder {str(out_dir)!r}: {err.strerror or err}"
+                ) from None
+            save()  # step 0: a run killed before its first checkpoint resumes from the start
+            start_run(out_dir, model, train=to_dict(config), **metadata)
+        else:
+            remove_temporaries(out_dir)
+            write_metrics(out_dir, history)  # the epochs the checkpoint holds, no more, no less
+            if not (out_dir / CONFIG_FILE).is_file():
+                write_config(out_dir, model, train=to_dict(config), **metadata)
+
+    try:
+        for record in loop.epochs(progress, save, stop):
+            record["path"] = "eager" if path == "off" else path
+            if notice is not None:
+                record["notice"] = notice
+            if x_valid is not None:
+                record["valid_elbo"] = float(evaluate_elbo(model, x_valid, seed=config.seed).mean())
+            history.append(record)
+            save()
+            if out_dir is not None:
+                append_metrics(out_dir, record)
+    except TrainingError as err:
+        if out_dir is not None and saved_step:
+            raise TrainingError(
+                f"{err}; {str(out_dir / STATE_FILE)!r} keeps the last good state (step "
+                f"{saved_step[0]})"
+            ) from None
+        raise
     model.eval()
     if out_dir is not None:
-        model.save(out_dir, train=to_dict(config), **(metadata or {}))
+        model.save(out_dir, train=to_dict(config), **metadata)
     return history
+
+
+def fingerprint(x: Tensor) -> str:
+    """sha256 of a data tensor's shape and float32 values: tells whether a resumed run sees the
+    data it started with."""
+    a = np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy())
+    h = hashlib.sha256(repr(a.shape).encode())
+    h.update(a.reshape(-1).view(np.uint8))
+    return h.hexdigest()
+
+
+def check_resumable(
+    saved: dict[str, Any], now: dict[str, Any], config: TrainConfig, out: Path
+) -> None:
+    """Raise unless a run with settings ``now`` may continue the checkpoint whose run record is
+    ``saved``: same model, same data, settings equal but for :data:`RESUMABLE`."""
+    if saved.get("model") != now["model"]:
+        old, new = saved.get("model") or {}, now["model"]
+        key = next((k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)), "model")
+        raise ConfigError(
+            f"the model's {key} is {new.get(key)!r} but the run in {str(out)!r} has "
+            f"{old.get(key)!r}; resume with the run's own model"
+        )
+    old_train = saved.get("train") or {}
+    for key, value in now["train"].items():
+        if key not in RESUMABLE and key in old_train and old_train[key] != value:
+            raise ConfigError(
+                f"{key} is {value!r} but the run in {str(out)!r} was trained with "
+                f"{old_train[key]!r}; a resumed run keeps its settings (only "
+                f"{', '.join(RESUMABLE)} may change): start a new run to change {key}"
+            )
+    done = int(saved.get("epochs_done", 0))
+    if config.epochs < done:
+        raise ConfigError(
+            f"epochs {config.epochs} is fewer than the {done} epochs the run in {str(out)!r} "
+            "has done; give more epochs"
+        )
+    for split in ("train", "valid"):
+        old_fp = (saved.get("data") or {}).get(split)
+        if old_fp is not None and old_fp != now["data"][split]:
+            raise DataError(
+                f"the {split} data is not the data the run in {str(out)!r} was trained on "
+                f"(sha256 {now['data'][split] and now['data'][split][:12]} vs {old_fp[:12]}); "
+                "resume with the same data or start a new run"
+            )
 
 
 def _beta(config: TrainConfig, step: int) -> float:
@@ -480,68 +631,197 @@ def _beta(config: TrainConfig, step: int) -> float:
     )
 
 
-def _eager_epochs(model: VAE, x: Tensor, config: TrainConfig, progress: bool):
-    """The plain loop: one step per minibatch, the last one ragged; yields one record per epoch."""
-    device = model.device
-    g = torch.Generator(device=device).manual_seed(config.seed)
-    optimizer = make_optimizer(model, config)
-    objective = OBJECTIVES[config.objective]
-    autocast = _autocast_dtype(config)
-    params = [p for p in model.parameters() if p.requires_grad]
-    max_norm = config.grad_clip if config.grad_clip > 0 else math.inf
-    n = x.shape[0]
-    steps_per_epoch = math.ceil(n / config.batch_size)
-    step = skipped = bad_in_row = 0
-    start = time.perf_counter()
-    bar = tqdm(total=config.epochs * steps_per_epoch, disable=not progress, unit="step")
-    for epoch in range(1, config.epochs + 1):
-        model.train()
-        bound_sum = torch.zeros((), device=device, dtype=torch.float64)
-        seen = 0
-        order = torch.randperm(n, generator=g, device=device)
-        for i in range(0, n, config.batch_size):
-            xb = x[order[i : i + config.batch_size]]
-            if config.binarize == "dynamic":
-                xb = torch.bernoulli(xb, generator=g)
-            beta = _beta(config, step + 1)
-            if autocast is None:
-                terms = model(xb, k=config.samples, generator=g)
-            else:
-                eps = torch.randn(
-                    (config.samples, xb.shape[0], noise_dim(model)),
-                    generator=g,
-                    device=device,
-                )
-                terms = model_terms(model, xb, eps, autocast)
-            bound = objective(terms, beta)  # (B,)
-            loss = -bound.mean()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
-            bar.update()
-            if not (torch.isfinite(loss) and torch.isfinite(grad_norm)):
-                skipped += 1
-                bad_in_row += 1
-                if bad_in_row >= config.max_bad_steps:
-                    raise _too_many_bad(bad_in_row, step, config)
-                continue
-            optimizer.step()
-            step += 1
-            bad_in_row = 0
-            bound_sum += bound.detach().sum()
-            seen += xb.shape[0]
-        record: dict[str, Any] = {
-            "epoch": epoch,
-            "step": step,
-            "examples_seen": epoch * n,
-            "train_bound": float(bound_sum) / max(seen, 1),
-            "skipped_steps": skipped,
-            "beta": _beta(config, step),
-            "seconds": round(time.perf_counter() - start, 4),
+def _load_optimizer_state(
+    optimizer: torch.optim.Optimizer, saved: dict[str, Any], in_place: bool
+) -> None:
+    """Put the per-parameter state of ``saved`` (an optimizer ``state_dict``) into ``optimizer``,
+    keeping its own settings. ``in_place`` copies into the existing state tensors (captured CUDA
+    graphs hold their addresses)."""
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    entries = saved.get("state") or {}
+    if sorted(entries) != list(range(len(params))) and entries:
+        raise CheckpointError(
+            f"the checkpoint's optimizer state covers {len(entries)} parameters, the model has "
+            f"{len(params)}"
+        )
+    if not in_place:
+        own = optimizer.state_dict()
+        optimizer.load_state_dict({"state": entries, "param_groups": own["param_groups"]})
+        return
+    with torch.no_grad():
+        for i, p in enumerate(params):
+            for key, value in optimizer.state[p].items():
+                if isinstance(value, Tensor) and key in entries.get(i, {}):
+                    value.copy_(entries[i][key].reshape(value.shape))
+
+
+def _load_weights(model: VAE, weights: dict[str, Tensor], out: Path | None) -> None:
+    try:
+        model.load_state_dict(weights, strict=True)
+    except RuntimeError as err:
+        lines = str(err).strip().splitlines()
+        detail = lines[1].strip() if len(lines) > 1 else lines[0]
+        where = str(out / STATE_FILE) if out is not None else "the checkpoint"
+        raise CheckpointError(f"{where!r} does not match the model: {detail}") from None
+
+
+class _EagerLoop:
+    """The plain loop: one step per minibatch, the last one ragged. One seeded generator ``g``
+    draws each epoch's order, the dynamic binarisation and the noise, in that order, so the
+    state after any step (weights, optimizer, ``g``, the epoch's order and position) continues
+    the run exactly."""
+
+    kind = "eager"
+
+    def __init__(self, model: VAE, x: Tensor, config: TrainConfig) -> None:
+        self.model, self.x, self.config = model, x, config
+        self.device = model.device
+        self.g = torch.Generator(device=self.device).manual_seed(config.seed)
+        self.optimizer = make_optimizer(model, config)
+        self.n = x.shape[0]
+        self.steps_per_epoch = math.ceil(self.n / config.batch_size)
+        self.epoch = 1  # the epoch in progress, or the next to start
+        self.pos = 0  # minibatches of it done
+        self.order: Tensor | None = None  # its order (N,), drawn when it starts
+        self.step = self.skipped = self.bad_in_row = 0
+        self.bound_sum = torch.zeros((), device=self.device, dtype=torch.float64)
+        self.seen = 0
+        self.elapsed = 0.0  # seconds of training before this process
+
+    def state(self) -> dict[str, Any]:
+        """Everything needed to continue after the last finished step."""
+        return {
+            "kind": self.kind,
+            "device": self.device.type,
+            "epoch": self.epoch,
+            "pos": self.pos,
+            "order": self.order,
+            "step": self.step,
+            "skipped": self.skipped,
+            "bad_in_row": self.bad_in_row,
+            "bound_sum": self.bound_sum,
+            "seen": self.seen,
+            "elapsed": self.elapsed,
+            "generator": self.g.get_state(),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
         }
-        bar.set_postfix({"train_bound": round(record["train_bound"], 3)})
-        yield record
-    bar.close()
+
+    def load_state(self, state: dict[str, Any], out: Path | None = None) -> None:
+        same = state.get("kind") == self.kind and state.get("device") == self.device.type
+        if not same and int(state.get("pos", 0)):
+            raise ConfigError(
+                f"the run stopped mid-epoch in the {state.get('kind')} loop on "
+                f"{state.get('device')}; resume it there (fast={self.config.fast!r} runs the "
+                f"eager loop on {self.device.type})"
+            )
+        try:
+            _load_weights(self.model, state["model"], out)
+            _load_optimizer_state(self.optimizer, state["optimizer"], in_place=False)
+            self.epoch, self.pos = int(state["epoch"]), int(state["pos"])
+            self.step, self.skipped = int(state["step"]), int(state["skipped"])
+            self.bad_in_row, self.elapsed = int(state["bad_in_row"]), float(state["elapsed"])
+            if same:
+                self.g.set_state(state["generator"])
+                order = state.get("order")
+                self.order = order.to(self.device) if order is not None else None
+                self.bound_sum = state["bound_sum"].to(self.device, torch.float64)
+                self.seen = int(state["seen"])
+            else:  # another loop's random streams: a fresh one per epoch, statistically alike
+                self.g.manual_seed(_epoch_seed(self.config.seed, self.epoch))
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise CheckpointError(f"the checkpoint's training state is incomplete: {err}") from None
+        if self.order is not None and self.order.shape != (self.n,):
+            raise CheckpointError(
+                f"the checkpoint's data order has {self.order.shape[0]} examples, the data {self.n}"
+            )
+
+    def epochs(
+        self,
+        progress: bool,
+        save: Callable[[], None] = lambda: None,
+        stop: Callable[[], bool] | None = None,
+    ):
+        """Train until ``config.epochs``; yields one record per epoch. ``save`` writes the
+        training state; it is called every ``checkpoint_every`` steps and before stopping."""
+        model, x, config, g, device = self.model, self.x, self.config, self.g, self.device
+        optimizer = self.optimizer
+        objective = OBJECTIVES[config.objective]
+        autocast = _autocast_dtype(config)
+        params = [p for p in model.parameters() if p.requires_grad]
+        max_norm = config.grad_clip if config.grad_clip > 0 else math.inf
+        B, n, per_epoch = config.batch_size, self.n, self.steps_per_epoch
+        every = config.checkpoint_every
+        start = time.perf_counter() - self.elapsed
+        done = (self.epoch - 1) * per_epoch + self.pos
+        bar = tqdm(total=config.epochs * per_epoch, initial=done, disable=not progress, unit="step")
+        try:
+            while self.epoch <= config.epochs:
+                model.train()
+                if self.order is None:
+                    self.order = torch.randperm(n, generator=g, device=device)
+                    self.bound_sum = torch.zeros((), device=device, dtype=torch.float64)
+                    self.seen = 0
+                while self.pos < per_epoch:
+                    if stop is not None and stop():
+                        self.elapsed = time.perf_counter() - start
+                        save()
+                        raise TrainingInterrupted(self.step, self.epoch)
+                    xb = x[self.order[self.pos * B : (self.pos + 1) * B]]
+                    if config.binarize == "dynamic":
+                        xb = torch.bernoulli(xb, generator=g)
+                    beta = _beta(config, self.step + 1)
+                    if autocast is None:
+                        terms = model(xb, k=config.samples, generator=g)
+                    else:
+                        eps = torch.randn(
+                            (config.samples, xb.shape[0], noise_dim(model)),
+                            generator=g,
+                            device=device,
+                        )
+                        terms = model_terms(model, xb, eps, autocast)
+                    bound = objective(terms, beta)  # (B,)
+                    loss = -bound.mean()
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+                    self.pos += 1
+                    bar.update()
+                    if torch.isfinite(loss) and torch.isfinite(grad_norm):
+                        optimizer.step()
+                        self.step += 1
+                        self.bad_in_row = 0
+                        self.bound_sum += bound.detach().sum()
+                        self.seen += xb.shape[0]
+                    else:
+                        self.skipped += 1
+                        self.bad_in_row += 1
+                        if self.bad_in_row >= config.max_bad_steps:
+                            raise _too_many_bad(self.bad_in_row, self.step, config)
+                    done = (self.epoch - 1) * per_epoch + self.pos
+                    if every and done % every == 0 and self.pos < per_epoch:
+                        self.elapsed = time.perf_counter() - start
+                        save()
+                record: dict[str, Any] = {
+                    "epoch": self.epoch,
+                    "step": self.step,
+                    "examples_seen": self.epoch * n,
+                    "train_bound": float(self.bound_sum) / max(self.seen, 1),
+                    "skipped_steps": self.skipped,
+                    "beta": _beta(config, self.step),
+                    "seconds": round(time.perf_counter() - start, 4),
+                }
+                self.epoch, self.pos, self.order = self.epoch + 1, 0, None
+                self.elapsed = time.perf_counter() - start
+                bar.set_postfix({"train_bound": round(record["train_bound"], 3)})
+                yield record
+        finally:
+            bar.close()
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    """Seed of the random streams of ``epoch`` when a run moves to another loop or device."""
+    return int.from_bytes(hashlib.sha256(f"{seed}:{epoch}".encode()).digest()[:8], "little") >> 1
 
 
 def _too_many_bad(bad_in_row: int, step: int, config: TrainConfig) -> TrainingError:
@@ -610,6 +890,9 @@ class _FastRun:
         self.one = torch.ones((), device=device)
         self.optimizer.found_inf = self.found_inf
         self.metrics = DeviceMetrics(device, config.batch_size)
+        self.epoch = 1  # the next epoch to run
+        self.step = self.skipped = 0  # good and skipped steps at the end of the last epoch
+        self.elapsed = 0.0
         self.loss_fn: Callable[[Tensor, Tensor, Tensor], tuple[Tensor, Tensor]] = self._loss
         self.account: Callable[[Tensor, Tensor], None] = self._account
         if path == "compile":
@@ -727,22 +1010,85 @@ class _FastRun:
         eps = self.eps[:steps]
         torch.randn(eps.shape, generator=self.g, device=self.device, out=eps)
 
-    def epochs(self, progress: bool):
+    kind = "fast"
+
+    def state(self) -> dict[str, Any]:
+        """The training state at the end of the last epoch (the fast path saves only there)."""
+        return {
+            "kind": self.kind,
+            "device": self.device.type,
+            "epoch": self.epoch,
+            "pos": 0,
+            "order": None,
+            "step": self.step,
+            "skipped": self.skipped,
+            "bad_in_row": int(self.metrics.bad_run),
+            "elapsed": self.elapsed,
+            "generator": self.g.get_state(),
+            "generator_order": self.g_order.get_state() if self.g_order is not self.g else None,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+        }
+
+    def load_state(self, state: dict[str, Any], out: Path | None = None) -> None:
+        """Continue from ``state``, copying into the tensors the captured graphs use."""
+        same = state.get("kind") == self.kind and state.get("device") == self.device.type
+        if int(state.get("pos", 0)):
+            raise ConfigError(
+                f"the run stopped mid-epoch in the {state.get('kind')} loop on "
+                f"{state.get('device')}, which the fast path cannot continue; resume it with "
+                "--set fast=off"
+            )
         try:
-            yield from self._epochs(progress)
+            _load_weights(self.model, state["model"], out)  # copies in place
+            _load_optimizer_state(self.optimizer, state["optimizer"], in_place=True)
+            self.epoch, self.elapsed = int(state["epoch"]), float(state["elapsed"])
+            self.step, self.skipped = int(state["step"]), int(state["skipped"])
+            with torch.no_grad():
+                self.metrics.counts[1].fill_(self.step)
+                self.metrics.counts[2].fill_(self.skipped)
+                self.metrics.bad_run.fill_(int(state["bad_in_row"]))
+            if same:
+                self.g.set_state(state["generator"])
+                if self.g_order is not self.g:
+                    self.g_order.set_state(state["generator_order"])
+            else:  # another loop's random streams: a fresh one per epoch, statistically alike
+                self.g.manual_seed(_epoch_seed(self.config.seed, self.epoch))
+                self.g_order.manual_seed(_epoch_seed(self.config.seed, self.epoch))
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise CheckpointError(f"the checkpoint's training state is incomplete: {err}") from None
+
+    def epochs(
+        self,
+        progress: bool,
+        save: Callable[[], None] = lambda: None,
+        stop: Callable[[], bool] | None = None,
+    ):
+        """Train until ``config.epochs``; yields one record per epoch. On ``stop`` the steps
+        since the last epoch's end are dropped: the saved state stays at that end."""
+        try:
+            yield from self._epochs(progress, stop)
         finally:
             self.model.zero_grad(set_to_none=True)
 
-    def _epochs(self, progress: bool):
+    def _epochs(self, progress: bool, stop: Callable[[], bool] | None):
         c, model = self.config, self.model
-        bar = tqdm(total=c.epochs * self.steps, disable=not progress, unit="step")
-        start = time.perf_counter()
+        bar = tqdm(
+            total=c.epochs * self.steps,
+            initial=(self.epoch - 1) * self.steps,
+            disable=not progress,
+            unit="step",
+        )
+        start = time.perf_counter() - self.elapsed
         buf = 0
-        for epoch in range(1, c.epochs + 1):
+        while self.epoch <= c.epochs:
+            epoch = self.epoch
             model.train()
             self.metrics.new_epoch()
             order = torch.randperm(self.n, generator=self.g_order, device=self.g_order.device)
             for first in range(0, self.steps, self.G):
+                if stop is not None and stop():
+                    raise TrainingInterrupted(self.step, self.epoch)
                 steps = min(self.G, self.steps - first)
                 self._fill(order, first, steps, buf)
                 self.graphs[steps]()
@@ -763,6 +1109,8 @@ class _FastRun:
             }
             if not self.resident:
                 record["streamed"] = True
+            self.epoch, self.step, self.skipped = epoch + 1, int(m["good"]), int(m["skipped"])
+            self.elapsed = time.perf_counter() - start
             bar.set_postfix({"train_bound": round(record["train_bound"], 3)})
             yield record
         bar.close()
