@@ -996,27 +996,41 @@ def latents(run: Path, data: str | None, split: str, n: int | None, output: Path
 
 @cli.command()
 @_run_argument
+@click.argument("more", nargs=-1, type=click.Path(path_type=Path))
 @_output_option
-def curves(run: Path, output: Path | None) -> None:
+def curves(run: Path, more: tuple[Path, ...], output: Path | None) -> None:
     """Plot the training bound and validation ELBO against examples seen (log axis), from
     RUN/metrics.jsonl, as in the AEVB paper's figure 2. Writes RUN/figures/curves.png.
+
+    With more run folders after RUN, overlays them (one colour per run, named by its folder;
+    validation dashed), as the paper draws its latent sizes in one figure.
 
     \b
     Example:
       vaekit curves runs/digits
+      vaekit curves runs/z3 runs/z5 runs/z10 -o fig2.png
     """
     from . import viz
 
-    _read_run(run)
+    runs = (run, *more)
+    for folder in runs:
+        _read_run(folder)
     out = _output(run, output, _figure_path(run, "curves.png"), (".png",))
-    records = viz.read_metrics(run / "metrics.jsonl")
-    viz.save(viz.curves(records, title=f"{run.name}: bound per example"), out)
-    last = records[-1]
-    valid = f", validation ELBO {last['valid_elbo']:.3f}" if "valid_elbo" in last else ""
-    click.echo(
-        f"{len(records)} epochs, {last['examples_seen']} examples; last train bound "
-        f"{last['train_bound']:.3f}{valid} nats"
-    )
+    records = {folder.name: viz.read_metrics(folder / "metrics.jsonl") for folder in runs}
+    if len(records) < len(runs):
+        raise ConfigError("runs to overlay need different folder names; they label the curves")
+    if more:
+        viz.save(viz.curves(records, title="bound per example"), out)
+    else:
+        viz.save(viz.curves(records[run.name], title=f"{run.name}: bound per example"), out)
+    for name, rows in records.items():
+        last = rows[-1]
+        valid = f", validation ELBO {last['valid_elbo']:.3f}" if "valid_elbo" in last else ""
+        prefix = f"{name}: " if more else ""
+        click.echo(
+            f"{prefix}{len(rows)} epochs, {last['examples_seen']} examples; last train bound "
+            f"{last['train_bound']:.3f}{valid} nats"
+        )
     _wrote(out)
 
 

@@ -53,6 +53,10 @@ from .objectives import OBJECTIVES, Terms
 History = list[dict[str, Any]]
 
 OPTIMIZERS = ("adam", "adagrad")
+LR_SCHEDULES = ("constant", "iwae", "iwae_scaled")
+#: Stages of the IWAE paper's schedule: stage i lasts 3^i passes at lr * 10^(-i/7), i = 0..7.
+IWAE_STAGES = 8
+IWAE_PASSES = (3**IWAE_STAGES - 1) // 2  # 3280
 BINARIZE = ("none", "dynamic")
 FAST = ("auto", "off", "graph", "compile")
 PRECISIONS = ("fp32", "bf16")
@@ -89,7 +93,11 @@ class TrainConfig:
     """Settings of :func:`fit`; saved as the ``train`` table of config.json.
 
     epochs: passes over the training set. batch_size: examples per step.
-    optimizer: "adam" or "adagrad" (the AEVB paper's). lr: learning rate.
+    optimizer: "adam" or "adagrad" (the AEVB paper's). lr: learning rate (the first one, with
+    a schedule). adam_eps: Adam's epsilon (the IWAE paper's is 1e-4).
+    lr_schedule: "constant"; "iwae", Burda et al.'s staircase: 3^i passes at lr * 10^(-i/7)
+    for i = 0..7 (3280 passes; a shorter run stops part way down, a longer one stays at the
+    last rate); "iwae_scaled", the same eight stages stretched or squeezed to ``epochs``.
     objective: "elbo" or "iwae". samples: L for the ELBO, K for IWAE (per example).
     beta: weight of the KL term (1 is the ELBO). warmup_steps: beta rises linearly from 0 over
     this many steps (0 = no warm-up). grad_clip: max global gradient norm (0 = no clipping).
@@ -117,6 +125,8 @@ class TrainConfig:
     batch_size: int = 100
     optimizer: str = "adam"
     lr: float = 1e-3
+    lr_schedule: str = "constant"
+    adam_eps: float = 1e-8
     weight_decay: float = 0.0
     objective: str = "elbo"
     samples: int = 1
@@ -139,12 +149,13 @@ class TrainConfig:
         for name in ("warmup_steps", "checkpoint_every"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be zero or more, got {getattr(self, name)}")
-        for name in ("lr", "beta", "grad_clip", "weight_decay"):
+        for name in ("lr", "adam_eps", "beta", "grad_clip", "weight_decay"):
             v = getattr(self, name)
-            if not math.isfinite(v) or v < 0 or (name == "lr" and v == 0):
+            if not math.isfinite(v) or v < 0 or (name in ("lr", "adam_eps") and v == 0):
                 raise ConfigError(f"{name} must be a positive number, got {v}")
         for name, options in (
             ("optimizer", OPTIMIZERS),
+            ("lr_schedule", LR_SCHEDULES),
             ("objective", tuple(OBJECTIVES)),
             ("binarize", BINARIZE),
             ("fast", FAST),
@@ -223,7 +234,30 @@ def make_optimizer(model: VAE, config: TrainConfig) -> torch.optim.Optimizer:
     params = list(model.parameters())
     if config.optimizer == "adagrad":
         return torch.optim.Adagrad(params, lr=config.lr, weight_decay=config.weight_decay)
-    return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.Adam(
+        params, lr=config.lr, eps=config.adam_eps, weight_decay=config.weight_decay
+    )
+
+
+def learning_rate(config: TrainConfig, epoch: int) -> float:
+    """The learning rate of epoch ``epoch`` (1-based) under ``config.lr_schedule``."""
+    if config.lr_schedule == "constant":
+        return config.lr
+    passes = epoch - 1  # passes already made
+    if config.lr_schedule == "iwae_scaled":
+        passes = passes * IWAE_PASSES / config.epochs
+    # stage i covers passes [(3^i - 1) / 2, (3^(i+1) - 1) / 2)
+    stage = min(IWAE_STAGES - 1, int(math.log(2 * passes + 1, 3) + 1e-9))
+    return config.lr * 10 ** (-stage / 7)
+
+
+def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Set every parameter group's lr, in place where it is a tensor (captured graphs)."""
+    for group in optimizer.param_groups:
+        if isinstance(group["lr"], Tensor):
+            group["lr"].fill_(lr)
+        else:
+            group["lr"] = lr
 
 
 def select_path(model: VAE, config: TrainConfig, n: int) -> tuple[str, str | None]:
@@ -758,6 +792,7 @@ class _EagerLoop:
         try:
             while self.epoch <= config.epochs:
                 model.train()
+                set_learning_rate(optimizer, learning_rate(config, self.epoch))
                 if self.order is None:
                     self.order = torch.randperm(n, generator=g, device=device)
                     self.bound_sum = torch.zeros((), device=device, dtype=torch.float64)
@@ -809,6 +844,7 @@ class _EagerLoop:
                     "train_bound": float(self.bound_sum) / max(self.seen, 1),
                     "skipped_steps": self.skipped,
                     "beta": _beta(config, self.step),
+                    "lr": learning_rate(config, self.epoch),
                     "seconds": round(time.perf_counter() - start, 4),
                 }
                 self.epoch, self.pos, self.order = self.epoch + 1, 0, None
@@ -879,9 +915,14 @@ class _FastRun:
         # Fused Adam: one kernel for all parameters, and it skips the whole update on the device
         # when ``found_inf`` is non-zero (the mechanism of torch's GradScaler), so a non-finite
         # step needs no copy of the parameters to undo it.
+        # A scheduled lr is a device tensor, so captured graphs read the value set each epoch.
+        lr: float | Tensor = config.lr
+        if config.lr_schedule != "constant":
+            lr = torch.tensor(config.lr, device=device)
         self.optimizer = torch.optim.Adam(
             params,
-            lr=config.lr,
+            lr=lr,
+            eps=config.adam_eps,
             weight_decay=config.weight_decay,
             capturable=self.capture,
             fused=True,
@@ -1084,6 +1125,7 @@ class _FastRun:
         while self.epoch <= c.epochs:
             epoch = self.epoch
             model.train()
+            set_learning_rate(self.optimizer, learning_rate(c, epoch))
             self.metrics.new_epoch()
             order = torch.randperm(self.n, generator=self.g_order, device=self.g_order.device)
             for first in range(0, self.steps, self.G):
@@ -1104,6 +1146,7 @@ class _FastRun:
                 "train_bound": m["bound_sum"] / max(m["seen"], 1),
                 "skipped_steps": int(m["skipped"]),
                 "beta": _beta(c, int(m["good"])),
+                "lr": learning_rate(c, epoch),
                 "seconds": round(time.perf_counter() - start, 4),
                 "dropped_per_epoch": self.n - self.steps * c.batch_size,
             }

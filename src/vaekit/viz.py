@@ -14,7 +14,7 @@ from __future__ import annotations
 import io
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -311,25 +311,43 @@ def _name(label: Any, names: Sequence[str] | None) -> str:
     return str(names[i]) if names is not None and 0 <= i < len(names) else str(i)
 
 
-def curves(records: Sequence[dict[str, Any]], *, title: str = "") -> Any:
+def curves(
+    records: Sequence[dict[str, Any]] | Mapping[str, Sequence[dict[str, Any]]],
+    *,
+    title: str = "",
+) -> Any:
     """A matplotlib Figure of the training bound and validation ELBO (nats per example) against
     training examples seen, log x-axis, as in the AEVB paper's figure 2.
 
-    ``records``: the per-epoch dicts of ``metrics.jsonl`` (keys ``examples_seen``,
-    ``train_bound`` and optionally ``valid_elbo``).
+    ``records``: the per-epoch dicts of one run's ``metrics.jsonl`` (keys ``examples_seen``,
+    ``train_bound`` and optionally ``valid_elbo``), or a mapping of run labels to such lists to
+    overlay several runs: one colour per run, the training bound solid and the validation ELBO
+    dashed (the paper's figure 2 draws train and test that way for each latent size).
     """
     fig = _figure(6.0, 4.0)
     ax = fig.add_subplot()
-    seen = [r["examples_seen"] for r in records]
-    ax.plot(seen, [r["train_bound"] for r in records], label="train bound")
-    valid = [(r["examples_seen"], r["valid_elbo"]) for r in records if "valid_elbo" in r]
-    if valid:
-        ax.plot(*zip(*valid, strict=True), label="validation ELBO")
+    overlay = isinstance(records, Mapping)
+    runs = records if overlay else {"": records}
+    for i, (label, run) in enumerate(runs.items()):
+        train = {"color": f"C{i % 10}", "label": label} if overlay else {"label": "train bound"}
+        valid = {"color": f"C{i % 10}", "linestyle": "--"} if overlay else {}
+        seen = [r["examples_seen"] for r in run]
+        ax.plot(seen, [r["train_bound"] for r in run], **train)
+        points = [(r["examples_seen"], r["valid_elbo"]) for r in run if "valid_elbo" in r]
+        if points:
+            ax.plot(*zip(*points, strict=True), **(valid or {"label": "validation ELBO"}))
+    handles, labels = ax.get_legend_handles_labels()
+    if overlay:
+        from matplotlib.lines import Line2D
+
+        for style, text in (("-", "train bound"), ("--", "validation ELBO")):
+            handles.append(Line2D([], [], color="grey", linestyle=style))
+            labels.append(text)
+    ax.legend(handles, labels, fontsize="small" if overlay else None)
     ax.set_xscale("log")
     ax.set_xlabel("training examples seen")
     ax.set_ylabel("bound per example (nats)")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
     ax.set_title(title or "training curves")
     fig.tight_layout()
     return fig
