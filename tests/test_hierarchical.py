@@ -194,11 +194,31 @@ def test_library_training_raises_the_bound_and_reports() -> None:
                   samples=5, binarize="dynamic")  # fmt: skip
     assert history[0]["path"] == "eager" and "CUDA" in history[0]["notice"]
     assert history[-1]["train_bound"] > history[0]["train_bound"]
-    report = evaluate(m, x[:40].bernoulli(), k=20)
+    xb = x[:40].bernoulli(generator=torch.Generator().manual_seed(0))
+    report = evaluate(m, xb, k=20)
     assert report["log_likelihood"] >= report["elbo"] - 1.0
     assert len(report["kl_per_dim"]) == 4 and 0 <= report["active_units"] <= 4
-    stats = latent_stats(m, x[:40])
+    stats = latent_stats(m, xb)
     assert stats["kl_per_dim"].shape == (4,) and stats["activity"].shape == (4,)
+    assert report["kl"] == pytest.approx(float(stats["kl"]), rel=1e-6)
+
+
+def test_latent_stats_kl_is_the_bounds_kl_term() -> None:
+    """The whole KL of latent_stats (one sample per example) against the Monte Carlo KL of the
+    bound's terms (many samples), on a model whose posterior is far from its prior."""
+    m = small()
+    for p in m.parameters():
+        p.data.add_(0.1 * torch.randn_like(p))
+    x = torch.rand(300, 12, generator=torch.Generator().manual_seed(1)).bernoulli()
+    stats = latent_stats(m, x, seed=3)
+    assert not torch.equal(stats["kl"], latent_stats(m, x, seed=4)["kl"])  # the seed is used
+    with torch.no_grad():
+        d = m(x, k=100, generator=torch.Generator().manual_seed(4)).kl_estimate  # (300,)
+    assert float(d.mean()) > 1.0
+    # the per-example KL has a standard deviation of about 2.6 nats: 300 draws give +-0.15
+    assert abs(float(stats["kl"]) - float(d.mean())) < 0.45
+    assert float(stats["kl_per_dim"].sum()) < float(stats["kl"])  # z2's share is left out
+
     assert m.sample(3).shape == (3, 12) and m.reconstruct(x[:2]).shape == (2, 12)
 
 

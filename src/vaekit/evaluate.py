@@ -131,7 +131,7 @@ def latent_stats(
 
     model.eval()
     if hasattr(model, "latent_stats"):
-        return model.latent_stats(x, batch_size=batch_size)
+        return model.latent_stats(x, batch_size=batch_size, seed=seed)
     prior = model.prior
     g = _generator(model.device, seed)
     means, kls, totals = [], [], []

@@ -28,14 +28,7 @@ from torch import Tensor, nn
 from torch.distributions import Distribution, Independent, Normal
 
 from .errors import ConfigError, DataError
-from .likelihoods import (
-    HALF_LOG_2PI,
-    LIKELIHOODS,
-    GaussianFixedLikelihood,
-    GaussianLikelihood,
-    Likelihood,
-    soft_clamp,
-)
+from .likelihoods import HALF_LOG_2PI, LIKELIHOODS, soft_clamp
 from .model import VAEConfig, register_model
 from .nets import MLP
 from .objectives import Terms
@@ -55,7 +48,7 @@ class HVAEConfig:
     latent_dim: size of z1, the bottom stochastic layer.
     hidden2: deterministic layers between z1 and z2 (q(z2|z1); p(z1|z2) mirrors them).
     latent_dim2: size of z2, the top stochastic layer, whose prior is N(0, I).
-    activation, likelihood, decoder_*: as in :class:`vaekit.model.VAEConfig`.
+    activation, likelihood, likelihood_components, decoder_*: as in :class:`vaekit.model.VAEConfig`.
     encoder_min_logvar, encoder_max_logvar: soft bounds on the log-variance of every Gaussian
     layer of latents: q(z1|x), q(z2|z1) and p(z1|z2).
     """
@@ -67,6 +60,7 @@ class HVAEConfig:
     latent_dim2: int = 50
     activation: str = "tanh"
     likelihood: str = "bernoulli"
+    likelihood_components: int = 1
     decoder_min_logvar: float = -8.0
     decoder_max_logvar: float = 4.0
     decoder_std: float = 0.1
@@ -84,6 +78,7 @@ class HVAEConfig:
             hidden=self.hidden,
             activation=self.activation,
             likelihood=self.likelihood,
+            likelihood_components=self.likelihood_components,
             decoder_min_logvar=self.decoder_min_logvar,
             decoder_max_logvar=self.decoder_max_logvar,
             decoder_std=self.decoder_std,
@@ -99,16 +94,6 @@ class HVAEConfig:
     def data_dim(self) -> int:
         """Number of scalars in one example."""
         return math.prod(self.data_shape)
-
-
-def make_likelihood(c: HVAEConfig) -> Likelihood:
-    """The p(x|.) module named by ``c.likelihood``, with the config's variance settings."""
-    cls = LIKELIHOODS[c.likelihood]
-    if issubclass(cls, GaussianLikelihood):
-        return cls(c.data_shape, c.decoder_min_logvar, c.decoder_max_logvar)
-    if issubclass(cls, GaussianFixedLikelihood):
-        return cls(c.data_shape, c.decoder_std)
-    return cls(c.data_shape)
 
 
 def gaussian_log_prob_eps(eps: Tensor, logvar: Tensor) -> Tensor:
@@ -137,7 +122,7 @@ class HVAE(nn.Module):
         config = config if config is not None else HVAEConfig()
         self.config: HVAEConfig = replace(config, **fields) if fields else config
         c = self.config
-        self.likelihood = make_likelihood(c)
+        self.likelihood = LIKELIHOODS[c.likelihood].from_config(c)
         self.prior = StandardNormalPrior(c.latent_dim2)  # p(z2)
         self.encoder = MLP(c.data_dim, c.hidden, 2 * c.latent_dim, c.activation)  # q(z1|x)
         self.encoder2 = MLP(c.latent_dim, c.hidden2, 2 * c.latent_dim2, c.activation)  # q(z2|z1)
@@ -273,25 +258,27 @@ class HVAE(nn.Module):
 
         ``kl_per_dim`` (latent_dim,): E[log q(z1_d|x) - log p(z1_d|z2)] in nats, z1 ~ q(z1|x),
         z2 ~ q(z2|z1), one seeded sample per example; z1's own share of the bound's KL term
-        (p(z1) has no closed form, so the KL is against p(z1|z2)). ``activity`` (latent_dim,):
+        (p(z1) has no closed form, so the KL is against p(z1|z2)). ``kl`` (): the whole
+        KL(q(z1, z2|x) || p(z1, z2)) estimated from the same samples. ``activity`` (latent_dim,):
         Var_x(E_q[z1_d|x]), active above 0.01 (Burda et al. 2016).
         """
         g = torch.Generator(device=self.device).manual_seed(seed)
-        means, kls = [], []
+        means, kls, totals = [], [], []
         for i in range(0, x.shape[0], batch_size):
             qz1 = self.encode(x[i : i + batch_size].to(self.device))
             base = qz1.base_dist
             eps = torch.randn(base.loc.shape, generator=g, device=self.device, dtype=self._dtype)
             z1 = base.loc + base.scale * eps
-            z2 = self.encode2(z1).base_dist
-            z2 = z2.loc + z2.scale * torch.randn(
-                z2.loc.shape, generator=g, device=self.device, dtype=self._dtype
-            )
+            qz2 = self.encode2(z1)
+            eps2 = torch.randn(qz2.mean.shape, generator=g, device=self.device, dtype=self._dtype)
+            z2 = qz2.base_dist.loc + qz2.base_dist.scale * eps2
             kl = base.log_prob(z1) - self.pz1_z2(z2).base_dist.log_prob(z1)  # (B, latent_dim)
             kls.append(kl.sum(0).cpu())
+            totals.append((kl.sum(-1) + qz2.log_prob(z2) - self.pz().log_prob(z2)).sum().cpu())
             means.append(base.loc.cpu())
         return {
             "kl_per_dim": torch.stack(kls).sum(0) / x.shape[0],
+            "kl": torch.stack(totals).sum() / x.shape[0],
             "activity": torch.cat(means).var(0, unbiased=False),
         }
 
