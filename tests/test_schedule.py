@@ -90,3 +90,19 @@ def test_fast_loop_reads_the_rate_from_a_device_tensor() -> None:
 def test_bad_settings_name_themselves(fields: dict, name: str) -> None:
     with pytest.raises(ConfigError, match=name):
         TrainConfig(**fields)
+
+
+def test_a_scheduled_run_stopped_and_resumed_is_the_same_run(tmp_path) -> None:
+    """Stopped mid-way (in stage 1 of the staircase) and resumed: bit for bit the whole run."""
+    cfg = {"epochs": 5, "batch_size": 20, "lr": 1e-2, "lr_schedule": "iwae", "seed": 2}
+    whole = model()
+    fit(whole, data(), out=tmp_path / "whole", **cfg)
+    steps = iter(range(100))
+    with pytest.raises(train.TrainingInterrupted):
+        fit(model(), data(), out=tmp_path / "part", stop=lambda: next(steps) == 5, **cfg)
+    part = VAE(data_shape=(6,), latent_dim=2, hidden=(8,))
+    history = fit(part, data(), out=tmp_path / "part", resume=True, **cfg)
+    assert [r["lr"] for r in history] == pytest.approx([learning_rate(TrainConfig(**cfg), e)
+                                                        for e in range(1, 6)])  # fmt: skip
+    for a, b in zip(whole.parameters(), part.parameters(), strict=True):
+        assert torch.equal(a, b)
