@@ -47,7 +47,9 @@ def vaekit_model(width: int, device: torch.device) -> VAE:
     return VAE(data_shape=(784,), latent_dim=20, hidden=(width,), activation="relu").to(device)
 
 
-def run_vaekit(x, device, *, epochs, batch_size=128, width=400, fast="auto", precision="fp32"):
+def run_vaekit(
+    x, device, *, epochs, batch_size=128, width=400, fast="auto", precision="fp32", launch=8
+):
     model = vaekit_model(width, device)
     reset_peak(device)
     sync(device)
@@ -62,6 +64,7 @@ def run_vaekit(x, device, *, epochs, batch_size=128, width=400, fast="auto", pre
         seed=0,
         fast=fast,
         precision=precision,
+        steps_per_launch=launch,
     )
     sync(device)
     wall = time.perf_counter() - t0
@@ -96,10 +99,12 @@ def main() -> None:
     ap.add_argument("--train-n", type=int, default=50000)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--modes", default="auto", help="vaekit fast modes, comma-separated")
-    ap.add_argument("--precision", default="fp32")
+    ap.add_argument("--precision", default="fp32", help="fp32 or bf16, comma-separated")
+    ap.add_argument("--steps-per-launch", default="8", help="comma-separated, e.g. 8,32,390")
     ap.add_argument("--batch-sizes", default="", help="e.g. 32,128,512,4096 for the scaling table")
     ap.add_argument("--widths", default="", help="e.g. 200,400,800,1600 for the scaling table")
     ap.add_argument("--scaling-epochs", type=int, default=3)
+    ap.add_argument("--scaling-mode", default="auto", help="vaekit fast mode of the scaling runs")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     ap.add_argument("--compile-mode", default=None, help="torch.compile mode of the compile path")
     ap.add_argument("--out", default=None)
@@ -131,17 +136,26 @@ def main() -> None:
         "eval_seconds": ll_s,
     }
     print("reference", json.dumps(result["reference"]))
-    for mode in a.modes.split(","):
-        model, r = run_vaekit(x_train, device, epochs=a.epochs, fast=mode, precision=a.precision)
+    variants = itertools.product(
+        a.modes.split(","), a.precision.split(","), [int(g) for g in a.steps_per_launch.split(",")]
+    )
+    for mode, precision, launch in variants:
+        model, r = run_vaekit(
+            x_train, device, epochs=a.epochs, fast=mode, precision=precision, launch=launch
+        )
         r["test_ll"], r["eval_seconds"] = test_ll(model, x_test, a.k, device)
         r["speedup"] = result["reference"]["s_per_epoch"] / r["s_per_epoch"]
         r["ll_gap"] = r["test_ll"] - result["reference"]["test_ll"]
-        result[f"vaekit_{mode}"] = r
-        print(f"vaekit fast={mode}", json.dumps(r))
+        r.update(precision=precision, steps_per_launch=launch)
+        name = mode if (precision, launch) == ("fp32", 8) else f"{mode}-{precision}-{launch}"
+        result[f"vaekit_{name}"] = r
+        print(f"vaekit {name}", json.dumps(r))
 
     scaling = []
     for bs in [int(b) for b in a.batch_sizes.split(",") if b]:
-        _, r = run_vaekit(x_train, device, epochs=a.scaling_epochs, batch_size=bs)
+        _, r = run_vaekit(
+            x_train, device, epochs=a.scaling_epochs, batch_size=bs, fast=a.scaling_mode
+        )
         _, ref_t = reference_train(x_train, device, epochs=1, batch_size=bs, max_steps=None)
         scaling.append(
             {"batch_size": bs, "width": 400, "s_per_epoch": r["s_per_epoch"], "path": r["path"],
@@ -149,7 +163,7 @@ def main() -> None:
         )  # fmt: skip
         print("scaling", json.dumps(scaling[-1]))
     for w in [int(w) for w in a.widths.split(",") if w]:
-        _, r = run_vaekit(x_train, device, epochs=a.scaling_epochs, width=w)
+        _, r = run_vaekit(x_train, device, epochs=a.scaling_epochs, width=w, fast=a.scaling_mode)
         _, ref_t = reference_train(x_train, device, epochs=1, width=w)
         scaling.append(
             {"batch_size": 128, "width": w, "s_per_epoch": r["s_per_epoch"], "path": r["path"],

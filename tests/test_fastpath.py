@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from vaekit import VAE
-from vaekit.train import DeviceMetrics, GuardedStep, TrainConfig, _FastRun, fit, select_path
+from vaekit.train import DeviceMetrics, FlatAdam, TrainConfig, _FastRun, fit, select_path
 
 
 def small_model(**kw):
@@ -58,44 +58,96 @@ def test_cpu_fit_is_bit_for_bit_deterministic():
     assert all(torch.equal(a, b) for a, b in zip(runs[0][1], runs[1][1], strict=True))
 
 
-def make_adam_after_one_step():
-    m = small_model()
-    opt = torch.optim.Adam(m.parameters(), lr=1e-2)
-    m(data(8)).log_w.mean().neg().backward()
-    opt.step()
-    return m, opt
-
-
 def snapshot(m, opt):
-    state = [v.clone() for st in opt.state.values() for v in st.values()]
-    return [p.detach().clone() for p in m.parameters()], state
+    state = opt.state_dict()["state"]
+    moments = [v.clone() for st in state.values() for v in st.values()]
+    return [p.detach().clone() for p in m.parameters()], moments
 
 
-def test_guarded_step_undoes_a_non_finite_step_and_counts_it():
-    m, opt = make_adam_after_one_step()
-    guard, metrics = GuardedStep(opt), DeviceMetrics(torch.device("cpu"))
-    before = snapshot(m, opt)
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"weight_decay": 0.01}, {"grad_clip": 0.5}, {"weight_decay": 0.1, "grad_clip": 2.0}],
+)
+def test_flat_adam_is_torch_adam(options):
+    """Same steps as torch.optim.Adam (and clip_grad_norm_), float64, to rounding."""
+    a, b = small_model().double(), small_model().double()
+    grad_clip = options.get("grad_clip", 0.0)
+    ref = torch.optim.Adam(a.parameters(), lr=0.05, weight_decay=options.get("weight_decay", 0))
+    flat = FlatAdam(list(b.parameters()), lr=0.05, **options)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(6):
+        x = torch.rand(8, 12, generator=g, dtype=torch.float64)
+        eps = torch.randn(1, 8, 3, generator=g, dtype=torch.float64)
+        for m in (a, b):
+            m.zero_grad()
+            m.terms(x, eps).log_w.mean().neg().backward()
+        if grad_clip:
+            torch.nn.utils.clip_grad_norm_(a.parameters(), grad_clip)
+        ref.step()
+        assert bool(flat(torch.tensor(1.0)))
+    for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
+        assert torch.allclose(pa, pb, rtol=1e-10, atol=1e-12)
+    state = flat.state_dict()["state"]
+    for i, st in ref.state_dict()["state"].items():
+        assert float(state[i]["step"]) == float(st["step"]) == 6
+        assert torch.allclose(state[i]["exp_avg"], st["exp_avg"], rtol=1e-10, atol=1e-14)
+        assert torch.allclose(state[i]["exp_avg_sq"], st["exp_avg_sq"], rtol=1e-10, atol=1e-16)
+
+
+def test_flat_adam_state_moves_to_and_from_torch_adam():
+    a, b = small_model().double(), small_model().double()
+    flat = FlatAdam(list(a.parameters()), lr=0.01)
+    for p in a.parameters():
+        p.grad = torch.randn_like(p)
+    flat(torch.tensor(0.0))
+    with torch.no_grad():
+        for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
+            pb.copy_(pa)
+    ref = torch.optim.Adam(b.parameters(), lr=0.01)
+    ref.load_state_dict(flat.state_dict())
+    again = FlatAdam(list(small_model().double().parameters()), lr=0.01)
+    again.load_state_dict(ref.state_dict())
+    assert torch.equal(again.exp_avg, flat.exp_avg) and torch.equal(again.step, flat.step)
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
+        grad = torch.randn_like(p)
+        p.grad, q.grad = grad, grad.clone()
+    flat(torch.tensor(0.0))
+    ref.step()
+    for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
+        assert torch.allclose(pa, pb, rtol=1e-10, atol=1e-12)
+
+
+def test_flat_adam_skips_a_non_finite_step_and_the_metrics_count_it():
+    m = small_model()
+    opt = FlatAdam(list(m.parameters()), lr=1e-2)
+    metrics = DeviceMetrics(torch.device("cpu"))
     for p in m.parameters():
-        p.grad = torch.full_like(p, math.nan)
-    finite = torch.tensor(False)
-    guard(finite)
-    metrics.update(finite, torch.tensor(math.nan), 8)
-    after = snapshot(m, opt)
-    for a, b in zip(before[0] + before[1], after[0] + after[1], strict=True):
-        assert torch.equal(a, b)
+        p.grad = torch.randn_like(p)
+    assert bool(opt(torch.tensor(-1.0)))
+    before = snapshot(m, opt)
+    for bad_grad, bound in ((math.nan, 1.0), (math.inf, 1.0), (0.0, math.nan)):
+        for p in m.parameters():
+            p.grad = torch.full_like(p, bad_grad)
+        finite = opt(torch.tensor(bound))
+        assert not bool(finite)
+        metrics.update(finite, torch.tensor(bound), 8)
+        after = snapshot(m, opt)
+        for a, b in zip(before[0] + before[1], after[0] + after[1], strict=True):
+            assert torch.equal(a, b)
     counts = metrics.read()
-    assert counts["skipped"] == 1 and counts["good"] == 0 and counts["seen"] == 0
-    assert counts["bound_sum"] == 0 and counts["worst_run"] == 1
+    assert counts["skipped"] == 3 and counts["good"] == 0 and counts["seen"] == 0
+    assert counts["bound_sum"] == 0 and counts["worst_run"] == 3
 
     for p in m.parameters():
         p.grad = torch.ones_like(p)
-    finite = torch.tensor(True)
-    guard(finite)
+    finite = opt(torch.tensor(-3.0))
     metrics.update(finite, torch.tensor(-3.0), 8)
     after = snapshot(m, opt)
     assert not torch.equal(before[0][0], after[0][0])  # a good step moves the parameters
     counts = metrics.read()
     assert counts["good"] == 1 and counts["seen"] == 8 and counts["bound_sum"] == -3.0
+    opt.release()
+    assert all(p.untyped_storage().data_ptr() != opt.flat.data_ptr() for p in m.parameters())
 
 
 def test_static_shape_loop_drops_the_ragged_batch_and_matches_the_eager_loop():
@@ -209,7 +261,8 @@ def test_fast_loop_resumes_at_an_epoch_end_in_place_and_bit_for_bit(tmp_path):
 
     torch.manual_seed(5)
     rest = _FastRun(VAE(data_shape=(12,), latent_dim=3, hidden=(16,)), x, cfg, "graph")
-    tensors = [*rest.params, *(v for st in rest.optimizer.state.values() for v in st.values())]
+    opt = rest.optimizer
+    tensors = [*rest.params, opt.flat, opt.exp_avg, opt.exp_avg_sq, opt.step]
     addresses = [t.data_ptr() for t in tensors]
     rest.load_state(state)
     assert [t.data_ptr() for t in tensors] == addresses
@@ -221,3 +274,16 @@ def test_fast_loop_resumes_at_an_epoch_end_in_place_and_bit_for_bit(tmp_path):
     ]
     for a, b in zip(whole.model.parameters(), rest.model.parameters(), strict=True):
         assert torch.equal(a, b)
+
+
+def test_tf32_precision_trains_and_leaves_the_global_setting_as_it_was():
+    before = torch.backends.cuda.matmul.allow_tf32
+    h = fit(small_model(), data(), epochs=2, batch_size=64, precision="tf32")
+    assert math.isfinite(h[-1]["train_bound"])
+    assert torch.backends.cuda.matmul.allow_tf32 == before
+    a = small_model()
+    fit(a, data(), epochs=1, batch_size=64, precision="tf32")
+    b = small_model()
+    fit(b, data(), epochs=1, batch_size=64)
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
+        assert torch.equal(p, q)  # on CPU, tf32 changes nothing

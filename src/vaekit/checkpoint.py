@@ -65,7 +65,7 @@ def save(model: VAE, path: str | Path, **metadata: Any) -> Path:
     reserved = sorted({"format_version", "vaekit_version", "model"} & metadata.keys())
     if reserved:
         raise ValueError(f"metadata key {reserved[0]!r} is reserved for the checkpoint itself")
-    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    state = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
     try:
         atomic_write(
             path / WEIGHTS_FILE,
@@ -154,7 +154,7 @@ def flatten_state(obj: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> An
     :func:`unflatten_state` restores them exactly."""
     if isinstance(obj, torch.Tensor):
         key = f"{prefix}#{len(tensors)}"
-        tensors[key] = obj.detach().to("cpu").contiguous()
+        tensors[key] = obj.detach().to("cpu", copy=True).contiguous()  # owns its storage
         return {"__tensor__": key}
     if isinstance(obj, dict):
         if all(isinstance(k, str) for k in obj):

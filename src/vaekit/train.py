@@ -20,8 +20,8 @@ import hashlib
 import math
 import time
 import warnings
-from collections.abc import Callable
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,7 +59,7 @@ IWAE_STAGES = 8
 IWAE_PASSES = (3**IWAE_STAGES - 1) // 2  # 3280
 BINARIZE = ("none", "dynamic")
 FAST = ("auto", "off", "graph", "compile")
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "tf32", "bf16")
 RESIDENT = ("auto", "yes", "no")
 #: Training steps from which ``fast="auto"`` compiles the step (torch.compile, a few seconds once
 #: per process) on top of the CUDA graph: the per-step saving measured on an H100 repays the
@@ -112,8 +112,9 @@ class TrainConfig:
     warning where they cannot run).
     The fast path drops the ragged last batch of each epoch (static shapes).
     steps_per_launch: training steps captured in one CUDA graph on the fast path.
-    precision: "fp32", or "bf16" to run the networks under bfloat16 autocast (the bound and the
-    loss stay in float32).
+    precision: "fp32"; "tf32" to let CUDA matrix products of float32 use TensorFloat-32 (10-bit
+    mantissa inputs, float32 accumulation; no effect on CPU); or "bf16" to run the networks under
+    bfloat16 autocast (the bound and the loss stay in float32).
     resident: "auto" keeps the training set on the device when it takes under half the free
     device memory and streams batches from pinned CPU memory otherwise; "yes" / "no" force it.
     checkpoint_every: with ``fit(out=...)``, save the training state every this many steps
@@ -251,8 +252,11 @@ def learning_rate(config: TrainConfig, epoch: int) -> float:
     return config.lr * 10 ** (-stage / 7)
 
 
-def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
+def set_learning_rate(optimizer: torch.optim.Optimizer | FlatAdam, lr: float) -> None:
     """Set every parameter group's lr, in place where it is a tensor (captured graphs)."""
+    if isinstance(optimizer, FlatAdam):
+        optimizer.lr.fill_(lr)
+        return
     for group in optimizer.param_groups:
         if isinstance(group["lr"], Tensor):
             group["lr"].fill_(lr)
@@ -290,6 +294,20 @@ def select_path(model: VAE, config: TrainConfig, n: int) -> tuple[str, str | Non
     return config.fast, None
 
 
+def _roomy_recompile_limit() -> AbstractContextManager[None]:
+    """torch.compile's per-function recompile limit raised while a run warms up and captures.
+
+    Each fit compiles the step anew for its own shapes; past the default limit (8) torch would
+    quietly run the step uncompiled, so the ninth run in a process (a sweep) would be slow.
+    The compiled functions are called only while capturing, never between graph replays.
+    """
+    cfg = torch._dynamo.config
+    names = ("recompile_limit", "accumulated_recompile_limit")
+    if not all(hasattr(cfg, n) for n in names):  # pragma: no cover - older torch
+        names = ("cache_size_limit", "accumulated_cache_size_limit")
+    return cfg.patch({n: max(getattr(cfg, n), 4096) for n in names if hasattr(cfg, n)})
+
+
 def _has_triton() -> bool:
     try:
         from torch.utils._triton import has_triton
@@ -298,58 +316,161 @@ def _has_triton() -> bool:
     return bool(has_triton())
 
 
-class GuardedStep:
-    """``optimizer.step()`` that is undone on the device where ``finite`` is False.
+def adam_update(
+    flat: Tensor,
+    grads: list[Tensor],
+    exp_avg: Tensor,
+    exp_avg_sq: Tensor,
+    step: Tensor,
+    lr: Tensor,
+    bound_sum: Tensor,
+    betas: tuple[float, float],
+    eps: float,
+    weight_decay: float,
+    grad_clip: float,
+) -> Tensor:
+    """One Adam step on the flat parameter vector ``flat`` (P,), skipped where it is not finite.
 
-    The parameters and optimizer state are copied to a buffer before the step and put back with
-    ``torch.where(finite, new, old)`` after it, so a non-finite step leaves them exactly as they
-    were, with no host sync (the condition is a device tensor). Build it once the optimizer's state
-    exists (after one step); the state tensors must be updated in place, as torch's optimizers do.
+    ``grads`` are the gradients of the tensors that view ``flat``, in order; ``exp_avg`` and
+    ``exp_avg_sq`` (P,) are Adam's moments and ``step`` (a 0-dim float tensor) its count of
+    steps taken; all four are updated in place. The update is torch.optim.Adam's (L2 weight
+    decay, bias-corrected moments), after clipping the global gradient norm to ``grad_clip``
+    when it is positive, as ``clip_grad_norm_`` does. When any gradient or ``bound_sum`` is not
+    finite, nothing changes. Returns that condition as a 0-dim bool tensor, with no host sync.
+    Pure tensor code: torch.compile turns it into a few kernels over the whole flat vector.
+    """
+    beta1, beta2 = betas
+    g = torch.cat([t.reshape(-1) for t in grads])  # (P,)
+    finite = torch.isfinite(g).all() & torch.isfinite(bound_sum)
+    if grad_clip > 0:
+        norm = torch.linalg.vector_norm(g)
+        g = g * torch.clamp(grad_clip / (norm + 1e-6), max=1.0)
+    if weight_decay:
+        g = g + weight_decay * flat
+    new_step = step + 1
+    m = torch.lerp(exp_avg, g, 1 - beta1)
+    v = exp_avg_sq * beta2 + (1 - beta2) * g * g
+    bias1 = 1 - torch.pow(beta1, new_step)
+    bias2_sqrt = torch.sqrt(1 - torch.pow(beta2, new_step))
+    new = flat - (lr / bias1) * m / (torch.sqrt(v) / bias2_sqrt + eps)
+    flat.copy_(torch.where(finite, new, flat))
+    exp_avg.copy_(torch.where(finite, m, exp_avg))
+    exp_avg_sq.copy_(torch.where(finite, v, exp_avg_sq))
+    step.copy_(torch.where(finite, new_step, step))
+    return finite
 
-    With ``flatten`` (and one device and dtype throughout) the parameters and state are moved
-    into one flat buffer that they then view, so the guard is two kernels rather than two per
-    tensor; :meth:`release` gives the parameters storage of their own again.
+
+class FlatAdam:
+    """Adam over parameters that view one flat buffer, for captured and compiled training steps.
+
+    torch's fused Adam splits its work into chunks of 65,536 elements, one thread block each,
+    which leaves most of a large GPU idle for a model of a few hundred thousand parameters (it
+    took a third of a step on an H100). Here the parameters are moved into one flat buffer (P,)
+    that they then view, the moments are flat buffers too, and :func:`adam_update` updates all
+    of them at once, elementwise, with the skip of a non-finite step and gradient clipping in
+    the same pass. The learning rate is a device tensor, so it can change without recapture.
+
+    :meth:`state_dict` gives torch.optim.Adam's state dict, so a run can move between loops.
     """
 
-    def __init__(self, optimizer: torch.optim.Optimizer, flatten: bool = True) -> None:
-        self.optimizer = optimizer
-        self.params = [p for group in optimizer.param_groups for p in group["params"]]
-        slots = [
-            (st, key)
-            for st in optimizer.state.values()
-            for key, v in st.items()
-            if isinstance(v, Tensor)
-        ]
-        tensors = [p.data for p in self.params] + [st[key] for st, key in slots]
-        self.flat = None
-        if flatten and len({(t.device, t.dtype) for t in tensors}) == 1:
-            self.flat = torch.cat([t.detach().reshape(-1) for t in tensors])
-            views, at = [], 0
-            for t in tensors:
-                views.append(self.flat[at : at + t.numel()].view_as(t))
-                at += t.numel()
-            for p, v in zip(self.params, views, strict=False):
-                p.data = v
-            for (st, key), v in zip(slots, views[len(self.params) :], strict=True):
-                st[key] = v
-            self.tensors = [self.flat]
-        else:
-            self.tensors = [p.data for p in self.params] + [st[key] for st, key in slots]
-        self.backup = [t.detach().clone() for t in self.tensors]
+    def __init__(
+        self,
+        params: list[Tensor],
+        lr: float,
+        *,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        grad_clip: float = 0.0,
+        compile: bool = False,
+    ) -> None:
+        if len({(p.device, p.dtype) for p in params}) != 1:
+            raise ValueError("FlatAdam needs all parameters on one device with one dtype")
+        self.params = params
+        self.flat = torch.cat([p.detach().reshape(-1) for p in params])  # (P,)
+        at = 0
+        for p in params:
+            p.data = self.flat[at : at + p.numel()].view_as(p)
+            at += p.numel()
+        self.exp_avg = torch.zeros_like(self.flat)
+        self.exp_avg_sq = torch.zeros_like(self.flat)
+        self.step = torch.zeros((), device=self.flat.device, dtype=self.flat.dtype)
+        self.lr = torch.tensor(float(lr), device=self.flat.device, dtype=self.flat.dtype)
+        self.options = {
+            "betas": betas,
+            "eps": eps,
+            "weight_decay": weight_decay,
+            "grad_clip": grad_clip,
+        }
+        self.update = adam_update
+        if compile:
+            self.update = torch.compile(adam_update, dynamic=False, **COMPILE_OPTIONS)
 
-    @torch.no_grad()
-    def __call__(self, finite: Tensor) -> None:
-        torch._foreach_copy_(self.backup, self.tensors)
-        self.optimizer.step()
-        for t, old in zip(self.tensors, self.backup, strict=True):
-            torch.where(finite.to(t.device), t, old, out=t)
+    def __call__(self, bound_sum: Tensor) -> Tensor:
+        """Step with the parameters' ``.grad``; returns whether the step was finite (0-dim)."""
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
+        return self.update(
+            self.flat,
+            grads,
+            self.exp_avg,
+            self.exp_avg_sq,
+            self.step,
+            self.lr,
+            bound_sum,
+            **self.options,
+        )
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    def reset(self) -> None:
+        """Forget the moments and the step count (in place: captured graphs keep pointers)."""
+        for t in (self.exp_avg, self.exp_avg_sq, self.step):
+            t.zero_()
+
+    def state_dict(self) -> dict[str, Any]:
+        """The state in torch.optim.Adam's layout (one group, parameters in order)."""
+        state, at = {}, 0
+        for i, p in enumerate(self.params):
+            n = p.numel()
+            state[i] = {
+                "step": self.step.detach().clone(),
+                "exp_avg": self.exp_avg[at : at + n].view_as(p).clone(),
+                "exp_avg_sq": self.exp_avg_sq[at : at + n].view_as(p).clone(),
+            }
+            at += n
+        o = self.options
+        group = {
+            "lr": float(self.lr),
+            "betas": o["betas"],
+            "eps": o["eps"],
+            "weight_decay": o["weight_decay"],
+            "amsgrad": False,
+            "params": list(range(len(self.params))),
+        }
+        return {"state": state, "param_groups": [group]}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Take the moments and step count from a torch.optim.Adam state dict of these params."""
+        state = [state_dict["state"][i] for i in sorted(state_dict["state"])]
+        with torch.no_grad():
+            if not state:
+                self.reset()
+                return
+            for name in ("exp_avg", "exp_avg_sq"):
+                flat = torch.cat([st[name].reshape(-1) for st in state])
+                if flat.shape != self.flat.shape:
+                    raise ValueError(
+                        f"{name} holds {flat.numel()} values, the parameters {self.flat.numel()}"
+                    )
+                getattr(self, name).copy_(flat)
+            self.step.copy_(torch.as_tensor(state[0]["step"]))
 
     def release(self) -> None:
         """Give each parameter its own storage again (checkpoints refuse shared storage)."""
-        if self.flat is not None:
-            for p in self.params:
-                p.data = p.data.clone()
-            self.flat = None
+        for p in self.params:
+            p.data = p.data.clone()
 
 
 class DeviceMetrics:
@@ -533,7 +654,8 @@ def fit(
     path, notice = select_path(model, config, x.shape[0])
     while path != "off":
         try:
-            run = _FastRun(model, x, config, path)
+            with _matmul_precision(config.precision == "tf32"):  # graphs capture their kernels
+                run = _FastRun(model, x, config, path)
             break
         except Exception as err:  # capture or compile failed: graph or eager still can run
             model.zero_grad(set_to_none=True)
@@ -591,7 +713,8 @@ def fit(
                 write_config(out_dir, model, train=to_dict(config), **metadata)
 
     try:
-        for record in loop.epochs(progress, save, stop):
+        epochs = loop.epochs(progress, save, stop)
+        for record in _with_matmul_precision(epochs, config.precision == "tf32"):
             record["path"] = "eager" if path == "off" else path
             if notice is not None:
                 record["notice"] = notice
@@ -659,6 +782,29 @@ def check_resumable(
             )
 
 
+@contextmanager
+def _matmul_precision(tf32: bool) -> Iterator[None]:
+    """Allow TensorFloat-32 CUDA matmuls inside the block when ``tf32``; restore afterwards."""
+    before = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = before or tf32
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = before
+
+
+def _with_matmul_precision(epochs: Iterator[dict[str, Any]], tf32: bool):
+    """The generator ``epochs`` run under :func:`_matmul_precision`, which holds only while it
+    runs (not while it is suspended between epochs)."""
+    while True:
+        with _matmul_precision(tf32):
+            try:
+                record = next(epochs)
+            except StopIteration:
+                return
+        yield record
+
+
 def _beta(config: TrainConfig, step: int) -> float:
     return (
         config.beta * min(1.0, step / config.warmup_steps) if config.warmup_steps else config.beta
@@ -666,18 +812,24 @@ def _beta(config: TrainConfig, step: int) -> float:
 
 
 def _load_optimizer_state(
-    optimizer: torch.optim.Optimizer, saved: dict[str, Any], in_place: bool
+    optimizer: torch.optim.Optimizer | FlatAdam, saved: dict[str, Any], in_place: bool
 ) -> None:
     """Put the per-parameter state of ``saved`` (an optimizer ``state_dict``) into ``optimizer``,
     keeping its own settings. ``in_place`` copies into the existing state tensors (captured CUDA
     graphs hold their addresses)."""
-    params = [p for group in optimizer.param_groups for p in group["params"]]
+    if isinstance(optimizer, FlatAdam):
+        params = optimizer.params
+    else:
+        params = [p for group in optimizer.param_groups for p in group["params"]]
     entries = saved.get("state") or {}
     if sorted(entries) != list(range(len(params))) and entries:
         raise CheckpointError(
             f"the checkpoint's optimizer state covers {len(entries)} parameters, the model has "
             f"{len(params)}"
         )
+    if isinstance(optimizer, FlatAdam):
+        optimizer.load_state_dict({"state": entries})  # copies into its buffers
+        return
     if not in_place:
         own = optimizer.state_dict()
         optimizer.load_state_dict({"state": entries, "param_groups": own["param_groups"]})
@@ -912,29 +1064,21 @@ class _FastRun:
 
         params = [p for p in model.parameters() if p.requires_grad]
         self.params = params
-        # Fused Adam: one kernel for all parameters, and it skips the whole update on the device
-        # when ``found_inf`` is non-zero (the mechanism of torch's GradScaler), so a non-finite
-        # step needs no copy of the parameters to undo it.
-        # A scheduled lr is a device tensor, so captured graphs read the value set each epoch.
-        lr: float | Tensor = config.lr
-        if config.lr_schedule != "constant":
-            lr = torch.tensor(config.lr, device=device)
-        self.optimizer = torch.optim.Adam(
+        # Adam over one flat buffer, the skip of a non-finite step and clipping in one pass; its
+        # lr is a device tensor, so captured graphs read the value a schedule sets each epoch.
+        self.optimizer = FlatAdam(
             params,
-            lr=lr,
+            config.lr,
             eps=config.adam_eps,
             weight_decay=config.weight_decay,
-            capturable=self.capture,
-            fused=True,
+            grad_clip=config.grad_clip,
+            compile=path == "compile",
         )
-        self.found_inf = torch.zeros((), device=device)
-        self.one = torch.ones((), device=device)
-        self.optimizer.found_inf = self.found_inf
         self.metrics = DeviceMetrics(device, config.batch_size)
         self.epoch = 1  # the next epoch to run
         self.step = self.skipped = 0  # good and skipped steps at the end of the last epoch
         self.elapsed = 0.0
-        self.loss_fn: Callable[[Tensor, Tensor, Tensor], tuple[Tensor, Tensor]] = self._loss
+        self.loss_fn: Callable[..., tuple[Tensor, Tensor]] = self._loss
         self.account: Callable[[Tensor, Tensor], None] = self._account
         if path == "compile":
             self.loss_fn = torch.compile(self._loss, dynamic=False, **COMPILE_OPTIONS)
@@ -944,7 +1088,8 @@ class _FastRun:
         # parameters and optimizer state back as they were and capture.
         saved = [p.detach().clone() for p in params]
         try:
-            self._warm_up_and_capture()
+            with _roomy_recompile_limit():
+                self._warm_up_and_capture()
         except Exception:
             with torch.no_grad():
                 for p, s in zip(params, saved, strict=True):
@@ -960,23 +1105,15 @@ class _FastRun:
             side.wait_stream(torch.cuda.current_stream(device))
         with torch.cuda.stream(side) if side is not None else nullcontext():
             for _ in range(3):
-                self.optimizer.zero_grad(set_to_none=True)
-                loss, _ = self.loss_fn(self._batch(0), self.eps[0], self.metrics.good)
-                loss.backward()
-                self.optimizer.step()
-            for _ in range(2):
                 self._step(0)
         if side is not None:
             torch.cuda.current_stream(device).wait_stream(side)
         with torch.no_grad():
             for p, s in zip(params, saved, strict=True):
                 p.copy_(s)
-            for st in self.optimizer.state.values():
-                for v in st.values():
-                    if isinstance(v, Tensor):
-                        v.zero_()
+        self.optimizer.reset()
         self.metrics.reset()
-        self.optimizer.zero_grad(set_to_none=True)
+        self.optimizer.zero_grad()
         self.graphs: dict[int, Callable[[], None]] = {}
         self._capture(self.G)
         if self.steps % self.G:
@@ -992,20 +1129,28 @@ class _FastRun:
             self.graphs[steps] = run
             return
         graph = torch.cuda.CUDAGraph()
-        self.optimizer.zero_grad(set_to_none=True)
+        self.optimizer.zero_grad()
         with torch.cuda.graph(graph):
             for j in range(steps):
                 self._step(j)
         self.graphs[steps] = graph.replay
 
-    def _batch(self, j: int) -> Tensor:
-        xb = self.x[self.idx[j]] if self.resident else self.batch[j]
-        if self.u is not None:
-            xb = (self.u[j] < xb).to(xb.dtype)
-        return xb
+    def _inputs(self, j: int) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        """Step ``j``'s data: (resident set, batch indices) or (streamed batch, None), and the
+        binarisation uniforms (or None). The gather and the binarisation happen in :meth:`_loss`,
+        where torch.compile fuses them into the first layer's input."""
+        u = self.u[j] if self.u is not None else None
+        if self.resident:
+            return self.x, self.idx[j], u
+        return self.batch[j], None, u
 
-    def _loss(self, xb: Tensor, eps: Tensor, good: Tensor) -> tuple[Tensor, Tensor]:
+    def _loss(
+        self, x: Tensor, idx: Tensor | None, u: Tensor | None, eps: Tensor, good: Tensor
+    ) -> tuple[Tensor, Tensor]:
         c = self.config
+        xb = x[idx] if idx is not None else x  # (B, *data_shape)
+        if u is not None:
+            xb = (u < xb).to(xb.dtype)
         beta: float | Tensor = c.beta
         if c.warmup_steps:
             beta = c.beta * torch.clamp((good + 1).float() / c.warmup_steps, max=1.0)
@@ -1014,23 +1159,14 @@ class _FastRun:
         return -bound.mean(), bound.detach().sum()
 
     def _step(self, j: int) -> None:
-        loss, bound_sum = self.loss_fn(self._batch(j), self.eps[j], self.metrics.good)
-        self.optimizer.zero_grad(set_to_none=True)
+        loss, bound_sum = self.loss_fn(*self._inputs(j), self.eps[j], self.metrics.good)
+        self.optimizer.zero_grad()
         loss.backward()
-        grads = [p.grad for p in self.params if p.grad is not None]
-        if self.config.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(grads, self.config.grad_clip, foreach=True)
-        # found_inf = 1 where any gradient or the bound is not finite, in one multi-tensor kernel
-        # (it also multiplies them by ``one``, which leaves them as they are); Adam then skips.
-        self.found_inf.zero_()
-        torch._amp_foreach_non_finite_check_and_unscale_(
-            [*grads, bound_sum], self.found_inf, self.one
-        )
-        self.optimizer.step()
-        self.account(self.found_inf, bound_sum)
+        finite = self.optimizer(bound_sum)
+        self.account(finite, bound_sum)
 
-    def _account(self, found_inf: Tensor, bound_sum: Tensor) -> None:
-        self.metrics.update(found_inf == 0, bound_sum, self.config.batch_size)
+    def _account(self, finite: Tensor, bound_sum: Tensor) -> None:
+        self.metrics.update(finite, bound_sum, self.config.batch_size)
 
     def _fill(self, order: Tensor, first: int, steps: int, buf: int) -> None:
         """Put steps [first, first + steps) of the epoch into the static buffers."""
@@ -1110,7 +1246,8 @@ class _FastRun:
         try:
             yield from self._epochs(progress, stop)
         finally:
-            self.model.zero_grad(set_to_none=True)
+            self.optimizer.zero_grad()
+            self.optimizer.release()
 
     def _epochs(self, progress: bool, stop: Callable[[], bool] | None):
         c, model = self.config, self.model
