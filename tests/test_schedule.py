@@ -77,10 +77,10 @@ def test_fast_loop_reads_the_rate_from_a_device_tensor() -> None:
     cfg = TrainConfig(epochs=5, batch_size=20, lr=1e-2, lr_schedule="iwae_scaled", adam_eps=1e-4)
     run = _FastRun(model(), data(), cfg, "graph")
     history = list(run.epochs(False))
-    lr = run.optimizer.param_groups[0]["lr"]
+    lr = run.optimizer.lr
     assert isinstance(lr, torch.Tensor) and float(lr) == pytest.approx(learning_rate(cfg, 5))
     assert [r["lr"] for r in history] == pytest.approx([learning_rate(cfg, e) for e in range(1, 6)])
-    assert run.optimizer.defaults["eps"] == 1e-4
+    assert run.optimizer.options["eps"] == 1e-4
 
 
 @pytest.mark.parametrize(
