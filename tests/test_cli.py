@@ -402,3 +402,72 @@ def test_subprocess_end_to_end(run: Path, tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and done.stderr.startswith("vaekit: error: ")
+
+
+# -- a categorical latent ----------------------------------------------------------------------
+
+CATEGORICAL = ["--epochs", "1", "--set", "n_latents=2", "--set", "kind=categorical",
+               "--set", "n_categories=4", "--set", "hidden=[16]", "-k", "5", "-q"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def categorical_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A one-epoch digits run whose latent is 2 categorical variables of 4 values."""
+    folder = tmp_path_factory.mktemp("categorical") / "run"
+    main(["train", "--data", "digits", "--out", str(folder), *CATEGORICAL])
+    return folder
+
+
+def test_categorical_train_and_evaluate(
+    capsys: pytest.CaptureFixture[str], categorical_run: Path, tmp_path: Path
+) -> None:
+    model = json.loads((categorical_run / "config.json").read_text())["model"]
+    # the digits defaults' latent_dim (a Gaussian VAE's setting) is dropped, --set hidden kept
+    assert model["kind"] == "categorical" and "latent_dim" not in model
+    assert (model["n_latents"], model["n_categories"], model["hidden"]) == (2, 4, [16])
+    code, out, err = run_cli(capsys, "train", "--data", "digits", "--out", tmp_path / "again",
+                             *CATEGORICAL)  # fmt: skip
+    assert code == 0, err
+    assert "valid log p(x), exact" in out
+    code, out, err = run_cli(capsys, "evaluate", categorical_run, "-k", "500", "-q",
+                             "-o", tmp_path / "e.json")  # fmt: skip
+    assert code == 0, err
+    report = json.loads((tmp_path / "e.json").read_text())
+    assert "log p(x), exact" in out and "active units" in out
+    assert report["elbo"] <= report["exact_log_likelihood"] + 0.05
+    assert abs(report["log_likelihood"] - report["exact_log_likelihood"]) < 0.05
+    assert len(report["kl_per_dim"]) == 2
+
+
+def test_categorical_sample_reconstruct_encode_decode(
+    capsys: pytest.CaptureFixture[str], categorical_run: Path, tmp_path: Path
+) -> None:
+    for command in ("sample", "reconstruct"):
+        code, _, err = run_cli(capsys, command, categorical_run, "-o", tmp_path / f"{command}.png")
+        assert code == 0, err
+        png(tmp_path / f"{command}.png")
+    code, _, err = run_cli(capsys, "encode", categorical_run, "-o", tmp_path / "p.npy")
+    assert code == 0, err
+    probs = np.load(tmp_path / "p.npy")  # q(z_l = c | x), one block of 4 columns per latent
+    assert probs.shape == (270, 8)
+    assert np.allclose(probs.reshape(270, 2, 4).sum(-1), 1.0, atol=1e-5)
+    code, _, err = run_cli(capsys, "encode", categorical_run, "--sample", "-o", tmp_path / "z.npy")
+    assert code == 0, err
+    z = np.load(tmp_path / "z.npy").reshape(270, 2, 4)
+    assert set(np.unique(z)) == {0.0, 1.0} and (z.sum(-1) == 1).all()
+    code, _, err = run_cli(capsys, "decode", categorical_run, tmp_path / "z.npy",
+                           "-o", tmp_path / "x.npy")  # fmt: skip
+    assert code == 0, err
+    assert np.load(tmp_path / "x.npy").shape == (270, 64)
+
+
+@pytest.mark.parametrize("command", ["manifold", "interpolate"])
+def test_categorical_refuses_continuous_walks(
+    command: str, capsys: pytest.CaptureFixture[str], categorical_run: Path
+) -> None:
+    before = snapshot(categorical_run)
+    code, _, err = run_cli(capsys, command, categorical_run)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "categorical" in err and command in err and "Traceback" not in err
+    assert snapshot(categorical_run) == before
+    assert not (categorical_run / "figures" / f"{command}.png").exists()

@@ -5,6 +5,7 @@ __version__ = "0.1.0"
 
 from . import data
 from .checkpoint import load, save
+from .discrete import CategoricalConfig, CategoricalVAE
 from .errors import CheckpointError, ConfigError, DataError, VaekitError
 from .evaluate import evaluate, log_likelihood
 from .hierarchical import HVAE, HVAEConfig
@@ -15,6 +16,8 @@ from .train import TrainConfig, TrainingError, TrainingInterrupted, fit
 __all__ = [
     "HVAE",
     "VAE",
+    "CategoricalConfig",
+    "CategoricalVAE",
     "CheckpointError",
     "ConfigError",
     "DataError",

@@ -58,6 +58,7 @@ def resolve_config(
         return {"kind", *cls.config_class.__dataclass_fields__}  # type: ignore[attr-defined]
 
     merged: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
+    given: set[str] = set()  # model settings from the config file or --set, not the data set
     for source in (dataset.defaults or {}, read_toml(config_file) if config_file else {}):
         for key, value in source.items():
             if key == "data":
@@ -67,9 +68,14 @@ def resolve_config(
             if not isinstance(value, dict):
                 raise ConfigError(f"config section {key!r} must be a table")
             merged[key].update(value)
+            if key == "model" and source is not dataset.defaults:
+                given.update(value)
     merged["train"].update({k: v for k, v in cli.items() if v is not None})
-    for text in overrides:
-        key, value = parse_override(text)
+    parsed = [(text, *parse_override(text)) for text in overrides]
+    for _, key, value in parsed:  # the model kind first: it decides which settings exist
+        if key in ("kind", "model.kind"):
+            merged["model"]["kind"] = value
+    for text, key, value in parsed:
         section, _, name = key.rpartition(".")
         if not section:
             owners = [s for s in SECTIONS if name in settings(s)]
@@ -79,7 +85,11 @@ def resolve_config(
         if section not in SECTIONS:
             raise ConfigError(f"unknown config section {section!r} in --set {text!r}")
         merged[section][name] = value
-    model_cfg = dict(merged["model"])
+        if section == "model":
+            given.add(name)
+    # The data set's model defaults suit its default kind; another kind keeps only those it has.
+    known = settings("model")
+    model_cfg = {k: v for k, v in merged["model"].items() if k in known or k in given}
     model_cfg.setdefault("data_shape", list(dataset.data_shape))
     model_cfg.setdefault("likelihood", "bernoulli" if dataset.binary else "gaussian")
     train_cfg = dict(merged["train"])
@@ -259,6 +269,15 @@ def _image_shape(config: dict[str, Any], model: VAE, given: str | None) -> tuple
     entry = config.get("data") if isinstance(config.get("data"), dict) else {}
     hint = parse_image_shape(given) if given else entry.get("image_shape")
     return image_shape(model.config.data_shape, hint, entry.get("name"))
+
+
+def _need_continuous(model: VAE, command: str) -> None:
+    """Refuse ``command`` for a model whose latent is discrete (it walks a continuous z)."""
+    if getattr(model, "discrete_latent", False):
+        raise ConfigError(
+            f"{command} walks a continuous latent space, but this run's model "
+            f"({model.kind}) has categorical latents; use sample, reconstruct or encode"
+        )
 
 
 def _check_count(name: str, n: int, available: int, split: str) -> None:
@@ -564,6 +583,9 @@ def _train_and_report(
     )
     click.echo(f"valid ELBO            {valid_elbo:10.3f} nats")
     click.echo(f"valid log p(x), K={k:<4d} {valid_ll:10.3f} nats")
+    if getattr(model.config, "enumerable", False):  # a small discrete latent: the exact value
+        exact_ll = float(model.log_likelihood_exact(x_valid).mean())
+        click.echo(f"valid log p(x), exact  {exact_ll:10.3f} nats")
     _wrote(*(out / f for f in RUN_FILES))
 
 
@@ -621,10 +643,13 @@ def evaluate(
     click.echo(f"{split} split of {dataset.name}: {report['n']} examples{note}")
     click.echo(f"  ELBO                 {report['elbo']:12.3f} nats")
     click.echo(f"  log p(x), K={k:<8d} {report['log_likelihood']:12.3f} nats")
+    if "exact_log_likelihood" in report:
+        click.echo(f"  log p(x), exact       {report['exact_log_likelihood']:12.3f} nats")
     click.echo(f"  bits/dim             {report['bits_per_dim']:12.4f}")
     click.echo(f"  reconstruction MSE   {report['reconstruction_mse']:12.5f} per dim")
     click.echo(f"  KL(q(z|x) || p(z))   {report['kl']:12.3f} nats")
-    click.echo(f"  active units         {report['active_units']:>7d} of {model.config.latent_dim}")
+    units = len(report["kl_per_dim"])
+    click.echo(f"  active units         {report['active_units']:>7d} of {units}")
     click.echo(
         textwrap.fill(kl, 100, initial_indent="  KL per latent dim   ", subsequent_indent=" " * 23)
     )
@@ -748,7 +773,10 @@ def encode(
 ) -> None:
     """Map examples to latents: E[z|x] by default, or one draw z ~ q(z|x) with --sample.
 
-    Writes an (N, latent_dim) array to RUN/latents.npy, or to --output (.npy or .csv).
+    Writes an (N, latent_dim) array to RUN/latents.npy, or to --output (.npy or .csv). For a
+    categorical latent (kind "categorical") E[z|x] is the probabilities q(z_l = c | x), one
+    block of n_categories columns per latent (argmax of a block: its most probable value), and
+    --sample writes one-hot draws.
 
     \b
     Example:
@@ -867,6 +895,7 @@ def interpolate(
     config = _read_run(run)
     out = _output(run, output, _figure_path(run, "interpolation.png"), (".png",))
     model = _load_model(run)
+    _need_continuous(model, "interpolate")
     shape = _image_shape(config, model, image_shape)
     x, labels, dataset = _load_split(config, model, data, split)
     if indices:
@@ -936,6 +965,7 @@ def manifold(
     config = _read_run(run)
     out = _output(run, output, _figure_path(run, "manifold.png"), (".png",))
     model = _load_model(run)
+    _need_continuous(model, "manifold")
     shape = _image_shape(config, model, image_shape)
     latent_dim = model.config.latent_dim
     if latent_dim < 2:

@@ -125,7 +125,8 @@ def latent_stats(
     unit "active" (Burda et al. 2016). The KLs are in closed form for a factorised Gaussian prior
     and Monte Carlo estimates with ``samples`` draws per example (seeded) for a mixture prior.
     A model with a ``latent_stats`` method of its own (the two-layer
-    :class:`vaekit.hierarchical.HVAE`, whose p(z1) has no closed form) gives them itself.
+    :class:`vaekit.hierarchical.HVAE`, whose p(z1) has no closed form, and
+    :class:`vaekit.discrete.CategoricalVAE`, whose latents are categorical) gives them itself.
     """
     from .model import rsample
 
@@ -163,7 +164,9 @@ def evaluate(
     Keys: ``n``, ``elbo`` (nats), ``log_likelihood`` (nats, K-sample IW estimate), ``k``,
     ``bits_per_dim`` (from the IW estimate), ``reconstruction_mse`` (mean squared error of the
     reconstruction at the posterior mean, per dimension), ``kl`` (nats), ``kl_per_dim`` (list),
-    ``active_units`` (count of dims with activity > 0.01).
+    ``active_units`` (count of dims with activity > 0.01). For a model whose latent takes few
+    enough values to enumerate (``model.config.enumerable``), also ``exact_log_likelihood``
+    (nats, by :func:`vaekit.discrete.log_likelihood_exact`).
     """
     model.eval()
     d = model.config.data_dim
@@ -174,11 +177,15 @@ def evaluate(
     for i in range(0, x.shape[0], 1000):
         xb = x[i : i + 1000].to(model.device)
         sq_err += float(((model.reconstruct(xb) - xb) ** 2).sum())
+    exact = {}
+    if getattr(model.config, "enumerable", False):
+        exact = {"exact_log_likelihood": float(model.log_likelihood_exact(x).mean())}
     return {
         "n": int(x.shape[0]),
         "elbo": float(elbos.mean()),
         "log_likelihood": float(ll.mean()),
         "k": int(k),
+        **exact,
         "bits_per_dim": float(-ll.mean() / (d * math.log(2))),
         "reconstruction_mse": sq_err / (x.shape[0] * d),
         "kl": float(stats["kl"] if "kl" in stats else stats["kl_per_dim"].sum()),
