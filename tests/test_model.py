@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch.distributions import Independent, Normal
@@ -151,3 +152,88 @@ def test_bad_config_names_the_setting(fields: dict, message: str) -> None:
 
 def test_data_dim() -> None:
     assert VAEConfig(data_shape=(1, 28, 28)).data_dim == 784
+
+
+# -- conditional VAE -------------------------------------------------------------------------------
+
+PATTERNS = torch.tensor(
+    [[1, 1, 1, 0, 0, 0, 0, 0, 0], [0, 0, 0, 1, 1, 1, 0, 0, 0], [0, 0, 0, 0, 0, 0, 1, 1, 1]],
+    dtype=torch.float32,
+)
+
+
+def test_conditional_sampling_respects_the_condition() -> None:
+    """Trained where the class decides the pattern, samples of class c look like pattern c."""
+    from vaekit import fit
+
+    torch.manual_seed(0)
+    labels = torch.arange(60) % 3
+    model = VAE(data_shape=(9,), latent_dim=2, hidden=(16,), condition_dim=3, activation="relu")
+    fit(model, PATTERNS[labels], conditions=labels, epochs=45, batch_size=20, lr=1e-2)
+    torch.manual_seed(1)
+    for c in range(3):
+        samples = model.sample(200, condition=c)  # (200, 9)
+        distance = ((samples[:, None] - PATTERNS) ** 2).sum(-1)  # (200, 3)
+        assert int(distance.mean(0).argmin()) == c
+        assert float((distance.argmin(-1) == c).float().mean()) > 0.9, c
+    # The bound uses the condition: the right labels explain the data far better than wrong ones.
+    x = PATTERNS[labels]
+    right = model.elbo(x, condition=labels).mean()
+    wrong = model.elbo(x, condition=(labels + 1) % 3).mean()
+    assert right > wrong + 5
+
+
+def test_labels_become_one_hot_conditions() -> None:
+    torch.manual_seed(0)
+    model = VAE(data_shape=(9,), latent_dim=2, hidden=(4,), condition_dim=3)
+    x, labels = PATTERNS[[0, 2, 1]], torch.tensor([0, 2, 1])
+    one_hot = torch.eye(3)[labels]
+    a = model(x, k=2, generator=torch.Generator().manual_seed(1), condition=labels)
+    b = model(x, k=2, generator=torch.Generator().manual_seed(1), condition=one_hot)
+    assert torch.equal(a.log_w, b.log_w)
+    assert torch.equal(model.encode(x, 1).mean, model.encode(x, torch.eye(3)[[1, 1, 1]]).mean)
+    assert torch.equal(model.reconstruct(x, labels), model.reconstruct(x, one_hot))
+    vectors = torch.rand(3, 3)  # any vector works as a condition
+    assert model.decode(torch.randn(3, 2), vectors).mean.shape == (3, 9)
+
+
+@pytest.mark.parametrize(
+    ("condition", "match"),
+    [
+        (None, "conditional .condition_dim = 3.: give a condition"),
+        (torch.tensor([0, 3, 1]), "label 3 is outside 0..2"),
+        (torch.rand(3, 4), r"shape \(3, 4\) do not match condition_dim = 3"),
+        (torch.tensor([0, 1]), "2 conditions for 3 examples"),
+    ],
+)
+def test_bad_conditions_are_data_errors(condition, match: str) -> None:
+    model = VAE(data_shape=(9,), latent_dim=2, hidden=(4,), condition_dim=3)
+    with pytest.raises(DataError, match=match):
+        model(PATTERNS, condition=condition)
+
+
+def test_conditions_for_fit_and_unconditional_models() -> None:
+    from vaekit import fit
+
+    plain = VAE(data_shape=(9,), latent_dim=2, hidden=(4,))
+    with pytest.raises(DataError, match="not conditional"):
+        plain.encode(PATTERNS, condition=0)
+    with pytest.raises(DataError, match="not conditional"):
+        fit(plain, PATTERNS, conditions=[0, 1, 2], epochs=1)
+    model = VAE(data_shape=(9,), latent_dim=2, hidden=(4,), condition_dim=3)
+    with pytest.raises(DataError, match=r"give conditions \(labels or vectors\) for the training"):
+        fit(model, PATTERNS, epochs=1)
+    with pytest.raises(DataError, match="for the validation data"):
+        fit(model, PATTERNS, conditions=[0, 1, 2], valid=PATTERNS, epochs=1)
+    with pytest.raises(ConfigError, match="vamp"):
+        VAE(condition_dim=3, prior="vamp")
+    history = fit(
+        model,
+        PATTERNS,
+        conditions=[0, 1, 2],
+        valid=PATTERNS,
+        valid_conditions=np.array([0, 1, 2]),
+        epochs=2,
+        precision="bf16",
+    )
+    assert history[-1]["path"] == "eager" and math.isfinite(history[-1]["valid_elbo"])

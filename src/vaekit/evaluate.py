@@ -7,7 +7,7 @@ comes from a generator seeded once, consumed in a fixed order.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
@@ -30,9 +30,24 @@ def _generator(device: torch.device, seed: int) -> torch.Generator:
 def _rows_per_chunk(model: VAE, device: torch.device) -> int:
     """How many (sample, example) pairs fit in one chunk of the budget."""
     c = model.config
-    row_cost = model.likelihood.n_params * c.data_dim + 2 * sum(c.hidden) + 4 * c.latent_dim
+    hidden = sum(
+        getattr(m, "floats_per_row", sum(c.hidden)) for m in (model.encoder, model.decoder)
+    )
+    row_cost = model.likelihood.n_params * c.data_dim + hidden + 4 * c.latent_dim
     budget = CHUNK_BUDGET.get(device.type, CHUNK_BUDGET["cpu"])
     return max(1, budget // row_cost)
+
+
+def _condition_chunk(condition: Tensor | None, start: int, size: int) -> dict[str, Tensor]:
+    """``{"condition": rows start..start+size}``, or nothing for an unconditional call."""
+    if condition is None:
+        return {}
+    return {"condition": condition[start : start + size]}
+
+
+def _conditions(model: VAE, condition: Any, n: int) -> Tensor | None:
+    """The conditions of ``n`` examples as (n, condition_dim) floats, or None when not given."""
+    return None if condition is None else model.condition(condition, n)
 
 
 @torch.no_grad()
@@ -46,6 +61,7 @@ def log_likelihood(
     progress: bool = False,
     fused: bool | None = None,
     matmul_precision: str = "tf32x3",
+    condition: Tensor | None = None,
 ) -> Tensor:
     """Importance-weighted estimate of log p(x) in nats per example, shape (N,).
 
@@ -59,12 +75,15 @@ def log_likelihood(
     ``matmul_precision`` is its matrix-product mode: "ieee" (plain float32), "tf32x3" (three
     TF32 products, about float32 accuracy; the default) or "tf32" (fastest, about 1e-3 relative
     error in the logits). The log-sum-exp over samples is in float64 either way.
+
+    ``condition`` (N, condition_dim) or labels (N,): the conditions of a conditional model.
     """
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
     model.eval()
+    condition = _conditions(model, condition, x.shape[0])
     if fused is not False:
-        why = fused_applies(model)
+        why = fused_applies(model) if condition is None else "the model is conditional"
         if why is None:
             per_pass = max(1, min(x.shape[0], 2**26 // (k * (model.config.latent_dim + 1))))
             return _log_likelihood_fused(
@@ -90,7 +109,8 @@ def log_likelihood(
         xb = x[start : start + batch].to(device)
         total = torch.full((xb.shape[0],), -math.inf, device=device, dtype=torch.float64)
         for k0 in range(0, k, k_chunk):
-            log_w = model(xb, k=min(k_chunk, k - k0), generator=g).log_w  # (k_chunk, B)
+            kw = _condition_chunk(condition, start, batch)
+            log_w = model(xb, k=min(k_chunk, k - k0), generator=g, **kw).log_w  # (k_chunk, B)
             total = torch.logaddexp(total, torch.logsumexp(log_w.double(), dim=0))
         out[start : start + batch] = (total - math.log(k)).cpu()
         bar.update(xb.shape[0])
@@ -100,14 +120,30 @@ def log_likelihood(
 
 @torch.no_grad()
 def elbo(
-    model: VAE, x: Tensor, *, samples: int = 1, seed: int = 0, batch_size: int = 1000
+    model: VAE,
+    x: Tensor,
+    *,
+    samples: int = 1,
+    seed: int = 0,
+    batch_size: int = 1000,
+    condition: Tensor | None = None,
 ) -> Tensor:
-    """ELBO per example in nats, shape (N,), with ``samples`` Monte Carlo samples each."""
+    """ELBO per example in nats, shape (N,), with ``samples`` Monte Carlo samples each.
+
+    ``condition``: the conditions of a conditional model, one per example."""
     model.eval()
+    condition = _conditions(model, condition, x.shape[0])
     device = model.device
     g = _generator(device, seed)
     parts = [
-        elbo_bound(model(x[i : i + batch_size].to(device), k=samples, generator=g)).cpu()
+        elbo_bound(
+            model(
+                x[i : i + batch_size].to(device),
+                k=samples,
+                generator=g,
+                **_condition_chunk(condition, i, batch_size),
+            )
+        ).cpu()
         for i in range(0, x.shape[0], batch_size)
     ]
     return torch.cat(parts) if parts else torch.empty(0)
@@ -115,7 +151,13 @@ def elbo(
 
 @torch.no_grad()
 def latent_stats(
-    model: VAE, x: Tensor, *, batch_size: int = 1000, samples: int = 16, seed: int = 0
+    model: VAE,
+    x: Tensor,
+    *,
+    batch_size: int = 1000,
+    samples: int = 16,
+    seed: int = 0,
+    condition: Tensor | None = None,
 ) -> dict[str, Tensor]:
     """Posterior statistics over a data set ``x`` (N, *data_shape).
 
@@ -133,11 +175,13 @@ def latent_stats(
     model.eval()
     if hasattr(model, "latent_stats"):
         return model.latent_stats(x, batch_size=batch_size, seed=seed)
+    condition = _conditions(model, condition, x.shape[0])
     prior = model.prior
     g = _generator(model.device, seed)
     means, kls, totals = [], [], []
     for i in range(0, x.shape[0], batch_size):
-        qz_x = model.encode(x[i : i + batch_size].to(model.device))
+        kw = _condition_chunk(condition, i, batch_size)
+        qz_x = model.encode(x[i : i + batch_size].to(model.device), **kw)
         if prior.analytic_kl:
             kl_d = kl_divergence(qz_x.base_dist, model.pz().base_dist)  # (B, latent_dim)
             totals.append(kl_d.sum().cpu())
@@ -157,26 +201,36 @@ def latent_stats(
 
 @torch.no_grad()
 def evaluate(
-    model: VAE, x: Tensor, *, k: int = 1000, seed: int = 0, progress: bool = False
+    model: VAE,
+    x: Tensor,
+    *,
+    k: int = 1000,
+    seed: int = 0,
+    progress: bool = False,
+    condition: Tensor | None = None,
 ) -> dict:
     """The usual report on a data set ``x`` (N, *data_shape), as plain Python numbers.
 
     Keys: ``n``, ``elbo`` (nats), ``log_likelihood`` (nats, K-sample IW estimate), ``k``,
     ``bits_per_dim`` (from the IW estimate), ``reconstruction_mse`` (mean squared error of the
     reconstruction at the posterior mean, per dimension), ``kl`` (nats), ``kl_per_dim`` (list),
-    ``active_units`` (count of dims with activity > 0.01). For a model whose latent takes few
+    ``active_units`` (count of dims with activity > 0.01). ``condition``: the conditions of a
+    conditional model, one per example. For a model whose latent takes few
     enough values to enumerate (``model.config.enumerable``), also ``exact_log_likelihood``
     (nats, by :func:`vaekit.discrete.log_likelihood_exact`).
     """
     model.eval()
     d = model.config.data_dim
-    elbos = elbo(model, x, seed=seed)
-    ll = log_likelihood(model, x, k=k, seed=seed, progress=progress)
-    stats = latent_stats(model, x, seed=seed)
+    condition = _conditions(model, condition, x.shape[0])
+    kw = {} if condition is None else {"condition": condition}
+    elbos = elbo(model, x, seed=seed, **kw)
+    ll = log_likelihood(model, x, k=k, seed=seed, progress=progress, **kw)
+    stats = latent_stats(model, x, seed=seed, **kw)
     sq_err = 0.0
     for i in range(0, x.shape[0], 1000):
         xb = x[i : i + 1000].to(model.device)
-        sq_err += float(((model.reconstruct(xb) - xb) ** 2).sum())
+        recon = model.reconstruct(xb, **_condition_chunk(condition, i, 1000))
+        sq_err += float(((recon - xb) ** 2).sum())
     exact = {}
     if getattr(model.config, "enumerable", False):
         exact = {"exact_log_likelihood": float(model.log_likelihood_exact(x).mean())}
@@ -302,6 +356,10 @@ def fused_applies(model: VAE) -> str | None:
         return "the model is not on a CUDA device"
     if type(model).forward is not VAE.forward or type(model).encode is not VAE.encode:
         return f"{type(model).__name__} overrides forward or encode"
+    if getattr(c, "network", "mlp") != "mlp":
+        return f"network {c.network!r} (the kernel is for mlp)"
+    if getattr(c, "condition_dim", 0):
+        return "the model is conditional"
     if type(model.likelihood) is not BernoulliLikelihood:
         return f"likelihood {c.likelihood!r} (the kernel is for bernoulli)"
     if type(model.prior) is not StandardNormalPrior:

@@ -18,7 +18,7 @@ from torch.distributions import Distribution, Independent, Normal, kl_divergence
 
 from .errors import ConfigError, DataError
 from .likelihoods import HALF_LOG_2PI, LIKELIHOODS, soft_clamp
-from .nets import ACTIVATIONS, MLP
+from .nets import ACTIVATIONS, NETWORKS, NetSpec
 from .objectives import Terms
 from .priors import PRIORS
 
@@ -34,7 +34,17 @@ class VAEConfig:
 
     data_shape: shape of one example, e.g. (784,) or (1, 28, 28).
     latent_dim: number of latent dimensions.
-    hidden: widths of the hidden layers of encoder and decoder (the decoder mirrors the encoder).
+    hidden: widths of the fully connected layers of encoder and decoder (the decoder mirrors
+        the encoder); with a conv network, of the layers between the conv stages and z.
+    network: one of ``vaekit.nets.NETWORKS``: "mlp" (fully connected, the AEVB paper's),
+        "conv" (stride-2 convolutions) or "resnet" (the same with residual blocks).
+    channels: widths of the conv stages; each halves height and width in the encoder and
+        doubles them in the decoder, so both must be divisible by 2 ** len(channels).
+    res_blocks: residual blocks per stage of the "resnet" network.
+    image_shape: (C, H, W) the conv networks see a flat example as, e.g. [1, 28, 28] for MNIST
+        stored as (784,); empty: ``data_shape`` itself, which must then be (C, H, W).
+    condition_dim: width of the condition c of a conditional VAE, q(z|x, c) and p(x|z, c): a
+        one-hot label (integer labels are turned into one-hot vectors) or any vector; 0: none.
     activation: one of ``vaekit.nets.ACTIVATIONS`` (tanh as in the AEVB paper, relu, ...).
     likelihood: one of ``vaekit.likelihoods.LIKELIHOODS``.
     likelihood_components: logistics per data dimension of the ``discretized_logistic``
@@ -50,6 +60,11 @@ class VAEConfig:
     latent_dim: int = 20
     hidden: tuple[int, ...] = (500,)
     activation: str = "tanh"
+    network: str = "mlp"
+    channels: tuple[int, ...] = (32, 64)
+    res_blocks: int = 1
+    image_shape: tuple[int, ...] = ()
+    condition_dim: int = 0
     likelihood: str = "bernoulli"
     likelihood_components: int = 1
     prior: str = "standard_normal"
@@ -62,7 +77,8 @@ class VAEConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_shape", tuple(int(d) for d in self.data_shape))
-        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        for name in ("hidden", "channels", "image_shape"):
+            object.__setattr__(self, name, tuple(int(h) for h in getattr(self, name)))
         if not self.data_shape or any(d <= 0 for d in self.data_shape):
             raise ConfigError(f"data_shape must be positive sizes, got {list(self.data_shape)}")
         if self.latent_dim <= 0:
@@ -72,8 +88,26 @@ class VAEConfig:
                 raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)}")
         if any(h <= 0 for h in self.hidden):
             raise ConfigError(f"hidden sizes must be positive, got {list(self.hidden)}")
+        if any(h <= 0 for h in self.channels):
+            raise ConfigError(f"channels must be positive, got {list(self.channels)}")
+        for name in ("res_blocks", "condition_dim"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be zero or more, got {getattr(self, name)}")
+        if self.image_shape and (
+            len(self.image_shape) != 3 or math.prod(self.image_shape) != self.data_dim
+        ):
+            raise ConfigError(
+                f"image_shape {list(self.image_shape)} must be [C, H, W] with C*H*W equal to the "
+                f"{self.data_dim} values of data_shape {list(self.data_shape)}"
+            )
+        if self.condition_dim and self.prior == "vamp":
+            raise ConfigError(
+                "prior 'vamp' has no condition for its pseudo-inputs; a conditional model "
+                "(condition_dim > 0) needs another prior, e.g. mog"
+            )
         for name, table in (
             ("activation", ACTIVATIONS),
+            ("network", NETWORKS),
             ("likelihood", LIKELIHOODS),
             ("prior", PRIORS),
         ):
@@ -119,13 +153,18 @@ class VAE(nn.Module):
         c = self.config
         self.prior = PRIORS[c.prior].from_config(c)
         self.likelihood = LIKELIHOODS[c.likelihood].from_config(c)
-        self.encoder = MLP(c.data_dim, c.hidden, 2 * c.latent_dim, c.activation)
-        self.decoder = MLP(
-            c.latent_dim,
-            tuple(reversed(c.hidden)),
-            self.likelihood.n_params * c.data_dim,
-            c.activation,
+        spec = NetSpec(
+            shape=c.image_shape or c.data_shape,
+            encoder_out=2 * c.latent_dim,
+            decoder_in=c.latent_dim,
+            out_per_dim=self.likelihood.n_params,
+            hidden=c.hidden,
+            activation=c.activation,
+            condition_dim=c.condition_dim,
+            channels=c.channels,
+            res_blocks=c.res_blocks,
         )
+        self.encoder, self.decoder = NETWORKS[c.network](spec)
         self.prior.bind(self._encode_params)
 
     # -- the model ---------------------------------------------------------------------------
@@ -134,45 +173,88 @@ class VAE(nn.Module):
         """The prior p(z), event shape ``(latent_dim,)``."""
         return self.prior()
 
-    def encode(self, x: Tensor) -> Distribution:
-        """q(z|x): a diagonal Gaussian with batch shape (B,) and event shape (latent_dim,).
+    def encode(self, x: Tensor, condition: Any = None) -> Distribution:
+        """q(z|x) (q(z|x, c) for a conditional model): a diagonal Gaussian with batch shape (B,)
+        and event shape (latent_dim,).
 
-        Its ``.mean`` is the embedding of ``x``; draw from it with ``.rsample()``.
+        Its ``.mean`` is the embedding of ``x``; draw from it with ``.rsample()``. ``condition``
+        (conditional models only): integer labels (B,), vectors (B, condition_dim), or one label
+        or vector for every example.
         """
         c = self.config
         if tuple(x.shape[1:]) != c.data_shape:
             raise DataError(
                 f"input has example shape {tuple(x.shape[1:])} but the model expects {c.data_shape}"
             )
-        loc, logvar = self._encode_params(x)
+        loc, logvar = self._encode_params(x, self.condition(condition, x.shape[0]))
         return Independent(Normal(loc, torch.exp(0.5 * logvar), validate_args=False), 1)
 
-    def _encode_params(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def _encode_params(self, x: Tensor, condition: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """q(z|x)'s mean and soft-clamped log-variance, each (B, latent_dim)."""
         c = self.config
-        h = self.encoder(x.reshape(x.shape[0], -1).to(self._dtype))
+        h = self.encoder(x.reshape(x.shape[0], -1).to(self._dtype), condition)
         loc, raw_logvar = h.chunk(2, dim=-1)
         return loc, soft_clamp(raw_logvar, c.encoder_min_logvar, c.encoder_max_logvar)
 
-    def decode(self, z: Tensor) -> Distribution:
-        """p(x|z) for z of shape (..., latent_dim): batch shape (...), event shape data_shape."""
-        return self.likelihood(self._decode_params(z))
+    def decode(self, z: Tensor, condition: Any = None) -> Distribution:
+        """p(x|z) (p(x|z, c) for a conditional model) for z of shape (..., latent_dim): batch
+        shape (...), event shape data_shape. ``condition`` as for :meth:`encode`, one per z row
+        (shape (..., condition_dim) after conversion) or one for all."""
+        n = z.shape[-2] if z.dim() > 1 else 1
+        return self.likelihood(self._decode_params(z, self.condition(condition, n)))
 
-    def _decode_params(self, z: Tensor) -> Tensor:
+    def _decode_params(self, z: Tensor, condition: Tensor | None = None) -> Tensor:
         """The decoder's output for ``z`` (..., latent_dim) as (..., n_params, *data_shape)."""
-        params = self.decoder(z)  # (..., n_params * D)
+        if condition is not None:
+            condition = condition.expand(*z.shape[:-1], condition.shape[-1])
+        params = self.decoder(z, condition)  # (..., n_params * D)
         return params.reshape(*z.shape[:-1], self.likelihood.n_params, *self.config.data_shape)
 
-    def forward(self, x: Tensor, k: int = 1, generator: torch.Generator | None = None) -> Terms:
+    def condition(self, condition: Any, n: int) -> Tensor | None:
+        """The condition for ``n`` examples as a float tensor (n, condition_dim), or None for an
+        unconditional model.
+
+        Accepts integer labels (n,) (made one-hot), vectors (n, condition_dim), or a single label
+        (an int) or vector (condition_dim,) for all ``n``. Raises DataError for a missing or
+        ill-shaped condition, a label out of range, or a condition given to an unconditional model.
+        """
+        dim = self.config.condition_dim
+        if not dim:
+            if condition is not None:
+                raise DataError(
+                    "this model is not conditional (condition_dim = 0); give no condition"
+                )
+            return None
+        if condition is None:
+            raise DataError(
+                f"this model is conditional (condition_dim = {dim}): give a condition for the "
+                "examples (labels or vectors)"
+            )
+        c = as_condition(condition, dim)
+        if c.dim() == 1:
+            c = c.expand(n, dim)
+        if c.shape[0] != n:
+            raise DataError(f"{c.shape[0]} conditions for {n} examples; give one per example")
+        return c.to(device=self.device, dtype=self._dtype)
+
+    def forward(
+        self,
+        x: Tensor,
+        k: int = 1,
+        generator: torch.Generator | None = None,
+        condition: Any = None,
+    ) -> Terms:
         """Terms of the bounds for ``x`` (B, *data_shape) with ``k`` reparameterised samples each.
 
         Returns log p(x|z), log p(z), log q(z|x) of shape (k, B) and the closed-form KL (B,) when
-        the prior allows one. ``generator`` makes the noise reproducible.
+        the prior allows one. ``generator`` makes the noise reproducible. ``condition``: see
+        :meth:`encode` (conditional models only).
         """
         if not self._closed_form():
-            qz_x = self.encode(x)
+            kw = {} if condition is None else {"condition": condition}
+            qz_x = self.encode(x, **kw)
             z = rsample(qz_x, k, generator)  # (k, B, latent_dim)
-            px_z = self.decode(z)
+            px_z = self.decode(z, **kw)
             pz = self.pz()
             kl = kl_divergence(qz_x, pz) if self.prior.analytic_kl else None
             return Terms(
@@ -182,12 +264,18 @@ class VAE(nn.Module):
                 kl=kl,
             )
         if tuple(x.shape[1:]) != self.config.data_shape:
-            self.encode(x)  # raises the DataError that names the shapes
+            self.encode(x, condition)  # raises the DataError that names the shapes
         eps_shape = (k, x.shape[0], self.config.latent_dim)
         eps = torch.randn(eps_shape, generator=generator, device=x.device, dtype=self._dtype)
-        return self.terms(x, eps)
+        return self.terms(x, eps, condition=condition)
 
-    def terms(self, x: Tensor, eps: Tensor, autocast: torch.dtype | None = None) -> Terms:
+    def terms(
+        self,
+        x: Tensor,
+        eps: Tensor,
+        autocast: torch.dtype | None = None,
+        condition: Any = None,
+    ) -> Terms:
         """The terms of :meth:`forward` for given noise ``eps`` (k, B, latent_dim), N(0, I).
 
         Computed from closed forms (the likelihood's and prior's ``log_prob`` and ``kl``), with
@@ -202,13 +290,14 @@ class VAE(nn.Module):
             from .train import model_terms
 
             return model_terms(self, x, eps, autocast)
+        cond = self.condition(condition, x.shape[0])
         with ac:
-            loc, logvar = self._encode_params(x)
+            loc, logvar = self._encode_params(x, cond)
         if autocast is not None:
             loc, logvar = loc.float(), logvar.float()
         z = loc + torch.exp(0.5 * logvar) * eps  # (k, B, latent_dim)
         with ac:
-            params = self._decode_params(z)
+            params = self._decode_params(z, cond)
         if autocast is not None:
             params = params.float()
         log_qz_x = -(0.5 * (eps * eps + logvar) + HALF_LOG_2PI).sum(-1)
@@ -226,33 +315,44 @@ class VAE(nn.Module):
     # -- conveniences ------------------------------------------------------------------------
 
     @torch.no_grad()
-    def sample(self, n: int, *, mean: bool = True) -> Tensor:
+    def sample(self, n: int, *, mean: bool = True, condition: Any = None) -> Tensor:
         """``n`` draws from the model, shape (n, *data_shape).
 
         With ``mean=True`` (the default) returns E[x|z] for z ~ p(z), the image people look at;
-        with ``mean=False`` draws x ~ p(x|z) as well. Uses torch's global RNG.
+        with ``mean=False`` draws x ~ p(x|z) as well. Uses torch's global RNG. A conditional
+        model needs ``condition``: one label (an int) or vector for all, or one per draw.
         """
         z = self.pz().sample((n,))
-        px_z = self.decode(z)
+        px_z = self.decode(z, condition)
         return px_z.mean if mean else px_z.sample()
 
     @torch.no_grad()
-    def reconstruct(self, x: Tensor) -> Tensor:
+    def reconstruct(self, x: Tensor, condition: Any = None) -> Tensor:
         """E[x|z] at z = the posterior mean of q(z|x); shape of ``x``."""
-        return self.decode(self.encode(x).mean).mean
+        return self.decode(self.encode(x, condition).mean, condition).mean
 
-    def elbo(self, x: Tensor, *, samples: int = 1, seed: int = 0, batch_size: int = 1000) -> Tensor:
+    def elbo(
+        self,
+        x: Tensor,
+        *,
+        samples: int = 1,
+        seed: int = 0,
+        batch_size: int = 1000,
+        condition: Any = None,
+    ) -> Tensor:
         """Per-example ELBO in nats (N,), without gradients; see :func:`vaekit.evaluate.elbo`."""
         from .evaluate import elbo
 
-        return elbo(self, x, samples=samples, seed=seed, batch_size=batch_size)
+        return elbo(self, x, samples=samples, seed=seed, batch_size=batch_size, condition=condition)
 
-    def log_likelihood(self, x: Tensor, k: int = 5000, *, seed: int = 0) -> Tensor:
+    def log_likelihood(
+        self, x: Tensor, k: int = 5000, *, seed: int = 0, condition: Any = None
+    ) -> Tensor:
         """Importance-weighted estimate of log p(x) in nats (N,); see
         :func:`vaekit.evaluate.log_likelihood`."""
         from .evaluate import log_likelihood
 
-        return log_likelihood(self, x, k=k, seed=seed)
+        return log_likelihood(self, x, k=k, seed=seed, condition=condition)
 
     def fit(self, data: Any, **kwargs: Any) -> History:
         """Train in place; same arguments as :func:`vaekit.train.fit`. Returns the history."""
@@ -275,12 +375,41 @@ class VAE(nn.Module):
 
     @property
     def _dtype(self) -> torch.dtype:
-        return self.encoder[0].weight.dtype
+        return next(self.encoder.parameters()).dtype
 
     @property
     def device(self) -> torch.device:
         """Device of the model's parameters."""
-        return self.encoder[0].weight.device
+        return next(self.encoder.parameters()).device
+
+
+def as_condition(values: Any, condition_dim: int) -> Tensor:
+    """Conditions as floats: integer labels (N,) or one int become one-hot (N, condition_dim) or
+    (condition_dim,); float vectors (N, condition_dim) or (condition_dim,) pass through.
+
+    Raises DataError for a label outside [0, condition_dim), a vector of the wrong width, or
+    values that are not finite.
+    """
+    c = torch.as_tensor(values)
+    if not (c.is_floating_point() or c.dtype == torch.bool):
+        if c.dim() > 1:
+            raise DataError(f"labels must be one integer per example, got shape {tuple(c.shape)}")
+        if c.numel() and (int(c.min()) < 0 or int(c.max()) >= condition_dim):
+            bad = int(c.min()) if int(c.min()) < 0 else int(c.max())
+            raise DataError(
+                f"label {bad} is outside 0..{condition_dim - 1}; the model has condition_dim = "
+                f"{condition_dim} (one per class)"
+            )
+        return torch.nn.functional.one_hot(c.long(), condition_dim).float()
+    c = c.float()
+    if c.dim() not in (1, 2) or c.shape[-1] != condition_dim:
+        raise DataError(
+            f"conditions of shape {tuple(c.shape)} do not match condition_dim = {condition_dim}; "
+            f"give (N, {condition_dim}) vectors or integer labels"
+        )
+    if not torch.isfinite(c).all():
+        raise DataError("conditions hold NaN or infinite values")
+    return c
 
 
 def rsample(qz_x: Distribution, k: int, generator: torch.Generator | None = None) -> Tensor:

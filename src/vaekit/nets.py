@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
+import torch
 from torch import Tensor, nn
+
+from .errors import ConfigError
 
 #: Name in a config -> activation module.
 ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -21,7 +26,8 @@ class MLP(nn.Sequential):
     """Fully connected network ``in_features -> hidden[0] -> ... -> out_features``.
 
     The activation follows every hidden layer, not the output. Acts on the last dimension, so any
-    leading shape passes through: ``(..., in_features) -> (..., out_features)``.
+    leading shape passes through: ``(..., in_features) -> (..., out_features)``. A ``condition``
+    (..., condition_dim) is concatenated to the input, whose width ``in_features`` includes it.
     """
 
     def __init__(
@@ -39,6 +45,213 @@ class MLP(nn.Sequential):
         layers.append(nn.Linear(width, out_features))
         super().__init__(*layers)
         self.in_features, self.out_features = in_features, out_features
+        #: Floats of activations per input row, for sizing evaluation chunks.
+        self.floats_per_row = sum(hidden) + out_features
+
+    def forward(self, x: Tensor, condition: Tensor | None = None) -> Tensor:
+        if condition is not None:
+            x = torch.cat([x, condition], dim=-1)
+        return super().forward(x)
+
+
+class ResBlock(nn.Module):
+    """``x + conv3x3(act(conv3x3(act(x))))`` at constant channels and size, (N, C, H, W)."""
+
+    def __init__(self, channels: int, activation: str) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            ACTIVATIONS[activation](),
+            nn.Conv2d(channels, channels, 3, padding=1),
+            ACTIVATIONS[activation](),
+            nn.Conv2d(channels, channels, 3, padding=1),
+        )
 
     def forward(self, x: Tensor) -> Tensor:
-        return super().forward(x)
+        return x + self.body(x)
+
+
+def _check_image(name: str, shape: tuple[int, ...], channels: Sequence[int]) -> tuple[int, int]:
+    """(h, w) of the smallest feature map; ConfigError where ``shape`` cannot be halved enough."""
+    if len(shape) != 3:
+        raise ConfigError(
+            f"network {name!r} needs examples shaped (C, H, W), got {tuple(shape)}; set "
+            "image_shape = [C, H, W], e.g. [1, 28, 28] for MNIST"
+        )
+    if not channels:
+        raise ConfigError(f"network {name!r} needs at least one entry in channels")
+    _, height, width = shape
+    factor = 2 ** len(channels)
+    if height % factor or width % factor:
+        raise ConfigError(
+            f"network {name!r} halves height and width once per entry of channels "
+            f"{list(channels)}, so they must be divisible by {factor}; image_shape "
+            f"{list(shape)} is not: use fewer channels or pad the images"
+        )
+    return height // factor, width // factor
+
+
+class ConvEncoder(nn.Module):
+    """Images to features: stride-2 4x4 convolutions (each halves H and W; with ``res_blocks``
+    residual blocks after each), then an MLP on the flattened features and the condition.
+
+    Input (..., C*H*W) or (..., C, H, W); output (..., out_features).
+    """
+
+    def __init__(
+        self,
+        image_shape: tuple[int, int, int],
+        channels: Sequence[int],
+        hidden: Sequence[int],
+        out_features: int,
+        activation: str,
+        condition_dim: int = 0,
+        res_blocks: int = 0,
+        name: str = "conv",
+    ) -> None:
+        super().__init__()
+        h, w = _check_image(name, image_shape, channels)
+        self.image_shape = tuple(image_shape)
+        layers: list[nn.Module] = []
+        width = image_shape[0]
+        for ch in channels:
+            layers += [nn.Conv2d(width, ch, 4, stride=2, padding=1), ACTIVATIONS[activation]()]
+            layers += [ResBlock(ch, activation) for _ in range(res_blocks)]
+            width = ch
+        self.convs = nn.Sequential(*layers)
+        self.head = MLP(width * h * w + condition_dim, hidden, out_features, activation)
+        self.out_features = out_features
+        _, height, wide = image_shape
+        self.floats_per_row = self.head.floats_per_row + sum(
+            ch * (height >> (i + 1)) * (wide >> (i + 1)) * (1 + 2 * res_blocks)
+            for i, ch in enumerate(channels)
+        )
+
+    def forward(self, x: Tensor, condition: Tensor | None = None) -> Tensor:
+        lead = x.shape[: x.dim() - (3 if tuple(x.shape[-3:]) == self.image_shape else 1)]
+        features = self.convs(x.reshape(-1, *self.image_shape)).flatten(1)
+        return self.head(features.reshape(*lead, -1), condition)
+
+
+class ConvDecoder(nn.Module):
+    """Features to images: an MLP (on the input and the condition) to a small feature map, then
+    stride-2 4x4 transposed convolutions (each doubles H and W; with ``res_blocks`` residual
+    blocks before each) up to ``out_channels`` channels at full size.
+
+    Input (..., in_features); output (..., out_channels * H * W), channel-major, so it reshapes
+    to (..., out_channels, H, W).
+    """
+
+    def __init__(
+        self,
+        image_shape: tuple[int, int, int],
+        channels: Sequence[int],
+        hidden: Sequence[int],
+        in_features: int,
+        out_channels: int,
+        activation: str,
+        condition_dim: int = 0,
+        res_blocks: int = 0,
+        name: str = "conv",
+    ) -> None:
+        super().__init__()
+        h, w = _check_image(name, image_shape, channels)
+        self.start = (channels[-1], h, w)
+        self.mlp = MLP(in_features + condition_dim, hidden, channels[-1] * h * w, activation)
+        self.act = ACTIVATIONS[activation]()
+        layers: list[nn.Module] = []
+        widths = list(reversed(channels))
+        for i, ch in enumerate(widths):
+            layers += [ResBlock(ch, activation) for _ in range(res_blocks)]
+            out = widths[i + 1] if i + 1 < len(widths) else out_channels
+            layers.append(nn.ConvTranspose2d(ch, out, 4, stride=2, padding=1))
+            if i + 1 < len(widths):
+                layers.append(ACTIVATIONS[activation]())
+        self.convs = nn.Sequential(*layers)
+        self.in_features = in_features
+        self.out_features = out_channels * image_shape[1] * image_shape[2]
+        _, height, wide = image_shape
+        self.floats_per_row = self.mlp.floats_per_row + sum(
+            ch * (height >> (i + 1)) * (wide >> (i + 1)) * (1 + 2 * res_blocks)
+            for i, ch in enumerate(channels)
+        )
+
+    def forward(self, z: Tensor, condition: Tensor | None = None) -> Tensor:
+        lead = z.shape[:-1]
+        features = self.act(self.mlp(z, condition)).reshape(-1, *self.start)
+        return self.convs(features).reshape(*lead, self.out_features)
+
+
+@dataclass(frozen=True)
+class NetSpec:
+    """What an encoder/decoder pair maps between.
+
+    shape: one example as the networks see it ((D,) or (C, H, W) for images).
+    encoder_out: encoder output features per example. decoder_in: decoder input features.
+    out_per_dim: decoder outputs per scalar of the example (the decoder emits
+        ``out_per_dim * prod(shape)`` values, laid out as (out_per_dim, *shape)).
+    condition_dim: width of a condition vector concatenated to both networks' inputs (0: none).
+    hidden: widths of fully connected layers (all of an MLP; the head of a conv network).
+    activation: a name in ACTIVATIONS. channels: widths of the conv stages.
+    res_blocks: residual blocks per stage (the resnet networks).
+    """
+
+    shape: tuple[int, ...]
+    encoder_out: int
+    decoder_in: int
+    out_per_dim: int
+    hidden: tuple[int, ...] = ()
+    activation: str = "relu"
+    condition_dim: int = 0
+    channels: tuple[int, ...] = (32, 64)
+    res_blocks: int = 1
+
+
+def mlp_networks(spec: NetSpec) -> tuple[nn.Module, nn.Module]:
+    """MLP encoder and a decoder with the hidden widths reversed (the AEVB paper's networks).
+
+    Both act on flat examples; the encoder takes (..., prod(shape))."""
+    d = math.prod(spec.shape)
+    encoder = MLP(d + spec.condition_dim, spec.hidden, spec.encoder_out, spec.activation)
+    decoder = MLP(
+        spec.decoder_in + spec.condition_dim,
+        tuple(reversed(spec.hidden)),
+        spec.out_per_dim * d,
+        spec.activation,
+    )
+    return encoder, decoder
+
+
+def _conv_networks(spec: NetSpec, res_blocks: int, name: str) -> tuple[nn.Module, nn.Module]:
+    shape = tuple(spec.shape)
+    common = {"activation": spec.activation, "condition_dim": spec.condition_dim, "name": name}
+    encoder = ConvEncoder(
+        shape, spec.channels, spec.hidden, spec.encoder_out, res_blocks=res_blocks, **common
+    )
+    decoder = ConvDecoder(
+        shape,
+        spec.channels,
+        tuple(reversed(spec.hidden)),
+        spec.decoder_in,
+        spec.out_per_dim * shape[0],
+        res_blocks=res_blocks,
+        **common,
+    )
+    return encoder, decoder
+
+
+def conv_networks(spec: NetSpec) -> tuple[nn.Module, nn.Module]:
+    """Convolutional encoder and transposed-convolutional decoder for (C, H, W) images."""
+    return _conv_networks(spec, 0, "conv")
+
+
+def resnet_networks(spec: NetSpec) -> tuple[nn.Module, nn.Module]:
+    """The conv networks with ``res_blocks`` residual blocks at every resolution."""
+    return _conv_networks(spec, spec.res_blocks, "resnet")
+
+
+#: Name in a config -> builder of an (encoder, decoder) pair.
+NETWORKS: dict[str, Callable[[NetSpec], tuple[nn.Module, nn.Module]]] = {
+    "mlp": mlp_networks,
+    "conv": conv_networks,
+    "resnet": resnet_networks,
+}

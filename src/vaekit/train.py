@@ -292,6 +292,8 @@ def select_path(model: VAE, config: TrainConfig, n: int) -> tuple[str, str | Non
         type(model).forward is not VAE.forward or type(model).encode is not VAE.encode
     ):
         why = f"{type(model).__name__} overrides forward or encode, which the fast path bypasses"
+    elif getattr(model.config, "condition_dim", 0):
+        why = "conditional models (condition_dim > 0) train on the eager loop"
     elif config.optimizer != "adam":
         why = f"optimizer {config.optimizer!r} has no capturable (CUDA-graph) implementation"
     elif n < config.batch_size:
@@ -544,7 +546,13 @@ def _fp32(dist: Distribution) -> Distribution:
     return dist
 
 
-def model_terms(model: VAE, x: Tensor, eps: Tensor, autocast: torch.dtype | None = None) -> Terms:
+def model_terms(
+    model: VAE,
+    x: Tensor,
+    eps: Tensor,
+    autocast: torch.dtype | None = None,
+    condition: Tensor | None = None,
+) -> Terms:
     """``model(x, k)`` with the noise given: ``eps`` (k, B, noise_dim) standard normal, where
     ``noise_dim`` is :func:`noise_dim` (the latent size for a one-layer VAE).
 
@@ -554,6 +562,8 @@ def model_terms(model: VAE, x: Tensor, eps: Tensor, autocast: torch.dtype | None
     With ``autocast`` (e.g. torch.bfloat16) the networks run under autocast and the
     distributions, log-densities and KL are computed in float32.
     """
+    if condition is not None:  # a conditional VAE (only the closed forms take a condition)
+        return model.terms(x, eps, autocast, condition=condition)
     if not isinstance(model, VAE) or model._closed_form():
         return model.terms(x, eps, autocast)
     ac = torch.autocast(
@@ -597,6 +607,8 @@ def fit(
     progress: bool = False,
     resume: bool = False,
     stop: Callable[[], bool] | None = None,
+    conditions: Any = None,
+    valid_conditions: Any = None,
     **overrides: Any,
 ) -> History:
     """Train ``model`` in place on ``data`` (N, *data_shape) and return the per-epoch history.
@@ -621,6 +633,10 @@ def fit(
 
     Each record names the loop that ran (``path``: "eager", "graph" or "compile") and, where the
     fast path did not apply, why (``notice``). See :class:`TrainConfig` ``fast``.
+
+    A conditional model (``condition_dim`` > 0) needs ``conditions`` for ``data`` (and
+    ``valid_conditions`` for ``valid``): integer labels (N,), made one-hot, or vectors
+    (N, condition_dim). It trains on the eager loop.
     """
     config = config or TrainConfig()
     if overrides:
@@ -630,10 +646,12 @@ def fit(
     device = model.device
     x = as_tensor(data, "training data")
     check_data(model, x, "training data")
-    x_valid = None
+    c_train = _fit_conditions(model, conditions, x.shape[0], "training data")
+    x_valid = c_valid = None
     if valid is not None:
         x_valid = as_tensor(valid, "validation data").to(device)
         check_data(model, x_valid, "validation data")
+        c_valid = _fit_conditions(model, valid_conditions, x_valid.shape[0], "validation data")
         if config.binarize == "dynamic":
             x_valid = binarize(x_valid, seed=config.seed + 1)
     if config.binarize == "dynamic" and model.likelihood.support != "unit":
@@ -677,7 +695,9 @@ def fit(
             path = "off"
     if notice is not None and config.fast in ("graph", "compile"):
         warnings.warn(notice, RuntimeWarning, stacklevel=2)
-    loop: _EagerLoop | _FastRun = _EagerLoop(model, x.to(device), config) if path == "off" else run
+    loop: _EagerLoop | _FastRun = (
+        _EagerLoop(model, x.to(device), config, c_train) if path == "off" else run
+    )
     history: History = []
     if state is not None:
         history = list(state.get("history") or [])
@@ -729,7 +749,10 @@ def fit(
             if notice is not None:
                 record["notice"] = notice
             if x_valid is not None:
-                record["valid_elbo"] = float(evaluate_elbo(model, x_valid, seed=config.seed).mean())
+                kw = {} if c_valid is None else {"condition": c_valid}
+                record["valid_elbo"] = float(
+                    evaluate_elbo(model, x_valid, seed=config.seed, **kw).mean()
+                )
             history.append(record)
             save()
             if out_dir is not None:
@@ -861,6 +884,20 @@ def _load_weights(model: VAE, weights: dict[str, Tensor], out: Path | None) -> N
         raise CheckpointError(f"{where!r} does not match the model: {detail}") from None
 
 
+def _fit_conditions(model: VAE, values: Any, n: int, name: str) -> Tensor | None:
+    """The conditions of ``n`` examples of ``name`` for a conditional model, else None."""
+    if not getattr(model.config, "condition_dim", 0):
+        if values is not None:
+            raise DataError(f"conditions were given for {name} but the model is not conditional")
+        return None
+    if values is None:
+        raise DataError(
+            f"the model is conditional (condition_dim = {model.config.condition_dim}): give "
+            f"conditions (labels or vectors) for the {name}"
+        )
+    return model.condition(values if isinstance(values, Tensor) else np.asarray(values), n)
+
+
 class _EagerLoop:
     """The plain loop: one step per minibatch, the last one ragged. One seeded generator ``g``
     draws each epoch's order, the dynamic binarisation and the noise, in that order, so the
@@ -869,8 +906,9 @@ class _EagerLoop:
 
     kind = "eager"
 
-    def __init__(self, model: VAE, x: Tensor, config: TrainConfig) -> None:
+    def __init__(self, model: VAE, x: Tensor, config: TrainConfig, c: Tensor | None = None) -> None:
         self.model, self.x, self.config = model, x, config
+        self.c = c  # one condition per example for a conditional model, else None
         self.device = model.device
         self.g = torch.Generator(device=self.device).manual_seed(config.seed)
         self.optimizer = make_optimizer(model, config)
@@ -964,19 +1002,21 @@ class _EagerLoop:
                         self.elapsed = time.perf_counter() - start
                         save()
                         raise TrainingInterrupted(self.step, self.epoch)
-                    xb = x[self.order[self.pos * B : (self.pos + 1) * B]]
+                    rows = self.order[self.pos * B : (self.pos + 1) * B]
+                    xb = x[rows]
+                    kw = {} if self.c is None else {"condition": self.c[rows]}
                     if config.binarize == "dynamic":
                         xb = torch.bernoulli(xb, generator=g)
                     beta = _beta(config, self.step + 1)
                     if autocast is None:
-                        terms = model(xb, k=config.samples, generator=g)
+                        terms = model(xb, k=config.samples, generator=g, **kw)
                     else:
                         eps = torch.randn(
                             (config.samples, xb.shape[0], noise_dim(model)),
                             generator=g,
                             device=device,
                         )
-                        terms = model_terms(model, xb, eps, autocast)
+                        terms = model_terms(model, xb, eps, autocast, **kw)
                     bound = objective(terms, beta)  # (B,)
                     loss = -bound.mean()
                     optimizer.zero_grad(set_to_none=True)
