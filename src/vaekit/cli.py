@@ -92,6 +92,9 @@ def resolve_config(
     model_cfg = {k: v for k, v in merged["model"].items() if k in known or k in given}
     model_cfg.setdefault("data_shape", list(dataset.data_shape))
     model_cfg.setdefault("likelihood", "bernoulli" if dataset.binary else "gaussian")
+    image = getattr(dataset, "image_shape", None)
+    if model_cfg.get("network", "mlp") != "mlp" and image and len(dataset.data_shape) != 3:
+        model_cfg.setdefault("image_shape", list(image))  # flat images: the conv nets' view
     train_cfg = dict(merged["train"])
     if dataset.binary and model_cfg["likelihood"] == "bernoulli":
         train_cfg.setdefault("binarize", "dynamic")
@@ -280,6 +283,44 @@ def _need_continuous(model: VAE, command: str) -> None:
         )
 
 
+def _condition_dim(model: VAE) -> int:
+    """Width of the run's condition (0 for an unconditional model)."""
+    return int(getattr(model.config, "condition_dim", 0))
+
+
+def _split_conditions(model: VAE, labels: Tensor | None, where: str) -> Tensor | None:
+    """One-hot conditions from the labels of ``where`` for a conditional run, else None."""
+    from .model import as_condition
+
+    dim = _condition_dim(model)
+    if not dim:
+        return None
+    if labels is None:
+        raise DataError(
+            f"{where} has no labels, but the run is conditional (condition_dim = {dim}); give a "
+            "labelled data set"
+        )
+    return as_condition(labels, dim)
+
+
+def _label_condition(model: VAE, label: int | None, what: str) -> dict[str, int]:
+    """``{"condition": label}`` for a conditional run (which needs --label), else {}."""
+    dim = _condition_dim(model)
+    if not dim:
+        if label is not None:
+            raise ConfigError(
+                "--label needs a conditional run (condition_dim > 0); this run has none"
+            )
+        return {}
+    if label is None:
+        raise ConfigError(
+            f"the run is conditional (condition_dim = {dim}): give --label 0..{dim - 1} to {what}"
+        )
+    if label >= dim:
+        raise ConfigError(f"--label {label} is outside 0..{dim - 1} (condition_dim = {dim})")
+    return {"condition": label}
+
+
 def _check_count(name: str, n: int, available: int, split: str) -> None:
     if n > available:
         raise ConfigError(f"{name} {n} is more than the {available} examples of the {split} split")
@@ -311,6 +352,12 @@ _scale_option = click.option(
     "--scale", type=click.IntRange(1, 16), default=None, help="Enlarge pictures this many times."
 )
 _seed_option = click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+_label_option = click.option(
+    "--label",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Class to condition on (conditional runs).",
+)
 
 
 # -- commands ----------------------------------------------------------------------------------
@@ -549,11 +596,20 @@ def _train_and_report(
     previous = {}
     if threading.current_thread() is threading.main_thread():
         previous = {sig: signal.signal(sig, handler) for sig in handled}
+    conditions = {}
+    if _condition_dim(model):
+        conditions = {
+            "conditions": _split_conditions(model, dataset.train_labels, f"{name}'s train split"),
+            "valid_conditions": _split_conditions(
+                model, dataset.valid_labels, f"{name}'s valid split"
+            ),
+        }
     try:
         history = fit(
             model,
             dataset.train,
             valid=dataset.valid,
+            **conditions,
             config=train_config,
             out=out,
             metadata=metadata,
@@ -574,8 +630,9 @@ def _train_and_report(
     x_valid = dataset.valid
     if train_config.binarize == "dynamic":
         x_valid = binarize(x_valid, seed=train_config.seed + 1)
-    valid_elbo = float(elbo_per_example(model, x_valid).mean())
-    valid_ll = float(log_likelihood(model, x_valid, k=k, progress=_progress(quiet)).mean())
+    kw = {"condition": conditions["valid_conditions"]} if conditions else {}
+    valid_elbo = float(elbo_per_example(model, x_valid, **kw).mean())
+    valid_ll = float(log_likelihood(model, x_valid, k=k, progress=_progress(quiet), **kw).mean())
     last = history[-1]
     click.echo(
         f"trained {last['epoch']} epochs ({last['step']} steps, {last['seconds']:.1f} s, "
@@ -623,12 +680,15 @@ def evaluate(
     config = _read_run(run)
     out = _output(run, output, run / "eval.json", (".json",))
     model = _load_model(run)
-    x, _, dataset = _load_split(config, model, data, split)
+    x, labels, dataset = _load_split(config, model, data, split)
+    condition = _split_conditions(model, labels, f"the {split} split of {dataset.name}")
     binarized = (config.get("train") or {}).get("binarize") == "dynamic"
     if binarized:
         x = binarize(x, seed=seed)
     start = time.perf_counter()
-    report = evaluate_model(model, x, k=k, seed=seed, progress=_progress(quiet))
+    report = evaluate_model(
+        model, x, k=k, seed=seed, progress=_progress(quiet), condition=condition
+    )
     report = {
         "data": dataset.name,
         "split": split,
@@ -668,6 +728,7 @@ def evaluate(
 )
 @click.option("--ncols", type=click.IntRange(min=1), default=None, help="Images per row.")
 @click.option("--draw", is_flag=True, help="Draw x ~ p(x|z) instead of showing E[x|z].")
+@_label_option
 @_seed_option
 @_image_option
 @_scale_option
@@ -677,6 +738,7 @@ def sample(
     n: int,
     ncols: int | None,
     draw: bool,
+    label: int | None,
     seed: int,
     image_shape: str | None,
     scale: int | None,
@@ -684,11 +746,13 @@ def sample(
 ) -> None:
     """Draw samples from the model as a grid of images (z ~ p(z), then E[x|z]).
 
-    Writes RUN/figures/samples.png (or --output).
+    A conditional run draws from p(x|z, c): all of class --label, or, without it, one row per
+    class (n // classes samples each, or --ncols). Writes RUN/figures/samples.png (or --output).
 
     \b
     Example:
       vaekit sample runs/digits -n 64 --seed 1
+      vaekit sample runs/mnist-cvae -n 64 --label 3
     """
     from . import viz
 
@@ -696,10 +760,24 @@ def sample(
     out = _output(run, output, _figure_path(run, "samples.png"), (".png",))
     model = _load_model(run)
     shape = _image_shape(config, model, image_shape)
+    what = "draws" if draw else "samples (means of p(x|z))"
+    classes = _condition_dim(model)
     torch.manual_seed(seed)
-    x = model.sample(n, mean=not draw)  # (n, *data_shape)
-    viz.save(viz.example_grid(x, shape, ncols, scale=scale), out)
-    click.echo(f"{n} {'draws' if draw else 'samples (means of p(x|z))'} from {run}")
+    if classes and label is None:
+        per_class = ncols or max(1, n // classes)
+        x = torch.cat(
+            [model.sample(per_class, mean=not draw, condition=c) for c in range(classes)]
+        )  # (classes * per_class, *data_shape)
+        viz.save(viz.example_grid(x, shape, per_class, scale=scale), out)
+        click.echo(
+            f"{per_class} {what} of each of classes 0..{classes - 1} (one row each) from {run}"
+        )
+    else:
+        kw = _label_condition(model, label, "sample")
+        x = model.sample(n, mean=not draw, **kw)  # (n, *data_shape)
+        viz.save(viz.example_grid(x, shape, ncols, scale=scale), out)
+        of = f" of class {label}" if kw else ""
+        click.echo(f"{n} {what}{of} from {run}")
     _wrote(out)
 
 
@@ -740,10 +818,12 @@ def reconstruct(
     out = _output(run, output, _figure_path(run, "reconstructions.png"), (".png",))
     model = _load_model(run)
     shape = _image_shape(config, model, image_shape)
-    x, _, dataset = _load_split(config, model, data, split)
+    x, labels, dataset = _load_split(config, model, data, split)
     _check_count("-n", n, x.shape[0], split)
     x = x[:n]
-    viz.save(viz.pairs_grid(x, model.reconstruct(x), shape, ncols, scale=scale), out)
+    condition = _split_conditions(model, labels, f"the {split} split of {dataset.name}")
+    kw = {} if condition is None else {"condition": condition[:n]}
+    viz.save(viz.pairs_grid(x, model.reconstruct(x, **kw), shape, ncols, scale=scale), out)
     click.echo(f"{n} {split} examples of {dataset.name} (above) and their reconstructions")
     _wrote(out)
 
@@ -760,6 +840,7 @@ def reconstruct(
     help="Encode the rows of this .npy/.csv instead of a data set.",
 )
 @click.option("--sample", "draw", is_flag=True, help="Draw z ~ q(z|x) instead of its mean.")
+@_label_option
 @_seed_option
 @_output_option
 def encode(
@@ -768,6 +849,7 @@ def encode(
     split: str,
     input_file: Path | None,
     draw: bool,
+    label: int | None,
     seed: int,
     output: Path | None,
 ) -> None:
@@ -776,7 +858,8 @@ def encode(
     Writes an (N, latent_dim) array to RUN/latents.npy, or to --output (.npy or .csv). For a
     categorical latent (kind "categorical") E[z|x] is the probabilities q(z_l = c | x), one
     block of n_categories columns per latent (argmax of a block: its most probable value), and
-    --sample writes one-hot draws.
+    --sample writes one-hot draws. A conditional run encodes a data set's examples with their
+    labels, --input rows with --label.
 
     \b
     Example:
@@ -787,16 +870,21 @@ def encode(
     out = _output(run, output, run / "latents.npy", (".npy", ".csv"))
     model = _load_model(run)
     if input_file is not None:
+        kw: dict[str, Any] = _label_condition(model, label, "encode --input rows")
         x = _check_examples(
             model, torch.from_numpy(_read_array(input_file, "input")), repr(str(input_file))
         )
         what = str(input_file)
     else:
-        x, _, dataset = _load_split(config, model, data, split)
+        if label is not None:
+            raise ConfigError("--label goes with --input; a data set's examples use their labels")
+        x, labels, dataset = _load_split(config, model, data, split)
         what = f"the {split} split of {dataset.name}"
+        condition = _split_conditions(model, labels, what)
+        kw = {} if condition is None else {"condition": condition}
     torch.manual_seed(seed)
     with torch.no_grad():
-        qz_x = model.encode(x)
+        qz_x = model.encode(x, **kw)
         z = qz_x.sample() if draw else qz_x.mean  # (N, latent_dim)
     z_np = z.detach().cpu().numpy().astype(np.float32)
     _write(out, _array_bytes(z_np, out.suffix.lower(), "z"))
@@ -810,6 +898,7 @@ def encode(
 @click.argument("latents", type=click.Path(path_type=Path))
 @click.option("--png", "png", is_flag=True, help="Also draw the decoded means as images.")
 @click.option("--ncols", type=click.IntRange(min=1), default=None, help="Images per row.")
+@_label_option
 @_image_option
 @_scale_option
 @_output_option
@@ -818,6 +907,7 @@ def decode(
     latents: Path,
     png: bool,
     ncols: int | None,
+    label: int | None,
     image_shape: str | None,
     scale: int | None,
     output: Path | None,
@@ -825,7 +915,8 @@ def decode(
     """Map latents (N, latent_dim) from a .npy/.csv file to decoded means E[x|z].
 
     Writes an (N, *data_shape) array to RUN/decoded.npy (or --output, .npy or .csv); with
-    --png also RUN/figures/decoded.png (beside --output when given).
+    --png also RUN/figures/decoded.png (beside --output when given). A conditional run decodes
+    them all as class --label.
 
     \b
     Example:
@@ -841,9 +932,10 @@ def decode(
         picture = _output(run, None, default, (".png",))
     model = _load_model(run)
     shape = _image_shape(config, model, image_shape) if png else None
+    kw = _label_condition(model, label, "decode")
     z = _read_latents(latents, model.config.latent_dim)
     with torch.no_grad():
-        x = model.decode(z).mean  # (N, *data_shape)
+        x = model.decode(z, **kw).mean  # (N, *data_shape)
     x_np = x.cpu().numpy().astype(np.float32)
     _write(out, _array_bytes(x_np, out.suffix.lower(), "x"))
     written = [out]
@@ -882,6 +974,7 @@ def interpolate(
 
     INDICES are two example numbers of the split (default: the first two with different labels).
     The row shows the first example, the decoded points from E[z|x1] to E[z|x2], and the second.
+    In a conditional run the condition moves from the first example's label to the second's.
     Writes RUN/figures/interpolation.png (or --output).
 
     \b
@@ -910,10 +1003,16 @@ def interpolate(
                 f"index {index} is out of range: the {split} split of {dataset.name} has "
                 f"{x.shape[0]} examples (0..{x.shape[0] - 1})"
             )
+    condition = _split_conditions(model, labels, f"the {split} split of {dataset.name}")
+    ends: dict[str, Tensor] = {}
+    path: dict[str, Tensor] = {}
+    if condition is not None:
+        ends = {"condition": condition[[i, j]]}
+        path = {"condition": viz.interpolation_latents(condition[i], condition[j], steps)}
     with torch.no_grad():
-        mu = model.encode(x[[i, j]]).mean  # (2, latent_dim)
+        mu = model.encode(x[[i, j]], **ends).mean  # (2, latent_dim)
         z = viz.interpolation_latents(mu[0], mu[1], steps)
-        row = torch.cat([x[[i]], model.decode(z).mean, x[[j]]])  # (steps + 2, *data_shape)
+        row = torch.cat([x[[i]], model.decode(z, **path).mean, x[[j]]])  # (steps + 2, ...)
     viz.save(viz.example_grid(row, shape, ncols=row.shape[0], scale=scale), out)
     click.echo(f"{steps} steps between {split} examples {i} and {j} of {dataset.name}")
     _wrote(out)
@@ -935,6 +1034,7 @@ def interpolate(
     metavar="I,J",
     help="Latent dims to vary (default: the two with the largest KL).",
 )
+@_label_option
 @_data_option
 @_image_option
 @_scale_option
@@ -943,6 +1043,7 @@ def manifold(
     run: Path,
     n: int,
     dims: str | None,
+    label: int | None,
     data: str | None,
     image_shape: str | None,
     scale: int | None,
@@ -952,6 +1053,7 @@ def manifold(
 
     Evenly spaced points on the unit square go through the inverse Gaussian CDF. With more than
     two latent dims, the two with the largest KL on the test split vary and the rest stay at 0.
+    A conditional run draws the manifold of class --label.
     Writes RUN/figures/manifold.png (or --output).
 
     \b
@@ -967,6 +1069,7 @@ def manifold(
     model = _load_model(run)
     _need_continuous(model, "manifold")
     shape = _image_shape(config, model, image_shape)
+    kw = _label_condition(model, label, "draw its manifold")
     latent_dim = model.config.latent_dim
     if latent_dim < 2:
         raise ConfigError("a manifold needs at least 2 latent dims; this run has 1")
@@ -979,13 +1082,15 @@ def manifold(
     elif latent_dim == 2:
         d0, d1 = 0, 1
     else:
-        x, _, dataset = _load_split(config, model, data, "test")
-        kl = latent_stats(model, x)["kl_per_dim"]
+        x, labels, dataset = _load_split(config, model, data, "test")
+        condition = _split_conditions(model, labels, f"the test split of {dataset.name}")
+        stats_kw = {} if condition is None else {"condition": condition}
+        kl = latent_stats(model, x, **stats_kw)["kl_per_dim"]
         d0, d1 = viz.top_dims(kl.tolist(), 2)
         how = f" (largest KL on {dataset.name}/test: {float(kl[d0]):.2f}, {float(kl[d1]):.2f} nats)"
     z = viz.manifold_latents(n, latent_dim, (d0, d1))
     with torch.no_grad():
-        x_grid = model.decode(z).mean  # (n * n, *data_shape)
+        x_grid = model.decode(z, **kw).mean  # (n * n, *data_shape)
     viz.save(viz.example_grid(x_grid, shape, n, pad=0, scale=scale), out)
     click.echo(f"{n}x{n} manifold over latent dims {d0} (down) and {d1} (across){how}")
     _wrote(out)
@@ -1015,8 +1120,10 @@ def latents(run: Path, data: str | None, split: str, n: int | None, output: Path
     model = _load_model(run)
     x, labels, dataset = _load_split(config, model, data, split)
     x, labels = x[:n], (labels[:n] if labels is not None else None)
+    condition = _split_conditions(model, labels, f"the {split} split of {dataset.name}")
+    kw = {} if condition is None else {"condition": condition}
     with torch.no_grad():
-        z = model.encode(x).mean  # (N, latent_dim)
+        z = model.encode(x, **kw).mean  # (N, latent_dim)
     title = f"{dataset.name} {split}: E[z|x]" + (", PCA" if z.shape[1] > 2 else "")
     names = getattr(dataset, "label_names", None)
     viz.save(viz.scatter(z, labels, names=names, title=title), out)
