@@ -212,3 +212,29 @@ def test_conv_run_on_flat_images_takes_the_image_shape(
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "divisible by 8" in err and not bad.exists()
     assert set(RUN_FILES) <= {p.name for p in run.iterdir()}
+
+
+@pytest.mark.parametrize(
+    ("name", "data_shape", "image_shape"),
+    [
+        ("mnist-conv.toml", (784,), (1, 28, 28)),
+        ("mnist-vamp.toml", (784,), (1, 28, 28)),
+        ("mnist-cvae.toml", (784,), (1, 28, 28)),
+        ("cifar10-conv.toml", (3, 32, 32), (3, 32, 32)),
+    ],
+)
+def test_model_recipes_build_for_their_data(name: str, data_shape, image_shape) -> None:
+    from types import SimpleNamespace
+
+    from vaekit.cli import resolve_config
+    from vaekit.model import build_model
+
+    path = Path(__file__).resolve().parents[1] / "configs" / name
+    dataset = SimpleNamespace(
+        name="x", defaults=None, data_shape=data_shape, binary=False, image_shape=image_shape
+    )
+    model_config, _, _ = resolve_config(str(path), (), dataset, {})
+    model = build_model(model_config)
+    x = torch.randint(0, 256, (2, *data_shape)) / 255
+    terms = model(x, k=1, **({"condition": [1, 2]} if model_config.condition_dim else {}))
+    assert terms.log_w.shape == (1, 2) and torch.isfinite(terms.log_w).all()
