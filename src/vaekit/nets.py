@@ -45,8 +45,8 @@ class MLP(nn.Sequential):
         layers.append(nn.Linear(width, out_features))
         super().__init__(*layers)
         self.in_features, self.out_features = in_features, out_features
-        #: Floats of activations per input row, for sizing evaluation chunks.
-        self.floats_per_row = sum(hidden) + out_features
+        #: Floats of hidden activations per input row, for sizing evaluation chunks.
+        self.floats_per_row = sum(hidden)
 
     def forward(self, x: Tensor, condition: Tensor | None = None) -> Tensor:
         if condition is not None:
@@ -170,9 +170,13 @@ class ConvDecoder(nn.Module):
         self.in_features = in_features
         self.out_features = out_channels * image_shape[1] * image_shape[2]
         _, height, wide = image_shape
-        self.floats_per_row = self.mlp.floats_per_row + sum(
-            ch * (height >> (i + 1)) * (wide >> (i + 1)) * (1 + 2 * res_blocks)
-            for i, ch in enumerate(channels)
+        self.floats_per_row = (
+            self.mlp.floats_per_row
+            + self.mlp.out_features
+            + sum(
+                ch * (height >> (i + 1)) * (wide >> (i + 1)) * (1 + 2 * res_blocks)
+                for i, ch in enumerate(channels)
+            )
         )
 
     def forward(self, z: Tensor, condition: Tensor | None = None) -> Tensor:
