@@ -437,6 +437,13 @@ def test_categorical_train_and_evaluate(
     assert report["elbo"] <= report["exact_log_likelihood"] + 0.05
     assert abs(report["log_likelihood"] - report["exact_log_likelihood"]) < 0.05
     assert len(report["kl_per_dim"]) == 2
+    work = tmp_path / "copy"
+    shutil.copytree(categorical_run, work)
+    run_cli(capsys, "evaluate", work, "-k", "5", "-q")  # writes RUN/eval.json, which info reads
+    code, out, err = run_cli(capsys, "info", work)
+    assert code == 0, err
+    exact = json.loads((work / "eval.json").read_text())["exact_log_likelihood"]
+    assert f"(K=5; exact {exact:.3f})" in out
 
 
 def test_categorical_sample_reconstruct_encode_decode(

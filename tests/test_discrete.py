@@ -400,3 +400,38 @@ def test_evaluate_reports_exact_log_likelihood() -> None:
     q = model.encode(x)
     kl = (q.probs * (q.logits - torch.log_softmax(model.prior.logits, -1))).sum(-1).mean(0)
     assert torch.allclose(torch.tensor(report["kl_per_dim"], dtype=torch.float64), kl, atol=1e-6)
+
+
+def test_resumed_training_repeats_bit_for_bit(tmp_path) -> None:
+    # The Gumbel-softmax temperature's clock (gumbel_steps) is part of the saved state.
+    def make() -> CategoricalVAE:
+        torch.manual_seed(0)
+        return CategoricalVAE(data_shape=(6,), n_latents=2, n_categories=3, hidden=(8,),
+                              estimator="gumbel", anneal_rate=0.05, prior="learned")  # fmt: skip
+
+    x = prototypes()
+    whole = make()
+    whole.fit(x, epochs=3, batch_size=32, out=tmp_path / "whole")
+    make().fit(x, epochs=2, batch_size=32, out=tmp_path / "parts")
+    resumed = make()
+    resumed.fit(x, epochs=3, batch_size=32, out=tmp_path / "parts", resume=True)
+    a, b = whole.state_dict(), resumed.state_dict()
+    assert int(a["gumbel_steps"]) == 9 and all(torch.equal(a[key], b[key]) for key in a)
+
+
+def test_enumerated_iwae_is_log_px_and_the_score_term_leaves_values_alone() -> None:
+    model, x = tiny(), pixels(5)
+    assert torch.allclose(iwae(model.enumerated_terms(x)), log_likelihood_exact(model, x))
+    model.eval()
+    for objective in (elbo, iwae):
+        for k in (1, 4):
+            t = model(x, k=k, generator=gen(k))
+            assert not t.pathwise and t.log_qz_x.requires_grad
+            plain = Terms(t.log_px_z, t.log_pz, t.log_qz_x, t.kl)  # no score-function term
+            assert torch.equal(objective(t), objective(plain))
+
+
+def test_reduced_precision_is_refused_in_one_line() -> None:
+    model = CategoricalVAE(data_shape=(6,), n_latents=2, n_categories=3, hidden=(8,))
+    with pytest.raises(ConfigError, match=r"precision='bf16' .* set precision=fp32"):
+        model.fit(prototypes(), epochs=1, precision="bf16")

@@ -1211,9 +1211,11 @@ def info(run: Path) -> None:
     if eval_file.is_file():
         try:
             ev = json.loads(eval_file.read_text())
+            exact = ev.get("exact_log_likelihood")
+            exact = f"; exact {exact:.3f}" if isinstance(exact, float) else ""
             click.echo(
                 f"eval   {ev['split']}: ELBO {ev['elbo']:.3f}, log p(x) {ev['log_likelihood']:.3f} "
-                f"(K={ev['k']}), {ev['bits_per_dim']:.4f} bits/dim, "
+                f"(K={ev['k']}{exact}), {ev['bits_per_dim']:.4f} bits/dim, "
                 f"{ev['active_units']} active units"
             )
         except (OSError, ValueError, KeyError, TypeError):

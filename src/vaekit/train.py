@@ -656,6 +656,11 @@ def fit(
             x_valid = binarize(x_valid, seed=config.seed + 1)
     if config.binarize == "dynamic" and model.likelihood.support != "unit":
         raise ConfigError("binarize='dynamic' needs the bernoulli likelihood")
+    if _autocast_dtype(config) is not None and not callable(getattr(model, "terms", None)):
+        raise ConfigError(
+            f"precision={config.precision!r} needs a model with terms(x, eps); "
+            f"{type(model).__name__} does not have them: set precision=fp32"
+        )
 
     out_dir = Path(out) if out is not None else None
     run_info: dict[str, Any] = {
