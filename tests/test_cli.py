@@ -78,6 +78,18 @@ def test_train_saves_and_prints_resolved_config(run: Path) -> None:
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 2
 
 
+def test_a_data_set_name_wins_over_a_folder_of_that_name(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "digits").mkdir()
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli(capsys, "train", "--data", "digits", "--out", "run", *TINY)
+    assert code == 0, err
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["data"]["source"] == "digits"
+    code, _, err = run_cli(capsys, "evaluate", "run", "-k", "3", "-q")
+    assert code == 0, err
+
+
 def test_train_prints_config_and_files(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     code, out, err = run_cli(
         capsys, "train", "--data", "digits", "--out", tmp_path / "r", *TINY, "--epochs", "1"

@@ -459,7 +459,8 @@ def train(
     )
     torch.manual_seed(train_config.seed)
     model = build_model(model_config)
-    is_file = Path(data).suffix in (".npy", ".npz") or Path(data).exists()
+    # A data set's name wins over a file or folder of that name, as in data.load.
+    is_file = datasets.ALIASES.get(data.lower(), data.lower()) not in datasets.DATASETS
     image_shape = getattr(dataset, "image_shape", None)
     metadata = {
         "data": {
