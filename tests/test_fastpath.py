@@ -220,9 +220,11 @@ def test_closed_form_terms_match_the_distributions():
         {"prior": "mog", "prior_components": 3},
         {"prior": "vamp", "prior_components": 3},
         {"likelihood": "discretized_logistic", "likelihood_components": 2},
+        {"network": "conv", "channels": (2,), "image_shape": (1, 2, 6)},
+        {"network": "resnet", "channels": (2,), "image_shape": (3, 2, 2), "prior": "mog"},
     ],
 )
-def test_fast_loop_runs_mixture_priors_and_the_logistic_likelihood(kw):
+def test_fast_loop_runs_mixture_priors_the_logistic_likelihood_and_conv_nets(kw):
     """Their closed-form terms equal the distributions' and the fast loop trains them."""
     m = small_model(**kw).double()
     x = (torch.randint(0, 256, (5, 12), generator=torch.Generator().manual_seed(4)) / 255).double()
@@ -287,3 +289,13 @@ def test_tf32_precision_trains_and_leaves_the_global_setting_as_it_was():
     fit(b, data(), epochs=1, batch_size=64)
     for p, q in zip(a.parameters(), b.parameters(), strict=True):
         assert torch.equal(p, q)  # on CPU, tf32 changes nothing
+
+
+def test_conditional_models_fall_back_to_the_eager_loop_with_a_notice():
+    model = small_model(condition_dim=2)
+    path, notice = select_path(model, TrainConfig(), 300)
+    assert path == "off" and "conditional" in notice and "\n" not in notice
+    labels = torch.arange(300) % 2
+    with pytest.warns(RuntimeWarning, match="conditional"):
+        history = fit(model, data(), conditions=labels, epochs=1, batch_size=64, fast="graph")
+    assert history[-1]["path"] == "eager" and "conditional" in history[-1]["notice"]

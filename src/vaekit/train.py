@@ -284,7 +284,9 @@ def select_path(model: VAE, config: TrainConfig, n: int) -> tuple[str, str | Non
         return "off", None
     device = model.device
     why = None
-    if device.type != "cuda":
+    if getattr(model.config, "condition_dim", 0):
+        why = "conditional models (condition_dim > 0) train on the eager loop"
+    elif device.type != "cuda":
         why = f"CUDA graphs need a CUDA device, the model is on {device.type}"
     elif not isinstance(model, VAE) and not callable(getattr(model, "terms", None)):
         why = f"{type(model).__name__} has no terms(x, eps) for the fast path"
@@ -292,8 +294,6 @@ def select_path(model: VAE, config: TrainConfig, n: int) -> tuple[str, str | Non
         type(model).forward is not VAE.forward or type(model).encode is not VAE.encode
     ):
         why = f"{type(model).__name__} overrides forward or encode, which the fast path bypasses"
-    elif getattr(model.config, "condition_dim", 0):
-        why = "conditional models (condition_dim > 0) train on the eager loop"
     elif config.optimizer != "adam":
         why = f"optimizer {config.optimizer!r} has no capturable (CUDA-graph) implementation"
     elif n < config.batch_size:
