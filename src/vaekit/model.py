@@ -141,6 +141,10 @@ class VAE(nn.Module):
         model = VAE(data_shape=(784,), latent_dim=20, likelihood="bernoulli")
 
     Inputs ``x`` have shape ``(B, *data_shape)``; latents ``z`` have shape ``(..., latent_dim)``.
+    The networks (``network``: MLP, conv or resnet), likelihood and prior are looked up by name
+    in ``NETWORKS``, ``LIKELIHOODS`` and ``PRIORS``. With ``condition_dim`` > 0 it is a
+    conditional VAE, q(z|x, c) and p(x|z, c) with p(z) unchanged: encode, decode, forward, terms,
+    sample and reconstruct then take ``condition`` (see :meth:`condition`).
     """
 
     kind = "vae"
