@@ -1,12 +1,16 @@
 # Two entry points for a fresh machine with Python 3.11 and pip:
 #   make demo   creates .venv, installs vaekit and trains on the embedded digits data set
 #   make test   creates .venv, installs vaekit with its test tools, and runs lint + tests
+# Demos on other kinds of data (each installs the Debian package it needs when it can):
+#   make words-demo   a text VAE on the word list of Debian's wamerican
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 RUN ?= runs/demo
+WORDS_RUN ?= runs/words
+WORDS ?= /usr/share/dict/words
 
-.PHONY: demo test lint format clean install
+.PHONY: demo words-demo test lint format clean install
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +29,16 @@ demo: $(BIN)/.installed
 	$(BIN)/vaekit manifold $(RUN) -n 15
 	$(BIN)/vaekit latents $(RUN)
 	@echo "demo run in $(RUN)/; pictures in $(RUN)/figures/ (samples, reconstructions, manifold, latents)"
+
+words-demo: export OMP_NUM_THREADS ?= 1
+words-demo: $(BIN)/.installed
+	sh scripts/apt-need.sh wamerican $(WORDS)
+	$(BIN)/vaekit train --config configs/words.toml --data $(WORDS) --out $(WORDS_RUN) \
+		--overwrite --quiet -k 10
+	$(BIN)/vaekit evaluate $(WORDS_RUN) -k 20 --quiet
+	$(BIN)/vaekit sample $(WORDS_RUN) -n 20
+	$(BIN)/vaekit interpolate $(WORDS_RUN) --from house --to garden
+	@echo "words demo run in $(WORDS_RUN)/ (samples.txt, interpolation.txt, eval.json)"
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check src tests benchmarks

@@ -3,7 +3,7 @@ library and a command-line tool."""
 
 __version__ = "0.1.0"
 
-from . import data
+from . import data, text
 from .checkpoint import load, save
 from .discrete import CategoricalConfig, CategoricalVAE
 from .errors import CheckpointError, ConfigError, DataError, VaekitError
@@ -37,4 +37,5 @@ __all__ = [
     "load",
     "log_likelihood",
     "save",
+    "text",
 ]

@@ -113,7 +113,12 @@ def _progress(quiet: bool) -> bool:
 
 
 def _settings(config: dict[str, Any]) -> str:
-    return " ".join(f"{k}={json.dumps(v) if isinstance(v, str) else v}" for k, v in config.items())
+    def show(v: Any) -> str:
+        if isinstance(v, list) and len(v) > 12:  # a text model's vocabulary
+            return f"[{len(v)} items]"
+        return json.dumps(v) if isinstance(v, str) else str(v)
+
+    return " ".join(f"{k}={show(v)}" for k, v in config.items())
 
 
 def _wrapped(label: str, text: str) -> str:
@@ -247,15 +252,36 @@ def _data_source(config: dict[str, Any], data: str | None) -> tuple[str, int]:
     return str(source), int(entry.get("split_seed", 0)) if not data else 0
 
 
+def _media(config: dict[str, Any]) -> str | None:
+    """What the run's examples stand for: "text", "audio", or None for arrays and images."""
+    entry = config.get("data") if isinstance(config.get("data"), dict) else {}
+    media = entry.get("media") if isinstance(entry.get("media"), dict) else {}
+    return media.get("kind")
+
+
+def _load_data(config: dict[str, Any], model: VAE, source: str, seed: int) -> Dataset:
+    """The data set at ``source``, read as the run's model was trained (text in its vocabulary,
+    audio with its spectrogram settings)."""
+    from . import data as datasets
+
+    if _media(config) == "text":
+        from .text import load_text
+
+        return load_text(source, seed, tokenizer=model.tokenizer, length=model.config.data_dim)
+    if _media(config) == "audio":
+        from .audio import AudioSettings, load_audio
+
+        return load_audio(source, seed, settings=AudioSettings.from_media(config["data"]["media"]))
+    return datasets.load(source, seed=seed)
+
+
 def _load_split(
     config: dict[str, Any], model: VAE, data: str | None, split: str
 ) -> tuple[Tensor, Tensor | None, Dataset]:
     """The ``split`` of the run's data set (or of ``--data``): examples and labels (or None)."""
-    from . import data as datasets
-
     source, seed = _data_source(config, data)
     try:
-        dataset = datasets.load(source, seed=seed)
+        dataset = _load_data(config, model, source, seed)
     except DataError as err:
         if data:
             raise
@@ -270,6 +296,8 @@ def _image_shape(config: dict[str, Any], model: VAE, given: str | None) -> tuple
     from .viz import image_shape, parse_image_shape
 
     entry = config.get("data") if isinstance(config.get("data"), dict) else {}
+    if _media(config) == "text":
+        raise ConfigError("the run's data is text: it has no pictures; try sample or interpolate")
     hint = parse_image_shape(given) if given else entry.get("image_shape")
     return image_shape(model.config.data_shape, hint, entry.get("name"))
 
@@ -326,9 +354,71 @@ def _check_count(name: str, n: int, available: int, split: str) -> None:
         raise ConfigError(f"{name} {n} is more than the {available} examples of the {split} split")
 
 
+def _check_index(index: int, n: int, split: str, name: str) -> None:
+    if index >= n:
+        raise ConfigError(
+            f"index {index} is out of range: the {split} split of {name} has {n} examples "
+            f"(0..{n - 1})"
+        )
+
+
 def _wrote(*paths: Path) -> None:
     for path in paths:
         click.echo(f"wrote {path}")
+
+
+def _echo_lines(out: Path, lines: list[str]) -> None:
+    """Print ``lines`` and write them, one a line, to ``out``."""
+    for line in lines:
+        click.echo(line)
+    _write(out, "".join(f"{line}\n" for line in lines).encode())
+    _wrote(out)
+
+
+def _read_texts(model: Any, path: Path, what: str) -> Tensor:
+    """Token ids of the lines of a .txt file, in the text model's vocabulary."""
+    from .text import read_lines
+
+    if path.suffix.lower() != ".txt":
+        raise DataError(f"{what} file {str(path)!r} of a text run must be a .txt file")
+    return model.ids(read_lines(path, at_least=1), repr(str(path)))
+
+
+def _folder(output: Path | None, default: Path) -> Path:
+    """The folder to write sound files into: ``output`` or ``default``, checked first."""
+    path = output if output is not None else default
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"output {str(path)!r} is a file; audio runs write a folder of WAV files")
+    if path.suffix.lower() in (".wav", ".png", ".npy", ".csv", ".txt"):
+        raise ConfigError(f"output {str(path)!r} names a file; give a folder for the WAV files")
+    folder = path
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(f"cannot write {str(path)!r}: {str(folder)!r} is not a writable folder")
+    return path
+
+
+def _write_sound(
+    config: dict[str, Any], x: Tensor, folder: Path, names: list[str], picture: Any = None
+) -> list[Path]:
+    """Examples (N, 1, n_mels, frames) as ``folder/NAME.wav`` (Griffin-Lim), and ``picture``
+    (their spectrograms) as ``folder/spectrograms.png``."""
+    from . import viz
+    from .audio import AudioSettings, write_clips
+
+    settings = AudioSettings.from_media(config["data"]["media"])
+    paths = write_clips(x, settings, folder, names)
+    if picture is not None:
+        paths.append(viz.save(picture, folder / "spectrograms.png"))
+    return paths
+
+
+def _read_sound(config: dict[str, Any], path: Path) -> Tensor:
+    """Examples of a .wav file or folder, made as the audio run's training data was."""
+    from .audio import AudioSettings, examples_of
+
+    return examples_of(path, AudioSettings.from_media(config["data"]["media"]))
 
 
 def _figure_path(run: Path, name: str) -> Path:
@@ -468,6 +558,7 @@ def train(
             "source": str(Path(data).resolve()) if is_file else data,
             "split_seed": 0,
             **({"image_shape": list(image_shape)} if image_shape else {}),
+            **({"media": dataset.media} if dataset.media else {}),
         }
     }
     _train_and_report(model, dataset, train_config, out, metadata, k, quiet, resume=False)
@@ -486,7 +577,6 @@ def _train_resume(
     quiet: bool,
 ) -> None:
     """``vaekit train --resume RUN``: the run's saved settings, with only RESUMABLE changes."""
-    from . import data as datasets
     from .checkpoint import read_training_info
     from .model import build_model, model_config
     from .train import RESUMABLE, TrainConfig
@@ -532,14 +622,14 @@ def _train_resume(
         )
         return
     source, split_seed = _data_source(metadata, data)
+    torch.manual_seed(train_config.seed)
+    model = build_model(saved_model)
     try:
-        dataset = datasets.load(source, seed=split_seed)
+        dataset = _load_data(metadata, model, source, split_seed)
     except DataError as err:
         if data:
             raise
         raise DataError(f"{err} (the run's data set; give it with --data)") from None
-    torch.manual_seed(train_config.seed)
-    model = build_model(saved_model)
     click.echo(
         f"resume {run} at epoch {done + 1} of {train_config.epochs}, step {info.get('step')}"
     )
@@ -574,7 +664,7 @@ def _train_and_report(
 
     from .config import to_dict
     from .evaluate import elbo as elbo_per_example
-    from .evaluate import log_likelihood
+    from .evaluate import latent_stats, log_likelihood
     from .model import model_table
     from .train import TrainingInterrupted, binarize, fit
 
@@ -644,6 +734,13 @@ def _train_and_report(
     if getattr(model.config, "enumerable", False):  # a small discrete latent: the exact value
         exact_ll = float(model.log_likelihood_exact(x_valid).mean())
         click.echo(f"valid log p(x), exact  {exact_ll:10.3f} nats")
+    stats = latent_stats(model, x_valid)
+    active = int((stats["activity"] > 0.01).sum())
+    kl_valid = float(stats["kl"] if "kl" in stats else stats["kl_per_dim"].sum())
+    click.echo(
+        f"valid KL              {kl_valid:10.3f} nats, "
+        f"{active} of {len(stats['kl_per_dim'])} latent dims active"
+    )
     _wrote(*(out / f for f in RUN_FILES))
 
 
@@ -655,15 +752,20 @@ def _train_and_report(
     "-k",
     "k",
     type=click.IntRange(min=1),
-    default=5000,
-    show_default=True,
-    help="Importance samples for log p(x).",
+    default=None,
+    help="Importance samples for log p(x)  [default: 5000; 100 for text]",
 )
 @_seed_option
 @_output_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def evaluate(
-    run: Path, data: str | None, split: str, k: int, seed: int, output: Path | None, quiet: bool
+    run: Path,
+    data: str | None,
+    split: str,
+    k: int | None,
+    seed: int,
+    output: Path | None,
+    quiet: bool,
 ) -> None:
     """Report ELBO, log p(x), bits/dim, reconstruction error and latent usage of a run.
 
@@ -687,9 +789,16 @@ def evaluate(
     if binarized:
         x = binarize(x, seed=seed)
     start = time.perf_counter()
-    report = evaluate_model(
-        model, x, k=k, seed=seed, progress=_progress(quiet), condition=condition
-    )
+    text = _media(config) == "text"
+    k = k or (100 if text else 5000)
+    if text:
+        from .text import evaluate_text
+
+        report = evaluate_text(model, x, k=k, seed=seed, progress=_progress(quiet))
+    else:
+        report = evaluate_model(
+            model, x, k=k, seed=seed, progress=_progress(quiet), condition=condition
+        )
     report = {
         "data": dataset.name,
         "split": split,
@@ -706,8 +815,18 @@ def evaluate(
     click.echo(f"  log p(x), K={k:<8d} {report['log_likelihood']:12.3f} nats")
     if "exact_log_likelihood" in report:
         click.echo(f"  log p(x), exact       {report['exact_log_likelihood']:12.3f} nats")
-    click.echo(f"  bits/dim             {report['bits_per_dim']:12.4f}")
-    click.echo(f"  reconstruction MSE   {report['reconstruction_mse']:12.5f} per dim")
+    if text:
+        click.echo(
+            f"  bits/char            {report['bits_per_char']:12.4f}  "
+            f"({report['tokens_per_string']:.2f} per string, end token included)"
+        )
+        click.echo(
+            f"  reconstruction       {100 * report['exact_reconstruction']:11.1f}% of strings, "
+            f"{100 * report['token_accuracy']:.1f}% of characters"
+        )
+    else:
+        click.echo(f"  bits/dim             {report['bits_per_dim']:12.4f}")
+        click.echo(f"  reconstruction MSE   {report['reconstruction_mse']:12.5f} per dim")
     click.echo(f"  KL(q(z|x) || p(z))   {report['kl']:12.3f} nats")
     units = len(report["kl_per_dim"])
     click.echo(f"  active units         {report['active_units']:>7d} of {units}")
@@ -749,6 +868,9 @@ def sample(
 
     A conditional run draws from p(x|z, c): all of class --label, or, without it, one row per
     class (n // classes samples each, or --ncols). Writes RUN/figures/samples.png (or --output).
+    A text run prints the strings (greedy at each step, or drawn with --draw) and writes
+    RUN/samples.txt; an audio run writes WAV files and their spectrograms into the folder
+    RUN/samples/ (or --output).
 
     \b
     Example:
@@ -758,6 +880,23 @@ def sample(
     from . import viz
 
     config = _read_run(run)
+    if _media(config) == "text":
+        out = _output(run, output, run / "samples.txt", (".txt",))
+        model = _load_model(run)
+        torch.manual_seed(seed)
+        _echo_lines(out, model.texts(model.sample(n, mean=not draw)))
+        return
+    if _media(config) == "audio":
+        folder = _folder(output, run / "samples")
+        model = _load_model(run)
+        shape = _image_shape(config, model, image_shape)
+        torch.manual_seed(seed)
+        x = model.sample(n, mean=not draw)  # (n, 1, n_mels, frames)
+        picture = viz.example_grid(x, shape, ncols, scale=scale)
+        names = [f"sample-{i:03d}" for i in range(n)]
+        click.echo(f"{n} samples from {run} as sound (Griffin-Lim) and spectrograms")
+        _wrote(*_write_sound(config, x, folder, names, picture))
+        return
     out = _output(run, output, _figure_path(run, "samples.png"), (".png",))
     model = _load_model(run)
     shape = _image_shape(config, model, image_shape)
@@ -807,7 +946,9 @@ def reconstruct(
 ) -> None:
     """Show the first N examples of a split above their reconstructions E[x|z=E[z|x]].
 
-    Writes RUN/figures/reconstructions.png (or --output).
+    Writes RUN/figures/reconstructions.png (or --output). A text run prints each string and
+    its greedy reconstruction and writes them, tab-separated, to RUN/reconstructions.txt; an
+    audio run writes NNN-input.wav and NNN-reconstruction.wav into RUN/reconstructions/.
 
     \b
     Example:
@@ -816,6 +957,31 @@ def reconstruct(
     from . import viz
 
     config = _read_run(run)
+    if _media(config) == "text":
+        out = _output(run, output, run / "reconstructions.txt", (".txt",))
+        model = _load_model(run)
+        x, _, dataset = _load_split(config, model, data, split)
+        _check_count("-n", n, x.shape[0], split)
+        pairs = zip(model.texts(x[:n]), model.texts(model.reconstruct(x[:n])), strict=True)
+        click.echo(f"{n} {split} examples of {dataset.name} and their reconstructions")
+        _echo_lines(out, [f"{a}\t{b}" for a, b in pairs])
+        return
+    if _media(config) == "audio":
+        folder = _folder(output, run / "reconstructions")
+        model = _load_model(run)
+        shape = _image_shape(config, model, image_shape)
+        x, _, dataset = _load_split(config, model, data, split)
+        _check_count("-n", n, x.shape[0], split)
+        x = x[:n]
+        x_rec = model.reconstruct(x)
+        picture = viz.pairs_grid(x, x_rec, shape, ncols, scale=scale)
+        names = [f"{i:03d}-{what}" for what in ("input", "reconstruction") for i in range(n)]
+        click.echo(
+            f"{n} {split} examples of {dataset.name} and their reconstructions as sound "
+            "(both through Griffin-Lim) and spectrograms"
+        )
+        _wrote(*_write_sound(config, torch.cat([x, x_rec]), folder, names, picture))
+        return
     out = _output(run, output, _figure_path(run, "reconstructions.png"), (".png",))
     model = _load_model(run)
     shape = _image_shape(config, model, image_shape)
@@ -838,7 +1004,7 @@ def reconstruct(
     "input_file",
     type=click.Path(path_type=Path),
     default=None,
-    help="Encode the rows of this .npy/.csv instead of a data set.",
+    help="Encode the rows of this .npy/.csv (.txt for text) instead of a data set.",
 )
 @click.option("--sample", "draw", is_flag=True, help="Draw z ~ q(z|x) instead of its mean.")
 @_label_option
@@ -860,7 +1026,8 @@ def encode(
     categorical latent (kind "categorical") E[z|x] is the probabilities q(z_l = c | x), one
     block of n_categories columns per latent (argmax of a block: its most probable value), and
     --sample writes one-hot draws. A conditional run encodes a data set's examples with their
-    labels, --input rows with --label.
+    labels, --input rows with --label. For a text run, --input is a .txt file with one string a
+    line; for an audio run, a .wav file or a folder of them (every clip of each).
 
     \b
     Example:
@@ -870,8 +1037,13 @@ def encode(
     config = _read_run(run)
     out = _output(run, output, run / "latents.npy", (".npy", ".csv"))
     model = _load_model(run)
-    if input_file is not None:
-        kw: dict[str, Any] = _label_condition(model, label, "encode --input rows")
+    kw: dict[str, Any] = {}
+    if input_file is not None and _media(config) == "text":
+        x, what = _read_texts(model, input_file, "input"), str(input_file)
+    elif input_file is not None and _media(config) == "audio":
+        x, what = _read_sound(config, input_file), str(input_file)
+    elif input_file is not None:
+        kw = _label_condition(model, label, "encode --input rows")
         x = _check_examples(
             model, torch.from_numpy(_read_array(input_file, "input")), repr(str(input_file))
         )
@@ -915,6 +1087,9 @@ def decode(
 ) -> None:
     """Map latents (N, latent_dim) from a .npy/.csv file to decoded means E[x|z].
 
+    A text run prints the greedy strings and writes them to RUN/decoded.txt (or --output); an
+    audio run writes WAV files into the folder RUN/decoded/ (or --output).
+
     Writes an (N, *data_shape) array to RUN/decoded.npy (or --output, .npy or .csv); with
     --png also RUN/figures/decoded.png (beside --output when given). A conditional run decodes
     them all as class --label.
@@ -926,6 +1101,24 @@ def decode(
     from . import viz
 
     config = _read_run(run)
+    if _media(config) == "text":
+        out = _output(run, output, run / "decoded.txt", (".txt",))
+        model = _load_model(run)
+        z = _read_latents(latents, model.config.latent_dim)
+        click.echo(f"decoded {z.shape[0]} latents from {latents} (greedy strings)")
+        with torch.no_grad():
+            _echo_lines(out, model.texts(model.decode(z).mean))
+        return
+    if _media(config) == "audio":
+        folder = _folder(output, run / "decoded")
+        model = _load_model(run)
+        z = _read_latents(latents, model.config.latent_dim)
+        with torch.no_grad():
+            x = model.decode(z).mean
+        names = [f"decoded-{i:03d}" for i in range(z.shape[0])]
+        click.echo(f"decoded {z.shape[0]} latents from {latents} as sound (Griffin-Lim)")
+        _wrote(*_write_sound(config, x, folder, names))
+        return
     out = _output(run, output, run / "decoded.npy", (".npy", ".csv"))
     picture = None
     if png:
@@ -956,6 +1149,14 @@ def decode(
     show_default=True,
     help="Decoded images between the two ends.",
 )
+@click.option(
+    "--from",
+    "start",
+    default=None,
+    metavar="EXAMPLE",
+    help="First end instead of an index: a string for a text run, a .wav file for an audio run.",
+)
+@click.option("--to", "end", default=None, metavar="EXAMPLE", help="Second end, as --from.")
 @_data_option
 @_split_option
 @_image_option
@@ -965,6 +1166,8 @@ def interpolate(
     run: Path,
     indices: tuple[int, ...],
     steps: int,
+    start: str | None,
+    end: str | None,
     data: str | None,
     split: str,
     image_shape: str | None,
@@ -976,17 +1179,62 @@ def interpolate(
     INDICES are two example numbers of the split (default: the first two with different labels).
     The row shows the first example, the decoded points from E[z|x1] to E[z|x2], and the second.
     In a conditional run the condition moves from the first example's label to the second's.
-    Writes RUN/figures/interpolation.png (or --output).
+    Writes RUN/figures/interpolation.png (or --output). A text run takes its ends as strings
+    too (--from, --to), prints the greedy strings along the line and writes
+    RUN/interpolation.txt; an audio run takes .wav files as --from/--to and writes the steps as
+    WAV files into RUN/interpolation/.
 
     \b
     Example:
       vaekit interpolate runs/digits 3 17 --steps 12
+      vaekit interpolate runs/words --from house --to garden
     """
     from . import viz
 
     if len(indices) not in (0, 2):
         raise click.UsageError(f"give two indices or none, got {len(indices)}")
+    if (start is None) != (end is None) or (start is not None and indices):
+        raise click.UsageError("give both --from and --to, or indices, not a mix")
     config = _read_run(run)
+    if _media(config) == "text":
+        out = _output(run, output, run / "interpolation.txt", (".txt",))
+        model = _load_model(run)
+        if start is not None:
+            ends, what = model.ids([start, end], "--from/--to"), f"{start!r} and {end!r}"
+        else:
+            x, _, dataset = _load_split(config, model, data, split)
+            i, j = indices or (0, 1)
+            _check_index(max(i, j), x.shape[0], split, dataset.name)
+            ends, what = x[[i, j]], f"{split} examples {i} and {j} of {dataset.name}"
+        with torch.no_grad():
+            mu = model.encode(ends).mean  # (2, latent_dim)
+            path = model.texts(model.decode(viz.interpolation_latents(mu[0], mu[1], steps)).mean)
+        click.echo(f"{steps} steps between {what}")
+        _echo_lines(out, path)
+        return
+    if _media(config) == "audio":
+        folder = _folder(output, run / "interpolation")
+        model = _load_model(run)
+        shape = _image_shape(config, model, image_shape)
+        if start is not None:
+            ends = torch.cat([_read_sound(config, Path(p))[:1] for p in (start, end)])
+            what = f"{start} and {end} (first clip of each)"
+        else:
+            x, _, dataset = _load_split(config, model, data, split)
+            i, j = indices or (0, 1)
+            _check_index(max(i, j), x.shape[0], split, dataset.name)
+            ends, what = x[[i, j]], f"{split} examples {i} and {j} of {dataset.name}"
+        with torch.no_grad():
+            mu = model.encode(ends).mean  # (2, latent_dim)
+            path = model.decode(viz.interpolation_latents(mu[0], mu[1], steps)).mean
+        row = torch.cat([ends[:1], path, ends[1:]])
+        picture = viz.example_grid(row, shape, ncols=row.shape[0], scale=scale)
+        names = [f"step-{i:03d}" for i in range(steps)]
+        click.echo(f"{steps} steps between {what}, as sound (Griffin-Lim) and spectrograms")
+        _wrote(*_write_sound(config, path, folder, names, picture))
+        return
+    if start is not None:
+        raise ConfigError("--from/--to take strings or .wav files; for images give two indices")
     out = _output(run, output, _figure_path(run, "interpolation.png"), (".png",))
     model = _load_model(run)
     _need_continuous(model, "interpolate")
@@ -999,11 +1247,7 @@ def interpolate(
         if labels is not None:
             j = next((t for t in range(1, len(labels)) if labels[t] != labels[0]), 1)
     for index in (i, j):
-        if index >= x.shape[0]:
-            raise ConfigError(
-                f"index {index} is out of range: the {split} split of {dataset.name} has "
-                f"{x.shape[0]} examples (0..{x.shape[0] - 1})"
-            )
+        _check_index(index, x.shape[0], split, dataset.name)
     condition = _split_conditions(model, labels, f"the {split} split of {dataset.name}")
     ends: dict[str, Tensor] = {}
     path: dict[str, Tensor] = {}

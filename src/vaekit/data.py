@@ -161,6 +161,10 @@ class Dataset:
     label_names: class name of each label value, where known.
     binarization: "static" when the values were replaced by one fixed Bernoulli draw, else "none".
     source: the file or folder the data was read from ("" for built-in data).
+    media: what the examples stand for when they are not arrays or images, saved with a run so
+        its commands write them back as files: ``{"kind": "text"}`` (token ids, see
+        :mod:`vaekit.text`) or ``{"kind": "audio", ...}`` (log-mel spectrograms and the
+        settings that made them, see :mod:`vaekit.audio`); None otherwise.
     """
 
     name: str
@@ -176,6 +180,7 @@ class Dataset:
     label_names: list[str] | None = None
     binarization: str = "none"
     source: str = ""
+    media: dict | None = None
 
     @property
     def data_shape(self) -> tuple[int, ...]:
@@ -1146,7 +1151,10 @@ ALIASES = {
     "frey_face": "frey-face",
     "freyface": "frey-face",
 }
-FILE_KINDS = ".npy, .npz, .csv, .tsv, mnist.pkl.gz, cifar-10-python.tar.gz, a .mat Frey Face file"
+FILE_KINDS = (
+    ".npy, .npz, .csv, .tsv, .txt (one example per line), .wav, mnist.pkl.gz, "
+    "cifar-10-python.tar.gz, a .mat Frey Face file"
+)
 
 
 def load(
@@ -1192,11 +1200,27 @@ def load(
     return ds
 
 
+def _is_text(path: Path) -> bool:
+    """Whether the file's first 64 kB are UTF-8 text without NUL bytes (e.g. a word list)."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(1 << 16)
+        head.decode("utf-8", errors="strict" if len(head) < 1 << 16 else "ignore")
+    except (OSError, UnicodeDecodeError):
+        return False
+    return bool(head) and b"\0" not in head
+
+
 def _load_path(
     path: Path, seed: int, image_size: Any, label_column: Any
 ) -> tuple[Dataset, tuple[str, ...]]:
     """Load a user's path; also returns which keyword options apply to it."""
     suffix, lname = path.suffix.lower(), path.name.lower()
+    if path.is_dir() or suffix in (".wav", ".wave"):
+        from .audio import is_audio, load_audio
+
+        if is_audio(path):
+            return load_audio(path, seed), ()
     if path.is_dir():
         if (path / "data_batch_1").is_file():
             return load_cifar10_folder(path), ()
@@ -1208,10 +1232,14 @@ def _load_path(
             raise DataError(f"data file {str(path)!r} does not exist; check the path")
         raise DataError(
             f"unknown data set or missing file {str(path)!r}; use one of {', '.join(DATASETS)} "
-            f"or the path of a file ({FILE_KINDS}) or an image folder"
+            f"or the path of a file ({FILE_KINDS}) or a folder of images or WAV files"
         )
     if suffix in (".npy", ".npz"):
         return load_array(path, seed), ()
+    if suffix == ".txt" or (suffix == "" and _is_text(path)):
+        from .text import load_text
+
+        return load_text(path, seed), ()
     if suffix in (".csv", ".tsv"):
         return load_csv(path, seed, label_column=label_column), ("label_column",)
     if lname.endswith(".pkl.gz"):
@@ -1222,4 +1250,6 @@ def _load_path(
         return load_frey_face_file(path, seed), ()
     if suffix in (".gz", "") and "idx" in lname:
         raise DataError(f"give the folder that holds {path.name!r} and the other idx files")
-    raise DataError(f"cannot read {str(path)!r}: supported are {FILE_KINDS} and image folders")
+    raise DataError(
+        f"cannot read {str(path)!r}: supported are {FILE_KINDS} and folders of images or WAV files"
+    )

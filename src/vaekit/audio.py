@@ -1,0 +1,401 @@
+"""Audio: WAV files in and out, log-mel spectrograms, Griffin-Lim, and folders of WAV files as
+data sets.
+
+An example is a fixed-length clip seen as its log-mel spectrogram, shape (1, n_mels, frames),
+normalised per mel band with the training split's mean and standard deviation, so a Gaussian
+likelihood and any image network fit it. The settings that made the spectrograms (sample rate,
+STFT size and hop, mel bands, frames, the normalisation) are saved in the run's config.json, so
+a run turns its samples and reconstructions back into sound: mel bands to a linear-frequency
+magnitude (least squares, clipped at 0), then Griffin-Lim phase recovery with torch.stft/istft,
+then 16-bit PCM WAV.
+
+WAV files are read with the standard library's ``wave`` module: integer PCM of 8, 16, 24 or 32
+bits, any number of channels (mixed down to mono), resampled (band-limited, by FFT) to the run's
+sample rate when theirs differs.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import wave
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .errors import DataError
+
+WAV_SUFFIXES = (".wav", ".wave")
+#: Floor added to mel power before the log (about -100 dB below full scale).
+POWER_FLOOR = 1e-10
+#: Longest clip, in seconds, when the clip length comes from the data.
+MAX_CLIP_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class AudioSettings:
+    """How waveforms become examples; saved in config.json's ``data.media`` table.
+
+    sample_rate: Hz. n_fft: STFT window and FFT size, samples. hop: samples between frames.
+    n_mels: mel bands (0 Hz to sample_rate / 2). frames: STFT frames per clip (0 = from the
+    data: the longest file, at most ``MAX_CLIP_SECONDS``). mean, std: per mel band, of the
+    training split's log-mel values (empty = not yet measured). griffin_lim_iters: iterations of
+    phase recovery when writing sound.
+    """
+
+    sample_rate: int = 16000
+    n_fft: int = 1024
+    hop: int = 256
+    n_mels: int = 64
+    frames: int = 0
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
+    griffin_lim_iters: int = 64
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
+        object.__setattr__(self, "std", tuple(float(v) for v in self.std))
+        for name in ("sample_rate", "n_fft", "hop", "n_mels", "griffin_lim_iters"):
+            if int(getattr(self, name)) < 1:
+                raise DataError(
+                    f"audio {name} must be a positive integer, got {getattr(self, name)}"
+                )
+        if self.frames < 0 or self.hop > self.n_fft:
+            raise DataError(f"audio frames must be >= 0 and hop <= n_fft, got {self}")
+        if self.n_mels > self.n_fft // 2 + 1:
+            raise DataError(f"n_mels {self.n_mels} exceeds the {self.n_fft // 2 + 1} FFT bins")
+
+    @property
+    def samples(self) -> int:
+        """Waveform samples per clip: (frames - 1) * hop."""
+        return (self.frames - 1) * self.hop
+
+    def media(self) -> dict[str, Any]:
+        """The JSON table saved with a run."""
+        table = asdict(self)
+        table["mean"], table["std"] = list(self.mean), list(self.std)
+        return {"kind": "audio", **table}
+
+    @classmethod
+    def from_media(cls, table: dict[str, Any]) -> AudioSettings:
+        """Settings from a run's ``data.media`` table."""
+        known = {f.name for f in fields(cls)}
+        try:
+            return cls(**{k: v for k, v in table.items() if k in known})
+        except (TypeError, ValueError) as err:
+            raise DataError(f"the run's audio settings are unreadable: {err}") from None
+
+
+# -- WAV files --------------------------------------------------------------------------------
+
+
+def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
+    """(samples, sample rate) of a PCM WAV file: float32 mono in [-1, 1] (channels averaged)."""
+    path = Path(path)
+    where = repr(str(path))
+    try:
+        with wave.open(str(path), "rb") as f:
+            channels, width, rate = f.getnchannels(), f.getsampwidth(), f.getframerate()
+            raw = f.readframes(f.getnframes())
+    except FileNotFoundError:
+        raise DataError(f"WAV file {where} does not exist") from None
+    except (wave.Error, EOFError, OSError) as err:
+        raise DataError(
+            f"cannot read {where} as integer PCM WAV ({err}); convert it, e.g. "
+            "sox in.wav -b 16 out.wav"
+        ) from None
+    usable = len(raw) - len(raw) % (width * channels)
+    raw = raw[:usable]
+    if width == 1:
+        a = (np.frombuffer(raw, np.uint8).astype(np.float32) - 128) / 128
+    elif width == 2:
+        a = np.frombuffer(raw, "<i2").astype(np.float32) / 32768
+    elif width == 3:
+        b = np.frombuffer(raw, np.uint8).reshape(-1, 3).astype(np.int32)
+        ints = b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)
+        a = (np.where(ints >= 1 << 23, ints - (1 << 24), ints)).astype(np.float32) / (1 << 23)
+    elif width == 4:
+        a = np.frombuffer(raw, "<i4").astype(np.float64).astype(np.float32) / 2**31
+    else:  # pragma: no cover - wave refuses other widths
+        raise DataError(f"{where} has {8 * width}-bit samples; use 8, 16, 24 or 32-bit PCM")
+    a = a.reshape(-1, channels).mean(axis=1) if channels > 1 else a
+    if a.size == 0:
+        raise DataError(f"WAV file {where} holds no samples")
+    return np.ascontiguousarray(a, dtype=np.float32), rate
+
+
+def wav_bytes(samples: np.ndarray | Tensor, sample_rate: int) -> bytes:
+    """A mono 16-bit PCM WAV file of ``samples`` (S,) in [-1, 1] (clipped), as bytes."""
+    if isinstance(samples, Tensor):
+        samples = samples.detach().cpu().numpy()
+    a = np.clip(np.asarray(samples, dtype=np.float64).reshape(-1), -1.0, 1.0)
+    ints = np.round(a * 32767).astype("<i2")
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as f:
+        f.setnchannels(1)
+        f.setsampwidth(2)
+        f.setframerate(int(sample_rate))
+        f.writeframes(ints.tobytes())
+    return buffer.getvalue()
+
+
+def resample(samples: np.ndarray, rate: int, new_rate: int) -> np.ndarray:
+    """Band-limited resampling of ``samples`` (S,) from ``rate`` to ``new_rate`` Hz by FFT
+    (spectrum cut or zero-padded); float32."""
+    if rate == new_rate:
+        return samples.astype(np.float32)
+    n = samples.shape[0]
+    m = max(1, round(n * new_rate / rate))
+    spectrum = np.fft.rfft(samples.astype(np.float64))
+    keep = min(spectrum.shape[0], m // 2 + 1)
+    out = np.zeros(m // 2 + 1, dtype=np.complex128)
+    out[:keep] = spectrum[:keep]
+    return (np.fft.irfft(out, n=m) * (m / n)).astype(np.float32)
+
+
+# -- spectrograms ---------------------------------------------------------------------------
+
+
+def hz_to_mel(f: np.ndarray | float) -> np.ndarray:
+    """The HTK mel scale: 2595 log10(1 + f / 700)."""
+    return 2595.0 * np.log10(1.0 + np.asarray(f, dtype=np.float64) / 700.0)
+
+
+def mel_to_hz(m: np.ndarray | float) -> np.ndarray:
+    return 700.0 * (10.0 ** (np.asarray(m, dtype=np.float64) / 2595.0) - 1.0)
+
+
+def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int) -> Tensor:
+    """Triangular filters (n_mels, n_fft // 2 + 1) evenly spaced on the mel scale from 0 Hz to
+    sample_rate / 2, each of peak 1."""
+    freqs = np.linspace(0.0, sample_rate / 2, n_fft // 2 + 1)
+    edges = mel_to_hz(np.linspace(0.0, hz_to_mel(sample_rate / 2), n_mels + 2))
+    lo, mid, hi = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    up = (freqs[None] - lo) / np.maximum(mid - lo, 1e-9)
+    down = (hi - freqs[None]) / np.maximum(hi - mid, 1e-9)
+    bank = np.clip(np.minimum(up, down), 0.0, None)
+    # a band narrower than one FFT bin still gets the bin nearest its centre
+    empty = bank.sum(1) == 0
+    bank[empty, np.abs(freqs[None] - mid[empty]).argmin(1)] = 1.0
+    return torch.from_numpy(bank.astype(np.float32))
+
+
+def _window(n_fft: int, device: torch.device | None = None) -> Tensor:
+    return torch.hann_window(n_fft, device=device)
+
+
+def stft(waves: Tensor, n_fft: int, hop: int) -> Tensor:
+    """Complex STFT (N, n_fft // 2 + 1, frames) of waveforms (N, S), Hann window, centred."""
+    return torch.stft(
+        waves, n_fft, hop, window=_window(n_fft, waves.device), center=True, return_complex=True
+    )
+
+
+def log_mel(waves: Tensor, s: AudioSettings) -> Tensor:
+    """Log mel power spectrograms (N, n_mels, frames) of waveforms (N, S) in [-1, 1]."""
+    power = stft(waves.float(), s.n_fft, s.hop).abs() ** 2
+    mel = mel_filterbank(s.sample_rate, s.n_fft, s.n_mels).to(waves.device) @ power
+    return torch.log(mel + POWER_FLOOR)
+
+
+def mel_to_magnitude(log_mel_power: Tensor, s: AudioSettings) -> Tensor:
+    """Linear-frequency magnitudes (N, n_fft // 2 + 1, frames) whose mel power is closest (least
+    squares through the filterbank's pseudo-inverse, negatives clipped) to exp(log_mel_power)."""
+    bank = mel_filterbank(s.sample_rate, s.n_fft, s.n_mels).to(log_mel_power.device)
+    power = torch.linalg.pinv(bank.double()).float() @ torch.exp(log_mel_power.float())
+    return power.clamp(min=0).sqrt()
+
+
+def griffin_lim(
+    magnitude: Tensor, n_fft: int, hop: int, length: int, iters: int = 64, seed: int = 0
+) -> Tensor:
+    """Waveforms (N, length) whose STFT magnitude approaches ``magnitude`` (N, F, frames):
+    Griffin & Lim's phase recovery with momentum 0.99 (Perraudin et al. 2013), random initial
+    phase from ``seed``."""
+    g = torch.Generator(device=magnitude.device).manual_seed(seed)
+    window = _window(n_fft, magnitude.device)
+    angles = torch.rand(magnitude.shape, generator=g, device=magnitude.device) * 2 * math.pi
+    spec = magnitude * torch.exp(1j * angles)
+    previous = torch.zeros_like(spec)
+    waves = torch.zeros(magnitude.shape[0], length, device=magnitude.device)
+    for _ in range(max(1, iters)):
+        waves = torch.istft(spec, n_fft, hop, window=window, center=True, length=length)
+        rebuilt = torch.stft(waves, n_fft, hop, window=window, center=True, return_complex=True)
+        accelerated = rebuilt + 0.99 * (rebuilt - previous)
+        previous = rebuilt
+        spec = magnitude * torch.exp(1j * torch.angle(accelerated))
+    return torch.istft(spec, n_fft, hop, window=window, center=True, length=length)
+
+
+def normalise(logmel: Tensor, s: AudioSettings) -> Tensor:
+    """(log-mel - mean) / std per band: examples (N, 1, n_mels, frames) from (N, n_mels, frames)."""
+    mean = torch.tensor(s.mean, dtype=logmel.dtype)[:, None]
+    std = torch.tensor(s.std, dtype=logmel.dtype)[:, None]
+    return ((logmel - mean) / std)[:, None]
+
+
+def to_waveforms(x: Tensor, s: AudioSettings, seed: int = 0) -> Tensor:
+    """Sound (N, samples) of examples (N, 1, n_mels, frames): undo the normalisation, mel to
+    magnitude, Griffin-Lim. Scaled down where a clip would clip (peak above 0.99)."""
+    x = x.detach().float().cpu().reshape(-1, s.n_mels, s.frames)
+    mean = torch.tensor(s.mean)[:, None]
+    std = torch.tensor(s.std)[:, None]
+    magnitude = mel_to_magnitude(x * std + mean, s)
+    waves = griffin_lim(magnitude, s.n_fft, s.hop, s.samples, s.griffin_lim_iters, seed)
+    peak = waves.abs().amax(-1, keepdim=True)
+    return waves * torch.where(peak > 0.99, 0.99 / peak, torch.ones_like(peak))
+
+
+def write_clips(
+    x: Tensor, s: AudioSettings, folder: Path, names: Sequence[str], seed: int = 0
+) -> list[Path]:
+    """Write examples (N, 1, n_mels, frames) as ``folder/NAME.wav`` files (atomically)."""
+    from .viz import write_file
+
+    waves = to_waveforms(x, s, seed)
+    return [
+        write_file(folder / f"{name}.wav", wav_bytes(w, s.sample_rate))
+        for name, w in zip(names, waves, strict=True)
+    ]
+
+
+# -- data sets ------------------------------------------------------------------------------
+
+
+def _wav_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in WAV_SUFFIXES)
+
+
+def is_audio(path: Path) -> bool:
+    """Whether ``path`` is a WAV file, or a folder with WAV files at its top or one level down."""
+    if path.is_file():
+        return path.suffix.lower() in WAV_SUFFIXES
+    if not path.is_dir():
+        return False
+    return bool(_wav_files(path)) or any(d.is_dir() and _wav_files(d) for d in path.iterdir())
+
+
+def read_sound(paths: Sequence[Path], sample_rate: int) -> list[np.ndarray]:
+    """Each file's samples at ``sample_rate`` (resampled where the file's rate differs)."""
+    out = []
+    for p in paths:
+        a, rate = read_wav(p)
+        out.append(resample(a, rate, sample_rate))
+    return out
+
+
+def clips(sounds: Sequence[np.ndarray], length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Fixed-length clips (M, length) cut from sounds: a shorter sound is padded with silence,
+    a longer one split into consecutive clips (a last part under a quarter clip is dropped).
+    Also returns the index of the sound each clip came from (M,)."""
+    out, owner = [], []
+    for i, a in enumerate(sounds):
+        starts = range(0, max(1, a.shape[0]), length)
+        for j, start in enumerate(starts):
+            piece = a[start : start + length]
+            if j > 0 and piece.shape[0] < length // 4:
+                break
+            out.append(np.pad(piece, (0, length - piece.shape[0])))
+            owner.append(i)
+    return np.stack(out).astype(np.float32), np.array(owner, dtype=np.int64)
+
+
+def load_audio(path: str | Path, seed: int = 0, *, settings: AudioSettings | None = None) -> Any:
+    """A folder of WAV files (or one WAV file) as log-mel clips (N, 1, n_mels, frames), split
+    80/10/10 under ``seed``.
+
+    WAV files in sub-folders get the sub-folder's name as their label (``label_names``). With
+    ``settings`` (a trained run's) the clips are made and normalised exactly as in its training;
+    otherwise the clip length comes from the data and the normalisation from its training split.
+    ``Dataset.media`` holds the settings used.
+    """
+    from .data import Dataset, split
+
+    path = Path(path)
+    where = repr(str(path))
+    s = settings or AudioSettings()
+    if path.is_file():
+        files, labels, names = [path], None, None
+    elif path.is_dir():
+        top = _wav_files(path)
+        subs = sorted(d for d in path.iterdir() if d.is_dir() and _wav_files(d))
+        if top and subs:
+            raise DataError(
+                f"{where} holds WAV files both at its top and in sub-folders; put every file "
+                "into a class sub-folder, or none"
+            )
+        files = top + [p for d in subs for p in _wav_files(d)]
+        labels = [k for k, d in enumerate(subs) for _ in _wav_files(d)] if subs else None
+        names = [d.name for d in subs] if subs else None
+    else:
+        raise DataError(f"audio data {where} does not exist")
+    if not files:
+        raise DataError(f"{where} holds no WAV files ({', '.join(WAV_SUFFIXES)})")
+    sounds = read_sound(files, s.sample_rate)
+    if s.frames == 0:
+        longest = max(a.shape[0] for a in sounds)
+        length = min(longest, int(MAX_CLIP_SECONDS * s.sample_rate))
+        s = replace(s, frames=max(2, math.ceil(length / s.hop) + 1))
+    waves, owner = clips(sounds, s.samples)
+    if waves.shape[0] < 3:
+        raise DataError(
+            f"{where} gives {waves.shape[0]} clips of {s.samples / s.sample_rate:.2f} s; a data "
+            "set needs at least 3: add WAV files"
+        )
+    chunks = np.array_split(waves, 1 + len(waves) // 256)
+    logmel = torch.cat([log_mel(torch.from_numpy(w), s) for w in chunks])  # (N, n_mels, frames)
+    y = torch.from_numpy(np.asarray(labels)[owner]) if labels is not None else None
+    parts, y_parts = split(torch.arange(len(waves)), y, (0.1, 0.1), seed)
+    if not s.mean:
+        train = logmel[parts[0]]
+        mean = train.mean(dim=(0, 2))
+        std = train.std(dim=(0, 2)).clamp(min=1e-3)
+        s = replace(s, mean=tuple(mean.tolist()), std=tuple(std.tolist()))
+    elif len(s.mean) != s.n_mels or len(s.std) != s.n_mels:
+        raise DataError(f"the run's audio normalisation has the wrong size for {s.n_mels} bands")
+    x = normalise(logmel, s)
+    ds = Dataset(
+        path.stem if path.is_file() else path.name,
+        *(x[p] for p in parts),
+        *y_parts,
+        binary=False,
+        defaults=audio_defaults(),
+        image_shape=(1, s.n_mels, s.frames),
+        label_names=names,
+        source=str(path),
+        media=s.media(),
+    )
+    return ds
+
+
+def audio_defaults() -> dict[str, dict[str, Any]]:
+    """Settings that suit log-mel clips: an MLP with a Gaussian decoder of one learned variance
+    per value."""
+    return {
+        "model": {"hidden": [512], "latent_dim": 16, "activation": "relu",
+                  "likelihood": "gaussian_per_dim"},
+        "train": {"epochs": 200, "batch_size": 32, "lr": 1e-3, "grad_clip": 100.0},
+    }  # fmt: skip
+
+
+def examples_of(path: str | Path, settings: AudioSettings) -> Tensor:
+    """Every clip of a WAV file, or of the WAV files of a folder (sorted, sub-folders included),
+    as examples (M, 1, n_mels, frames) made and normalised with a run's ``settings``."""
+    path = Path(path)
+    if path.is_dir():
+        files = _wav_files(path) + [
+            p for d in sorted(path.iterdir()) if d.is_dir() for p in _wav_files(d)
+        ]
+        if not files:
+            raise DataError(f"{str(path)!r} holds no WAV files ({', '.join(WAV_SUFFIXES)})")
+    elif path.suffix.lower() in WAV_SUFFIXES:
+        files = [path]
+    else:
+        raise DataError(f"{str(path)!r} is not a .wav file or a folder of them")
+    waves, _ = clips(read_sound(files, settings.sample_rate), settings.samples)
+    return normalise(log_mel(torch.from_numpy(waves), settings), settings)
