@@ -3,14 +3,17 @@
 #   make test   creates .venv, installs vaekit with its test tools, and runs lint + tests
 # Demos on other kinds of data (each installs the Debian package it needs when it can):
 #   make words-demo   a text VAE on the word list of Debian's wamerican
+#   make audio-demo   a VAE of spoken digits synthesized with Debian's espeak-ng
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 RUN ?= runs/demo
 WORDS_RUN ?= runs/words
 WORDS ?= /usr/share/dict/words
+AUDIO_RUN ?= runs/spoken-digits
+SPOKEN ?= data/spoken-digits
 
-.PHONY: demo words-demo test lint format clean install
+.PHONY: demo words-demo audio-demo test lint format clean install
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +43,19 @@ words-demo: $(BIN)/.installed
 	$(BIN)/vaekit interpolate $(WORDS_RUN) --from house --to garden
 	@echo "words demo run in $(WORDS_RUN)/ (samples.txt, interpolation.txt, eval.json)"
 
+audio-demo: export OMP_NUM_THREADS ?= 1
+audio-demo: $(BIN)/.installed
+	sh scripts/apt-need.sh espeak-ng /usr/bin/espeak-ng
+	$(BIN)/python scripts/spoken_digits.py $(SPOKEN)
+	$(BIN)/vaekit train --data $(SPOKEN) --out $(AUDIO_RUN) --overwrite --quiet -k 100
+	$(BIN)/vaekit evaluate $(AUDIO_RUN) -k 1000 --quiet
+	$(BIN)/vaekit sample $(AUDIO_RUN) -n 10
+	$(BIN)/vaekit reconstruct $(AUDIO_RUN) -n 5
+	$(BIN)/vaekit interpolate $(AUDIO_RUN) --steps 6 \
+		--from $(SPOKEN)/zero/en-us-p50-s130.wav --to $(SPOKEN)/nine/en-gb-f3-p50-s130.wav
+	$(BIN)/vaekit latents $(AUDIO_RUN)
+	@echo "audio demo run in $(AUDIO_RUN)/: WAV files in samples/, reconstructions/, interpolation/"
+
 lint: $(BIN)/.installed
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
@@ -52,4 +68,4 @@ format: $(BIN)/.installed
 	$(BIN)/ruff check --fix src tests benchmarks
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache .ruff_cache
+	rm -rf $(VENV) runs data/spoken-digits .pytest_cache .ruff_cache

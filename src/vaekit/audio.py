@@ -44,8 +44,9 @@ class AudioSettings:
     sample_rate: Hz. n_fft: STFT window and FFT size, samples. hop: samples between frames.
     n_mels: mel bands (0 Hz to sample_rate / 2). frames: STFT frames per clip (0 = from the
     data: the longest file, at most ``MAX_CLIP_SECONDS``). mean, std: per mel band, of the
-    training split's log-mel values (empty = not yet measured). griffin_lim_iters: iterations of
-    phase recovery when writing sound.
+    training split's log-mel values (empty = not yet measured). trim_db: leading and trailing
+    samples more than this many dB below the file's peak are cut before clips are made (0 = keep
+    them). griffin_lim_iters: iterations of phase recovery when writing sound.
     """
 
     sample_rate: int = 16000
@@ -55,6 +56,7 @@ class AudioSettings:
     frames: int = 0
     mean: tuple[float, ...] = ()
     std: tuple[float, ...] = ()
+    trim_db: float = 40.0
     griffin_lim_iters: int = 64
 
     def __post_init__(self) -> None:
@@ -65,6 +67,8 @@ class AudioSettings:
                 raise DataError(
                     f"audio {name} must be a positive integer, got {getattr(self, name)}"
                 )
+        if not self.trim_db >= 0:
+            raise DataError(f"audio trim_db must be zero or more, got {self.trim_db}")
         if self.frames < 0 or self.hop > self.n_fft:
             raise DataError(f"audio frames must be >= 0 and hop <= n_fft, got {self}")
         if self.n_mels > self.n_fft // 2 + 1:
@@ -172,7 +176,8 @@ def mel_to_hz(m: np.ndarray | float) -> np.ndarray:
 
 def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int) -> Tensor:
     """Triangular filters (n_mels, n_fft // 2 + 1) evenly spaced on the mel scale from 0 Hz to
-    sample_rate / 2, each of peak 1."""
+    sample_rate / 2: each rises from 0 at the previous band's centre to 1 at its own and falls
+    to 0 at the next one's, sampled at the FFT bins' frequencies."""
     freqs = np.linspace(0.0, sample_rate / 2, n_fft // 2 + 1)
     edges = mel_to_hz(np.linspace(0.0, hz_to_mel(sample_rate / 2), n_mels + 2))
     lo, mid, hi = edges[:-2, None], edges[1:-1, None], edges[2:, None]
@@ -280,12 +285,22 @@ def is_audio(path: Path) -> bool:
     return bool(_wav_files(path)) or any(d.is_dir() and _wav_files(d) for d in path.iterdir())
 
 
-def read_sound(paths: Sequence[Path], sample_rate: int) -> list[np.ndarray]:
-    """Each file's samples at ``sample_rate`` (resampled where the file's rate differs)."""
+def trim(samples: np.ndarray, db: float) -> np.ndarray:
+    """``samples`` without the leading and trailing ones more than ``db`` dB below the peak."""
+    peak = float(np.abs(samples).max(initial=0.0))
+    if db <= 0 or peak == 0:
+        return samples
+    loud = np.flatnonzero(np.abs(samples) >= peak * 10 ** (-db / 20))
+    return samples[loud[0] : loud[-1] + 1]
+
+
+def read_sound(paths: Sequence[Path], s: AudioSettings) -> list[np.ndarray]:
+    """Each file's samples at the settings' sample rate (resampled where the file's rate
+    differs), silence trimmed as the settings say."""
     out = []
     for p in paths:
         a, rate = read_wav(p)
-        out.append(resample(a, rate, sample_rate))
+        out.append(trim(resample(a, rate, s.sample_rate), s.trim_db))
     return out
 
 
@@ -336,7 +351,7 @@ def load_audio(path: str | Path, seed: int = 0, *, settings: AudioSettings | Non
         raise DataError(f"audio data {where} does not exist")
     if not files:
         raise DataError(f"{where} holds no WAV files ({', '.join(WAV_SUFFIXES)})")
-    sounds = read_sound(files, s.sample_rate)
+    sounds = read_sound(files, s)
     if s.frames == 0:
         longest = max(a.shape[0] for a in sounds)
         length = min(longest, int(MAX_CLIP_SECONDS * s.sample_rate))
@@ -397,5 +412,5 @@ def examples_of(path: str | Path, settings: AudioSettings) -> Tensor:
         files = [path]
     else:
         raise DataError(f"{str(path)!r} is not a .wav file or a folder of them")
-    waves, _ = clips(read_sound(files, settings.sample_rate), settings.samples)
+    waves, _ = clips(read_sound(files, settings), settings.samples)
     return normalise(log_mel(torch.from_numpy(waves), settings), settings)

@@ -244,6 +244,14 @@ def _check_examples(model: VAE, x: Tensor, where: str) -> Tensor:
     return x
 
 
+def _eight_bit(x: Tensor) -> bool:
+    """Whether every value of ``x`` is k / 255 for an integer k in [0, 255] (8-bit pixels)."""
+    steps = x * 255
+    return bool(
+        x.numel() and x.min() >= 0 and x.max() <= 1 and (steps - steps.round()).abs().max() < 1e-3
+    )
+
+
 def _data_source(config: dict[str, Any], data: str | None) -> tuple[str, int]:
     entry = config.get("data") if isinstance(config.get("data"), dict) else {}
     source = data or entry.get("source") or entry.get("name")
@@ -791,13 +799,16 @@ def evaluate(
     start = time.perf_counter()
     text = _media(config) == "text"
     k = k or (100 if text else 5000)
+    options = {}
     if text:
         from .text import evaluate_text
 
         report = evaluate_text(model, x, k=k, seed=seed, progress=_progress(quiet))
     else:
+        if _eight_bit(x):
+            options["bin_levels"] = 256
         report = evaluate_model(
-            model, x, k=k, seed=seed, progress=_progress(quiet), condition=condition
+            model, x, k=k, seed=seed, progress=_progress(quiet), condition=condition, **options
         )
     report = {
         "data": dataset.name,
@@ -825,7 +836,8 @@ def evaluate(
             f"{100 * report['token_accuracy']:.1f}% of characters"
         )
     else:
-        click.echo(f"  bits/dim             {report['bits_per_dim']:12.4f}")
+        basis = " (8-bit bins)" if "bits_per_dim_basis" in report else ""
+        click.echo(f"  bits/dim             {report['bits_per_dim']:12.4f}{basis}")
         click.echo(f"  reconstruction MSE   {report['reconstruction_mse']:12.5f} per dim")
     click.echo(f"  KL(q(z|x) || p(z))   {report['kl']:12.3f} nats")
     units = len(report["kl_per_dim"])

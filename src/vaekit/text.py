@@ -36,7 +36,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from .data import Dataset
 from .errors import ConfigError, DataError
-from .likelihoods import soft_clamp
+from .likelihoods import Likelihood, soft_clamp
 from .model import register_model, rsample
 from .objectives import Terms
 from .priors import PRIORS
@@ -51,7 +51,8 @@ LEVELS = ("char", "word")
 MAX_TOKENS = 256
 #: Most frequent words kept in a word-level vocabulary; rarer ones become ``<unk>``.
 MAX_WORDS = 20_000
-TEXT_SUFFIXES = (".txt",)
+#: Priors of the text model: factorised Gaussians, whose KL splits by latent dimension.
+TEXT_PRIORS = ("standard_normal", "learned_gaussian")
 
 
 # -- tokenizer --------------------------------------------------------------------------------
@@ -277,13 +278,15 @@ def sequence_log_prob(logits: Tensor, x: Tensor, length: int | None = None) -> T
     return torch.where(ids != PAD, picked, torch.zeros_like(picked)).sum(-1)
 
 
-class TokenLikelihood(nn.Module):
-    """Placeholder of the likelihood interface for token data: categorical per token."""
+class TokenLikelihood(Likelihood):
+    """The likelihood slot of a :class:`TextVAE`: categorical per token over ``vocab_size``
+    ids, computed by the model's decoder (see :class:`SequenceDistribution`), not from
+    parameters handed in; it tells the training loop what the data is."""
 
     support = "tokens"
 
-    def __init__(self, vocab_size: int) -> None:
-        super().__init__()
+    def __init__(self, data_shape: tuple[int, ...], vocab_size: int) -> None:
+        super().__init__(data_shape)
         self.n_params = vocab_size
 
 
@@ -333,7 +336,7 @@ class TextVAEConfig:
     word_dropout: in training, probability that a decoder input token is replaced by ``<unk>``.
     free_bits: in training, nats per latent dimension below which its batch-average KL is held
         at this value with no gradient (0 = off).
-    likelihood: "categorical" (per token). prior: one of ``vaekit.priors.PRIORS``.
+    likelihood: "categorical" (per token). prior: one of :data:`TEXT_PRIORS`.
     encoder_min_logvar, encoder_max_logvar: soft bounds on q(z|x)'s log-variance.
     """
 
@@ -377,8 +380,11 @@ class TextVAEConfig:
             raise ConfigError(
                 f"the text model's likelihood is 'categorical', got {self.likelihood!r}"
             )
-        if self.prior not in PRIORS:
-            raise ConfigError(f"unknown prior {self.prior!r}; choose one of {', '.join(PRIORS)}")
+        if self.prior not in TEXT_PRIORS:
+            raise ConfigError(
+                f"prior {self.prior!r} does not suit the text model (free bits need a factorised "
+                f"Gaussian); choose one of {', '.join(TEXT_PRIORS)}"
+            )
         if not self.encoder_min_logvar < self.encoder_max_logvar:
             raise ConfigError("encoder_min_logvar must be below encoder_max_logvar")
 
@@ -413,7 +419,7 @@ class TextVAE(nn.Module):
         self.tokenizer = Tokenizer(c.vocab, c.level)
         v, h, layers = self.tokenizer.size, c.hidden[0], len(c.hidden)
         self.prior = PRIORS[c.prior](c.latent_dim)
-        self.likelihood = TokenLikelihood(v)
+        self.likelihood = TokenLikelihood(c.data_shape, v)
         self.embedding = nn.Embedding(v, c.embed_dim, padding_idx=PAD)
         self.encoder = nn.GRU(
             c.embed_dim, h, num_layers=layers, batch_first=True, bidirectional=True

@@ -1,0 +1,263 @@
+"""Audio: WAV files in and out, resampling, mel spectrograms and Griffin-Lim on generated tones,
+folders of WAV files as data sets, and the vaekit commands on an audio run."""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vaekit import audio, data
+from vaekit.audio import AudioSettings
+from vaekit.cli import main
+from vaekit.errors import DataError
+
+RATE = 8000
+
+
+def tone(freq: float, seconds: float, rate: int = RATE, amp: float = 0.5) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def chirp(f0: float, f1: float, seconds: float, rate: int = RATE) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    phase = 2 * np.pi * (f0 * t + (f1 - f0) * t**2 / (2 * seconds))
+    return (0.4 * np.sin(phase)).astype(np.float32)
+
+
+def write_pcm(path: Path, frames: np.ndarray, rate: int, width: int) -> None:
+    """Integer PCM (frames (S, channels) in [-1, 1]) written with the wave module."""
+    scale = 2 ** (8 * width - 1) - 1
+    ints = np.round(frames * scale).astype(np.int64)
+    if width == 1:
+        raw = (ints + 128).astype(np.uint8).tobytes()
+    else:
+        raw = b"".join(int(v).to_bytes(width, "little", signed=True) for v in ints.reshape(-1))
+    with wave.open(str(path), "wb") as f:
+        f.setnchannels(frames.shape[1])
+        f.setsampwidth(width)
+        f.setframerate(rate)
+        f.writeframes(raw)
+
+
+def dominant_hz(samples: np.ndarray, rate: int) -> float:
+    spectrum = np.abs(np.fft.rfft(samples * np.hanning(len(samples))))
+    return float(spectrum.argmax() * rate / len(samples))
+
+
+# -- WAV files ---------------------------------------------------------------------------------
+
+
+def test_wav_round_trip(tmp_path: Path) -> None:
+    x = tone(440, 0.25)
+    path = tmp_path / "a.wav"
+    path.write_bytes(audio.wav_bytes(x, RATE))
+    with wave.open(str(path)) as f:
+        assert (f.getnchannels(), f.getsampwidth(), f.getframerate()) == (1, 2, RATE)
+    y, rate = audio.read_wav(path)
+    assert rate == RATE and y.shape == x.shape
+    assert np.abs(y - x).max() <= 1 / 32767
+    # values beyond [-1, 1] are clipped, not wrapped
+    path.write_bytes(audio.wav_bytes(np.array([2.0, -3.0, 0.5]), RATE))
+    assert audio.read_wav(path)[0].tolist() == pytest.approx(
+        [32767 / 32768, -32767 / 32768, 0.5], abs=1e-4
+    )
+
+
+@pytest.mark.parametrize("width", [1, 2, 3, 4])
+def test_stereo_pcm_of_each_width_is_mixed_to_mono(tmp_path: Path, width: int) -> None:
+    left, right = tone(300, 0.1), tone(500, 0.1, amp=0.25)
+    path = tmp_path / "s.wav"
+    write_pcm(path, np.stack([left, right], 1), RATE, width)
+    y, rate = audio.read_wav(path)
+    assert rate == RATE
+    assert np.abs(y - (left + right) / 2).max() < 2.0 / 2 ** (8 * width - 1) + 1e-6
+
+
+def test_unreadable_wav_files(tmp_path: Path) -> None:
+    float_wav = tmp_path / "float.wav"  # IEEE float (format 3): not integer PCM
+    fmt = struct.pack("<HHIIHH", 3, 1, RATE, RATE * 4, 4, 32)
+    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", 4)
+    float_wav.write_bytes(b"RIFF" + struct.pack("<I", len(body) + 4) + body + b"\0" * 4)
+    with pytest.raises(DataError, match="integer PCM WAV"):
+        audio.read_wav(float_wav)
+    with pytest.raises(DataError, match="does not exist"):
+        audio.read_wav(tmp_path / "missing.wav")
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(audio.wav_bytes(np.zeros(0), RATE))
+    with pytest.raises(DataError, match="no samples"):
+        audio.read_wav(empty)
+
+
+def test_resampling_keeps_frequency_and_duration() -> None:
+    x = tone(1000, 0.5, rate=22050)
+    y = audio.resample(x, 22050, RATE)
+    assert y.shape == (RATE // 2,)
+    assert dominant_hz(y, RATE) == pytest.approx(1000, abs=4)
+    assert np.abs(y).max() == pytest.approx(0.5, abs=0.02)
+    # a tone above the new Nyquist frequency is removed, not folded down
+    assert np.abs(audio.resample(tone(6000, 0.5, rate=22050), 22050, RATE)).max() < 0.01
+
+
+# -- spectrograms ------------------------------------------------------------------------------
+
+
+def test_mel_filterbank_shape_and_centres() -> None:
+    bank = audio.mel_filterbank(RATE, 256, 32).numpy()
+    assert bank.shape == (32, 129)
+    assert (bank.max(1) > 0.5).all() and (bank <= 1).all() and (bank >= 0).all()
+    # every FFT bin between the first and the last centre is covered
+    centre_bins = bank.argmax(1)
+    assert (bank[:, centre_bins[0] : centre_bins[-1]].sum(0) > 0).all()
+    assert (np.diff(centre_bins) >= 0).all() and centre_bins[-1] > centre_bins[0]
+    # mel bands are narrower at low frequencies
+    widths = (bank > 0).sum(1)
+    assert widths[-1] > widths[1]
+
+
+@pytest.mark.parametrize("freq", [300.0, 1200.0])
+def test_log_mel_and_griffin_lim_keep_a_tones_frequency(freq: float) -> None:
+    s = AudioSettings(sample_rate=RATE, n_fft=512, hop=128, n_mels=64, frames=63)
+    x = torch.from_numpy(tone(freq, s.samples / RATE))[None]
+    logmel = audio.log_mel(x, s)  # (1, 64, frames)
+    assert logmel.shape == (1, 64, 63)
+    freqs = audio.mel_to_hz(
+        np.linspace(0, audio.hz_to_mel(RATE / 2), s.n_mels + 2)[1:-1]
+    )  # band centres
+    band = int(logmel[0, :, 10:-10].mean(-1).argmax())
+    assert abs(freqs[band] - freq) < 0.1 * freq + 40
+    magnitude = audio.mel_to_magnitude(logmel, s)
+    y = audio.griffin_lim(magnitude, s.n_fft, s.hop, s.samples, iters=32)[0].numpy()
+    assert y.shape == (s.samples,)
+    assert dominant_hz(y, RATE) == pytest.approx(freq, abs=0.1 * freq + 40)
+    # Griffin-Lim finds a phase: the resynthesised magnitude is close to the one asked for
+    rebuilt = audio.stft(torch.from_numpy(y)[None], s.n_fft, s.hop).abs()
+    assert float((rebuilt - magnitude).norm() / magnitude.norm()) < 0.35
+
+
+# -- data sets ---------------------------------------------------------------------------------
+
+
+def write_sounds(folder: Path) -> None:
+    """Two classes of short sounds, one of them recorded at another sample rate."""
+    for k, f0 in enumerate([300, 450, 600, 750]):
+        (folder / "low").mkdir(parents=True, exist_ok=True)
+        (folder / "high").mkdir(parents=True, exist_ok=True)
+        (folder / "low" / f"{k}.wav").write_bytes(audio.wav_bytes(tone(f0, 0.3), RATE))
+        rate = 16000 if k == 0 else RATE
+        high = chirp(1500 + 100 * k, 2500, 0.25, rate)
+        (folder / "high" / f"{k}.wav").write_bytes(audio.wav_bytes(high, rate))
+
+
+def test_folder_of_wav_files(tmp_path: Path) -> None:
+    write_sounds(tmp_path / "sounds")
+    s = AudioSettings(sample_rate=RATE, n_fft=256, hop=64, n_mels=24)
+    ds = audio.load_audio(tmp_path / "sounds", settings=s)
+    frames = math.ceil(0.3 * RATE / 64) + 1  # the longest file
+    assert ds.data_shape == (1, 24, frames) and ds.image_shape == (1, 24, frames)
+    assert ds.label_names == ["high", "low"] and ds.media["kind"] == "audio"
+    n = len(ds.train) + len(ds.valid) + len(ds.test)
+    assert n == 8
+    # normalised per mel band with the training split's statistics
+    assert ds.train.mean(dim=(0, 1, 3)).abs().max() < 1e-4
+    assert ds.train.std(dim=(0, 1, 3)).sub(1).abs().max() < 0.05
+    # the same files read with the run's settings give the same examples
+    again = audio.load_audio(tmp_path / "sounds", settings=AudioSettings.from_media(ds.media))
+    assert torch.equal(again.train, ds.train)
+    # data.load finds the folder by its WAV files
+    assert data.load(tmp_path / "sounds").media["kind"] == "audio"
+
+
+def test_long_file_is_cut_into_clips_and_too_few_is_an_error(tmp_path: Path) -> None:
+    long = tmp_path / "long.wav"
+    long.write_bytes(audio.wav_bytes(chirp(200, 3000, 5.0), RATE))
+    ds = audio.load_audio(long, settings=AudioSettings(sample_rate=RATE, n_fft=256, hop=64))
+    clip = audio.MAX_CLIP_SECONDS
+    assert len(ds.train) + len(ds.valid) + len(ds.test) == math.ceil(5.0 / clip)
+    short = tmp_path / "short.wav"
+    short.write_bytes(audio.wav_bytes(tone(440, 0.2), RATE))
+    with pytest.raises(DataError, match="needs at least 3"):
+        audio.load_audio(short)
+
+
+# -- the command line --------------------------------------------------------------------------
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
+    capsys.readouterr()
+    try:
+        main([str(a) for a in args])
+        code = 0
+    except SystemExit as exit_:
+        code = int(exit_.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def check_wav(path: Path, rate: int, samples: int) -> np.ndarray:
+    with wave.open(str(path)) as f:
+        assert (f.getnchannels(), f.getsampwidth(), f.getframerate()) == (1, 2, rate)
+        assert f.getnframes() == samples
+    y, _ = audio.read_wav(path)
+    assert np.isfinite(y).all() and np.abs(y).max() > 0
+    return y
+
+
+def test_commands_on_a_folder_of_wav_files(tmp_path: Path, capsys) -> None:
+    write_sounds(tmp_path / "sounds")
+    run = tmp_path / "run"
+    tiny = ["--epochs", "3", "--set", "hidden=[16]", "--set", "latent_dim=2", "-k", "3", "-q"]
+    code, out, err = run_cli(capsys, "train", "--data", tmp_path / "sounds", "--out", run, *tiny)
+    assert code == 0, err
+    media = json.loads((run / "config.json").read_text())["data"]["media"]
+    s = AudioSettings.from_media(media)
+    assert media["kind"] == "audio" and len(s.mean) == s.n_mels == 64
+
+    code, out, err = run_cli(capsys, "sample", run, "-n", "3")
+    assert code == 0, err
+    for i in range(3):
+        check_wav(run / "samples" / f"sample-{i:03d}.wav", s.sample_rate, s.samples)
+    assert (run / "samples" / "spectrograms.png").is_file()
+
+    code, out, err = run_cli(capsys, "reconstruct", run, "-n", "1")
+    assert code == 0, err
+    for name in ("000-input", "000-reconstruction"):
+        check_wav(run / "reconstructions" / f"{name}.wav", s.sample_rate, s.samples)
+
+    a, b = tmp_path / "sounds" / "low" / "0.wav", tmp_path / "sounds" / "high" / "1.wav"
+    out_dir = tmp_path / "walk"
+    code, out, err = run_cli(
+        capsys, "interpolate", run, "--from", a, "--to", b, "--steps", "3", "--output", out_dir
+    )
+    assert code == 0, err
+    assert sorted(p.name for p in out_dir.glob("*.wav")) == [f"step-{i:03d}.wav" for i in range(3)]
+
+    code, out, err = run_cli(capsys, "encode", run, "--input", a, "--output", tmp_path / "z.npy")
+    assert code == 0, err
+    assert np.load(tmp_path / "z.npy").shape == (1, 2)
+    code, out, err = run_cli(capsys, "evaluate", run, "-k", "3")
+    assert code == 0, err and "bits/dim" in out
+
+    for args in (
+        ("sample", run, "--output", tmp_path / "one.wav"),
+        ("interpolate", run, "--from", a, "--to", tmp_path / "missing.wav"),
+        ("encode", run, "--input", tmp_path / "z.npy"),
+    ):
+        code, out, err = run_cli(capsys, *args)
+        assert code == 2 and len(err.strip().splitlines()) == 1, (args, err)
+
+
+def test_silence_is_trimmed_at_both_ends() -> None:
+    x = tone(440, 0.1)
+    padded = np.concatenate([np.zeros(300), 1e-4 * np.ones(50), x, np.zeros(500)])
+    y = audio.trim(padded.astype(np.float32), 40.0)
+    assert y.shape[0] <= x.shape[0] and y.shape[0] > x.shape[0] - RATE // 440
+    assert np.abs(y).max() == pytest.approx(np.abs(x).max())
+    assert audio.trim(padded, 0.0) is padded  # 0 dB: kept as it is
