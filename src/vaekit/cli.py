@@ -743,7 +743,7 @@ def _train_and_report(
     if getattr(model.config, "enumerable", False):  # a small discrete latent: the exact value
         exact_ll = float(model.log_likelihood_exact(x_valid).mean())
         click.echo(f"valid log p(x), exact  {exact_ll:10.3f} nats")
-    stats = latent_stats(model, x_valid)
+    stats = latent_stats(model, x_valid, **kw)
     active = int((stats["activity"] > 0.01).sum())
     kl_valid = float(stats["kl"] if "kl" in stats else stats["kl_per_dim"].sum())
     click.echo(
