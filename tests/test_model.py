@@ -193,6 +193,8 @@ def test_labels_become_one_hot_conditions() -> None:
     assert torch.equal(a.log_w, b.log_w)
     assert torch.equal(model.encode(x, 1).mean, model.encode(x, torch.eye(3)[[1, 1, 1]]).mean)
     assert torch.equal(model.reconstruct(x, labels), model.reconstruct(x, one_hot))
+    z = torch.randn(2)  # one latent, one label
+    assert torch.equal(model.decode(z, 2).mean, model.decode(z[None], 2).mean[0])
     vectors = torch.rand(3, 3)  # any vector works as a condition
     assert model.decode(torch.randn(3, 2), vectors).mean.shape == (3, 9)
 

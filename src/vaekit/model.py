@@ -209,7 +209,9 @@ class VAE(nn.Module):
 
     def _decode_params(self, z: Tensor, condition: Tensor | None = None) -> Tensor:
         """The decoder's output for ``z`` (..., latent_dim) as (..., n_params, *data_shape)."""
-        if condition is not None:
+        if condition is not None:  # (n, condition_dim) -> z's leading shape
+            if z.dim() == 1:
+                condition = condition.reshape(-1)
             condition = condition.expand(*z.shape[:-1], condition.shape[-1])
         params = self.decoder(z, condition)  # (..., n_params * D)
         return params.reshape(*z.shape[:-1], self.likelihood.n_params, *self.config.data_shape)
