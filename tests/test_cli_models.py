@@ -179,6 +179,9 @@ def test_resnet_discretized_logistic_mog_run_on_colour_images(
     assert 0 < report["bits_per_dim"] < 20
     code, _, err = run_cli(capsys, "sample", run, "-n", "4", "--draw", "-o", tmp_path / "s.png")
     assert code == 0, err
+    np.save(tmp_path / "grey.npy", np.full((3, 3, 32, 32), 0.5, dtype=np.float32))
+    code, _, err = run_cli(capsys, "encode", run, "--input", tmp_path / "grey.npy")
+    assert code == 2 and "off the grid k/255" in err
     model = load(run)
     torch.manual_seed(0)
     draws = model.sample(2, mean=False)

@@ -241,6 +241,14 @@ def _check_examples(model: VAE, x: Tensor, where: str) -> Tensor:
             f"{where} has values in [{float(x.min()):g}, {float(x.max()):g}] but the run's "
             f"{model.config.likelihood} likelihood needs [0, 1]"
         )
+    levels = getattr(model.likelihood, "levels", None)
+    if levels is not None:
+        steps = x * (levels - 1)
+        if ((steps - steps.round()).abs() > 1e-3).any():
+            raise DataError(
+                f"{where} has values off the grid k/{levels - 1} that the run's "
+                f"{model.config.likelihood} likelihood needs (8-bit data scaled by 1/{levels - 1})"
+            )
     return x
 
 
