@@ -47,9 +47,11 @@ def png(path: Path) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def cvae_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A conditional digits run: one-hot labels on encoder and decoder."""
+    """A conditional digits run: one-hot labels on encoder and decoder, trained on the IWAE bound
+    with KL warm-up and a mixture prior."""
     folder = tmp_path_factory.mktemp("cvae") / "run"
-    settings = ["hidden=[16]", "latent_dim=2", "condition_dim=10"]
+    settings = ["hidden=[16]", "latent_dim=2", "condition_dim=10", "objective=iwae", "samples=3",
+                "warmup_steps=10", "prior=mog", "prior_components=3"]  # fmt: skip
     main(["train", "--data", "digits", "--out", str(folder), *TINY,
           *(a for s in settings for a in ("--set", s))])  # fmt: skip
     return folder
@@ -69,7 +71,10 @@ def test_conditional_run_samples_one_row_per_class_or_one_class(
     cvae_run: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = json.loads((cvae_run / "config.json").read_text())
-    assert config["model"]["condition_dim"] == 10
+    assert config["model"]["condition_dim"] == 10 and config["model"]["prior"] == "mog"
+    assert config["train"]["objective"] == "iwae" and config["train"]["warmup_steps"] == 10
+    records = [json.loads(line) for line in (cvae_run / "metrics.jsonl").read_text().splitlines()]
+    assert records[0]["beta"] == 1.0 and all(math.isfinite(r["valid_elbo"]) for r in records)
     code, out, _ = run_cli(capsys, "sample", cvae_run, "-n", "30", "-o", cvae_run / "grid.png")
     assert code == 0 and "3 samples (means of p(x|z)) of each of classes 0..9" in out
     grid = png(cvae_run / "grid.png")
