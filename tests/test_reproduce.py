@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from vaekit import VAE, fit, viz
+from vaekit import VAE, fit, load, viz
 from vaekit.cli import main, resolve_config
 from vaekit.hierarchical import HVAEConfig
 from vaekit.model import VAEConfig
@@ -135,3 +135,40 @@ def test_reproduce_script_runs_end_to_end(tmp_path: Path, capsys: pytest.Capture
     assert [r["latent_dim"] for r in summary["runs"]] == [2, 3]
     assert len(summary["runs"][0]["curve"]) == 2
     assert pixels(Path(summary["figure"])).std() > 0
+
+
+def test_frey_face_recipe_through_the_cli(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """The recipe on random faces of the real file's shape: a frey_rawface.mat holding 200
+    random 28x20 uint8 images, found offline in $VAEKIT_DATA; and a .npy of (N, 560) floats."""
+    import scipy.io
+
+    ff = np.random.default_rng(0).integers(0, 256, (560, 200), dtype=np.uint8)
+    (tmp_path / "data").mkdir()
+    scipy.io.savemat(tmp_path / "data" / "frey_rawface.mat", {"ff": ff})
+    monkeypatch.setenv("VAEKIT_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("VAEKIT_OFFLINE", "1")
+    recipe = str(REPO / "configs" / "frey-face.toml")
+    run = tmp_path / "run"
+    capsys.readouterr()
+    main(["train", "--config", recipe, "--out", str(run), "--epochs", "3", "-k", "10", "-q"])
+    out = capsys.readouterr().out
+    assert "frey-face (560,), 160 train" in out
+    assert 'likelihood="gaussian"' in out and "hidden=[200]" in out and "latent_dim=2" in out
+    config = json.loads((run / "config.json").read_text())
+    assert config["data"]["name"] == "frey-face" and config["data"]["image_shape"] == [1, 28, 20]
+    main(["evaluate", str(run), "-k", "10", "-q"])
+    report = json.loads((run / "eval.json").read_text())
+    assert np.isfinite(report["log_likelihood"]) and report["n"] == 20
+    main(["manifold", str(run), "-n", "4"])
+    assert pixels(run / "figures" / "manifold.png").std() > 0
+
+    x = np.random.default_rng(1).random((120, 560), dtype=np.float32)  # continuous, in [0, 1]
+    np.save(tmp_path / "faces.npy", x)
+    capsys.readouterr()
+    main(["train", "--config", recipe, "--data", str(tmp_path / "faces.npy"), "--out",
+          str(tmp_path / "npy"), "--epochs", "2", "-k", "5", "-q"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert "(560,), 96 train" in out and 'likelihood="gaussian"' in out
+    assert load(tmp_path / "npy").config.hidden == (200,)
