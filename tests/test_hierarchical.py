@@ -260,6 +260,8 @@ def test_cli_trains_and_uses_an_hvae_run(tmp_path: Path, capsys: pytest.CaptureF
         ["encode", run, "--output", z],
         ["decode", run, z],
         ["info", run],
+        ["interpolate", run, "0", "1"],
+        ["manifold", run, "-n", "3"],
     ):
         code, out, err = run_cli(capsys, *cmd)
         assert code == 0, (cmd, err)
