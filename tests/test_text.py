@@ -294,3 +294,28 @@ def test_commands_on_a_word_list(words: Path, tmp_path: Path, capsys) -> None:
     ):
         code, out, err = run_cli(capsys, *args)
         assert code == 2 and len(err.strip().splitlines()) == 1, (args, err)
+
+
+def test_word_level_and_a_longer_length_from_the_command_line(tmp_path: Path, capsys) -> None:
+    path = tmp_path / "sentences"  # no suffix: read as text because it is UTF-8
+    path.write_text("the cat sat\nthe dog ran\na cat ran\nthe dog sat down\na dog sat\n" * 2)
+    run = tmp_path / "run"
+    tiny = ["--epochs", "1", "--set", "hidden=[8]", "--set", "latent_dim=2", "-k", "2", "-q"]
+    code, _, err = run_cli(capsys, "train", "--data", path, "--out", run, *tiny,
+                           "--set", "level=word")  # fmt: skip
+    assert code == 0, err
+    model = json.loads((run / "config.json").read_text())["model"]
+    assert model["level"] == "word" and model["data_shape"] == [5]
+    assert model["vocab"] == sorted({"the", "cat", "sat", "dog", "ran", "a", "down"})
+    code, _, err = run_cli(capsys, "sample", run, "-n", "3")
+    assert code == 0, err
+    words = " ".join((run / "samples.txt").read_text().split())
+    assert set(words.split()) <= {*model["vocab"], "\ufffd"}
+    code, _, err = run_cli(capsys, "train", "--data", path, "--out", tmp_path / "long", *tiny,
+                           "--set", "data_shape=[30]")  # fmt: skip
+    assert code == 0, err
+    assert vaekit.load(tmp_path / "long").config.data_shape == (30,)
+    code, _, err = run_cli(capsys, "train", "--data", path, "--out", tmp_path / "bad", *tiny,
+                           "--set", "data_shape=[4]")  # fmt: skip
+    assert code == 2 and "line 1 of" in err
+    assert "has 11 characters but the model takes at most 3" in err

@@ -394,7 +394,7 @@ def audio_defaults() -> dict[str, dict[str, Any]]:
     return {
         "model": {"hidden": [512], "latent_dim": 16, "activation": "relu",
                   "likelihood": "gaussian_per_dim"},
-        "train": {"epochs": 200, "batch_size": 32, "lr": 1e-3, "grad_clip": 100.0},
+        "train": {"epochs": 100, "batch_size": 32, "lr": 1e-3, "grad_clip": 100.0},
     }  # fmt: skip
 
 

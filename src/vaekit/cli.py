@@ -564,6 +564,10 @@ def train(
     model_config, train_config, name = resolve_config(
         config_file, overrides, dataset, {"epochs": epochs, "seed": seed}
     )
+    if dataset.media == {"kind": "text"}:
+        from .text import retokenize
+
+        dataset, model_config = retokenize(dataset, model_config)
     torch.manual_seed(train_config.seed)
     model = build_model(model_config)
     # A data set's name wins over a file or folder of that name, as in data.load.

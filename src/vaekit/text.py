@@ -224,6 +224,28 @@ def load_text(
     )
 
 
+def retokenize(ds: TextDataset, config: Any) -> tuple[TextDataset, Any]:
+    """The data set and the text model's config made to agree. The file was read at the data
+    set's defaults; a config that asks for another ``level`` (``--set level=word``) gets the
+    lines read again at that level, with the vocabulary and length that come from them, and one
+    that names its own ``vocab`` or ``data_shape`` gets the lines encoded with those."""
+    if not isinstance(config, TextVAEConfig):
+        raise ConfigError(
+            f"{ds.name!r} is text: train it with the text model (kind 'text'), not "
+            f"{type(config).__name__}"
+        )
+    made = ds.defaults["model"]
+    if config.level != made["level"]:
+        ds = load_text(ds.source, 0, level=config.level)
+        made = ds.defaults["model"]
+        vocab, shape = tuple(made["vocab"]), tuple(made["data_shape"])
+        return ds, replace(config, vocab=vocab, data_shape=shape)
+    if config.vocab != tuple(made["vocab"]) or config.data_shape != ds.data_shape:
+        tok = Tokenizer(config.vocab, config.level)
+        ds = load_text(ds.source, 0, tokenizer=tok, length=config.data_dim)
+    return ds, config
+
+
 def text_defaults(tok: Tokenizer, length: int, n_train: int) -> dict[str, dict[str, Any]]:
     """Settings for a text data set: the text model for its vocabulary and length, and KL
     warm-up over about two epochs (at least 500 steps)."""
