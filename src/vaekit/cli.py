@@ -917,7 +917,7 @@ def sample(
         shape = _image_shape(config, model, image_shape)
         torch.manual_seed(seed)
         x = model.sample(n, mean=not draw)  # (n, 1, n_mels, frames)
-        picture = viz.example_grid(x.flip(-2), shape, ncols, scale=scale)  # low pitch down
+        picture = viz.example_grid(x.flip(-2), shape, ncols, scale=scale or 3)  # low pitch down
         names = [f"sample-{i:03d}" for i in range(n)]
         click.echo(f"{n} samples from {run} as sound (Griffin-Lim) and spectrograms")
         _wrote(*_write_sound(config, x, folder, names, picture))
@@ -999,7 +999,7 @@ def reconstruct(
         _check_count("-n", n, x.shape[0], split)
         x = x[:n]
         x_rec = model.reconstruct(x)
-        picture = viz.pairs_grid(x.flip(-2), x_rec.flip(-2), shape, ncols, scale=scale)
+        picture = viz.pairs_grid(x.flip(-2), x_rec.flip(-2), shape, ncols, scale=scale or 3)
         names = [f"{i:03d}-{what}" for what in ("input", "reconstruction") for i in range(n)]
         click.echo(
             f"{n} {split} examples of {dataset.name} and their reconstructions as sound "
@@ -1253,7 +1253,7 @@ def interpolate(
             mu = model.encode(ends).mean  # (2, latent_dim)
             path = model.decode(viz.interpolation_latents(mu[0], mu[1], steps)).mean
         row = torch.cat([ends[:1], path, ends[1:]])
-        picture = viz.example_grid(row.flip(-2), shape, ncols=row.shape[0], scale=scale)
+        picture = viz.example_grid(row.flip(-2), shape, ncols=row.shape[0], scale=scale or 3)
         names = [f"step-{i:03d}" for i in range(steps)]
         click.echo(f"{steps} steps between {what}, as sound (Griffin-Lim) and spectrograms")
         _wrote(*_write_sound(config, path, folder, names, picture))
