@@ -490,3 +490,28 @@ def test_categorical_refuses_continuous_walks(
     assert "categorical" in err and command in err and "Traceback" not in err
     assert snapshot(categorical_run) == before
     assert not (categorical_run / "figures" / f"{command}.png").exists()
+
+
+# -- any latents file: an array or a DataError ---------------------------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(raw=st.binary(max_size=200) | st.text(alphabet="0123456789.,-enaif \n", max_size=60).map(
+    str.encode), suffix=st.sampled_from([".npy", ".csv"]))  # fmt: skip
+def test_any_latents_file_is_an_array_or_a_data_error(tmp_path: Path, raw: bytes, suffix: str):
+    from vaekit.cli import _read_array
+    from vaekit.errors import DataError
+
+    file = tmp_path / f"z{suffix}"
+    file.write_bytes(raw)
+    try:
+        a = _read_array(file, "latent")
+    except DataError as err:
+        assert "\n" not in str(err) and "pickle=" not in str(err)
+    else:
+        assert a.dtype == np.float32 and a.size > 0 and np.isfinite(a).all()

@@ -214,3 +214,103 @@ def test_read_toml_errors(tmp_path: Path) -> None:
         read_toml(binary)
     with pytest.raises(ConfigError, match="cannot read"):
         read_toml(tmp_path)  # a folder
+
+
+# -- any input: a config or a ConfigError, never anything else ---------------------------------
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner),
+    max_leaves=8,
+)
+
+
+def tables(cls: type) -> st.SearchStrategy[dict[str, Any]]:
+    """Dicts whose keys are mostly the fields of ``cls`` and whose values are anything."""
+    names = sorted(cls.__dataclass_fields__)
+    return st.dictionaries(st.sampled_from(names) | st.text(max_size=8), json_values, max_size=6)
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=tables(VAEConfig) | json_values)
+def test_from_dict_of_anything_is_a_model_config_or_a_config_error(data: Any) -> None:
+    try:
+        cfg = from_dict(VAEConfig, data, section="model")
+    except ConfigError as err:
+        assert "\n" not in str(err)
+    else:
+        assert from_dict(VAEConfig, to_dict(cfg)) == cfg
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=tables(TrainConfig) | json_values)
+def test_from_dict_of_anything_is_a_train_config_or_a_config_error(data: Any) -> None:
+    try:
+        cfg = from_dict(TrainConfig, data, section="train")
+    except ConfigError as err:
+        assert "\n" not in str(err)
+    else:
+        assert from_dict(TrainConfig, to_dict(cfg)) == cfg
+
+
+@settings(max_examples=150, deadline=None)
+@given(text=st.text(max_size=40))
+def test_parse_override_of_any_text_is_a_pair_or_a_config_error(text: str) -> None:
+    try:
+        key, _ = parse_override(text)
+    except ConfigError:
+        assert "=" not in text or not text.partition("=")[0].strip()
+    else:
+        assert key == text.partition("=")[0].strip() and key
+
+
+toml_lines = st.lists(
+    st.sampled_from(["[model]", "[train]", "[other]", "[model", "data = 'digits'", "x = ", ""])
+    | st.builds(
+        "{} = {}".format,
+        st.sampled_from(["latent_dim", "hidden", "lr", "epochs", "likelihood", "colour", "a.b"]),
+        st.sampled_from(
+            [
+                "8",
+                "-1",
+                "0",
+                "[64, 32]",
+                "[]",
+                "'x'",
+                '"bernoulli"',
+                "1e-3",
+                "nan",
+                "inf",
+                "true",
+                "{a = 1}",
+                "[1, 'a']",
+                "1979-05-27",
+                '"\\u00e9"',
+            ]
+        ),
+    )
+    | st.text(max_size=20),
+    max_size=8,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(lines=toml_lines, raw=st.binary(max_size=30))
+def test_any_toml_file_resolves_or_is_a_config_error(
+    lines: list[str], raw: bytes, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """read_toml, then the whole merge of `vaekit train` (resolve_config), on structured and on
+    random files: configs or a one-line ConfigError."""
+    from types import SimpleNamespace
+
+    from vaekit.cli import resolve_config
+
+    folder = tmp_path_factory.mktemp("toml")
+    dataset = SimpleNamespace(name="x", defaults=None, data_shape=(6,), binary=True)
+    for i, content in enumerate(("\n".join(lines).encode(), raw)):
+        file = folder / f"c{i}.toml"
+        file.write_bytes(content)
+        try:
+            resolve_config(str(file), (), dataset, {})
+        except ConfigError as err:
+            assert "\n" not in str(err)

@@ -628,3 +628,83 @@ def test_pickled_cifar_checksums_are_written_as_published():
     # the tables that guard unpickling are the published ones, not a test's
     assert data.CIFAR10_TARBALL_MD5 == "c58f30108f718f92721af3b95e74349a"
     assert len(data.CIFAR10_TARBALL_SHA256) == 64 and len(data.CIFAR10_BATCH_MD5) == 7
+
+
+# -- any file: a data set or a DataError, never anything else -----------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from hypothesis.extra import numpy as hnp  # noqa: E402
+
+ANY_FILE = settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+def loads_or_data_error(path: Path) -> data.Dataset | None:
+    """data.load(path): a data set whose splits are finite float32 arrays of one example shape
+    that together hold every example, or a one-line DataError (None)."""
+    try:
+        ds = data.load(path)
+    except DataError as err:
+        assert "\n" not in str(err)
+        return None
+    splits = [ds.train, ds.valid, ds.test]
+    for x in splits:
+        assert x.dtype == torch.float32 and tuple(x.shape[1:]) == tuple(ds.data_shape)
+        assert torch.isfinite(x).all()
+    assert len(ds.train) > 0
+    return ds
+
+
+@ANY_FILE
+@given(raw=st.binary(max_size=300), suffix=st.sampled_from([".npy", ".npz", ".csv", ".tsv"]))
+def test_random_bytes_are_a_data_set_or_a_data_error(tmp_path, raw, suffix):
+    file = tmp_path / f"random{suffix}"
+    file.write_bytes(raw)
+    loads_or_data_error(file)
+
+
+arrays = hnp.arrays(
+    dtype=st.sampled_from(["float16", "float32", "float64", "uint8", "int8", "int64", "bool"]),
+    shape=hnp.array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=6),
+)
+
+
+@ANY_FILE
+@given(a=arrays, compressed=st.booleans())
+def test_random_arrays_load_whole_or_are_a_data_error(tmp_path, a, compressed):
+    file = tmp_path / "a.npy"
+    np.save(file, a)
+    ds = loads_or_data_error(file)
+    if ds is not None:
+        assert len(ds.train) + len(ds.valid) + len(ds.test) == a.shape[0]
+        assert np.isfinite(a.astype(np.float64)).all()
+    npz = tmp_path / "a.npz"
+    (np.savez_compressed if compressed else np.savez)(npz, a)
+    loads_or_data_error(npz)
+
+
+@ANY_FILE
+@given(a=arrays, cut=st.integers(0, 400), flip=st.integers(0, 400))
+def test_damaged_npy_files_are_a_data_set_or_a_data_error(tmp_path, a, cut, flip):
+    file = tmp_path / "a.npy"
+    np.save(file, a)
+    raw = bytearray(file.read_bytes())
+    if flip < len(raw):
+        raw[flip] ^= 0xFF
+    file.write_bytes(bytes(raw[: max(cut, 1)]) if cut < len(raw) else bytes(raw))
+    loads_or_data_error(file)
+
+
+cells = st.sampled_from(["0", "1", "0.5", "-3", "1e3", "nan", "inf", "", " ", "a", "x y", '"1"',
+                         "1,5", "\t", "0x10", "1_000", "é"])  # fmt: skip
+
+
+@ANY_FILE
+@given(rows=st.lists(st.lists(cells, min_size=0, max_size=5), max_size=12), tsv=st.booleans())
+def test_any_csv_is_a_data_set_or_a_data_error(tmp_path, rows, tsv):
+    sep = "\t" if tsv else ","
+    file = tmp_path / ("t.tsv" if tsv else "t.csv")
+    file.write_text("\n".join(sep.join(r) for r in rows))
+    loads_or_data_error(file)

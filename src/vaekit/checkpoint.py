@@ -206,10 +206,10 @@ def save_training_state(path: str | Path, state: dict[str, Any]) -> Path:
     return file
 
 
-def _state_metadata(path: str | Path) -> dict[str, str]:
-    """The metadata of checkpoint.safetensors in the folder ``path``, after checking the format."""
-    from safetensors import safe_open
-
+def _read_state(path: str | Path, header_only: bool) -> tuple[dict[str, str], bytes]:
+    """The metadata of checkpoint.safetensors in the folder ``path`` (format checked) and, unless
+    ``header_only``, the file's bytes. The file is read through one descriptor, so a checkpoint
+    that training replaces meanwhile is seen whole, old or new."""
     file = Path(path) / STATE_FILE
     if not Path(path).is_dir():
         raise CheckpointError(f"run folder {str(path)!r} does not exist")
@@ -219,10 +219,22 @@ def _state_metadata(path: str | Path) -> dict[str, str]:
             "vaekit train --out"
         )
     try:
-        with safe_open(str(file), framework="pt") as f:
-            meta = f.metadata() or {}
+        with file.open("rb") as f:
+            raw = f.read(8) if header_only else f.read()
+            if len(raw) < 8:
+                raise ValueError("shorter than a safetensors header")
+            size = int.from_bytes(raw[:8], "little")
+            if size > 100_000_000:
+                raise ValueError(f"header length {size} is not plausible")
+            head = f.read(size) if header_only else raw[8 : 8 + size]
+            if len(head) < size:
+                raise ValueError("the header is cut short")
+        header = json.loads(head)
+        meta = header.get("__metadata__") or {}
+        if not isinstance(meta, dict):
+            raise ValueError("its metadata is not a table")
         version = int(meta.get("format_version", "0"))
-    except (SafetensorError, OSError, ValueError) as err:
+    except (OSError, ValueError, AttributeError) as err:
         raise CheckpointError(f"{str(file)!r} is truncated or corrupt: {err}") from None
     if version > FORMAT_VERSION:
         raise CheckpointError(
@@ -232,13 +244,13 @@ def _state_metadata(path: str | Path) -> dict[str, str]:
         )
     if version < 1 or "state" not in meta:
         raise CheckpointError(f"{str(file)!r} is not a vaekit training checkpoint")
-    return meta
+    return meta, raw
 
 
 def read_training_info(path: str | Path) -> dict[str, Any]:
     """The JSON ``run`` part of the training state in the folder ``path`` (its settings and
     progress), read without loading any tensor."""
-    meta = _state_metadata(path)
+    meta, _ = _read_state(path, header_only=True)
     try:
         info = json.loads(meta.get("run", "{}"))
     except ValueError as err:
@@ -251,15 +263,14 @@ def read_training_info(path: str | Path) -> dict[str, Any]:
 
 def load_training_state(path: str | Path) -> dict[str, Any]:
     """Read what :func:`save_training_state` wrote into the folder ``path``. Never unpickles."""
-    from safetensors import safe_open
+    from safetensors.torch import load as from_safetensors_bytes
 
-    meta = _state_metadata(path)
+    meta, raw = _read_state(path, header_only=False)
     file = Path(path) / STATE_FILE
     try:
-        with safe_open(str(file), framework="pt") as f:
-            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+        tensors = from_safetensors_bytes(raw)
         state = unflatten_state(json.loads(meta["state"]), tensors)
-    except (SafetensorError, OSError, ValueError, KeyError, TypeError) as err:
+    except (SafetensorError, ValueError, KeyError, TypeError, RuntimeError) as err:
         raise CheckpointError(f"{str(file)!r} is truncated or corrupt: {err}") from None
     if not isinstance(state, dict):
         raise CheckpointError(f"{str(file)!r} is corrupt: its state is not a table")
@@ -296,9 +307,35 @@ def write_config(path: str | Path, model: VAE, **metadata: Any) -> None:
 
 
 def write_metrics(path: str | Path, records: list[dict[str, Any]]) -> None:
-    """Replace metrics.jsonl with ``records``, one JSON object a line, atomically."""
-    text = "".join(json.dumps(r) + "\n" for r in records)
-    _write(Path(path) / METRICS_FILE, text.encode())
+    """Make metrics.jsonl hold ``records``, one JSON object a line (atomically, and only if it
+    holds anything else)."""
+    file = Path(path) / METRICS_FILE
+    data = "".join(json.dumps(r) + "\n" for r in records).encode()
+    try:
+        if file.read_bytes() == data:
+            return
+    except OSError:
+        pass
+    _write(file, data)
+
+
+def trim_metrics(path: str | Path, records: int) -> None:
+    """Cut metrics.jsonl back to its first ``records`` lines, in place (which works on a full
+    disk too). Used when training fails after its last checkpoint; a failure here is left to
+    the next resume, which rewrites the file from the checkpoint."""
+    file = Path(path) / METRICS_FILE
+    try:
+        with file.open("r+b") as f:
+            data, offset = f.read(), 0
+            for _ in range(records):
+                newline = data.find(b"\n", offset)
+                if newline < 0:
+                    return
+                offset = newline + 1
+            if offset < len(data):
+                f.truncate(offset)
+    except OSError:
+        pass
 
 
 def append_metrics(path: str | Path, record: dict[str, Any]) -> None:

@@ -195,15 +195,22 @@ def _read_array(path: Path, what: str) -> np.ndarray:
             if not lines:
                 raise DataError(f"{what} file {str(path)!r} is empty")
             a = np.loadtxt(lines, delimiter=",", ndmin=2, dtype=np.float64)
-        a = np.asarray(a, dtype=np.float32)
+        with np.errstate(over="ignore", invalid="ignore"):
+            a = np.asarray(a, dtype=np.float32)
     except DataError:
         raise
-    except (OSError, ValueError, UnicodeDecodeError) as err:
-        raise DataError(f"cannot read {what} file {str(path)!r}: {err}") from None
+    except (OSError, ValueError, UnicodeDecodeError, EOFError) as err:
+        detail = str(err).splitlines()[0] if str(err) else "it is empty"
+        if "pickle" in detail:  # numpy's guess for a file without the .npy header
+            detail = "it is not a .npy file of numbers (vaekit never unpickles)"
+        raise DataError(f"cannot read {what} file {str(path)!r}: {detail}") from None
     if a.size == 0:
         raise DataError(f"{what} file {str(path)!r} is empty")
     if not np.isfinite(a).all():
-        raise DataError(f"{what} file {str(path)!r} holds NaN or infinite values")
+        raise DataError(
+            f"{what} file {str(path)!r} holds NaN or infinite values (or values beyond "
+            "float32's range)"
+        )
     return a
 
 
@@ -1531,8 +1538,8 @@ def main(argv: list[str] | None = None) -> None:
         ):
             raise
         click.echo(
-            "vaekit: error: out of memory; lower batch_size (--set batch_size=...), the model's "
-            "size (hidden, latent_dim) or -k, or use fewer examples",
+            "vaekit: error: out of memory; lower batch_size or samples (--set batch_size=...), "
+            "the model's size (hidden, latent_dim) or -k, or use fewer examples",
             err=True,
         )
         sys.exit(2)

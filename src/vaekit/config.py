@@ -69,9 +69,9 @@ def from_dict(cls: type[C], data: dict[str, Any], *, section: str = "") -> C:
     prefix = f"{section}." if section else ""
     unknown = sorted(set(data) - fields)
     if unknown:
-        raise ConfigError(
-            f"unknown setting {prefix}{unknown[0]!s}; known settings: {', '.join(sorted(fields))}"
-        )
+        name = f"{prefix}{unknown[0]!s}"
+        name = name if name.isprintable() else repr(name)  # one line, whatever the key holds
+        raise ConfigError(f"unknown setting {name}; known settings: {', '.join(sorted(fields))}")
     kwargs = {k: _coerce(prefix + k, v, hints[k]) for k, v in data.items()}
     return cls(**kwargs)
 

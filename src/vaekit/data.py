@@ -313,7 +313,7 @@ def _check_examples(x: np.ndarray, where: str) -> None:
             )
 
 
-def _to_float(a: np.ndarray) -> tuple[np.ndarray, bool]:
+def _to_float(a: np.ndarray, where: str = "the data") -> tuple[np.ndarray, bool]:
     """A float32 copy of ``a`` and whether it is 8-bit data.
 
     uint8 values are divided by 255 into [0, 1], unless they are all 0 or 1 (already binary).
@@ -323,7 +323,15 @@ def _to_float(a: np.ndarray) -> tuple[np.ndarray, bool]:
             return a.astype(np.float32), False
         return a.astype(np.float32) / np.float32(255), True
     if a.dtype == np.bool_ or np.issubdtype(a.dtype, np.number):
-        return np.asarray(a, dtype=np.float32), False
+        with np.errstate(over="ignore"):
+            x = np.asarray(a, dtype=np.float32)
+        if not np.isfinite(x).all():
+            largest = float(np.abs(a.astype(np.float64)).max())
+            raise DataError(
+                f"{where} holds values up to {largest:g}, beyond float32's range (3.4e+38); "
+                "scale the data"
+            )
+        return x, False
     raise DataError(f"arrays of dtype {a.dtype} are not numbers; convert them to float")
 
 
@@ -893,7 +901,10 @@ def load_array(path: str | Path, seed: int = 0) -> Dataset:
         else:
             arrays = {"": loaded}
     except (ValueError, OSError, EOFError, zlib.error) as err:
-        raise DataError(f"cannot read {where} as a numpy array: {err}") from None
+        detail = str(err).splitlines()[0] if str(err) else type(err).__name__
+        if "pickle" in detail:  # numpy's guess for a file without the .npy header
+            detail = "it is not a .npy/.npz file of numbers (vaekit never unpickles data)"
+        raise DataError(f"cannot read {where} as a numpy array: {detail}") from None
     if {"train", "test"} <= set(arrays):
         return _array_splits(path, arrays, seed)
     labels = arrays.pop("labels", None)
@@ -904,7 +915,7 @@ def load_array(path: str | Path, seed: int = 0) -> Dataset:
         )
     (a,) = arrays.values()
     _check_examples(a, where)
-    x, eight_bit = _to_float(a)
+    x, eight_bit = _to_float(a, where)
     return _from_array(path.stem, x, labels, seed, path, eight_bit=eight_bit)
 
 
@@ -914,7 +925,7 @@ def _array_splits(path: Path, arrays: dict[str, np.ndarray], seed: int) -> Datas
     for k in ("train", "valid", "test"):
         if k in arrays:
             _check_examples(arrays[k], f"{k!r} in {where}")
-            xs[k], e = _to_float(arrays[k])
+            xs[k], e = _to_float(arrays[k], where)
             _check_examples(xs[k], f"{k!r} in {where}")
             eight = eight or e
     ys = {k: arrays.get(f"{k}_labels") for k in ("train", "valid", "test")}

@@ -40,6 +40,7 @@ from .checkpoint import (
     remove_temporaries,
     save_training_state,
     start_run,
+    trim_metrics,
     write_config,
     write_metrics,
 )
@@ -69,6 +70,8 @@ AUTO_COMPILE_STEPS = 20_000
 COMPILE_OPTIONS: dict[str, Any] = {}
 #: Fraction of the device's free memory the training set may take and still be made resident.
 RESIDENT_FRACTION = 0.5
+#: Seconds of training between two saves of the training state when ``checkpoint_every`` is 0.
+CHECKPOINT_SECONDS = 60.0
 #: Settings a resumed run may change; any other must match the checkpoint's. The last three
 #: choose how steps run, not what they compute (a resume that changes the loop or the device
 #: continues with fresh random streams: statistically the same run, not bit for bit).
@@ -117,9 +120,10 @@ class TrainConfig:
     bfloat16 autocast (the bound and the loss stay in float32).
     resident: "auto" keeps the training set on the device when it takes under half the free
     device memory and streams batches from pinned CPU memory otherwise; "yes" / "no" force it.
-    checkpoint_every: with ``fit(out=...)``, save the training state every this many steps
-    (skipped steps count) as well as at each epoch's end and at the end; 0 = only at epoch
-    ends and the end. The fast path saves at epoch ends only.
+    checkpoint_every: with ``fit(out=...)``, save the training state once this many steps
+    (skipped ones count) have passed since the last save; 0 (the default) = once
+    ``CHECKPOINT_SECONDS`` of training have passed. It is also saved at the start, at the end
+    and when stopped. The fast path saves only at epoch ends (the first one due).
     """
 
     epochs: int = 10
@@ -619,8 +623,8 @@ def fit(
 
     With ``out``, the run lives in that folder: ``checkpoint.safetensors`` holds the whole
     training state (weights, optimizer, step, data order, generator states, history), written
-    atomically at the start, every ``config.checkpoint_every`` steps, at each epoch's end and
-    at the end, and never with non-finite weights; each epoch's record is appended to
+    atomically at the start, as ``config.checkpoint_every`` says (by default once a minute),
+    at the end and when stopped, never with non-finite weights; each epoch's record is appended to
     ``metrics.jsonl``; and ``config.json`` (with ``metadata``, JSON-ready) and
     ``model.safetensors`` are written at the end. With ``resume``, training continues from
     ``out``'s checkpoint instead of starting afresh; on CPU the result is bit for bit that of a
@@ -709,10 +713,20 @@ def fit(
         loop.load_state(state["loop"], out_dir)
 
     saved_step: list[int] = []  # the step of the last checkpoint written
+    saved_records = [len(history)]  # the epochs it holds
+    last_save = {"time": time.perf_counter(), "steps": loop.step + loop.skipped}
 
-    def save() -> None:
+    def save(force: bool = True) -> None:
+        """Write the training state; unless ``force``, only when a save is due."""
         if out_dir is None:
             return
+        steps = loop.step + loop.skipped
+        if not force:
+            every = config.checkpoint_every
+            if every and steps - last_save["steps"] < every:
+                return
+            if not every and time.perf_counter() - last_save["time"] < CHECKPOINT_SECONDS:
+                return
         params = [p.detach() for p in model.parameters()]
         if params and not bool(torch.stack([p.isfinite().all() for p in params]).all()):
             return  # keep the last good checkpoint
@@ -730,6 +744,8 @@ def fit(
             },
         )
         saved_step[:] = [loop.step]
+        saved_records[:] = [len(history)]
+        last_save.update(time=time.perf_counter(), steps=steps)
 
     if out_dir is not None:
         if state is None:
@@ -759,11 +775,13 @@ def fit(
                     evaluate_elbo(model, x_valid, seed=config.seed, **kw).mean()
                 )
             history.append(record)
-            save()
+            save(force=loop.epoch > config.epochs)
             if out_dir is not None:
                 append_metrics(out_dir, record)
-    except TrainingError as err:
-        if out_dir is not None and saved_step:
+    except BaseException as err:
+        if out_dir is not None:  # metrics.jsonl goes back to what the checkpoint holds
+            trim_metrics(out_dir, saved_records[0])
+        if isinstance(err, TrainingError) and out_dir is not None and saved_step:
             raise TrainingError(
                 f"{err}; {str(out_dir / STATE_FILE)!r} keeps the last good state (step "
                 f"{saved_step[0]})"
@@ -978,11 +996,11 @@ class _EagerLoop:
     def epochs(
         self,
         progress: bool,
-        save: Callable[[], None] = lambda: None,
+        save: Callable[..., None] = lambda force=True: None,
         stop: Callable[[], bool] | None = None,
     ):
         """Train until ``config.epochs``; yields one record per epoch. ``save`` writes the
-        training state; it is called every ``checkpoint_every`` steps and before stopping."""
+        training state: after each step when due (``save(force=False)``), and before stopping."""
         model, x, config, g, device = self.model, self.x, self.config, self.g, self.device
         optimizer = self.optimizer
         objective = OBJECTIVES[config.objective]
@@ -990,7 +1008,6 @@ class _EagerLoop:
         params = [p for p in model.parameters() if p.requires_grad]
         max_norm = config.grad_clip if config.grad_clip > 0 else math.inf
         B, n, per_epoch = config.batch_size, self.n, self.steps_per_epoch
-        every = config.checkpoint_every
         start = time.perf_counter() - self.elapsed
         done = (self.epoch - 1) * per_epoch + self.pos
         bar = tqdm(total=config.epochs * per_epoch, initial=done, disable=not progress, unit="step")
@@ -1040,10 +1057,9 @@ class _EagerLoop:
                         self.bad_in_row += 1
                         if self.bad_in_row >= config.max_bad_steps:
                             raise _too_many_bad(self.bad_in_row, self.step, config)
-                    done = (self.epoch - 1) * per_epoch + self.pos
-                    if every and done % every == 0 and self.pos < per_epoch:
+                    if self.pos < per_epoch:  # an epoch's end is saved with its record
                         self.elapsed = time.perf_counter() - start
-                        save()
+                        save(force=False)
                 record: dict[str, Any] = {
                     "epoch": self.epoch,
                     "step": self.step,
@@ -1293,7 +1309,7 @@ class _FastRun:
     def epochs(
         self,
         progress: bool,
-        save: Callable[[], None] = lambda: None,
+        save: Callable[..., None] = lambda force=True: None,
         stop: Callable[[], bool] | None = None,
     ):
         """Train until ``config.epochs``; yields one record per epoch. On ``stop`` the steps
