@@ -120,6 +120,7 @@ def test_reproduce_script_runs_end_to_end(tmp_path: Path, capsys: pytest.Capture
     small = ["--data", "digits", "--epochs", "2", "--out", str(tmp_path), "--device", "cpu"]
     reproduce.main(
         ["table", str(REPO / "configs" / "iwae-iwae2-k50.toml"), *small, "-k", "10",
+         "--schedule", "scaled",
          "--set", "hidden=[16]", "--set", "latent_dim=3", "--set", "hidden2=[8]",
          "--set", "latent_dim2=2", "--set", "samples=3"]
     )  # fmt: skip
