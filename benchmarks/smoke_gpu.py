@@ -1,14 +1,17 @@
 """Quick checks on a CUDA machine before the benchmarks: the fused log-likelihood against the
-general path, the graph and streaming training paths against the eager loop."""
+general path, the graph and streaming training paths against the eager loop, and a fast-path
+run stopped (at an epoch's end and mid-epoch) and resumed against one never stopped."""
 
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 from _common import load_mnist
 
 from vaekit import VAE
 from vaekit.evaluate import log_likelihood
-from vaekit.train import fit
+from vaekit.train import TrainingInterrupted, fit
 
 data = load_mnist()
 dev = torch.device("cuda")
@@ -32,3 +35,48 @@ for kw in ({"fast": "off"}, {"fast": "graph"}, {"fast": "graph", "resident": "no
     torch.cuda.synchronize()
     print(kw, round(time.perf_counter() - t0, 2), [round(r["train_bound"], 2) for r in h],
           [r["seconds"] for r in h], h[-1]["path"], h[-1].get("notice"))  # fmt: skip
+
+# Resume on the fast path: the state is saved at epoch ends; a stop mid-epoch resumes from the last.
+
+
+def stop_after(polls: int):
+    """A stop callback that says stop on its (polls + 1)-th call (one call per graph launch)."""
+    count = [0]
+
+    def stop() -> bool:
+        count[0] += 1
+        return count[0] > polls
+
+    return stop
+
+
+def vae() -> VAE:
+    return VAE(data_shape=(784,), latent_dim=20, hidden=(400,), activation="relu").to(dev)
+
+
+kw = {"epochs": 4, "batch_size": 128, "binarize": "dynamic", "fast": "graph", "seed": 3}
+x = data.train[:10000]  # 78 steps an epoch: 10 launches of up to 8
+for where in ("epoch end", "mid-epoch"):
+    with tempfile.TemporaryDirectory() as tmp:
+        torch.manual_seed(0)
+        whole = vae()
+        h_whole = fit(whole, x, out=Path(tmp) / "whole", **kw)
+        out = Path(tmp) / "stopped"
+        torch.manual_seed(0)
+        if where == "epoch end":
+            fit(vae(), x, out=out, **{**kw, "epochs": 2})
+        else:
+            try:
+                fit(vae(), x, out=out, stop=stop_after(25), **kw)
+            except TrainingInterrupted as err:
+                print("stopped:", err)
+        torch.manual_seed(1)
+        resumed = vae()  # other initial weights: they must come from the checkpoint
+        h = fit(resumed, x, out=out, resume=True, **kw)
+        diff = max(
+            float((p - q).abs().max())
+            for p, q in zip(whole.parameters(), resumed.parameters(), strict=True)
+        )
+        print("resume at", where, "max|dw|", diff, h[-1]["path"],
+              [round(r["train_bound"], 3) for r in h_whole],
+              [round(r["train_bound"], 3) for r in h])  # fmt: skip

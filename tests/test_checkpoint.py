@@ -308,3 +308,97 @@ def test_conditional_model_round_trips(tmp_path: Path) -> None:
     s1 = model.sample(3, condition=1)
     torch.manual_seed(2)
     assert torch.equal(s1, loaded.sample(3, condition=1))
+
+
+# -- the training state ----------------------------------------------------------------------------
+
+
+def training_state() -> dict[str, Any]:
+    opt = torch.optim.Adam(VAE(**CONFIGS[0]).parameters(), lr=1e-3, betas=(0.9, 0.99))
+    model = perturbed(VAE(**CONFIGS[0]))
+    for p, q in zip(model.parameters(), opt.param_groups[0]["params"], strict=True):
+        q.grad = p.detach().clone()
+    opt.step()
+    return {
+        "run": {"train": {"lr": 0.001}, "step": 7, "finished": False},
+        "loop": {
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "generator": torch.Generator().manual_seed(3).get_state(),
+            "order": torch.randperm(10, generator=gen(1)),
+            "sums": torch.tensor(-1.5, dtype=torch.float64),
+            "none": None,
+            "pair": (1, 2.5),
+        },
+        "history": [{"epoch": 1, "train_bound": -3.25}],
+    }
+
+
+def test_training_state_round_trips_exactly(tmp_path: Path) -> None:
+    from vaekit.checkpoint import load_training_state, read_training_info, save_training_state
+
+    state = training_state()
+    save_training_state(tmp_path, state)
+    back = load_training_state(tmp_path)
+    assert read_training_info(tmp_path) == state["run"]
+    assert back["history"] == state["history"] and back["run"] == state["run"]
+    loop, saved = back["loop"], state["loop"]
+    assert loop["none"] is None and loop["pair"] == (1, 2.5)
+    for key in ("generator", "order", "sums"):
+        assert torch.equal(loop[key], saved[key]) and loop[key].dtype == saved[key].dtype
+    assert all(torch.equal(loop["model"][k], v) for k, v in saved["model"].items())
+    assert loop["optimizer"]["param_groups"] == saved["optimizer"]["param_groups"]
+    for i, entry in saved["optimizer"]["state"].items():  # integer keys come back as integers
+        assert all(torch.equal(loop["optimizer"]["state"][i][k], v) for k, v in entry.items())
+
+
+def test_loading_the_training_state_never_unpickles(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vaekit.checkpoint import load_training_state, save_training_state
+
+    save_training_state(tmp_path, training_state())
+
+    def forbidden(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("pickle used while loading a training state")
+
+    for name in ("load", "loads", "Unpickler"):
+        monkeypatch.setattr(pickle, name, forbidden)
+    monkeypatch.setattr(torch, "load", forbidden)
+    assert load_training_state(tmp_path)["run"]["step"] == 7
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda raw: raw[: len(raw) // 2], "truncated or corrupt"),
+        (lambda raw: raw[:5], "truncated or corrupt"),
+        (lambda raw: raw[:40], "truncated or corrupt"),
+        (lambda raw: b"", "truncated or corrupt"),
+        (lambda raw: pickle.dumps({"state": 1}), "truncated or corrupt"),
+        (lambda raw: raw.replace(b'"format_version":"1"', b'"format_version":"9"'), "format 9"),
+        (lambda raw: raw.replace(b'"state":', b'"other":'), "not a vaekit training checkpoint"),
+    ],
+)
+def test_damaged_training_states_are_checkpoint_errors(
+    tmp_path: Path, damage: Any, message: str
+) -> None:
+    from vaekit.checkpoint import (
+        STATE_FILE,
+        load_training_state,
+        read_training_info,
+        save_training_state,
+    )
+
+    file = save_training_state(tmp_path, training_state())
+    assert file == tmp_path / STATE_FILE
+    file.write_bytes(damage(file.read_bytes()))
+    for read in (load_training_state, read_training_info):
+        if (
+            read is read_training_info
+            and message == "truncated or corrupt"
+            and len(file.read_bytes()) > 40
+        ):
+            continue  # the header is whole: the run record can still be read
+        with pytest.raises(CheckpointError, match=message):
+            read(tmp_path)

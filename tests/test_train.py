@@ -452,3 +452,16 @@ def test_too_many_bad_steps_keep_the_last_good_checkpoint(tmp_path: Any) -> None
     assert state["loop"]["step"] > 0 and state["run"]["finished"] is False
     assert all(torch.isfinite(v).all() for v in state["loop"]["model"].values())
     assert not (out / "model.safetensors").exists()
+
+
+def test_resume_refuses_other_conditions(tmp_path: Any) -> None:
+    torch.manual_seed(0)
+    model = VAE(data_shape=(D,), latent_dim=M, hidden=(16,), likelihood="gaussian", condition_dim=3)
+    labels = torch.arange(40) % 3
+    fit(model, synthetic(40), conditions=labels, epochs=1, batch_size=16, out=tmp_path / "run")
+    with pytest.raises(DataError, match="train conditions data is not the data"):
+        fit(model, synthetic(40), conditions=(labels + 1) % 3, epochs=2, batch_size=16,
+            out=tmp_path / "run", resume=True)  # fmt: skip
+    history = fit(model, synthetic(40), conditions=labels, epochs=2, batch_size=16,
+                  out=tmp_path / "run", resume=True)  # fmt: skip
+    assert [r["epoch"] for r in history] == [1, 2]

@@ -122,6 +122,11 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> VAE:
         raise CheckpointError(f"{str(path / CONFIG_FILE)!r}: {err}") from None
     file = path / WEIGHTS_FILE
     if not file.exists():
+        if (path / STATE_FILE).is_file():
+            raise CheckpointError(
+                f"{str(path)!r} has no {WEIGHTS_FILE} yet: its training has not finished; "
+                f"continue it with vaekit train --resume {path}"
+            )
         raise CheckpointError(f"{str(path)!r} has no {WEIGHTS_FILE}; the run did not finish saving")
     try:
         state = load_file(file, device=str(device))

@@ -1498,7 +1498,17 @@ def info(run: Path) -> None:
         except (OSError, ValueError, KeyError, TypeError):
             click.echo("eval   eval.json is unreadable")
     if not (run / "model.safetensors").is_file():
-        click.echo("note   no model.safetensors: the run did not finish saving")
+        from .checkpoint import read_training_info
+
+        try:
+            state = read_training_info(run)
+            click.echo(
+                f"note   no model.safetensors yet: training stopped in epoch "
+                f"{state.get('epochs_done', 0) + 1} at step {state.get('step', '?')}; continue "
+                f"it with vaekit train --resume {run}"
+            )
+        except CheckpointError:
+            click.echo("note   no model.safetensors: the run did not finish saving")
     click.echo("files")
     for path in sorted(p for p in run.rglob("*") if p.is_file() and not p.name.startswith(".")):
         click.echo(f"  {path.relative_to(run)!s:<32} {_size(path.stat().st_size):>9}")

@@ -673,6 +673,8 @@ def fit(
         "data": {
             "train": fingerprint(x),
             "valid": fingerprint(x_valid) if x_valid is not None else None,
+            **({"train conditions": fingerprint(c_train)} if c_train is not None else {}),
+            **({"valid conditions": fingerprint(c_valid)} if c_valid is not None else {}),
         },
     }
     state: dict[str, Any] | None = None
@@ -828,7 +830,7 @@ def check_resumable(
             f"epochs {config.epochs} is fewer than the {done} epochs the run in {str(out)!r} "
             "has done; give more epochs"
         )
-    for split in ("train", "valid"):
+    for split in now["data"]:  # train, valid, and the conditions of a conditional model
         old_fp = (saved.get("data") or {}).get(split)
         if old_fp is not None and old_fp != now["data"][split]:
             raise DataError(
