@@ -35,6 +35,9 @@ WAV_SUFFIXES = (".wav", ".wave")
 POWER_FLOOR = 1e-10
 #: Longest clip, in seconds, when the clip length comes from the data.
 MAX_CLIP_SECONDS = 2.0
+#: Frames per clip, when they come from the data, are rounded up to a multiple of this, so
+#: convolutional networks that halve the spectrogram's size three times fit (64 mel bands do).
+FRAME_MULTIPLE = 8
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,8 @@ class AudioSettings:
 
     sample_rate: Hz. n_fft: STFT window and FFT size, samples. hop: samples between frames.
     n_mels: mel bands (0 Hz to sample_rate / 2). frames: STFT frames per clip (0 = from the
-    data: the longest file, at most ``MAX_CLIP_SECONDS``). mean, std: per mel band, of the
+    data: the longest file, at most ``MAX_CLIP_SECONDS``, rounded up to a multiple of
+    ``FRAME_MULTIPLE``). mean, std: per mel band, of the
     training split's log-mel values (empty = not yet measured). trim_db: leading and trailing
     samples more than this many dB below the file's peak are cut before clips are made (0 = keep
     them). griffin_lim_iters: iterations of phase recovery when writing sound.
@@ -355,7 +359,8 @@ def load_audio(path: str | Path, seed: int = 0, *, settings: AudioSettings | Non
     if s.frames == 0:
         longest = max(a.shape[0] for a in sounds)
         length = min(longest, int(MAX_CLIP_SECONDS * s.sample_rate))
-        s = replace(s, frames=max(2, math.ceil(length / s.hop) + 1))
+        frames = math.ceil(length / s.hop) + 1
+        s = replace(s, frames=FRAME_MULTIPLE * math.ceil(frames / FRAME_MULTIPLE))
     waves, owner = clips(sounds, s.samples)
     if waves.shape[0] < 3:
         raise DataError(
