@@ -3,7 +3,7 @@ library and a command-line tool."""
 
 __version__ = "0.1.0"
 
-from . import data, text
+from . import audio, data, text
 from .checkpoint import load, save
 from .discrete import CategoricalConfig, CategoricalVAE
 from .errors import CheckpointError, ConfigError, DataError, VaekitError
@@ -11,6 +11,7 @@ from .evaluate import evaluate, log_likelihood
 from .hierarchical import HVAE, HVAEConfig
 from .model import VAE, VAEConfig
 from .objectives import Terms, elbo, iwae
+from .text import TextVAE, TextVAEConfig
 from .train import TrainConfig, TrainingError, TrainingInterrupted, fit
 
 __all__ = [
@@ -23,12 +24,15 @@ __all__ = [
     "DataError",
     "HVAEConfig",
     "Terms",
+    "TextVAE",
+    "TextVAEConfig",
     "TrainConfig",
     "TrainingError",
     "TrainingInterrupted",
     "VAEConfig",
     "VaekitError",
     "__version__",
+    "audio",
     "data",
     "elbo",
     "evaluate",
