@@ -261,3 +261,16 @@ def test_silence_is_trimmed_at_both_ends() -> None:
     assert y.shape[0] <= x.shape[0] and y.shape[0] > x.shape[0] - RATE // 440
     assert np.abs(y).max() == pytest.approx(np.abs(x).max())
     assert audio.trim(padded, 0.0) is padded  # 0 dB: kept as it is
+
+
+def test_conv_network_fits_audio_clips(tmp_path: Path, capsys) -> None:
+    write_sounds(tmp_path / "sounds")
+    run = tmp_path / "conv"
+    args = ["--epochs", "1", "--set", "network=conv", "--set", "channels=[4, 8]", "-k", "2", "-q"]
+    code, _, err = run_cli(capsys, "train", "--data", tmp_path / "sounds", "--out", run, *args)
+    assert code == 0, err
+    code, _, err = run_cli(capsys, "sample", run, "-n", "1")
+    assert code == 0, err
+    s = AudioSettings.from_media(json.loads((run / "config.json").read_text())["data"]["media"])
+    assert s.frames % audio.FRAME_MULTIPLE == 0
+    check_wav(run / "samples" / "sample-000.wav", s.sample_rate, s.samples)
