@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file
+from safetensors.torch import load as from_safetensors_bytes
 from safetensors.torch import save as to_safetensors_bytes
 
 from . import __version__
@@ -129,8 +129,10 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> VAE:
             )
         raise CheckpointError(f"{str(path)!r} has no {WEIGHTS_FILE}; the run did not finish saving")
     try:
-        state = load_file(file, device=str(device))
-    except (SafetensorError, OSError, ValueError) as err:
+        # One read of the whole file: a run that replaces it meanwhile is seen old or new, whole.
+        state = from_safetensors_bytes(file.read_bytes())
+        state = {k: v.to(device) for k, v in state.items()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
         raise CheckpointError(f"{str(file)!r} is truncated or corrupt: {err}") from None
     model = build_model(model_config).to(device)
     try:
@@ -268,8 +270,6 @@ def read_training_info(path: str | Path) -> dict[str, Any]:
 
 def load_training_state(path: str | Path) -> dict[str, Any]:
     """Read what :func:`save_training_state` wrote into the folder ``path``. Never unpickles."""
-    from safetensors.torch import load as from_safetensors_bytes
-
     meta, raw = _read_state(path, header_only=False)
     file = Path(path) / STATE_FILE
     try:
