@@ -1008,7 +1008,7 @@ class _EagerLoop:
         objective = OBJECTIVES[config.objective]
         autocast = _autocast_dtype(config)
         params = [p for p in model.parameters() if p.requires_grad]
-        max_norm = config.grad_clip if config.grad_clip > 0 else math.inf
+        clip = config.grad_clip > 0
         B, n, per_epoch = config.batch_size, self.n, self.steps_per_epoch
         start = time.perf_counter() - self.elapsed
         done = (self.epoch - 1) * per_epoch + self.pos
@@ -1029,8 +1029,9 @@ class _EagerLoop:
                     rows = self.order[self.pos * B : (self.pos + 1) * B]
                     xb = x[rows]
                     kw = {} if self.c is None else {"condition": self.c[rows]}
-                    if config.binarize == "dynamic":
-                        xb = torch.bernoulli(xb, generator=g)
+                    if config.binarize == "dynamic":  # x ~ Bernoulli(x), as the fast path draws it
+                        u = torch.rand(xb.shape, generator=g, device=device, dtype=xb.dtype)
+                        xb = (u < xb).to(xb.dtype)
                     beta = _beta(config, self.step + 1)
                     if autocast is None:
                         terms = model(xb, k=config.samples, generator=g, **kw)
@@ -1045,7 +1046,11 @@ class _EagerLoop:
                     loss = -bound.mean()
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
-                    grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+                    if clip:
+                        grad_norm = torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+                    else:  # the norm only, for the finite check: no pass that scales by 1
+                        grads = [p.grad for p in params if p.grad is not None]
+                        grad_norm = torch.nn.utils.get_total_norm(grads)
                     self.pos += 1
                     bar.update()
                     if torch.isfinite(loss) and torch.isfinite(grad_norm):
