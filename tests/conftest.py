@@ -13,16 +13,24 @@ set to the exact posterior, or to a deliberately imperfect one.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
 import torch
+from hypothesis import settings
 from torch import Tensor
 from torch.distributions import MultivariateNormal
 
 from vaekit import VAE
 from vaekit.likelihoods import soft_clamp
+
+# The suite is a gate: the property tests draw the same examples on every run ("ci"). Run
+# VAEKIT_HYPOTHESIS=explore pytest to search new random examples (and keep failures found).
+settings.register_profile("ci", derandomize=True, database=None)
+settings.register_profile("explore")
+settings.load_profile(os.environ.get("VAEKIT_HYPOTHESIS", "ci"))
 
 
 def inverse_soft_clamp(y: Tensor, lo: float, hi: float) -> Tensor:

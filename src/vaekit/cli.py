@@ -180,6 +180,8 @@ def _read_array(path: Path, what: str) -> np.ndarray:
         raise DataError(f"{what} file {str(path)!r} must be .npy or .csv")
     if not path.is_file():
         raise DataError(f"{what} file {str(path)!r} does not exist")
+    from .data import NUMPY_READ_ERRORS
+
     try:
         if suffix == ".npy":
             a = np.load(path, allow_pickle=False)
@@ -199,7 +201,7 @@ def _read_array(path: Path, what: str) -> np.ndarray:
             a = np.asarray(a, dtype=np.float32)
     except DataError:
         raise
-    except (OSError, ValueError, UnicodeDecodeError, EOFError) as err:
+    except (*NUMPY_READ_ERRORS, UnicodeDecodeError) as err:
         detail = str(err).splitlines()[0] if str(err) else "it is empty"
         if "pickle" in detail:  # numpy's guess for a file without the .npy header
             detail = "it is not a .npy file of numbers (vaekit never unpickles)"

@@ -27,6 +27,7 @@ import os
 import pickle
 import struct
 import tarfile
+import tokenize
 import urllib.request
 import zlib
 from collections import Counter
@@ -189,6 +190,19 @@ class Dataset:
 
 
 # -- where files live ------------------------------------------------------------------------
+
+
+#: What np.load raises on a damaged .npy/.npz: a broken header is parsed by Python's tokenizer
+#: and ast (SyntaxError, tokenize.TokenError), a broken body or archive by numpy and zlib.
+NUMPY_READ_ERRORS = (
+    ValueError,
+    OSError,
+    EOFError,
+    SyntaxError,
+    tokenize.TokenError,
+    MemoryError,
+    zlib.error,
+)
 
 
 def data_dir() -> Path:
@@ -900,7 +914,7 @@ def load_array(path: str | Path, seed: int = 0) -> Dataset:
                 arrays = {k: loaded[k] for k in loaded.files}
         else:
             arrays = {"": loaded}
-    except (ValueError, OSError, EOFError, zlib.error) as err:
+    except NUMPY_READ_ERRORS as err:
         detail = str(err).splitlines()[0] if str(err) else type(err).__name__
         if "pickle" in detail:  # numpy's guess for a file without the .npy header
             detail = "it is not a .npy/.npz file of numbers (vaekit never unpickles data)"
