@@ -16,7 +16,9 @@ import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import settings
@@ -155,3 +157,38 @@ def linear_gaussian() -> Callable[..., LinearGaussian]:
 def _seed_torch() -> None:
     """Every test starts from the same global RNG state, so weight initialisation repeats."""
     torch.manual_seed(0)
+
+
+# -- the command line, driven in this process ----------------------------------------------------
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
+    """Run ``vaekit args`` in this process; returns (exit status, stdout, stderr)."""
+    from vaekit.cli import main
+
+    capsys.readouterr()
+    try:
+        main([str(a) for a in args])
+        code = 0
+    except SystemExit as exit_:
+        code = int(exit_.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def snapshot(run: Path) -> dict[str, tuple[bytes, int]]:
+    """Bytes and modification time of each file of a run folder, to show they did not change."""
+    from vaekit.cli import RUN_FILES
+
+    return {f: ((run / f).read_bytes(), (run / f).stat().st_mtime_ns) for f in RUN_FILES}
+
+
+def png(path: Path) -> np.ndarray:
+    """Pixels of a PNG as an array, after checking it is not blank."""
+    from PIL import Image
+
+    with Image.open(path) as img:
+        assert img.format == "PNG"
+        a = np.asarray(img.convert("L"), dtype=np.float64)
+    assert a.std() > 0, f"{path} is blank"
+    return a

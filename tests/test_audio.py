@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import run_cli
 
 from vaekit import audio, data
 from vaekit.audio import AudioSettings
-from vaekit.cli import main
 from vaekit.errors import DataError
 
 RATE = 8000
@@ -188,17 +188,6 @@ def test_long_file_is_cut_into_clips_and_too_few_is_an_error(tmp_path: Path) -> 
 
 
 # -- the command line --------------------------------------------------------------------------
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
-    capsys.readouterr()
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as exit_:
-        code = int(exit_.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def check_wav(path: Path, rate: int, samples: int) -> np.ndarray:

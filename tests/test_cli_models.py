@@ -12,37 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import png, run_cli, snapshot
 from PIL import Image
 
 from vaekit import load
 from vaekit.cli import RUN_FILES, main
 
 TINY = ["--epochs", "2", "-k", "5", "-q"]
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
-    """Run ``vaekit args``; returns (exit status, stdout, stderr)."""
-    capsys.readouterr()
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as exit_:
-        code = int(exit_.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def snapshot(run: Path) -> dict[str, tuple[bytes, int]]:
-    return {f: ((run / f).read_bytes(), (run / f).stat().st_mtime_ns) for f in RUN_FILES}
-
-
-def png(path: Path) -> np.ndarray:
-    """Pixels of a PNG as an array, after checking it is not blank."""
-    with Image.open(path) as img:
-        assert img.format == "PNG"
-        a = np.asarray(img.convert("L"), dtype=np.float64)
-    assert a.std() > 0, f"{path} is blank"
-    return a
 
 
 @pytest.fixture(scope="module")

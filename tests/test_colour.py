@@ -13,25 +13,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import run_cli
 from PIL import Image
 
 from vaekit import data
-from vaekit.cli import main
 from vaekit.evaluate import evaluate
 from vaekit.model import VAE
 
 TINY = ["--epochs", "2", "--set", "hidden=[16]", "--set", "latent_dim=2", "-k", "3", "-q"]
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
-    capsys.readouterr()
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as exit_:
-        code = int(exit_.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def colour_png(path: Path) -> np.ndarray:

@@ -11,11 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import inverse_soft_clamp
+from conftest import inverse_soft_clamp, run_cli
 from torch.distributions import MultivariateNormal
 
 from vaekit import HVAE, ConfigError, DataError, TrainConfig, fit, load
-from vaekit.cli import main
 from vaekit.evaluate import elbo, evaluate, latent_stats, log_likelihood
 from vaekit.model import MODELS, build_model, model_config
 from vaekit.objectives import iwae
@@ -230,18 +229,6 @@ def test_fast_loop_runs_it_and_agrees_with_the_eager_loop() -> None:
     eager = fit(small(), x, config=cfg)
     assert fast[-1]["step"] == 3 * 8 and fast[-1]["skipped_steps"] == 0
     assert abs(fast[-1]["train_bound"] - eager[-1]["train_bound"]) < 0.5
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    """Run ``vaekit args`` in this process; returns (exit status, stdout, stderr)."""
-    capsys.readouterr()
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as exit_:
-        code = int(exit_.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_cli_trains_and_uses_an_hvae_run(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import run_cli
 
 import vaekit
 from vaekit import data
-from vaekit.cli import main
 from vaekit.errors import ConfigError, DataError
 from vaekit.evaluate import elbo as elbo_of
 from vaekit.text import (
@@ -233,17 +233,6 @@ def test_save_and_load_bit_for_bit(tmp_path: Path) -> None:
 
 
 # -- the command line --------------------------------------------------------------------------
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
-    capsys.readouterr()
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as exit_:
-        code = int(exit_.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_commands_on_a_word_list(words: Path, tmp_path: Path, capsys) -> None:

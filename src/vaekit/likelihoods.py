@@ -141,7 +141,11 @@ class GaussianPerDimLikelihood(GaussianLikelihood):
         self, data_shape: tuple[int, ...], min_logvar: float = -8.0, max_logvar: float = 4.0
     ) -> None:
         super().__init__(data_shape, min_logvar, max_logvar)
-        self.raw_logvar = nn.Parameter(torch.zeros(self.data_shape))
+        self.raw_logvar = nn.Parameter(torch.zeros(self._logvar_shape()))
+
+    def _logvar_shape(self) -> tuple[int, ...]:
+        """Shape of the learned log-variance: ``data_shape`` here, ``()`` when shared."""
+        return self.data_shape
 
     def forward(self, params: Tensor) -> Distribution:
         (mean,) = self._split(params)
@@ -156,28 +160,11 @@ class GaussianPerDimLikelihood(GaussianLikelihood):
         return gaussian_log_prob(x, mean, logvar, self._sum_data)
 
 
-class GaussianSharedLikelihood(GaussianLikelihood):
+class GaussianSharedLikelihood(GaussianPerDimLikelihood):
     """Gaussian with mean f(z) and a single learned log-variance shared by every dimension."""
 
-    n_params = 1
-
-    def __init__(
-        self, data_shape: tuple[int, ...], min_logvar: float = -8.0, max_logvar: float = 4.0
-    ) -> None:
-        super().__init__(data_shape, min_logvar, max_logvar)
-        self.raw_logvar = nn.Parameter(torch.zeros(()))
-
-    def forward(self, params: Tensor) -> Distribution:
-        (mean,) = self._split(params)
-        logvar = soft_clamp(self.raw_logvar, self.min_logvar, self.max_logvar)
-        return self._event(
-            Normal(mean, torch.exp(0.5 * logvar).expand_as(mean), validate_args=False)
-        )
-
-    def log_prob(self, params: Tensor, x: Tensor) -> Tensor:
-        (mean,) = self._split(params)
-        logvar = soft_clamp(self.raw_logvar, self.min_logvar, self.max_logvar)
-        return gaussian_log_prob(x, mean, logvar, self._sum_data)
+    def _logvar_shape(self) -> tuple[int, ...]:
+        return ()
 
 
 class GaussianFixedLikelihood(Likelihood):
