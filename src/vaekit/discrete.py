@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
@@ -42,12 +41,12 @@ from torch.distributions import Categorical, Distribution, register_kl
 
 from .errors import ConfigError, DataError
 from .likelihoods import LIKELIHOODS
-from .model import register_model
+from .model import Model, register_model
 from .nets import ACTIVATIONS, MLP
 from .objectives import Terms
 
 if TYPE_CHECKING:
-    from .train import History
+    pass
 
 ESTIMATORS = ("auto", "exact", "gumbel", "reinforce")
 CATEGORICAL_PRIORS = ("uniform", "learned")
@@ -272,7 +271,7 @@ class CategoricalPrior(nn.Module):
 
 
 @register_model
-class CategoricalVAE(nn.Module):
+class CategoricalVAE(Model):
     """VAE whose latent is ``n_latents`` categorical variables (see :mod:`vaekit.discrete`).
 
     Build it from a :class:`CategoricalConfig` or its fields::
@@ -465,25 +464,12 @@ class CategoricalVAE(nn.Module):
         """E[x|z] at the most probable z under q(z|x) (each latent's argmax); shape of ``x``."""
         return self.decode(self.encode(x).mode).mean
 
-    def elbo(self, x: Tensor, *, samples: int = 1, seed: int = 0, batch_size: int = 1000) -> Tensor:
-        """Per-example Monte Carlo ELBO in nats (N,); see :func:`vaekit.evaluate.elbo`."""
-        from .evaluate import elbo
-
-        return elbo(self, x, samples=samples, seed=seed, batch_size=batch_size)
-
     @torch.no_grad()
     def elbo_exact(self, x: Tensor) -> Tensor:
         """Per-example ELBO by enumeration in nats (N,), without gradients."""
         from .objectives import elbo
 
         return elbo(self.enumerated_terms(x.to(self.device)))
-
-    def log_likelihood(self, x: Tensor, k: int = 5000, *, seed: int = 0) -> Tensor:
-        """Importance-weighted estimate of log p(x) in nats (N,); see
-        :func:`vaekit.evaluate.log_likelihood`."""
-        from .evaluate import log_likelihood
-
-        return log_likelihood(self, x, k=k, seed=seed)
 
     def log_likelihood_exact(self, x: Tensor, **kwargs: Any) -> Tensor:
         """Exact log p(x) in nats (N,); see :func:`log_likelihood_exact`."""
@@ -508,27 +494,6 @@ class CategoricalVAE(nn.Module):
             "kl_per_dim": torch.stack(kls).sum(0) / x.shape[0],
             "activity": p.var(0, unbiased=False).sum(-1),
         }
-
-    def fit(self, data: Any, **kwargs: Any) -> History:
-        """Train in place; same arguments as :func:`vaekit.train.fit`. Returns the history."""
-        from .train import fit
-
-        return fit(self, data, **kwargs)
-
-    def save(self, path: str | Path, **metadata: Any) -> Path:
-        """Write ``config.json`` and ``model.safetensors`` into the folder ``path``."""
-        from .checkpoint import save
-
-        return save(self, path, **metadata)
-
-    @property
-    def _dtype(self) -> torch.dtype:
-        return self.encoder[0].weight.dtype
-
-    @property
-    def device(self) -> torch.device:
-        """Device of the model's parameters."""
-        return self.encoder[0].weight.device
 
 
 @torch.no_grad()

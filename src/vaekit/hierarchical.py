@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -29,13 +28,13 @@ from torch.distributions import Distribution, Independent, Normal
 
 from .errors import ConfigError, DataError
 from .likelihoods import HALF_LOG_2PI, LIKELIHOODS, soft_clamp
-from .model import VAEConfig, register_model
+from .model import Model, VAEConfig, register_model
 from .nets import MLP
 from .objectives import Terms
 from .priors import StandardNormalPrior
 
 if TYPE_CHECKING:
-    from .train import History
+    pass
 
 
 @dataclass(frozen=True)
@@ -102,7 +101,7 @@ def gaussian_log_prob_eps(eps: Tensor, logvar: Tensor) -> Tensor:
 
 
 @register_model
-class HVAE(nn.Module):
+class HVAE(Model):
     """Two stochastic layers: x -> z1 -> z2 for inference, z2 -> z1 -> x for generation.
 
     Build it from an :class:`HVAEConfig` or from its fields as keyword arguments::
@@ -281,44 +280,3 @@ class HVAE(nn.Module):
             "kl": torch.stack(totals).sum() / x.shape[0],
             "activity": torch.cat(means).var(0, unbiased=False),
         }
-
-    def elbo(self, x: Tensor, *, samples: int = 1, seed: int = 0, batch_size: int = 1000) -> Tensor:
-        """Per-example ELBO in nats (N,), without gradients; see :func:`vaekit.evaluate.elbo`."""
-        from .evaluate import elbo
-
-        return elbo(self, x, samples=samples, seed=seed, batch_size=batch_size)
-
-    def log_likelihood(self, x: Tensor, k: int = 5000, *, seed: int = 0) -> Tensor:
-        """Importance-weighted estimate of log p(x) in nats (N,); see
-        :func:`vaekit.evaluate.log_likelihood`."""
-        from .evaluate import log_likelihood
-
-        return log_likelihood(self, x, k=k, seed=seed)
-
-    def fit(self, data: Any, **kwargs: Any) -> History:
-        """Train in place; same arguments as :func:`vaekit.train.fit`. Returns the history."""
-        from .train import fit
-
-        return fit(self, data, **kwargs)
-
-    def save(self, path: str | Path, **metadata: Any) -> Path:
-        """Write ``config.json`` and ``model.safetensors`` into the folder ``path``."""
-        from .checkpoint import save
-
-        return save(self, path, **metadata)
-
-    @classmethod
-    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
-        """Rebuild a model from a folder written by :meth:`save` (no pickle involved)."""
-        from .checkpoint import load
-
-        return load(path, device=device)
-
-    @property
-    def _dtype(self) -> torch.dtype:
-        return self.encoder[0].weight.dtype
-
-    @property
-    def device(self) -> torch.device:
-        """Device of the model's parameters."""
-        return self.encoder[0].weight.device

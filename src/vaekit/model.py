@@ -133,7 +133,54 @@ class VAEConfig:
         return math.prod(self.data_shape)
 
 
-class VAE(nn.Module):
+class Model(nn.Module):
+    """What every model kind shares: training, saving and loading, the bounds as methods, and the
+    device and dtype of its parameters. A kind adds ``encode``, ``decode``, ``forward`` (the
+    bound terms), ``sample`` and ``reconstruct``."""
+
+    def elbo(self, x: Tensor, *, samples: int = 1, seed: int = 0, batch_size: int = 1000) -> Tensor:
+        """Per-example ELBO in nats (N,), without gradients; see :func:`vaekit.evaluate.elbo`."""
+        from .evaluate import elbo
+
+        return elbo(self, x, samples=samples, seed=seed, batch_size=batch_size)
+
+    def log_likelihood(self, x: Tensor, k: int = 5000, *, seed: int = 0) -> Tensor:
+        """Importance-weighted estimate of log p(x) in nats (N,); see
+        :func:`vaekit.evaluate.log_likelihood`."""
+        from .evaluate import log_likelihood
+
+        return log_likelihood(self, x, k=k, seed=seed)
+
+    def fit(self, data: Any, **kwargs: Any) -> History:
+        """Train in place; same arguments as :func:`vaekit.train.fit`. Returns the history."""
+        from .train import fit
+
+        return fit(self, data, **kwargs)
+
+    def save(self, path: str | Path, **metadata: Any) -> Path:
+        """Write ``config.json`` and ``model.safetensors`` into the folder ``path``."""
+        from .checkpoint import save
+
+        return save(self, path, **metadata)
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
+        """Rebuild a model from a folder written by :meth:`save` (no pickle involved)."""
+        from .checkpoint import load
+
+        return load(path, device=device)
+
+    @property
+    def _dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the model's parameters."""
+        return next(self.parameters()).device
+
+
+class VAE(Model):
     """Variational autoencoder with a diagonal Gaussian q(z|x) (Kingma & Welling 2014).
 
     Build it from a :class:`VAEConfig` or from its fields as keyword arguments::
@@ -359,34 +406,6 @@ class VAE(nn.Module):
         from .evaluate import log_likelihood
 
         return log_likelihood(self, x, k=k, seed=seed, condition=condition)
-
-    def fit(self, data: Any, **kwargs: Any) -> History:
-        """Train in place; same arguments as :func:`vaekit.train.fit`. Returns the history."""
-        from .train import fit
-
-        return fit(self, data, **kwargs)
-
-    def save(self, path: str | Path, **metadata: Any) -> Path:
-        """Write ``config.json`` and ``model.safetensors`` into the folder ``path``."""
-        from .checkpoint import save
-
-        return save(self, path, **metadata)
-
-    @classmethod
-    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> VAE:
-        """Rebuild a model from a folder written by :meth:`save` (no pickle involved)."""
-        from .checkpoint import load
-
-        return load(path, device=device)
-
-    @property
-    def _dtype(self) -> torch.dtype:
-        return next(self.encoder.parameters()).dtype
-
-    @property
-    def device(self) -> torch.device:
-        """Device of the model's parameters."""
-        return next(self.encoder.parameters()).device
 
 
 def as_condition(values: Any, condition_dim: int) -> Tensor:

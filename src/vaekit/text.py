@@ -37,12 +37,12 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from .data import Dataset
 from .errors import ConfigError, DataError
 from .likelihoods import Likelihood, soft_clamp
-from .model import register_model, rsample
+from .model import Model, register_model, rsample
 from .objectives import Terms
 from .priors import PRIORS
 
 if TYPE_CHECKING:
-    from .train import History
+    pass
 
 PAD, END, START, UNK = 0, 1, 2, 3
 SPECIALS = ("<pad>", "<end>", "<start>", "<unk>")
@@ -422,7 +422,7 @@ class TextVAEConfig:
 
 
 @register_model
-class TextVAE(nn.Module):
+class TextVAE(Model):
     """Sequence VAE: GRU encoder to a diagonal Gaussian q(z|x), GRU decoder for p(x|z).
 
     Inputs ``x`` are token ids (B, T) (float, as data sets hold them; see :class:`Tokenizer`);
@@ -610,29 +610,8 @@ class TextVAE(nn.Module):
 
         return log_likelihood(self, x, k=k, seed=seed)
 
-    def fit(self, data: Any, **kwargs: Any) -> History:
-        """Train in place; same arguments as :func:`vaekit.train.fit`."""
-        from .train import fit
-
-        return fit(self, data, **kwargs)
-
-    def save(self, path: str | Path, **metadata: Any) -> Path:
-        """Write ``config.json`` (vocabulary included) and ``model.safetensors`` into ``path``."""
-        from .checkpoint import save
-
-        return save(self, path, **metadata)
-
     def _closed_form(self) -> bool:
         return False
-
-    @property
-    def _dtype(self) -> torch.dtype:
-        return self.to_q.weight.dtype
-
-    @property
-    def device(self) -> torch.device:
-        """Device of the model's parameters."""
-        return self.to_q.weight.device
 
 
 # -- evaluation -------------------------------------------------------------------------------
