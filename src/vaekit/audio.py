@@ -333,7 +333,7 @@ def load_audio(path: str | Path, seed: int = 0, *, settings: AudioSettings | Non
     otherwise the clip length comes from the data and the normalisation from its training split.
     ``Dataset.media`` holds the settings used.
     """
-    from .data import Dataset, split
+    from .data import Dataset, class_folder, split
 
     path = Path(path)
     where = repr(str(path))
@@ -341,16 +341,7 @@ def load_audio(path: str | Path, seed: int = 0, *, settings: AudioSettings | Non
     if path.is_file():
         files, labels, names = [path], None, None
     elif path.is_dir():
-        top = _wav_files(path)
-        subs = sorted(d for d in path.iterdir() if d.is_dir() and _wav_files(d))
-        if top and subs:
-            raise DataError(
-                f"{where} holds WAV files both at its top and in sub-folders; put every file "
-                "into a class sub-folder, or none"
-            )
-        files = top + [p for d in subs for p in _wav_files(d)]
-        labels = [k for k, d in enumerate(subs) for _ in _wav_files(d)] if subs else None
-        names = [d.name for d in subs] if subs else None
+        files, labels, names = class_folder(path, _wav_files, "WAV files", "file")
     else:
         raise DataError(f"audio data {where} does not exist")
     if not files:

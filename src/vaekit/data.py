@@ -1072,6 +1072,30 @@ def _image_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
+def class_folder(
+    folder: Path, list_files: Callable[[Path], list[Path]], what: str, item: str
+) -> tuple[list[Path], list[int] | None, list[str] | None]:
+    """The files of a data folder: ``list_files(folder)`` at its top, unlabelled, or else those of
+    its sub-folders, each sub-folder a class. Returns (files, labels, class names); labels index
+    the sorted sub-folders and are None (as are the names) for files at the top. Files both at
+    the top and in sub-folders, or none at all, are a :class:`DataError` naming ``what`` (e.g.
+    "images") and one ``item`` (e.g. "image")."""
+    where = repr(str(folder))
+    top = list_files(folder)
+    subs = sorted(d for d in folder.iterdir() if d.is_dir() and list_files(d))
+    if top and subs:
+        raise DataError(
+            f"{where} holds {what} both at its top and in sub-folders; put every {item} into a "
+            "class sub-folder, or none"
+        )
+    if not subs:
+        return top, None, None
+    per_class = [list_files(d) for d in subs]
+    files = [f for fs in per_class for f in fs]
+    labels = [k for k, fs in enumerate(per_class) for _ in fs]
+    return files, labels, [d.name for d in subs]
+
+
 def load_image_folder(
     folder: str | Path,
     seed: int = 0,
@@ -1089,22 +1113,15 @@ def load_image_folder(
 
     folder = Path(folder)
     where = repr(str(folder))
-    top = _image_files(folder)
-    subs = sorted(d for d in folder.iterdir() if d.is_dir() and _image_files(d))
-    if top and subs:
-        raise DataError(
-            f"{where} holds images both at its top and in sub-folders; put every image into a "
-            "class sub-folder, or none"
-        )
-    if not top and not subs:
+    paths, labels, names = class_folder(folder, _image_files, "images", "image")
+    if not paths:
         raise DataError(
             f"{where} holds no images ({', '.join(IMAGE_SUFFIXES)}), neither at its top nor in "
             "sub-folders"
         )
-    files = [(p, None) for p in top] + [(p, k) for k, d in enumerate(subs) for p in _image_files(d)]
     grey_modes = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
     images = []
-    for p, _ in files:
+    for p in paths:
         try:
             with Image.open(p) as im:
                 im.load()
@@ -1127,10 +1144,9 @@ def load_image_folder(
         a = np.asarray(im, dtype=np.uint8)
         arrays.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))
     pixels = np.stack(arrays)  # (N, C, H, W) uint8
-    labels = np.array([k for _, k in files], dtype=np.int64) if subs else None
-    names = [d.name for d in subs] if subs else None
+    y = np.array(labels, dtype=np.int64) if labels is not None else None
     x = pixels.astype(np.float32) / np.float32(255)
-    return _from_array(folder.name, x, labels, seed, folder, eight_bit=True, label_names=names)
+    return _from_array(folder.name, x, y, seed, folder, eight_bit=True, label_names=names)
 
 
 # -- preprocessing ---------------------------------------------------------------------------
