@@ -120,7 +120,7 @@ def reference_loss(recon_x, x, mu, logvar):
     return bce + kld
 
 
-def reference_train(
+def reference_epochs(
     x_train: torch.Tensor,
     device: torch.device,
     *,
@@ -130,13 +130,12 @@ def reference_train(
     seed: int = 0,
     max_steps: int | None = None,
 ):
-    """The examples loop; returns (model, seconds per epoch list)."""
+    """The examples loop, one epoch per ``next()``: yields (model, seconds of that epoch)."""
     torch.manual_seed(seed)
     model = ReferenceVAE(width).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     kwargs = {"num_workers": 1, "pin_memory": True} if device.type == "cuda" else {}
     loader = DataLoader(MNISTItems(x_train), batch_size=batch_size, shuffle=True, **kwargs)
-    times = []
     for _epoch in range(epochs):
         model.train()
         train_loss = 0
@@ -154,8 +153,13 @@ def reference_train(
             if max_steps is not None and batch_idx + 1 >= max_steps:
                 break
         sync(device)
-        times.append(time.perf_counter() - t0)
-    return model, times
+        yield model, time.perf_counter() - t0
+
+
+def reference_train(x_train: torch.Tensor, device: torch.device, *, epochs: int, **kw):
+    """The examples loop run for ``epochs``; returns (model, seconds per epoch list)."""
+    runs = list(reference_epochs(x_train, device, epochs=epochs, **kw))
+    return runs[-1][0], [seconds for _, seconds in runs]
 
 
 def reference_as_vaekit(ref: ReferenceVAE, vae):

@@ -45,6 +45,32 @@ def flat_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # -- train, info, evaluate ---------------------------------------------------------------------
 
 
+def test_overwrite_removes_what_the_old_run_wrote(
+    run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    work = tmp_path / "run"
+    shutil.copytree(run, work)
+    for command in (["evaluate", work, "-k", "2"], ["sample", work], ["manifold", work]):
+        assert run_cli(capsys, *command)[0] == 0
+    (work / "figures" / "mine.png").write_bytes(b"a picture of the user's")
+    (work / "notes.txt").write_text("the user's notes")
+    derived = ["eval.json", "figures/samples.png", "figures/manifold.png"]
+    assert all((work / name).is_file() for name in derived)
+    before = {f: (work / f).read_bytes() for f in ("model.safetensors", *derived)}
+
+    # a bad setting is refused before anything is touched
+    code, _, err = run_cli(capsys, "train", "--out", work, "--overwrite", "--set", "latent_dim=0")
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert {f: (work / f).read_bytes() for f in before} == before
+
+    code, _, _ = run_cli(capsys, "train", "--out", work, "--overwrite", *TINY, "--seed", "3")
+    assert code == 0
+    assert not any((work / name).exists() for name in derived)
+    assert (work / "model.safetensors").read_bytes() != before["model.safetensors"]
+    assert (work / "figures" / "mine.png").read_bytes() == b"a picture of the user's"
+    assert (work / "notes.txt").read_text() == "the user's notes"
+
+
 def test_train_saves_and_prints_resolved_config(run: Path) -> None:
     config = json.loads((run / "config.json").read_text())
     assert config["model"]["hidden"] == [16] and config["model"]["latent_dim"] == 3

@@ -291,6 +291,40 @@ def test_bad_validation_data_is_a_data_error() -> None:
         fit(small_model(), synthetic(8), valid=torch.rand(3, D + 1), epochs=1)
 
 
+@pytest.mark.parametrize("p", [0.0, 1 / 256, 0.3, 0.5, 255 / 256, 1.0])
+def test_16bit_bernoulli_draws_have_the_asked_probability(p: float) -> None:
+    g = torch.Generator().manual_seed(0)
+    n = 400_003  # not a multiple of 4: the last word is partly used
+    x = train.bernoulli_16bit(torch.full((n,), p), g)
+    assert x.dtype == torch.float32 and x.shape == (n,)
+    assert set(x.unique().tolist()) <= {0.0, 1.0}
+    # P(1) = ceil(65536 p) / 65536, exactly p here; 5 standard deviations of the mean
+    tol = 5 * (p * (1 - p) / n) ** 0.5
+    assert abs(float(x.mean()) - p) <= tol
+    # each of the four 16-bit lanes of a 64-bit word is uniform (no lane misses its sign bit)
+    lanes = x[: n - n % 4].view(-1, 4).mean(0)
+    assert torch.all((lanes - p).abs() <= 2 * tol + 1e-12)
+
+
+def test_16bit_bernoulli_matches_per_pixel_probabilities() -> None:
+    g = torch.Generator().manual_seed(1)
+    p = torch.linspace(0, 1, 257)[:-1].repeat(4000, 1)  # k/256, every k, 4000 draws each
+    freq = train.bernoulli_16bit(p, g).mean(0)
+    sd = (p[0] * (1 - p[0]) / 4000).sqrt()
+    assert torch.all((freq - p[0]).abs() <= 5 * sd + 1e-12)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_the_gradient_check_sees_any_non_finite_element(bad: float) -> None:
+    params = [torch.nn.Parameter(torch.zeros(3, 4)), torch.nn.Parameter(torch.zeros(5))]
+    params[0].grad, params[1].grad = torch.ones(3, 4), torch.ones(5)
+    assert float(train._grad_sum(params)) == 17.0
+    params[1].grad[2] = bad
+    assert not torch.isfinite(train._grad_sum(params))
+    params[0].grad[0, 0] = -bad  # +inf and -inf in different tensors still show
+    assert not torch.isfinite(train._grad_sum(params))
+
+
 def test_dynamic_binarization_needs_bernoulli() -> None:
     with pytest.raises(ConfigError, match="bernoulli"):
         fit(small_model("gaussian"), torch.rand(8, D), epochs=1, binarize="dynamic")

@@ -28,6 +28,21 @@ from .model import model_config as model_config_from_table
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
+#: What the commands derive from a run's weights and write into its folder by default (the CLI's
+#: default output names). A new run started in the folder removes them with the old weights, so
+#: that none is left to describe a model it did not come from; other files are left alone.
+FIGURES = (
+    "samples",
+    "reconstructions",
+    "decoded",
+    "interpolation",
+    "manifold",
+    "latents",
+    "curves",
+)
+DERIVED_FILES = ("eval.json", "samples.txt", *(f"figures/{name}.png" for name in FIGURES))
+#: Folders of WAV files and their spectrograms that audio runs write by default.
+DERIVED_SOUND_FOLDERS = ("samples", "reconstructions", "decoded", "interpolation")
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -296,12 +311,18 @@ def _write(file: Path, data: bytes) -> None:
 
 def start_run(path: str | Path, model: VAE, **metadata: Any) -> None:
     """Lay out a new run in the folder ``path``: remove a previous run's weights (they would not
-    match the new config), then write config.json and an empty metrics.jsonl."""
+    match the new config) and what was derived from them (:data:`DERIVED_FILES`, the WAVs of
+    :data:`DERIVED_SOUND_FOLDERS`), then write config.json and an empty metrics.jsonl."""
     path = Path(path)
-    try:
-        (path / WEIGHTS_FILE).unlink(missing_ok=True)
-    except OSError as err:
-        raise CheckpointError(f"cannot remove {str(path / WEIGHTS_FILE)!r}: {err}") from None
+    old = [path / WEIGHTS_FILE, *(path / name for name in DERIVED_FILES)]
+    for name in DERIVED_SOUND_FOLDERS:
+        if (path / name).is_dir():
+            old += [*(path / name).glob("*.wav"), path / name / "spectrograms.png"]
+    for file in old:
+        try:
+            file.unlink(missing_ok=True)
+        except OSError as err:
+            raise CheckpointError(f"cannot remove {str(file)!r}: {err}") from None
     _write(path / CONFIG_FILE, _config_bytes(model, metadata))
     _write(path / METRICS_FILE, b"")
 

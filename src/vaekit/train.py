@@ -228,6 +228,30 @@ def check_data(model: VAE, x: Tensor, name: str = "data") -> None:
             )
 
 
+def bernoulli_16bit(p: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """One draw of x ~ Bernoulli(p) for every element of ``p`` (values in [0, 1]); same shape
+    and dtype as ``p``, values 0 and 1.
+
+    x = 1 where a uniform 16-bit integer u (0..65535) falls below 65536 p, so
+    P(x = 1) = ceil(65536 p) / 65536: within 2^-16 of p, and exactly p for 8-bit pixels stored as
+    k/256. Each 64 random bits of ``generator`` give four draws: on CPU this takes about half the
+    time of comparing with ``torch.rand`` (one 32-bit Mersenne Twister output per element), the
+    largest cost of a training step after the matrix products and Adam.
+    """
+    n = p.numel()
+    words = torch.empty((n + 3) // 4, dtype=torch.int64, device=p.device)
+    words.random_(-(2**63), None, generator=generator)  # all 64 bits uniform
+    u = words.view(torch.int16)[:n].view(p.shape)  # uniform on -32768..32767
+    return (u < p * 65536.0 - 32768.0).to(p.dtype)
+
+
+def _grad_sum(params: list[Tensor]) -> Tensor:
+    """The sum of every gradient element of ``params`` (0-dim): finite exactly when each gradient
+    is finite (barring an overflow of the sum, a step to reject anyway)."""
+    sums = [p.grad.sum() for p in params if p.grad is not None]
+    return torch.stack(sums).sum() if sums else torch.zeros(())
+
+
 def binarize(x: Tensor, seed: int) -> Tensor:
     """One fixed Bernoulli draw of ``x`` (values in [0, 1]) under ``seed``; same shape."""
     g = torch.Generator(device=x.device).manual_seed(seed)
@@ -1027,11 +1051,10 @@ class _EagerLoop:
                         save()
                         raise TrainingInterrupted(self.step, self.epoch)
                     rows = self.order[self.pos * B : (self.pos + 1) * B]
-                    xb = x[rows]
+                    xb = torch.index_select(x, 0, rows)  # half the time of x[rows] on CPU
                     kw = {} if self.c is None else {"condition": self.c[rows]}
-                    if config.binarize == "dynamic":  # x ~ Bernoulli(x), as the fast path draws it
-                        u = torch.rand(xb.shape, generator=g, device=device, dtype=xb.dtype)
-                        xb = (u < xb).to(xb.dtype)
+                    if config.binarize == "dynamic":
+                        xb = bernoulli_16bit(xb, g)
                     beta = _beta(config, self.step + 1)
                     if autocast is None:
                         terms = model(xb, k=config.samples, generator=g, **kw)
@@ -1047,13 +1070,12 @@ class _EagerLoop:
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     if clip:
-                        grad_norm = torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
-                    else:  # the norm only, for the finite check: no pass that scales by 1
-                        grads = [p.grad for p in params if p.grad is not None]
-                        grad_norm = torch.nn.utils.get_total_norm(grads)
+                        grad_check = torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+                    else:  # finite iff every gradient is: a sum, cheaper than a norm
+                        grad_check = _grad_sum(params)
                     self.pos += 1
                     bar.update()
-                    if torch.isfinite(loss) and torch.isfinite(grad_norm):
+                    if math.isfinite(loss.item()) and math.isfinite(grad_check.item()):
                         optimizer.step()
                         self.step += 1
                         self.bad_in_row = 0
