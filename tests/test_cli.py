@@ -516,3 +516,115 @@ def test_any_latents_file_is_an_array_or_a_data_error(tmp_path: Path, raw: bytes
         assert "\n" not in str(err) and "pickle=" not in str(err)
     else:
         assert a.dtype == np.float32 and a.size > 0 and np.isfinite(a).all()
+
+
+# -- data options of train -------------------------------------------------------------------------
+
+
+def _images(folder: Path, sizes: list[tuple[int, int]], seed: int = 0) -> Path:
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for cls in ("a", "b"):
+        (folder / cls).mkdir(parents=True)
+        for i, (h, w) in enumerate(sizes):
+            pixels = rng.integers(0, 256, (h, w), dtype=np.uint8)
+            Image.fromarray(pixels, mode="L").save(folder / cls / f"{i}.png")
+    return folder
+
+
+def test_image_size_resizes_and_later_commands_read_the_same_way(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    photos = _images(tmp_path / "photos", [(12, 10)] * 6 + [(30, 20)] * 2)
+    out = tmp_path / "run"
+    code, _, err = run_cli(capsys, "train", "--data", photos, "--out", out, "--image-size", "6x4",
+                           *TINY, "--set", "likelihood=gaussian")  # fmt: skip
+    assert code == 0, err
+    config = json.loads((out / "config.json").read_text())
+    assert config["data"]["image_shape"] == [1, 6, 4] == config["model"]["data_shape"]
+    # another folder with other sizes is read at the run's size
+    other = _images(tmp_path / "other", [(9, 9)] * 5, seed=1)
+    for data in (photos, other):
+        code, _, err = run_cli(capsys, "evaluate", out, "-k", "2", "--data", data, "-o",
+                               tmp_path / "e.json")  # fmt: skip
+        assert code == 0, err
+    code, _, err = run_cli(capsys, "evaluate", out, "-k", "2", "-o", tmp_path / "e.json")
+    assert code == 0, err
+
+
+def test_label_column_gives_a_conditional_run_its_labels(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rng = np.random.default_rng(0)
+    rows = ["kind,a,b,c,d"] + [
+        f"{i % 3},{','.join(f'{v:.3f}' for v in rng.random(4))}" for i in range(60)
+    ]
+    (tmp_path / "t.csv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "run"
+    code, _, err = run_cli(capsys, "train", "--data", tmp_path / "t.csv", "--out", out,
+                           "--label-column", "kind", *TINY, "--set", "condition_dim=3",
+                           "--set", "likelihood=gaussian")  # fmt: skip
+    assert code == 0, err
+    config = json.loads((out / "config.json").read_text())
+    assert config["data"]["label_column"] == "kind" and config["model"]["data_shape"] == [4]
+    code, _, err = run_cli(capsys, "evaluate", out, "-k", "2")  # labels read again
+    assert code == 0, err
+
+
+def test_audio_settings_from_the_command_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from vaekit.audio import wav_bytes
+
+    folder = tmp_path / "wavs"
+    folder.mkdir()
+    t = np.arange(4000) / 8000
+    for i in range(6):
+        wave = 0.5 * np.sin(2 * np.pi * (200 + 50 * i) * t)
+        (folder / f"{i}.wav").write_bytes(wav_bytes(wave.astype(np.float32), 8000))
+    out = tmp_path / "run"
+    code, _, err = run_cli(capsys, "train", "--data", folder, "--out", out, *TINY,
+                           "--audio", "sample_rate=8000", "--audio", "n_fft=256",
+                           "--audio", "hop=64", "--audio", "n_mels=16")  # fmt: skip
+    assert code == 0, err
+    media = json.loads((out / "config.json").read_text())["data"]["media"]
+    assert (media["sample_rate"], media["n_fft"], media["hop"], media["n_mels"]) == (
+        8000, 256, 64, 16)  # fmt: skip
+    assert json.loads((out / "config.json").read_text())["data"]["image_shape"][1] == 16
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--image-size", "0"], "--image-size expects a positive size"),
+        (["--image-size", "6x4x2"], "--image-size expects a positive size"),
+        (["--label-column", "kind"], "label_column='kind' does not apply to 'digits'"),
+        (["--image-size", "8"], "image_size=(8, 8) does not apply to 'digits'"),
+        (["--audio", "n_mels=8"], "audio={'n_mels': 8} does not apply to 'digits'"),
+        (["--audio", "n_mels"], "--audio expects key=value"),
+    ],
+)
+def test_bad_data_options_are_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    code, _, err = run_cli(capsys, "train", "--out", tmp_path / "run", *args, *TINY)
+    assert code == 2 and err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "run").exists()
+
+
+def test_bad_audio_settings_are_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from vaekit.audio import wav_bytes
+
+    folder = tmp_path / "wavs"
+    folder.mkdir()
+    (folder / "a.wav").write_bytes(wav_bytes(np.zeros(4000, np.float32), 8000))
+    for setting, message in [("n_mel=8", "unknown audio setting 'n_mel'"),
+                             ("hop=0", "audio hop must be a positive integer")]:  # fmt: skip
+        code, _, err = run_cli(capsys, "train", "--data", folder, "--out", tmp_path / "run",
+                               "--audio", setting, *TINY)  # fmt: skip
+        assert code == 2 and err.count("\n") == 1 and message in err, err
+    code, _, err = run_cli(capsys, "train", "--resume", tmp_path / "run", "--image-size", "8")
+    assert code == 2 and "leave out --image-size" in err

@@ -284,9 +284,38 @@ def _media(config: dict[str, Any]) -> str | None:
     return media.get("kind")
 
 
+def _load_options(
+    image_size: str | None, label_column: str | None, audio: tuple[str, ...]
+) -> dict[str, Any]:
+    """Keyword options of ``data.load`` from train's --image-size, --label-column and --audio."""
+    options: dict[str, Any] = {}
+    if image_size is not None:
+        parts = image_size.lower().split("x")
+        if not (1 <= len(parts) <= 2 and all(p.strip().isdigit() and int(p) > 0 for p in parts)):
+            raise ConfigError(
+                f"--image-size expects a positive size such as 64 or 48x64 (height x width), "
+                f"got {image_size!r}"
+            )
+        h, w = int(parts[0]), int(parts[-1])
+        options["image_size"] = (h, w)
+    if label_column is not None:
+        column = label_column.strip()
+        options["label_column"] = int(column) if column.lstrip("-").isdigit() else column
+    if audio:
+        table = {}
+        for text in audio:
+            if "=" not in text:
+                raise ConfigError(f"--audio expects key=value (e.g. n_mels=32), got {text!r}")
+            key, value = parse_override(text)
+            table[key] = value
+        options["audio"] = table
+    return options
+
+
 def _load_data(config: dict[str, Any], model: VAE, source: str, seed: int) -> Dataset:
     """The data set at ``source``, read as the run's model was trained (text in its vocabulary,
-    audio with its spectrogram settings)."""
+    audio with its spectrogram settings, image folders at its image size, CSV labels from its
+    label column)."""
     from . import data as datasets
 
     if _media(config) == "text":
@@ -297,7 +326,15 @@ def _load_data(config: dict[str, Any], model: VAE, source: str, seed: int) -> Da
         from .audio import AudioSettings, load_audio
 
         return load_audio(source, seed, settings=AudioSettings.from_media(config["data"]["media"]))
-    return datasets.load(source, seed=seed)
+    entry = config.get("data") if isinstance(config.get("data"), dict) else {}
+    applies = datasets.load_options(source)
+    options: dict[str, Any] = {}
+    shape = entry.get("image_shape")
+    if "image_size" in applies and isinstance(shape, list) and len(shape) == 3:
+        options["image_size"] = (int(shape[1]), int(shape[2]))
+    if "label_column" in applies and entry.get("label_column") is not None:
+        options["label_column"] = entry["label_column"]
+    return datasets.load(source, seed=seed, **options)
 
 
 def _load_split(
@@ -515,6 +552,26 @@ def cli() -> None:
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a setting.")
 @click.option("-k", "k", type=int, default=1000, show_default=True, help="Samples for log p(x).")
 @click.option("--overwrite", is_flag=True, help="Replace a run already in --out.")
+@click.option(
+    "--image-size",
+    default=None,
+    metavar="SIZE",
+    help="Image folders: resize every image to SIZE (e.g. 64, or 48x64 for height x width).",
+)
+@click.option(
+    "--label-column",
+    default=None,
+    metavar="COL",
+    help="CSV/TSV files: the column of labels (index, negative from the end, or header name).",
+)
+@click.option(
+    "--audio",
+    "audio",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="WAV data: spectrogram setting (sample_rate, n_fft, hop, n_mels, frames, trim_db, "
+    "griffin_lim_iters).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def train(
     data: str | None,
@@ -526,6 +583,9 @@ def train(
     overrides: tuple[str, ...],
     k: int,
     overwrite: bool,
+    image_size: str | None,
+    label_column: str | None,
+    audio: tuple[str, ...],
     quiet: bool,
 ) -> None:
     """Train a VAE and save it in a run folder.
@@ -541,6 +601,7 @@ def train(
     Example:
       vaekit train --data digits --out runs/digits --epochs 50 --set latent_dim=2
       vaekit train --config configs/aevb-mnist.toml --out runs/mnist --epochs 100
+      vaekit train --data photos/ --image-size 64 --out runs/photos
       vaekit train --resume runs/mnist --epochs 200
     """
     from . import data as datasets
@@ -549,7 +610,14 @@ def train(
 
     if k < 1:
         raise ConfigError(f"-k must be at least 1, got {k}")
+    load_options = _load_options(image_size, label_column, audio)
     if resume is not None:
+        if load_options:
+            flag = {"image_size": "--image-size", "label_column": "--label-column"}
+            raise ConfigError(
+                f"--resume reads the run's data as it was read; leave out "
+                f"{flag.get(next(iter(load_options)), '--audio')}"
+            )
         _train_resume(resume, out, data, epochs, seed, config_file, overrides, k, overwrite, quiet)
         return
     if out is None:
@@ -569,7 +637,7 @@ def train(
         if data is not None and not isinstance(data, str):
             raise ConfigError(f"'data' in {config_file!r} must be a data set name or a path")
     data = data or "digits"
-    dataset = datasets.load(data, seed=0)
+    dataset = datasets.load(data, seed=0, **load_options)
     model_config, train_config, name = resolve_config(
         config_file, overrides, dataset, {"epochs": epochs, "seed": seed}
     )
@@ -588,6 +656,7 @@ def train(
             "source": str(Path(data).resolve()) if is_file else data,
             "split_seed": 0,
             **({"image_shape": list(image_shape)} if image_shape else {}),
+            **({"label_column": label_column} if "label_column" in load_options else {}),
             **({"media": dataset.media} if dataset.media else {}),
         }
     }

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import dataclasses
 import gzip
 import hashlib
 import io
@@ -1205,40 +1206,83 @@ def load(
     binarize: str = "none",
     image_size: int | tuple[int, int] | None = None,
     label_column: int | str | None = None,
+    audio: Any = None,
     root: str | Path | None = None,
 ) -> Dataset:
     """A built-in data set by name (:data:`DATASETS`) or a user's file or folder by path.
 
     Files: .npy / .npz (:func:`load_array`), .csv / .tsv (:func:`load_csv`), ``mnist.pkl.gz``,
-    ``cifar-10-python.tar.gz``, a Frey Face .mat file. Folders: the four MNIST idx files,
-    ``cifar-10-batches-py``, or images (:func:`load_image_folder`).
+    ``cifar-10-python.tar.gz``, a Frey Face .mat file, .txt, .wav. Folders: the four MNIST idx
+    files, ``cifar-10-batches-py``, WAV files or images (:func:`load_image_folder`).
 
     seed: seeds the validation / test split of data that has none, and static binarisation.
     binarize: "none", or "static" for one fixed Bernoulli draw of the data
         (:func:`binarize_static`); dynamic binarisation is a training option instead.
     image_size: (H, W) or one int, for image folders. label_column: for CSV files.
+    audio: for WAV files and folders, :class:`vaekit.audio.AudioSettings` or a dict of its
+        fields (e.g. ``{"sample_rate": 8000, "n_mels": 32}``).
     root: folder searched for built-in data sets instead of :func:`data_dir`.
+
+    An option that does not apply to the data (see :func:`load_options`) is a DataError.
     """
     if binarize not in BINARIZE:
         raise DataError(f"unknown binarize {binarize!r}; choose one of {', '.join(BINARIZE)}")
     text = str(name_or_path)
+    given = {"image_size": image_size, "label_column": label_column, "audio": audio}
+    allowed = load_options(text)
+    for option, value in given.items():
+        if value is not None and option not in allowed:
+            raise DataError(f"{option}={value!r} does not apply to {text!r}; leave it out")
     name = ALIASES.get(text.lower(), text.lower())
-    used = {"image_size": image_size, "label_column": label_column}
-
-    def only(allowed: tuple[str, ...]) -> None:
-        for option, value in used.items():
-            if value is not None and option not in allowed:
-                raise DataError(f"{option}={value!r} does not apply to {text!r}; leave it out")
-
     if name in DATASETS:  # a name wins over a file of that name; write ./name for the file
-        only(())
         ds = DATASETS[name](root=root, seed=seed)
     else:
-        ds, allowed = _load_path(Path(text), seed, image_size, label_column)
-        only(allowed)
+        ds = _load_path(Path(text), seed, image_size, label_column, audio)
     if binarize == "static":
         ds = binarize_static(ds, seed)
     return ds
+
+
+def load_options(name_or_path: str | Path) -> tuple[str, ...]:
+    """The keyword options of :func:`load` that apply to this data: ``("image_size",)`` for a
+    folder of images, ``("label_column",)`` for a CSV or TSV file, ``("audio",)`` for WAV files
+    and folders of them; none for built-in data sets, arrays, text and paths that do not exist.
+    """
+    text = str(name_or_path)
+    if ALIASES.get(text.lower(), text.lower()) in DATASETS:
+        return ()
+    path = Path(text)
+    suffix = path.suffix.lower()
+    if path.is_dir() or suffix in (".wav", ".wave"):
+        from .audio import is_audio
+
+        if is_audio(path):
+            return ("audio",)
+    if path.is_dir():
+        if (path / "data_batch_1").is_file() or _idx_paths(path) is not None:
+            return ()
+        return ("image_size",)
+    return ("label_column",) if suffix in (".csv", ".tsv") and path.is_file() else ()
+
+
+def audio_settings(audio: Any) -> Any:
+    """:class:`vaekit.audio.AudioSettings` from settings or a dict of their fields (not the
+    normalisation, which comes from the training split); None stays None. DataError names an
+    unknown or bad field."""
+    from .audio import AudioSettings
+
+    if audio is None or isinstance(audio, AudioSettings):
+        return audio
+    if not isinstance(audio, dict):
+        raise DataError(f"audio settings must be a table of settings, got {audio!r}")
+    known = sorted({f.name for f in dataclasses.fields(AudioSettings)} - {"mean", "std"})
+    for key in audio:
+        if key not in known:
+            raise DataError(f"unknown audio setting {key!r}; choose from {', '.join(known)}")
+    try:
+        return AudioSettings(**audio)
+    except (TypeError, ValueError) as err:
+        raise DataError(f"bad audio settings {audio!r}: {err}") from None
 
 
 def _is_text(path: Path) -> bool:
@@ -1252,22 +1296,20 @@ def _is_text(path: Path) -> bool:
     return bool(head) and b"\0" not in head
 
 
-def _load_path(
-    path: Path, seed: int, image_size: Any, label_column: Any
-) -> tuple[Dataset, tuple[str, ...]]:
-    """Load a user's path; also returns which keyword options apply to it."""
+def _load_path(path: Path, seed: int, image_size: Any, label_column: Any, audio: Any) -> Dataset:
+    """A user's file or folder as a data set (the options as for :func:`load`)."""
     suffix, lname = path.suffix.lower(), path.name.lower()
     if path.is_dir() or suffix in (".wav", ".wave"):
         from .audio import is_audio, load_audio
 
         if is_audio(path):
-            return load_audio(path, seed), ()
+            return load_audio(path, seed, settings=audio_settings(audio))
     if path.is_dir():
         if (path / "data_batch_1").is_file():
-            return load_cifar10_folder(path), ()
+            return load_cifar10_folder(path)
         if _idx_paths(path) is not None:
-            return load_idx_folder(path), ()
-        return load_image_folder(path, seed, image_size=image_size), ("image_size",)
+            return load_idx_folder(path)
+        return load_image_folder(path, seed, image_size=image_size)
     if not path.exists():
         if suffix:
             raise DataError(f"data file {str(path)!r} does not exist; check the path")
@@ -1276,19 +1318,19 @@ def _load_path(
             f"or the path of a file ({FILE_KINDS}) or a folder of images or WAV files"
         )
     if suffix in (".npy", ".npz"):
-        return load_array(path, seed), ()
+        return load_array(path, seed)
     if suffix == ".txt" or (suffix == "" and _is_text(path)):
         from .text import load_text
 
-        return load_text(path, seed), ()
+        return load_text(path, seed)
     if suffix in (".csv", ".tsv"):
-        return load_csv(path, seed, label_column=label_column), ("label_column",)
+        return load_csv(path, seed, label_column=label_column)
     if lname.endswith(".pkl.gz"):
-        return load_mnist_pickle(path), ()
+        return load_mnist_pickle(path)
     if lname.endswith((".tar.gz", ".tgz")):
-        return load_cifar10_tarball(path), ()
+        return load_cifar10_tarball(path)
     if suffix == ".mat":
-        return load_frey_face_file(path, seed), ()
+        return load_frey_face_file(path, seed)
     if suffix in (".gz", "") and "idx" in lname:
         raise DataError(f"give the folder that holds {path.name!r} and the other idx files")
     raise DataError(
