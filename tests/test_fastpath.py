@@ -291,11 +291,26 @@ def test_tf32_precision_trains_and_leaves_the_global_setting_as_it_was():
         assert torch.equal(p, q)  # on CPU, tf32 changes nothing
 
 
-def test_conditional_models_fall_back_to_the_eager_loop_with_a_notice():
-    model = small_model(condition_dim=2)
-    path, notice = select_path(model, TrainConfig(), 300)
-    assert path == "off" and "conditional" in notice and "\n" not in notice
-    labels = torch.arange(300) % 2
-    with pytest.warns(RuntimeWarning, match="conditional"):
-        history = fit(model, data(), conditions=labels, epochs=1, batch_size=64, fast="graph")
-    assert history[-1]["path"] == "eager" and "conditional" in history[-1]["notice"]
+def test_conditional_models_take_the_fast_loop_with_their_conditions():
+    """The fast loop (step by step on CPU) gathers each batch's conditions with its examples:
+    it matches the eager loop, and the conditions reach the networks."""
+    x = torch.rand(2000, 12, generator=torch.Generator().manual_seed(2))
+    labels = torch.arange(2000) % 3
+    x[labels == 1, :6] = 0.0  # the label tells the model about half the pixels
+    cfg = TrainConfig(epochs=3, batch_size=64, binarize="dynamic", seed=3, steps_per_launch=5)
+    c = torch.nn.functional.one_hot(labels, 3).float()
+    assert select_path(small_model(condition_dim=3), cfg, 2000)[1] == "fast path off: CUDA " \
+        "graphs need a CUDA device, the model is on cpu; ran the eager loop"  # fmt: skip
+    fast_model = small_model(condition_dim=3)
+    fast = list(_FastRun(fast_model, x, cfg, "graph", c).epochs(False))
+    eager = fit(small_model(condition_dim=3), x, conditions=labels, config=cfg)
+    assert abs(fast[-1]["train_bound"] - eager[-1]["train_bound"]) < 0.1
+    again = list(_FastRun(small_model(condition_dim=3), x, cfg, "graph", c).epochs(False))
+    assert again[-1]["train_bound"] == fast[-1]["train_bound"]
+    # trained with its labels, the model scores the examples better under the right label
+    wrong = torch.nn.functional.one_hot((labels + 1) % 3, 3).float()
+    right_elbo = fast_model.elbo(x, condition=c, samples=4).mean()
+    assert right_elbo > fast_model.elbo(x, condition=wrong, samples=4).mean() + 0.05
+    # and the loop that ignores conditions (the old one) cannot tell them apart
+    blind = list(_FastRun(small_model(), x, cfg, "graph").epochs(False))
+    assert blind[-1]["train_bound"] < fast[-1]["train_bound"]

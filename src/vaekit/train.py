@@ -312,9 +312,7 @@ def select_path(model: VAE, config: TrainConfig, n: int) -> tuple[str, str | Non
         return "off", None
     device = model.device
     why = None
-    if getattr(model.config, "condition_dim", 0):
-        why = "conditional models (condition_dim > 0) train on the eager loop"
-    elif device.type != "cuda":
+    if device.type != "cuda":
         why = f"CUDA graphs need a CUDA device, the model is on {device.type}"
     elif not isinstance(model, VAE) and not callable(getattr(model, "terms", None)):
         why = f"{type(model).__name__} has no terms(x, eps) for the fast path"
@@ -664,7 +662,7 @@ def fit(
 
     A conditional model (``condition_dim`` > 0) needs ``conditions`` for ``data`` (and
     ``valid_conditions`` for ``valid``): integer labels (N,), made one-hot, or vectors
-    (N, condition_dim). It trains on the eager loop.
+    (N, condition_dim). On the fast path the conditions stay on the device beside the data.
     """
     config = config or TrainConfig()
     if overrides:
@@ -718,7 +716,7 @@ def fit(
     while path != "off":
         try:
             with _matmul_precision(config.precision == "tf32"):  # graphs capture their kernels
-                run = _FastRun(model, x, config, path)
+                run = _FastRun(model, x, config, path, c_train)
             break
         except Exception as err:  # capture or compile failed: graph or eager still can run
             model.zero_grad(set_to_none=True)
@@ -1126,9 +1124,19 @@ class _FastRun:
     Between replays the host only fills the static buffers: the batch indices (or, when
     streaming, the batch itself from pinned memory), the binarisation uniforms and the
     reparameterisation noise, each drawn in one call from the run's seeded generator.
+    ``conditions`` (N, condition_dim), for a conditional model, stay on the device beside the
+    examples and are gathered with them (a conditional model whose data must stream runs the
+    eager loop).
     """
 
-    def __init__(self, model: VAE, x: Tensor, config: TrainConfig, path: str) -> None:
+    def __init__(
+        self,
+        model: VAE,
+        x: Tensor,
+        config: TrainConfig,
+        path: str,
+        conditions: Tensor | None = None,
+    ) -> None:
         self.model, self.config, self.path = model, config, path
         device = self.device = model.device
         B, k, L = config.batch_size, config.samples, noise_dim(model)
@@ -1145,6 +1153,12 @@ class _FastRun:
                 and x.numel() * 4 < RESIDENT_FRACTION * torch.cuda.mem_get_info(device)[0]
             )
         )
+        if conditions is not None and not self.resident:
+            raise ValueError(
+                "the data does not fit on the device, and conditional models stream only on "
+                "the eager loop"
+            )
+        self.c = conditions.to(device) if conditions is not None else None
         if self.resident:
             self.x = x.to(device)
             self.idx = torch.zeros((self.G, B), dtype=torch.int64, device=device)
@@ -1235,26 +1249,35 @@ class _FastRun:
                 self._step(j)
         self.graphs[steps] = graph.replay
 
-    def _inputs(self, j: int) -> tuple[Tensor, Tensor | None, Tensor | None]:
-        """Step ``j``'s data: (resident set, batch indices) or (streamed batch, None), and the
-        binarisation uniforms (or None). The gather and the binarisation happen in :meth:`_loss`,
-        where torch.compile fuses them into the first layer's input."""
+    def _inputs(self, j: int) -> tuple[Tensor, Tensor | None, Tensor | None, Tensor | None]:
+        """Step ``j``'s data: (resident set, batch indices, conditions or None) or (streamed
+        batch, None, None), and the binarisation uniforms (or None). The gathers and the
+        binarisation happen in :meth:`_loss`, where torch.compile fuses them into the first
+        layer's input."""
         u = self.u[j] if self.u is not None else None
         if self.resident:
-            return self.x, self.idx[j], u
-        return self.batch[j], None, u
+            return self.x, self.idx[j], self.c, u
+        return self.batch[j], None, None, u
 
     def _loss(
-        self, x: Tensor, idx: Tensor | None, u: Tensor | None, eps: Tensor, good: Tensor
+        self,
+        x: Tensor,
+        idx: Tensor | None,
+        conditions: Tensor | None,
+        u: Tensor | None,
+        eps: Tensor,
+        good: Tensor,
     ) -> tuple[Tensor, Tensor]:
         c = self.config
         xb = x[idx] if idx is not None else x  # (B, *data_shape)
+        cb = conditions[idx] if conditions is not None and idx is not None else None
         if u is not None:
             xb = (u < xb).to(xb.dtype)
         beta: float | Tensor = c.beta
         if c.warmup_steps:
             beta = c.beta * torch.clamp((good + 1).float() / c.warmup_steps, max=1.0)
-        terms = model_terms(self.model, xb, eps, _autocast_dtype(c))
+        kw = {} if cb is None else {"condition": cb}
+        terms = model_terms(self.model, xb, eps, _autocast_dtype(c), **kw)
         bound = OBJECTIVES[c.objective](terms, beta)  # (B,)
         return -bound.mean(), bound.detach().sum()
 
