@@ -234,8 +234,13 @@ def main() -> None:
                 f"| vaekit {key[7:]} ({r['path']}) | {r['s_per_epoch']:.4f} | {r['speedup']:.2f}x "
                 f"| {r['peak_mb']:.0f} | {r['test_ll']:.2f} |"
             )
-    if a.out:
-        with open(a.out, "w") as f:
+    save(result, a.out)
+
+
+def save(result: dict, path: str | None) -> None:
+    """Write the results as JSON to ``path`` (nothing without one)."""
+    if path:
+        with open(path, "w") as f:
             json.dump(result, f, indent=1)
 
 
@@ -266,9 +271,7 @@ def interleaved(a, x_train, x_test, device, result: dict) -> None:
             f"| vaekit {mode} {precision} ({r['path']}) | {per_epoch(ref_times):.4f} "
             f"| {r['s_per_epoch']:.4f} | {r['speedup']:.2f}x | {ref_ll:.2f} / {r['test_ll']:.2f} |"
         )
-    if a.out:
-        with open(a.out, "w") as f:
-            json.dump(result, f, indent=1)
+    save(result, a.out)
 
 
 if __name__ == "__main__":

@@ -91,8 +91,10 @@ def test_conditional_run_evaluates_and_encodes_with_the_labels(
                     ["manifold", "-n", "3", "--label", "2", "-o", tmp_path / "m.png"],
                     ["latents", "-o", tmp_path / "l.png"],
                     ["encode", "-o", tmp_path / "z.npy"]):  # fmt: skip
-        code, _, err = run_cli(capsys, command[0], cvae_run, *command[1:])
+        code, out, err = run_cli(capsys, command[0], cvae_run, *command[1:])
         assert code == 0, (command, err)
+        if command[0] == "manifold":  # a mixture prior: the grid follows its quantiles
+            assert "quantiles of the prior's marginals" in out
     np.save(tmp_path / "rows.npy", np.zeros((2, 64), dtype=np.float32))
     code, _, err = run_cli(capsys, "encode", cvae_run, "--input", tmp_path / "rows.npy",
                            "--label", "4", "-o", tmp_path / "zi.npy")  # fmt: skip

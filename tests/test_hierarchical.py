@@ -115,6 +115,16 @@ def test_elbo_below_iwae_below_log_px_and_large_k_is_close(lg2: LinearGaussian2)
     assert abs(iwae_big - exact) < 0.02
 
 
+def test_latent_draws_follow_z1s_marginal_prior(lg2: LinearGaussian2) -> None:
+    # z1 = A z2 + a + sqrt(d) e: N(a, A A^T + d I)
+    torch.manual_seed(0)
+    z1 = lg2.model.sample_latents(200_000)
+    cov = lg2.A @ lg2.A.T + lg2.d * torch.eye(3, dtype=torch.float64)
+    assert z1.shape == (200_000, 3) and not lg2.model.standard_normal_latents
+    torch.testing.assert_close(z1.mean(0), lg2.a, atol=0.01, rtol=0)
+    torch.testing.assert_close(torch.cov(z1.T), cov, atol=0.02, rtol=0)
+
+
 def test_terms_match_torch_distributions() -> None:
     m = HVAE(data_shape=(6,), hidden=(8,), latent_dim=3, hidden2=(5,), latent_dim2=2).double()
     x = torch.rand(4, 6, dtype=torch.float64)
@@ -252,6 +262,8 @@ def test_cli_trains_and_uses_an_hvae_run(tmp_path: Path, capsys: pytest.CaptureF
     ):
         code, out, err = run_cli(capsys, *cmd)
         assert code == 0, (cmd, err)
+        if cmd[0] == "manifold":  # z1's prior is p(z1|z2) p(z2): a grid at its quantiles
+            assert "quantiles of the prior's marginals" in out
     report = json.loads((run / "eval.json").read_text())
     assert math.isfinite(report["log_likelihood"]) and len(report["kl_per_dim"]) == 4
     assert np.load(z).shape == (report["n"], 4)

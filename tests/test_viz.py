@@ -97,6 +97,21 @@ def test_manifold_latents() -> None:
         viz.manifold_latents(4, 3, (1, 1))
 
 
+def test_manifold_latents_follow_a_learned_prior_from_its_draws() -> None:
+    # a prior far from N(0, I): N(5, 2^2) on dim 1, N(-3, 0.5^2) on dim 3, N(1, 1) elsewhere
+    g = torch.Generator().manual_seed(0)
+    loc, scale = torch.tensor([1.0, 5.0, 1.0, -3.0]), torch.tensor([1.0, 2.0, 1.0, 0.5])
+    draws = loc + scale * torch.randn(200_000, 4, generator=g)
+    z = viz.manifold_latents(4, 4, (3, 1), draws).reshape(4, 4, 4)
+    u = torch.tensor([0.125, 0.375, 0.625, 0.875])
+    icdf = torch.distributions.Normal(0.0, 1.0).icdf(u)
+    torch.testing.assert_close(z[0, :, 1], 5.0 + 2.0 * icdf, atol=0.03, rtol=0)
+    torch.testing.assert_close(z[:, 0, 3], (-3.0 + 0.5 * icdf).flip(0), atol=0.01, rtol=0)
+    torch.testing.assert_close(z[..., [0, 2]], torch.ones(4, 4, 2), atol=0.02, rtol=0)  # medians
+    with pytest.raises(ConfigError, match="prior_samples"):
+        viz.manifold_latents(4, 3, (0, 1), draws)
+
+
 def test_top_dims_and_interpolation() -> None:
     assert viz.top_dims([0.1, 3.0, 0.0, 2.0]) == (1, 3)
     z = viz.interpolation_latents(torch.zeros(3), torch.ones(3), 5)

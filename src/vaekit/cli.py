@@ -38,6 +38,8 @@ RUN_FILES = ("config.json", "model.safetensors", "metrics.jsonl")
 SPLITS = ("train", "valid", "test")
 #: Seed of the one fixed binarisation of evaluation data for runs trained with binarize="dynamic".
 EVAL_BINARIZE_SEED = 0
+#: Draws of a learned prior whose empirical quantiles place the manifold's grid.
+MANIFOLD_PRIOR_DRAWS = 100_000
 
 
 def resolve_config(
@@ -1399,8 +1401,10 @@ def manifold(
 ) -> None:
     """Decode an n x n grid of latents: the learned data manifold (AEVB paper, figure 4).
 
-    Evenly spaced points on the unit square go through the inverse Gaussian CDF. With more than
-    two latent dims, the two with the largest KL on the test split vary and the rest stay at 0.
+    Evenly spaced points on the unit square go through the inverse CDF of the prior's marginals
+    (of N(0, 1) for the standard prior; estimated from 100,000 draws for a learned prior or the
+    lower layer of a two-layer model). With more than two latent dims, the two with the largest
+    KL on the test split vary and the rest stay at the prior's median (0 for N(0, I)).
     A conditional run draws the manifold of class --label.
     Writes RUN/figures/manifold.png (or --output).
 
@@ -1436,7 +1440,14 @@ def manifold(
         kl = latent_stats(model, x, **stats_kw)["kl_per_dim"]
         d0, d1 = viz.top_dims(kl.tolist(), 2)
         how = f" (largest KL on {dataset.name}/test: {float(kl[d0]):.2f}, {float(kl[d1]):.2f} nats)"
-    z = viz.manifold_latents(n, latent_dim, (d0, d1))
+    samples = None
+    if not model.standard_normal_latents:
+        # a learned prior (or z1 of two layers): its marginals' quantiles, from draws of it
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            samples = model.sample_latents(MANIFOLD_PRIOR_DRAWS)
+        how += "; grid at quantiles of the prior's marginals, other dims at their medians"
+    z = viz.manifold_latents(n, latent_dim, (d0, d1), samples)
     with torch.no_grad():
         x_grid = model.decode(z, **kw).mean  # (n * n, *data_shape)
     viz.save(viz.example_grid(x_grid, shape, n, pad=0, scale=scale), out)

@@ -239,10 +239,13 @@ class HVAE(Model):
     def sample(self, n: int, *, mean: bool = True) -> Tensor:
         """``n`` draws from the model, shape (n, *data_shape): z2 ~ p(z2), z1 ~ p(z1|z2), then
         E[x|z1] (``mean=True``, the default) or x ~ p(x|z1). Uses torch's global RNG."""
-        z2 = self.pz().sample((n,))
-        z1 = self.pz1_z2(z2).sample()
-        px_z = self.decode(z1)
+        px_z = self.decode(self.sample_latents(n))
         return px_z.mean if mean else px_z.sample()
+
+    @torch.no_grad()
+    def sample_latents(self, n: int) -> Tensor:
+        """``n`` draws of z1 from its prior, z2 ~ p(z2) then z1 ~ p(z1|z2): (n, latent_dim)."""
+        return self.pz1_z2(self.pz().sample((n,))).sample()
 
     @torch.no_grad()
     def reconstruct(self, x: Tensor) -> Tensor:

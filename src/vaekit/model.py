@@ -20,7 +20,7 @@ from .errors import ConfigError, DataError
 from .likelihoods import HALF_LOG_2PI, LIKELIHOODS, soft_clamp
 from .nets import ACTIVATIONS, NETWORKS, NetSpec
 from .objectives import Terms
-from .priors import PRIORS
+from .priors import PRIORS, StandardNormalPrior
 
 if TYPE_CHECKING:
     from .train import History
@@ -150,6 +150,12 @@ class Model(nn.Module):
         from .evaluate import log_likelihood
 
         return log_likelihood(self, x, k=k, seed=seed)
+
+    @property
+    def standard_normal_latents(self) -> bool:
+        """Whether z ~ p(z), what the decoder takes, is N(0, I) (then pictures place latents at
+        its exact quantiles; otherwise at quantiles of draws from :meth:`sample_latents`)."""
+        return False
 
     def fit(self, data: Any, **kwargs: Any) -> History:
         """Train in place; same arguments as :func:`vaekit.train.fit`. Returns the history."""
@@ -375,9 +381,17 @@ class VAE(Model):
         with ``mean=False`` draws x ~ p(x|z) as well. Uses torch's global RNG. A conditional
         model needs ``condition``: one label (an int) or vector for all, or one per draw.
         """
-        z = self.pz().sample((n,))
-        px_z = self.decode(z, condition)
+        px_z = self.decode(self.sample_latents(n), condition)
         return px_z.mean if mean else px_z.sample()
+
+    @torch.no_grad()
+    def sample_latents(self, n: int) -> Tensor:
+        """``n`` draws z ~ p(z) of what the decoder takes, (n, latent_dim); torch's global RNG."""
+        return self.pz().sample((n,))
+
+    @property
+    def standard_normal_latents(self) -> bool:
+        return isinstance(self.prior, StandardNormalPrior)
 
     @torch.no_grad()
     def reconstruct(self, x: Tensor, condition: Any = None) -> Tensor:

@@ -194,12 +194,17 @@ def pairs_grid(
 # -- latent grids ------------------------------------------------------------------------------
 
 
-def manifold_latents(n: int, latent_dim: int, dims: tuple[int, int] = (0, 1)) -> Tensor:
+def manifold_latents(
+    n: int, latent_dim: int, dims: tuple[int, int] = (0, 1), prior_samples: Tensor | None = None
+) -> Tensor:
     """An n x n grid of latents (n * n, latent_dim), row by row, as in the AEVB paper's figure 4.
 
-    Points evenly spaced on the unit square, at (i + 0.5) / n, go through the inverse CDF of
-    N(0, 1) on dims ``dims`` (first varies down the rows, second across the columns); all other
-    dims stay at 0, the prior's mean. The first row has the largest value of ``dims[0]``.
+    Points evenly spaced on the unit square, at (i + 0.5) / n, go through the inverse CDF of the
+    prior's marginals on dims ``dims`` (first varies down the rows, second across the columns);
+    all other dims stay at the prior's median. The first row has the largest value of
+    ``dims[0]``. The prior is N(0, I) (exact quantiles, others at 0), or else given by
+    ``prior_samples`` (S, latent_dim), draws from it whose empirical quantiles are used (for a
+    learned prior, such as a mixture, whose marginals have no closed-form inverse CDF).
     """
     if n < 1:
         raise ConfigError(f"manifold size must be at least 1, got {n}")
@@ -207,10 +212,21 @@ def manifold_latents(n: int, latent_dim: int, dims: tuple[int, int] = (0, 1)) ->
     if not (0 <= d0 < latent_dim and 0 <= d1 < latent_dim) or d0 == d1:
         raise ConfigError(f"dims {list(dims)} must be two different dims in 0..{latent_dim - 1}")
     u = (torch.arange(n, dtype=torch.float64) + 0.5) / n
-    values = torch.distributions.Normal(0.0, 1.0).icdf(u).float()  # (n,)
-    z = torch.zeros(n, n, latent_dim)
-    z[:, :, d0] = values.flip(0)[:, None]
-    z[:, :, d1] = values[None, :]
+    if prior_samples is None:
+        values0 = values1 = torch.distributions.Normal(0.0, 1.0).icdf(u).float()  # (n,)
+        middle = torch.zeros(latent_dim)
+    else:
+        s = prior_samples.detach().to("cpu", torch.float64)
+        if s.dim() != 2 or s.shape[1] != latent_dim or s.shape[0] < 2:
+            raise ConfigError(
+                f"prior_samples must be (S >= 2, {latent_dim}), got {tuple(prior_samples.shape)}"
+            )
+        values0 = torch.quantile(s[:, d0], u).float()
+        values1 = torch.quantile(s[:, d1], u).float()
+        middle = s.median(dim=0).values.float()
+    z = middle.repeat(n, n, 1)
+    z[:, :, d0] = values0.flip(0)[:, None]
+    z[:, :, d1] = values1[None, :]
     return z.reshape(n * n, latent_dim)
 
 
