@@ -46,6 +46,8 @@ for kw in ({"fast": "off"}, {"fast": "graph"}, {"fast": "compile"},
             batch_size=128, binarize="dynamic", **kw)  # fmt: skip
     print("conditional", kw, [round(r["train_bound"], 2) for r in h], h[-1]["path"],
           h[-1].get("notice"))  # fmt: skip
+    expected = "eager" if kw.get("resident") == "no" or kw["fast"] == "off" else kw["fast"]
+    assert h[-1]["path"] == expected, (kw, h[-1]["path"], h[-1].get("notice"))
 
 # Resume on the fast path: the state is saved at epoch ends; a stop mid-epoch resumes from the last.
 

@@ -45,6 +45,22 @@ def flat_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # -- train, info, evaluate ---------------------------------------------------------------------
 
 
+def test_every_default_output_of_a_command_is_a_derived_file() -> None:
+    """train --overwrite removes checkpoint.DERIVED_FILES: every default output name in the CLI
+    must be listed there (sound folders in DERIVED_SOUND_FOLDERS)."""
+    import re
+
+    from vaekit.checkpoint import DERIVED_FILES, DERIVED_SOUND_FOLDERS
+
+    source = (REPO / "src" / "vaekit" / "cli.py").read_text()
+    files = set(re.findall(r'_output\(run, output, run / "([^"]+)"', source))
+    files |= {f"figures/{n}" for n in re.findall(r'_figure_path\(run, "([^"]+)"\)', source)}
+    folders = set(re.findall(r'_folder\(output, run / "([^"]+)"\)', source))
+    assert len(files) >= 14 and len(folders) == 4  # the patterns still find the defaults
+    assert files <= set(DERIVED_FILES), files - set(DERIVED_FILES)
+    assert folders == set(DERIVED_SOUND_FOLDERS)
+
+
 def test_overwrite_removes_what_the_old_run_wrote(
     run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -599,9 +615,11 @@ def test_audio_settings_from_the_command_line(
     [
         (["--image-size", "0"], "--image-size expects a positive size"),
         (["--image-size", "6x4x2"], "--image-size expects a positive size"),
-        (["--label-column", "kind"], "label_column='kind' does not apply to 'digits'"),
-        (["--image-size", "8"], "image_size=(8, 8) does not apply to 'digits'"),
-        (["--audio", "n_mels=8"], "audio={'n_mels': 8} does not apply to 'digits'"),
+        (["--label-column", "kind"], "--label-column does not apply to 'digits': it is for CSV"),
+        (["--image-size", "8"], "--image-size does not apply to 'digits': it is for folders"),
+        (["--audio", "n_mels=8"], "--audio does not apply to 'digits': it is for WAV files"),
+        (["--data", "missing.csv", "--label-column", "0"], "'missing.csv' does not exist"),
+        (["--data", "no-folder/", "--image-size", "8"], "missing file 'no-folder'"),
         (["--audio", "n_mels"], "--audio expects key=value"),
     ],
 )
@@ -622,7 +640,11 @@ def test_bad_audio_settings_are_one_line(
     folder.mkdir()
     (folder / "a.wav").write_bytes(wav_bytes(np.zeros(4000, np.float32), 8000))
     for setting, message in [("n_mel=8", "unknown audio setting 'n_mel'"),
-                             ("hop=0", "audio hop must be a positive integer")]:  # fmt: skip
+                             ("hop=0", "audio hop must be a positive integer"),
+                             ("n_mels=32.5", "audio n_mels must be an integer, got 32.5"),
+                             ("sample_rate=true", "audio sample_rate must be an integer"),
+                             ("trim_db=loud", "audio trim_db must be a number of dB"),
+                             ("=32", "--audio expects key=value")]:  # fmt: skip
         code, _, err = run_cli(capsys, "train", "--data", folder, "--out", tmp_path / "run",
                                "--audio", setting, *TINY)  # fmt: skip
         assert code == 2 and err.count("\n") == 1 and message in err, err

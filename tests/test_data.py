@@ -503,6 +503,21 @@ def test_csv_text_labels_are_numbered(tmp_path):
     assert ds.label_names == ["cat", "dog"] and ds.data_shape == (1,)
 
 
+def test_tsv_suffix_in_capitals_is_tab_separated(tmp_path):
+    (tmp_path / "x.TSV").write_text("a\tb\tc\n1\t2\t3\n4\t5\t6\n7\t8\t9\n")
+    ds = data.load(tmp_path / "x.TSV")
+    assert ds.data_shape == (3,)
+
+
+def test_a_large_binary_file_is_not_text(tmp_path):
+    rng = np.random.default_rng(0)
+    blob = rng.integers(1, 256, 200_000, dtype=np.uint8).tobytes()  # no NUL byte, not UTF-8
+    (tmp_path / "blob").write_bytes(blob)
+    (tmp_path / "words").write_text("é" * 40_000 + "\n")  # > 64 kB, a character cut at 64 kB
+    assert not data._is_text(tmp_path / "blob")
+    assert data._is_text(tmp_path / "words")
+
+
 def test_csv_tab_separated(tmp_path):
     ds = data.load(write_csv(tmp_path / "x.tsv", "\n".join(f"{i}\t1" for i in range(5))))
     assert ds.data_shape == (2,)

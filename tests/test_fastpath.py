@@ -314,3 +314,30 @@ def test_conditional_models_take_the_fast_loop_with_their_conditions():
     # and the loop that ignores conditions (the old one) cannot tell them apart
     blind = list(_FastRun(small_model(), x, cfg, "graph").epochs(False))
     assert blind[-1]["train_bound"] < fast[-1]["train_bound"]
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [{}, {"condition_dim": 3}, {"condition_dim": 3, "prior": "mog"}, {"prior": "vamp"}],
+    ids=["plain", "conditional", "conditional-mog", "vamp"],
+)
+def test_a_fast_step_reads_nothing_back_to_the_host(kw, monkeypatch):
+    """A CUDA graph cannot capture a step that reads a value back (bool, item, float): the fast
+    step must not, or a GPU run falls back to the eager loop. Checked on CPU by making every
+    such read raise while steps run."""
+    x = torch.rand(200, 12, generator=torch.Generator().manual_seed(2))
+    c = (
+        torch.nn.functional.one_hot(torch.arange(200) % 3, 3).float()
+        if kw.get("condition_dim")
+        else None
+    )
+    cfg = TrainConfig(epochs=1, batch_size=50, binarize="dynamic", seed=3, steps_per_launch=2)
+    run = _FastRun(small_model(**kw), x, cfg, "graph", c)
+
+    def read_back(*args, **kwargs):
+        raise AssertionError("a host read inside a fast step")
+
+    for name in ("__bool__", "item", "tolist", "__float__", "__int__"):
+        monkeypatch.setattr(torch.Tensor, name, read_back)
+    run._step(0)
+    run._step(1)

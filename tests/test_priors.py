@@ -171,6 +171,26 @@ def test_mog_log_prob_matches_mixture_same_family() -> None:
         assert torch.allclose(prior.marginal_log_prob(z)[..., d], marginal.log_prob(z[..., d]))
 
 
+def test_mixture_draws_follow_the_mixture() -> None:
+    prior = MixturePrior(3, components=4).double()
+    set_mixture(prior, 1)
+    with torch.no_grad():
+        prior.loc[:, 0] = torch.tensor([-6.0, -2.0, 2.0, 6.0], dtype=torch.float64)  # apart
+    w = torch.softmax(prior.logits.detach(), -1)
+    loc, scale = prior.loc.detach(), prior.log_scale.detach().exp()
+    torch.manual_seed(0)
+    z = prior.sample(100_000)
+    assert z.shape == (100_000, 3) and not z.requires_grad
+
+    def cdf(v: np.ndarray) -> np.ndarray:  # the first coordinate's marginal
+        return sum(float(w[k]) * stats.norm.cdf(v, float(loc[k, 0]), float(scale[k, 0]))
+                   for k in range(4))  # fmt: skip
+
+    assert stats.kstest(z[:, 0].numpy(), cdf).pvalue > 0.01
+    mean = (w[:, None] * loc).sum(0)
+    torch.testing.assert_close(z.mean(0), mean, atol=0.03, rtol=0)
+
+
 def test_mog_with_one_component_is_the_learned_gaussian() -> None:
     mog, gaussian = MixturePrior(3, components=1).double(), LearnedGaussianPrior(3).double()
     set_mixture(mog, 3)

@@ -328,6 +328,9 @@ def test_the_gradient_check_sees_any_non_finite_element(bad: float) -> None:
 def test_dynamic_binarization_needs_bernoulli() -> None:
     with pytest.raises(ConfigError, match="bernoulli"):
         fit(small_model("gaussian"), torch.rand(8, D), epochs=1, binarize="dynamic")
+    with pytest.raises(ConfigError, match="bernoulli"):  # before validation data outside [0, 1]
+        fit(small_model("gaussian"), torch.rand(8, D), valid=torch.randn(4, D) * 3, epochs=1,
+            binarize="dynamic")  # fmt: skip
 
 
 @pytest.mark.parametrize(

@@ -64,6 +64,12 @@ class AudioSettings:
     griffin_lim_iters: int = 64
 
     def __post_init__(self) -> None:
+        for name in ("sample_rate", "n_fft", "hop", "n_mels", "frames", "griffin_lim_iters"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise DataError(f"audio {name} must be an integer, got {value!r}")
+        if isinstance(self.trim_db, bool) or not isinstance(self.trim_db, int | float):
+            raise DataError(f"audio trim_db must be a number of dB, got {self.trim_db!r}")
         object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
         object.__setattr__(self, "std", tuple(float(v) for v in self.std))
         for name in ("sample_rate", "n_fft", "hop", "n_mels", "griffin_lim_iters"):

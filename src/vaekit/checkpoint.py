@@ -40,7 +40,13 @@ FIGURES = (
     "latents",
     "curves",
 )
-DERIVED_FILES = ("eval.json", "samples.txt", *(f"figures/{name}.png" for name in FIGURES))
+DERIVED_FILES = (
+    "eval.json",
+    "latents.npy",
+    "decoded.npy",
+    *(f"{name}.txt" for name in ("samples", "reconstructions", "decoded", "interpolation")),
+    *(f"figures/{name}.png" for name in FIGURES),
+)
 #: Folders of WAV files and their spectrograms that audio runs write by default.
 DERIVED_SOUND_FOLDERS = ("samples", "reconstructions", "decoded", "interpolation")
 

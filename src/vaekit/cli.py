@@ -306,7 +306,7 @@ def _load_options(
     if audio:
         table = {}
         for text in audio:
-            if "=" not in text:
+            if "=" not in text or not text.partition("=")[0].strip():
                 raise ConfigError(f"--audio expects key=value (e.g. n_mels=32), got {text!r}")
             key, value = parse_override(text)
             table[key] = value
@@ -639,6 +639,16 @@ def train(
         if data is not None and not isinstance(data, str):
             raise ConfigError(f"'data' in {config_file!r} must be a data set name or a path")
     data = data or "digits"
+    applies = datasets.load_options(data)
+    for option in load_options:
+        if option not in applies and (Path(data).exists() or data in datasets.DATASETS):
+            flag = "--" + option.replace("_", "-")
+            fits = {
+                "image_size": "folders of images",
+                "label_column": "CSV and TSV files",
+                "audio": "WAV files and folders of them",
+            }[option]
+            raise ConfigError(f"{flag} does not apply to {data!r}: it is for {fits}")
     dataset = datasets.load(data, seed=0, **load_options)
     model_config, train_config, name = resolve_config(
         config_file, overrides, dataset, {"epochs": epochs, "seed": seed}
@@ -658,7 +668,11 @@ def train(
             "source": str(Path(data).resolve()) if is_file else data,
             "split_seed": 0,
             **({"image_shape": list(image_shape)} if image_shape else {}),
-            **({"label_column": label_column} if "label_column" in load_options else {}),
+            **(
+                {"label_column": load_options["label_column"]}
+                if "label_column" in load_options
+                else {}
+            ),
             **({"media": dataset.media} if dataset.media else {}),
         }
     }

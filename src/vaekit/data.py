@@ -18,6 +18,7 @@ strings, bytes and numbers and nothing else. vaekit itself never writes a pickle
 
 from __future__ import annotations
 
+import codecs
 import copy
 import csv
 import dataclasses
@@ -990,7 +991,9 @@ def load_csv(
         raise DataError(f"data file {where} does not exist")
     try:
         with path.open(newline="", encoding="utf-8-sig") as f:
-            rows = [r for r in csv.reader(f, delimiter="\t" if path.suffix == ".tsv" else ",")]
+            rows = [
+                r for r in csv.reader(f, delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
+            ]
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise DataError(f"cannot read {where} as CSV text: {err}") from None
     numbered = [
@@ -1230,8 +1233,9 @@ def load(
     text = str(name_or_path)
     given = {"image_size": image_size, "label_column": label_column, "audio": audio}
     allowed = load_options(text)
-    for option, value in given.items():
-        if value is not None and option not in allowed:
+    known = Path(text).exists() or ALIASES.get(text.lower(), text.lower()) in DATASETS
+    for option, value in given.items():  # (a missing path gets its own message below)
+        if value is not None and option not in allowed and known:
             raise DataError(f"{option}={value!r} does not apply to {text!r}; leave it out")
     name = ALIASES.get(text.lower(), text.lower())
     if name in DATASETS:  # a name wins over a file of that name; write ./name for the file
@@ -1290,7 +1294,8 @@ def _is_text(path: Path) -> bool:
     try:
         with path.open("rb") as f:
             head = f.read(1 << 16)
-        head.decode("utf-8", errors="strict" if len(head) < 1 << 16 else "ignore")
+        # a character cut off at the end of the 64 kB is not an error, any other bad byte is
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=len(head) < 1 << 16)
     except (OSError, UnicodeDecodeError):
         return False
     return bool(head) and b"\0" not in head

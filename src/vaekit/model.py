@@ -255,8 +255,9 @@ class VAE(Model):
 
     def decode(self, z: Tensor, condition: Any = None) -> Distribution:
         """p(x|z) (p(x|z, c) for a conditional model) for z of shape (..., latent_dim): batch
-        shape (...), event shape data_shape. ``condition`` as for :meth:`encode`, one per z row
-        (shape (..., condition_dim) after conversion) or one for all."""
+        shape (...), event shape data_shape. ``condition`` as for :meth:`encode`: one per row of
+        z's second-to-last dim (labels (n,) or vectors (n, condition_dim), shared by any leading
+        dims of z) or one for all."""
         n = z.shape[-2] if z.dim() > 1 else 1
         return self.likelihood(self._decode_params(z, self.condition(condition, n)))
 
@@ -342,14 +343,20 @@ class VAE(Model):
         With ``autocast`` (e.g. torch.bfloat16) the networks run under autocast and the
         log-densities and KL are computed in float32.
         """
-        ac = torch.autocast(
-            x.device.type, dtype=autocast or torch.bfloat16, enabled=autocast is not None
-        )
         if not self._closed_form():  # a subclass's encode or decode: use its distributions
             from .train import model_terms
 
-            return model_terms(self, x, eps, autocast)
-        cond = self.condition(condition, x.shape[0])
+            return model_terms(self, x, eps, autocast, condition)
+        return self._terms(x, eps, autocast, self.condition(condition, x.shape[0]))
+
+    def _terms(
+        self, x: Tensor, eps: Tensor, autocast: torch.dtype | None, cond: Tensor | None
+    ) -> Terms:
+        """:meth:`terms` for a condition already made by :meth:`condition` (or None): no checks
+        of it here, so nothing reads a value back to the host (a CUDA graph captures this)."""
+        ac = torch.autocast(
+            x.device.type, dtype=autocast or torch.bfloat16, enabled=autocast is not None
+        )
         with ac:
             loc, logvar = self._encode_params(x, cond)
         if autocast is not None:
@@ -387,7 +394,7 @@ class VAE(Model):
     @torch.no_grad()
     def sample_latents(self, n: int) -> Tensor:
         """``n`` draws z ~ p(z) of what the decoder takes, (n, latent_dim); torch's global RNG."""
-        return self.pz().sample((n,))
+        return self.prior.sample(n)
 
     @property
     def standard_normal_latents(self) -> bool:

@@ -44,6 +44,11 @@ class Prior(nn.Module):
         where a subclass gives one (no distribution object built)."""
         return self().log_prob(z)
 
+    def sample(self, n: int) -> Tensor:
+        """``n`` draws z ~ p(z), (n, latent_dim), without gradients; torch's global RNG."""
+        with torch.no_grad():
+            return self().sample((n,))
+
     def kl(self, loc: Tensor, logvar: Tensor) -> Tensor:
         """KL(N(loc, diag(exp(logvar))) || p(z)) per example, (B,); needs ``analytic_kl``."""
         qz_x = Independent(Normal(loc, torch.exp(0.5 * logvar), validate_args=False), 1)
@@ -131,6 +136,14 @@ class _GaussianMixturePrior(Prior):
         log_weights, loc, log_scale = self.components()
         per_component = _diag_gaussian_log_prob(z, loc, log_scale).sum(-1)  # (..., K)
         return torch.logsumexp(log_weights + per_component, dim=-1)
+
+    def sample(self, n: int) -> Tensor:
+        """``n`` draws: a component k ~ Categorical(weights) each, then z ~ N(loc_k, scale_k^2);
+        memory O(n D) (torch's MixtureSameFamily.sample draws from all K components first)."""
+        with torch.no_grad():
+            log_weights, loc, log_scale = self.components()
+            k = torch.multinomial(log_weights.exp(), n, replacement=True)  # (n,)
+            return loc[k] + log_scale[k].exp() * torch.randn_like(loc[k])
 
     def marginal_log_prob(self, z: Tensor) -> Tensor:
         log_weights, loc, log_scale = self.components()

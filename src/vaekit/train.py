@@ -233,10 +233,11 @@ def bernoulli_16bit(p: Tensor, generator: torch.Generator | None = None) -> Tens
     and dtype as ``p``, values 0 and 1.
 
     x = 1 where a uniform 16-bit integer u (0..65535) falls below 65536 p, so
-    P(x = 1) = ceil(65536 p) / 65536: within 2^-16 of p, and exactly p for 8-bit pixels stored as
-    k/256. Each 64 random bits of ``generator`` give four draws: on CPU this takes about half the
-    time of comparing with ``torch.rand`` (one 32-bit Mersenne Twister output per element), the
-    largest cost of a training step after the matrix products and Adam.
+    P(x = 1) = ceil(65536 p) / 65536: exactly p when 65536 p is a whole number, as for the k/256
+    pixels of mnist.pkl.gz, and within 2^-16 of p otherwise (k/255 pixels of image files, say;
+    ``torch.rand`` gives 24 bits). Each 64 random bits of ``generator`` give four draws: on CPU
+    this takes about half the time of comparing with ``torch.rand`` (one 32-bit Mersenne Twister
+    output per element), the largest cost of a training step after the matrix products and Adam.
     """
     n = p.numel()
     words = torch.empty((n + 3) // 4, dtype=torch.int64, device=p.device)
@@ -584,24 +585,27 @@ def model_terms(
 
     For a plain VAE this is :meth:`VAE.terms` (closed forms); a subclass that overrides encode or
     decode gets its own distributions' log-densities; another model kind gives its own ``terms``.
+    ``condition`` (conditional VAEs): the batch's (B, condition_dim) conditions as
+    :meth:`VAE.condition` made them (fit checks them once, not at every step).
 
     With ``autocast`` (e.g. torch.bfloat16) the networks run under autocast and the
     distributions, log-densities and KL are computed in float32.
     """
-    if condition is not None:  # a conditional VAE (only the closed forms take a condition)
-        return model.terms(x, eps, autocast, condition=condition)
-    if not isinstance(model, VAE) or model._closed_form():
+    if not isinstance(model, VAE):
         return model.terms(x, eps, autocast)
+    if model._closed_form():
+        return model._terms(x, eps, autocast, condition)
+    kw = {} if condition is None else {"condition": condition}
     ac = torch.autocast(
         x.device.type, dtype=autocast or torch.bfloat16, enabled=autocast is not None
     )
     with ac:
-        qz_x = model.encode(x)
+        qz_x = model.encode(x, **kw)
     qz_x = _fp32(qz_x) if autocast is not None else qz_x
     base = qz_x.base_dist
     z = base.loc + base.scale * eps  # (k, B, latent_dim)
     with ac:
-        px_z = model.decode(z)
+        px_z = model.decode(z, **kw)
     px_z = _fp32(px_z) if autocast is not None else px_z
     pz = model.pz()
     return Terms(
@@ -673,6 +677,8 @@ def fit(
     x = as_tensor(data, "training data")
     check_data(model, x, "training data")
     c_train = _fit_conditions(model, conditions, x.shape[0], "training data")
+    if config.binarize == "dynamic" and model.likelihood.support != "unit":
+        raise ConfigError("binarize='dynamic' needs the bernoulli likelihood")
     x_valid = c_valid = None
     if valid is not None:
         x_valid = as_tensor(valid, "validation data").to(device)
@@ -680,8 +686,6 @@ def fit(
         c_valid = _fit_conditions(model, valid_conditions, x_valid.shape[0], "validation data")
         if config.binarize == "dynamic":
             x_valid = binarize(x_valid, seed=config.seed + 1)
-    if config.binarize == "dynamic" and model.likelihood.support != "unit":
-        raise ConfigError("binarize='dynamic' needs the bernoulli likelihood")
     if _autocast_dtype(config) is not None and not callable(getattr(model, "terms", None)):
         raise ConfigError(
             f"precision={config.precision!r} needs a model with terms(x, eps); "
@@ -1054,13 +1058,14 @@ class _EagerLoop:
                     if config.binarize == "dynamic":
                         xb = bernoulli_16bit(xb, g)
                     beta = _beta(config, self.step + 1)
-                    if autocast is None:
-                        terms = model(xb, k=config.samples, generator=g, **kw)
+                    if autocast is None and self.c is None:
+                        terms = model(xb, k=config.samples, generator=g)
                     else:
                         eps = torch.randn(
                             (config.samples, xb.shape[0], noise_dim(model)),
                             generator=g,
                             device=device,
+                            dtype=model._dtype,
                         )
                         terms = model_terms(model, xb, eps, autocast, **kw)
                     bound = objective(terms, beta)  # (B,)
@@ -1155,10 +1160,10 @@ class _FastRun:
         )
         if conditions is not None and not self.resident:
             raise ValueError(
-                "the data does not fit on the device, and conditional models stream only on "
-                "the eager loop"
+                "a conditional model keeps its data on the device, and this run streams it "
+                "(resident='no', or the data is too large for the device)"
             )
-        self.c = conditions.to(device) if conditions is not None else None
+        self.c = conditions.to(device, model._dtype) if conditions is not None else None
         if self.resident:
             self.x = x.to(device)
             self.idx = torch.zeros((self.G, B), dtype=torch.int64, device=device)
