@@ -220,12 +220,12 @@ def main(argv: list[str] | None = None) -> None:
 
     device = torch.device(args.device)
     dataset = datasets.load(args.data, seed=0)
-    start = time.perf_counter()
+    start, commit = time.perf_counter(), git_commit()  # the code the runs start from
     result = (run_table if args.what == "table" else run_fig2)(args, device, dataset)
     summary = {
         **result,
         "command": " ".join(["python", *sys.argv]),
-        "commit": git_commit(),
+        "commit": commit,
         "data": args.data,
         "seconds": round(time.perf_counter() - start, 1),
         "environment": environment(),

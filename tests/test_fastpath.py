@@ -341,3 +341,23 @@ def test_a_fast_step_reads_nothing_back_to_the_host(kw, monkeypatch):
         monkeypatch.setattr(torch.Tensor, name, read_back)
     run._step(0)
     run._step(1)
+
+
+def test_a_conditional_subclass_gets_its_conditions_on_every_path():
+    """A subclass that overrides encode is trained through its distributions; its conditions
+    must reach them (bf16 and the fast loop go through model_terms)."""
+
+    class Wrapped(VAE):
+        def encode(self, x, condition=None):
+            return super().encode(x, condition)
+
+    labels = torch.arange(300) % 2
+    torch.manual_seed(0)
+    model = Wrapped(data_shape=(12,), latent_dim=3, hidden=(16,), condition_dim=2)
+    history = fit(model, data(), conditions=labels, epochs=1, batch_size=64, precision="bf16")
+    assert math.isfinite(history[-1]["train_bound"])
+    c = torch.nn.functional.one_hot(labels, 2).float()
+    cfg = TrainConfig(epochs=1, batch_size=50, seed=1)
+    assert math.isfinite(
+        list(_FastRun(model, data(), cfg, "graph", c).epochs(False))[-1]["train_bound"]
+    )

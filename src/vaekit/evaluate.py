@@ -20,7 +20,11 @@ if TYPE_CHECKING:
     from .model import VAE
 
 #: Floats of decoder output (and hidden activations) one evaluation chunk may hold, per device.
-CHUNK_BUDGET = {"cpu": 2**24, "cuda": 2**28}
+#: On CPU a chunk's largest tensors stay under glibc's 32 MB mmap ceiling, so they are reused
+#: from the heap instead of mapped afresh: 2**24 floats (10,000 rows of a 784-400-20 VAE) took
+#: 680k page faults and 1.4 s of system time for 60 test images at K = 5000, 2**23 none
+#: (2.4 s against 1.7 s in all).
+CHUNK_BUDGET = {"cpu": 2**23, "cuda": 2**28}
 
 
 def _generator(device: torch.device, seed: int) -> torch.Generator:
