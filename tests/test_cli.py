@@ -619,6 +619,7 @@ def test_audio_settings_from_the_command_line(
         (["--image-size", "8"], "--image-size does not apply to 'digits': it is for folders"),
         (["--audio", "n_mels=8"], "--audio does not apply to 'digits': it is for WAV files"),
         (["--data", "missing.csv", "--label-column", "0"], "'missing.csv' does not exist"),
+        (["--data", "DIGITS", "--image-size", "8"], "--image-size does not apply to 'DIGITS'"),
         (["--data", "no-folder/", "--image-size", "8"], "missing file 'no-folder'"),
         (["--audio", "n_mels"], "--audio expects key=value"),
     ],

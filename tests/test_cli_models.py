@@ -15,7 +15,7 @@ import torch
 from conftest import png, run_cli, snapshot
 from PIL import Image
 
-from vaekit import load
+from vaekit import load, viz
 from vaekit.cli import RUN_FILES, main
 
 TINY = ["--epochs", "2", "-k", "5", "-q"]
@@ -80,12 +80,23 @@ def test_conditional_run_decodes_with_the_label_it_is_given(
 
 
 def test_conditional_run_evaluates_and_encodes_with_the_labels(
-    cvae_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    cvae_run: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     code, _, err = run_cli(capsys, "evaluate", cvae_run, "-k", "5", "-q", "-o", tmp_path / "e.json")
     assert code == 0, err
     report = json.loads((tmp_path / "e.json").read_text())
     assert math.isfinite(report["log_likelihood"]) and report["n"] == 270
+    grids: list = []
+    manifold_latents = viz.manifold_latents
+
+    def recording(n, latent_dim, dims=(0, 1), prior_samples=None):
+        grids.append(prior_samples)
+        return manifold_latents(n, latent_dim, dims, prior_samples)
+
+    monkeypatch.setattr(viz, "manifold_latents", recording)
     for command in (["reconstruct", "-n", "4", "-o", tmp_path / "r.png"],
                     ["interpolate", "--steps", "3", "-o", tmp_path / "i.png"],
                     ["manifold", "-n", "3", "--label", "2", "-o", tmp_path / "m.png"],
@@ -95,6 +106,7 @@ def test_conditional_run_evaluates_and_encodes_with_the_labels(
         assert code == 0, (command, err)
         if command[0] == "manifold":  # a mixture prior: the grid follows its quantiles
             assert "quantiles of the prior's marginals" in out
+            assert grids[-1] is not None and grids[-1].shape == (100_000, 2)
     np.save(tmp_path / "rows.npy", np.zeros((2, 64), dtype=np.float32))
     code, _, err = run_cli(capsys, "encode", cvae_run, "--input", tmp_path / "rows.npy",
                            "--label", "4", "-o", tmp_path / "zi.npy")  # fmt: skip

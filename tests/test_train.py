@@ -502,3 +502,73 @@ def test_resume_refuses_other_conditions(tmp_path: Any) -> None:
     history = fit(model, synthetic(40), conditions=labels, epochs=2, batch_size=16,
                   out=tmp_path / "run", resume=True)  # fmt: skip
     assert [r["epoch"] for r in history] == [1, 2]
+
+
+def test_a_mid_epoch_eager_checkpoint_resumes_on_the_eager_loop_under_fast_auto(
+    tmp_path: Any, reference: tuple, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where the fast path would apply on resume (a GPU, say), a run stopped mid-epoch on the
+    eager loop finishes there, bit for bit, instead of refusing to resume."""
+    out = tmp_path / "run"
+    x, x_valid = binary(40, 1), binary(10, 2)
+    with pytest.raises(train.TrainingInterrupted):
+        fit(small_model("bernoulli"), x, valid=x_valid, out=out, stop=stop_after(4), **RESUME)
+    monkeypatch.setattr(train, "select_path", lambda *args: ("graph", None))
+    model = small_model("bernoulli", seed=9)
+    history = fit(model, x, valid=x_valid, out=out, resume=True, **RESUME)
+    assert history[-1]["path"] == "eager" and "mid-epoch" in history[-1]["notice"]
+    weights, ref_history = reference
+    assert all(torch.equal(weights[k], v) for k, v in model.state_dict().items())
+
+    def plain(records: list[dict]) -> list[dict]:
+        return [{k: v for k, v in r.items() if k != "notice"} for r in without_seconds(records)]
+
+    assert plain(history) == plain(ref_history)
+
+
+def test_model_terms_use_a_subclass_s_own_terms() -> None:
+    class Scaled(VAE):
+        def terms(self, x, eps, autocast=None, condition=None):
+            t = super().terms(x, eps, autocast, condition)
+            return Terms(t.log_px_z * 0, t.log_pz, t.log_qz_x, t.kl)
+
+    torch.manual_seed(0)
+    model = Scaled(data_shape=(D,), latent_dim=M, hidden=(16,), likelihood="gaussian")
+    eps = torch.randn(1, 5, M)
+    terms = train.model_terms(model, synthetic(5), eps)
+    assert torch.all(terms.log_px_z == 0)
+
+
+def test_a_conditional_subclass_s_forward_is_what_the_eager_loop_calls() -> None:
+    calls: list[Any] = []
+
+    class Logged(VAE):
+        def forward(self, x, k=1, generator=None, condition=None):
+            calls.append(condition)
+            return super().forward(x, k, generator, condition)
+
+    torch.manual_seed(0)
+    model = Logged(data_shape=(D,), latent_dim=M, hidden=(16,), condition_dim=2,
+                   likelihood="gaussian")  # fmt: skip
+    fit(model, synthetic(20), conditions=torch.arange(20) % 2, epochs=1, batch_size=10)
+    assert len(calls) == 2 and all(c is not None and c.shape == (10, 2) for c in calls)
+
+    class Decoded(VAE):  # the fast path would check its conditions at every step: eager
+        def decode(self, z, condition=None):
+            return super().decode(z, condition)
+
+    decoded = Decoded(data_shape=(D,), latent_dim=M, hidden=(16,), condition_dim=2)
+    path, notice = train.select_path(decoded, TrainConfig(), 20)
+    assert path == "off" and "Decoded is conditional and overrides" in notice
+
+
+def test_a_new_run_keeps_files_in_a_folder_that_held_no_run(tmp_path: Any) -> None:
+    (tmp_path / "samples").mkdir()
+    (tmp_path / "samples" / "my_recording.wav").write_bytes(b"RIFF....")
+    (tmp_path / "eval.json").write_text("{}")
+    fit(small_model(), synthetic(20), epochs=1, out=tmp_path)
+    assert (tmp_path / "samples" / "my_recording.wav").read_bytes() == b"RIFF...."
+    assert (tmp_path / "eval.json").read_text() == "{}"
+    fit(small_model(), synthetic(20), epochs=1, out=tmp_path)  # now a run was there
+    assert not (tmp_path / "eval.json").exists()
+    assert not (tmp_path / "samples" / "my_recording.wav").exists()

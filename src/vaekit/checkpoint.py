@@ -317,13 +317,16 @@ def _write(file: Path, data: bytes) -> None:
 
 def start_run(path: str | Path, model: VAE, **metadata: Any) -> None:
     """Lay out a new run in the folder ``path``: remove a previous run's weights (they would not
-    match the new config) and what was derived from them (:data:`DERIVED_FILES`, the WAVs of
-    :data:`DERIVED_SOUND_FOLDERS`), then write config.json and an empty metrics.jsonl."""
+    match the new config) and, where the folder held a run (config.json or weights), what was
+    derived from them (:data:`DERIVED_FILES`, the WAVs of :data:`DERIVED_SOUND_FOLDERS`); then
+    write config.json and an empty metrics.jsonl."""
     path = Path(path)
-    old = [path / WEIGHTS_FILE, *(path / name for name in DERIVED_FILES)]
-    for name in DERIVED_SOUND_FOLDERS:
-        if (path / name).is_dir():
-            old += [*(path / name).glob("*.wav"), path / name / "spectrograms.png"]
+    old = [path / WEIGHTS_FILE]
+    if (path / CONFIG_FILE).is_file() or (path / WEIGHTS_FILE).is_file():  # a run was here
+        old += [path / name for name in DERIVED_FILES]
+        for name in DERIVED_SOUND_FOLDERS:
+            if (path / name).is_dir():
+                old += [*(path / name).glob("*.wav"), path / name / "spectrograms.png"]
     for file in old:
         try:
             file.unlink(missing_ok=True)

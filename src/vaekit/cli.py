@@ -302,7 +302,8 @@ def _load_options(
         options["image_size"] = (h, w)
     if label_column is not None:
         column = label_column.strip()
-        options["label_column"] = int(column) if column.lstrip("-").isdigit() else column
+        is_index = column.removeprefix("-").isdigit()
+        options["label_column"] = int(column) if is_index else column
     if audio:
         table = {}
         for text in audio:
@@ -641,7 +642,8 @@ def train(
     data = data or "digits"
     applies = datasets.load_options(data)
     for option in load_options:
-        if option not in applies and (Path(data).exists() or data in datasets.DATASETS):
+        name = datasets.ALIASES.get(data.lower(), data.lower())
+        if option not in applies and (Path(data).exists() or name in datasets.DATASETS):
             flag = "--" + option.replace("_", "-")
             fits = {
                 "image_size": "folders of images",

@@ -20,9 +20,9 @@ if TYPE_CHECKING:
     from .model import VAE
 
 #: Floats of decoder output (and hidden activations) one evaluation chunk may hold, per device.
-#: On CPU a chunk's largest tensors stay under glibc's 32 MB mmap ceiling, so they are reused
-#: from the heap instead of mapped afresh: 2**24 floats (10,000 rows of a 784-400-20 VAE) took
-#: 680k page faults and 1.4 s of system time for 60 test images at K = 5000, 2**23 none
+#: On CPU, 2**24 floats (10,000 rows of a 784-400-20 VAE, several live 31 MB tensors) made
+#: glibc return the memory to the system after each chunk and fault it in again for the next:
+#: 680k page faults and 1.4 s of system time for 60 test images at K = 5000; 2**23 none
 #: (2.4 s against 1.7 s in all).
 CHUNK_BUDGET = {"cpu": 2**23, "cuda": 2**28}
 

@@ -157,6 +157,12 @@ class Model(nn.Module):
         its exact quantiles; otherwise at quantiles of draws from :meth:`sample_latents`)."""
         return False
 
+    @torch.no_grad()
+    def sample_latents(self, n: int) -> Tensor:
+        """``n`` draws z ~ p(z) of what the decoder takes, (n, latent_dim); torch's global RNG.
+        This default draws from ``pz()``; a kind whose decoder takes other latents overrides it."""
+        return self.pz().sample((n,))
+
     def fit(self, data: Any, **kwargs: Any) -> History:
         """Train in place; same arguments as :func:`vaekit.train.fit`. Returns the history."""
         from .train import fit

@@ -313,7 +313,16 @@ def select_path(model: VAE, config: TrainConfig, n: int) -> tuple[str, str | Non
         return "off", None
     device = model.device
     why = None
-    if device.type != "cuda":
+    if (
+        getattr(model.config, "condition_dim", 0)
+        and isinstance(model, VAE)
+        and (not model._closed_form() or type(model).terms is not VAE.terms)
+    ):
+        why = (
+            f"{type(model).__name__} is conditional and overrides encode, decode or terms, "
+            "which check their conditions at every step"
+        )
+    elif device.type != "cuda":
         why = f"CUDA graphs need a CUDA device, the model is on {device.type}"
     elif not isinstance(model, VAE) and not callable(getattr(model, "terms", None)):
         why = f"{type(model).__name__} has no terms(x, eps) for the fast path"
@@ -593,6 +602,8 @@ def model_terms(
     """
     if not isinstance(model, VAE):
         return model.terms(x, eps, autocast)
+    if type(model).terms is not VAE.terms:  # a subclass's own terms
+        return model.terms(x, eps, autocast, condition=condition)
     if model._closed_form():
         return model._terms(x, eps, autocast, condition)
     kw = {} if condition is None else {"condition": condition}
@@ -717,6 +728,16 @@ def fit(
     run_info["metadata"] = metadata = metadata or {}
 
     path, notice = select_path(model, config, x.shape[0])
+    loop_state = state.get("loop") if state is not None else None
+    if (
+        path != "off"
+        and config.fast == "auto"
+        and isinstance(loop_state, dict)
+        and loop_state.get("kind") == _EagerLoop.kind
+        and int(loop_state.get("pos") or 0)
+    ):  # the fast path starts only at an epoch's start: finish this run where it was
+        path = "off"
+        notice = "fast path off: the run stopped mid-epoch on the eager loop; it continues there"
     while path != "off":
         try:
             with _matmul_precision(config.precision == "tf32"):  # graphs capture their kernels
@@ -1031,6 +1052,9 @@ class _EagerLoop:
         training state: after each step when due (``save(force=False)``), and before stopping."""
         model, x, config, g, device = self.model, self.x, self.config, self.g, self.device
         optimizer = self.optimizer
+        # a plain conditional VAE takes its (checked) conditions straight to the closed forms;
+        # a subclass's own forward gets them as any caller would give them
+        checked_conditions = isinstance(model, VAE) and type(model).forward is VAE.forward
         objective = OBJECTIVES[config.objective]
         autocast = _autocast_dtype(config)
         params = [p for p in model.parameters() if p.requires_grad]
@@ -1058,8 +1082,8 @@ class _EagerLoop:
                     if config.binarize == "dynamic":
                         xb = bernoulli_16bit(xb, g)
                     beta = _beta(config, self.step + 1)
-                    if autocast is None and self.c is None:
-                        terms = model(xb, k=config.samples, generator=g)
+                    if autocast is None and (self.c is None or not checked_conditions):
+                        terms = model(xb, k=config.samples, generator=g, **kw)
                     else:
                         eps = torch.randn(
                             (config.samples, xb.shape[0], noise_dim(model)),
@@ -1160,8 +1184,8 @@ class _FastRun:
         )
         if conditions is not None and not self.resident:
             raise ValueError(
-                "a conditional model keeps its data on the device, and this run streams it "
-                "(resident='no', or the data is too large for the device)"
+                "a conditional model trains with its data on the device, and this run would "
+                "stream it (resident='no', or the data is too large for the device)"
             )
         self.c = conditions.to(device, model._dtype) if conditions is not None else None
         if self.resident:
