@@ -534,6 +534,7 @@ def test_csv_tab_separated(tmp_path):
         ("a,b\n1,2\n3,4\n5,6\n", {"label_column": "c"}, "label column 'c' is not in the header"),
         ("1,2\n3,4\n5,6\n", {"label_column": 5}, "label column 5 is outside the 2 columns"),
         ("1\n2\n3\n", {"label_column": 0}, "cannot be both data and labels"),
+        ("a,b\n1,2\n3,4\n5,6\n", {"label_column": "--1"}, "label column '--1' is not in"),
         ("a,b\n1,2,3\n4,5,6\n", {}, "2 header names but 3 values"),
     ],
 )
