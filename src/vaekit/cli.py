@@ -38,6 +38,12 @@ RUN_FILES = ("config.json", "model.safetensors", "metrics.jsonl")
 SPLITS = ("train", "valid", "test")
 #: Seed of the one fixed binarisation of evaluation data for runs trained with binarize="dynamic".
 EVAL_BINARIZE_SEED = 0
+#: train's options of how data is read: data.load's keyword -> (flag, the data it is for).
+DATA_OPTIONS = {
+    "image_size": ("--image-size", "folders of images"),
+    "label_column": ("--label-column", "CSV and TSV files"),
+    "audio": ("--audio", "WAV files and folders of them"),
+}
 #: Draws of a learned prior whose empirical quantiles place the manifold's grid.
 MANIFOLD_PRIOR_DRAWS = 100_000
 
@@ -616,11 +622,8 @@ def train(
     load_options = _load_options(image_size, label_column, audio)
     if resume is not None:
         if load_options:
-            flag = {"image_size": "--image-size", "label_column": "--label-column"}
-            raise ConfigError(
-                f"--resume reads the run's data as it was read; leave out "
-                f"{flag.get(next(iter(load_options)), '--audio')}"
-            )
+            flag = DATA_OPTIONS[next(iter(load_options))][0]
+            raise ConfigError(f"--resume reads the run's data as it was read; leave out {flag}")
         _train_resume(resume, out, data, epochs, seed, config_file, overrides, k, overwrite, quiet)
         return
     if out is None:
@@ -640,16 +643,11 @@ def train(
         if data is not None and not isinstance(data, str):
             raise ConfigError(f"'data' in {config_file!r} must be a data set name or a path")
     data = data or "digits"
-    applies = datasets.load_options(data)
-    for option in load_options:
-        name = datasets.ALIASES.get(data.lower(), data.lower())
-        if option not in applies and (Path(data).exists() or name in datasets.DATASETS):
-            flag = "--" + option.replace("_", "-")
-            fits = {
-                "image_size": "folders of images",
-                "label_column": "CSV and TSV files",
-                "audio": "WAV files and folders of them",
-            }[option]
+    builtin = datasets.ALIASES.get(data.lower(), data.lower()) in datasets.DATASETS
+    known, applies = builtin or Path(data).exists(), datasets.load_options(data)
+    for option in load_options:  # (a missing path gets data.load's message)
+        if known and option not in applies:
+            flag, fits = DATA_OPTIONS[option]
             raise ConfigError(f"{flag} does not apply to {data!r}: it is for {fits}")
     dataset = datasets.load(data, seed=0, **load_options)
     model_config, train_config, name = resolve_config(
@@ -661,8 +659,7 @@ def train(
         dataset, model_config = retokenize(dataset, model_config)
     torch.manual_seed(train_config.seed)
     model = build_model(model_config)
-    # A data set's name wins over a file or folder of that name, as in data.load.
-    is_file = datasets.ALIASES.get(data.lower(), data.lower()) not in datasets.DATASETS
+    is_file = not builtin  # a data set's name wins over a file or folder of that name
     image_shape = getattr(dataset, "image_shape", None)
     metadata = {
         "data": {
