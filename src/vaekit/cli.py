@@ -498,6 +498,35 @@ def _figure_path(run: Path, name: str) -> Path:
 
 
 _run_argument = click.argument("run", type=click.Path(path_type=Path))
+
+
+def _split_ends(
+    config: dict[str, Any],
+    model: Any,
+    data: str | None,
+    split: str,
+    indices: tuple[int, int] | None,
+) -> tuple[Tensor, str]:
+    """The two examples an interpolation runs between (examples ``indices``, by default 0 and
+    1, of ``split``) as a (2, ...) tensor, and words naming them."""
+    x, _, dataset = _load_split(config, model, data, split)
+    i, j = indices or (0, 1)
+    _check_index(max(i, j), x.shape[0], split, dataset.name)
+    return x[[i, j]], f"{split} examples {i} and {j} of {dataset.name}"
+
+
+def _count_option(default: int | None, text: str, lo: int = 1, hi: int | None = None) -> Any:
+    """The ``-n`` option of a drawing command: a count in [lo, hi], described by ``text``."""
+    return click.option(
+        "-n",
+        "n",
+        type=click.IntRange(lo, hi),
+        default=default,
+        show_default=default is not None,
+        help=text,
+    )
+
+
 _output_option = click.option(
     "-o", "--output", type=click.Path(path_type=Path), default=None, help="File to write."
 )
@@ -956,14 +985,7 @@ def evaluate(
 
 @cli.command()
 @_run_argument
-@click.option(
-    "-n",
-    "n",
-    type=click.IntRange(1, 4096),
-    default=64,
-    show_default=True,
-    help="Number of samples.",
-)
+@_count_option(64, "Number of samples.", 1, 4096)
 @click.option("--ncols", type=click.IntRange(min=1), default=None, help="Images per row.")
 @click.option("--draw", is_flag=True, help="Draw x ~ p(x|z) instead of showing E[x|z].")
 @_label_option
@@ -1041,9 +1063,7 @@ def sample(
 
 @cli.command()
 @_run_argument
-@click.option(
-    "-n", "n", type=click.IntRange(min=1), default=20, show_default=True, help="Number of examples."
-)
+@_count_option(20, "Number of examples.")
 @click.option(
     "--ncols", type=click.IntRange(min=1), default=10, show_default=True, help="Pairs per row."
 )
@@ -1320,10 +1340,7 @@ def interpolate(
         if start is not None:
             ends, what = model.ids([start, end], "--from/--to"), f"{start!r} and {end!r}"
         else:
-            x, _, dataset = _load_split(config, model, data, split)
-            i, j = indices or (0, 1)
-            _check_index(max(i, j), x.shape[0], split, dataset.name)
-            ends, what = x[[i, j]], f"{split} examples {i} and {j} of {dataset.name}"
+            ends, what = _split_ends(config, model, data, split, indices)
         with torch.no_grad():
             mu = model.encode(ends).mean  # (2, latent_dim)
             path = model.texts(model.decode(viz.interpolation_latents(mu[0], mu[1], steps)).mean)
@@ -1338,10 +1355,7 @@ def interpolate(
             ends = torch.cat([_read_sound(config, Path(p))[:1] for p in (start, end)])
             what = f"{start} and {end} (first clip of each)"
         else:
-            x, _, dataset = _load_split(config, model, data, split)
-            i, j = indices or (0, 1)
-            _check_index(max(i, j), x.shape[0], split, dataset.name)
-            ends, what = x[[i, j]], f"{split} examples {i} and {j} of {dataset.name}"
+            ends, what = _split_ends(config, model, data, split, indices)
         with torch.no_grad():
             mu = model.encode(ends).mean  # (2, latent_dim)
             path = model.decode(viz.interpolation_latents(mu[0], mu[1], steps)).mean
@@ -1383,14 +1397,7 @@ def interpolate(
 
 @cli.command()
 @_run_argument
-@click.option(
-    "-n",
-    "n",
-    type=click.IntRange(2, 100),
-    default=20,
-    show_default=True,
-    help="Images per side of the grid.",
-)
+@_count_option(20, "Images per side of the grid.", 2, 100)
 @click.option(
     "--dims",
     default=None,
@@ -1472,9 +1479,7 @@ def manifold(
 @_run_argument
 @_data_option
 @_split_option
-@click.option(
-    "-n", "n", type=click.IntRange(min=1), default=None, help="Plot only the first N examples."
-)
+@_count_option(None, "Plot only the first N examples.")
 @_output_option
 def latents(run: Path, data: str | None, split: str, n: int | None, output: Path | None) -> None:
     """Scatter the latent means E[z|x] of a split in 2-D, coloured by label (PCA if dims > 2).
