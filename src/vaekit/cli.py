@@ -505,10 +505,10 @@ def _split_ends(
     model: Any,
     data: str | None,
     split: str,
-    indices: tuple[int, int] | None,
+    indices: tuple[int, ...],
 ) -> tuple[Tensor, str]:
-    """The two examples an interpolation runs between (examples ``indices``, by default 0 and
-    1, of ``split``) as a (2, ...) tensor, and words naming them."""
+    """The two examples an interpolation runs between (examples ``indices``, two of them, or
+    by default 0 and 1, of ``split``) as a (2, ...) tensor, and words naming them."""
     x, _, dataset = _load_split(config, model, data, split)
     i, j = indices or (0, 1)
     _check_index(max(i, j), x.shape[0], split, dataset.name)
