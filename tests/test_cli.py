@@ -615,6 +615,7 @@ def test_audio_settings_from_the_command_line(
     [
         (["--image-size", "0"], "--image-size expects a positive size"),
         (["--image-size", "6x4x2"], "--image-size expects a positive size"),
+        (["--image-size", "²"], "--image-size expects a positive size"),  # a digit to isdigit
         (["--label-column", "kind"], "--label-column does not apply to 'digits': it is for CSV"),
         (["--image-size", "8"], "--image-size does not apply to 'digits': it is for folders"),
         (["--audio", "n_mels=8"], "--audio does not apply to 'digits': it is for WAV files"),

@@ -535,6 +535,7 @@ def test_csv_tab_separated(tmp_path):
         ("1,2\n3,4\n5,6\n", {"label_column": 5}, "label column 5 is outside the 2 columns"),
         ("1\n2\n3\n", {"label_column": 0}, "cannot be both data and labels"),
         ("a,b\n1,2\n3,4\n5,6\n", {"label_column": "--1"}, "label column '--1' is not in"),
+        ("a,b\n1,2\n3,4\n5,6\n", {"label_column": "²"}, "label column '²' is not in"),
         ("a,b\n1,2,3\n4,5,6\n", {}, "2 header names but 3 values"),
     ],
 )

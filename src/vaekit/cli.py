@@ -13,6 +13,7 @@ import io
 import json
 import math
 import os
+import re
 import sys
 import textwrap
 import time
@@ -299,7 +300,9 @@ def _load_options(
     options: dict[str, Any] = {}
     if image_size is not None:
         parts = image_size.lower().split("x")
-        if not (1 <= len(parts) <= 2 and all(p.strip().isdigit() and int(p) > 0 for p in parts)):
+        if not (
+            1 <= len(parts) <= 2 and all(re.fullmatch(r"\s*0*[1-9][0-9]*\s*", p) for p in parts)
+        ):
             raise ConfigError(
                 f"--image-size expects a positive size such as 64 or 48x64 (height x width), "
                 f"got {image_size!r}"
@@ -308,7 +311,7 @@ def _load_options(
         options["image_size"] = (h, w)
     if label_column is not None:
         column = label_column.strip()
-        is_index = column.removeprefix("-").isdigit()
+        is_index = re.fullmatch(r"-?[0-9]+", column) is not None
         options["label_column"] = int(column) if is_index else column
     if audio:
         table = {}

@@ -27,6 +27,7 @@ import hashlib
 import io
 import os
 import pickle
+import re
 import struct
 import tarfile
 import tokenize
@@ -1026,7 +1027,7 @@ def load_csv(
         raise DataError(f"{where} has {len(names)} header names but {width} values per row")
     col = None
     if label_column is not None:
-        if isinstance(label_column, str) and not label_column.removeprefix("-").isdigit():
+        if isinstance(label_column, str) and not re.fullmatch(r"-?[0-9]+", label_column):
             if names is None or label_column not in names:
                 raise DataError(
                     f"label column {label_column!r} is not in the header of {where}; "
