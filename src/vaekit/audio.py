@@ -96,6 +96,24 @@ class AudioSettings:
         return {"kind": "audio", **table}
 
     @classmethod
+    def from_options(cls, options: Any) -> AudioSettings | None:
+        """Settings a user asked for: these settings, or a dict of their fields (not the
+        normalisation, which comes from the training split); None stays None. DataError names
+        an unknown or bad field."""
+        if options is None or isinstance(options, AudioSettings):
+            return options
+        if not isinstance(options, dict):
+            raise DataError(f"audio settings must be a table of settings, got {options!r}")
+        known = sorted({f.name for f in fields(cls)} - {"mean", "std"})
+        for key in options:
+            if key not in known:
+                raise DataError(f"unknown audio setting {key!r}; choose from {', '.join(known)}")
+        try:
+            return cls(**options)
+        except (TypeError, ValueError) as err:
+            raise DataError(f"bad audio settings {options!r}: {err}") from None
+
+    @classmethod
     def from_media(cls, table: dict[str, Any]) -> AudioSettings:
         """Settings from a run's ``data.media`` table."""
         known = {f.name for f in fields(cls)}

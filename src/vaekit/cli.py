@@ -675,12 +675,9 @@ def train(
         if data is not None and not isinstance(data, str):
             raise ConfigError(f"'data' in {config_file!r} must be a data set name or a path")
     data = data or "digits"
-    builtin = datasets.ALIASES.get(data.lower(), data.lower()) in datasets.DATASETS
-    known, applies = builtin or Path(data).exists(), datasets.load_options(data)
-    for option in load_options:  # (a missing path gets data.load's message)
-        if known and option not in applies:
-            flag, fits = DATA_OPTIONS[option]
-            raise ConfigError(f"{flag} does not apply to {data!r}: it is for {fits}")
+    for option in datasets.misplaced_options(data, list(load_options)):
+        flag, fits = DATA_OPTIONS[option]
+        raise ConfigError(f"{flag} does not apply to {data!r}: it is for {fits}")
     dataset = datasets.load(data, seed=0, **load_options)
     model_config, train_config, name = resolve_config(
         config_file, overrides, dataset, {"epochs": epochs, "seed": seed}
@@ -691,7 +688,8 @@ def train(
         dataset, model_config = retokenize(dataset, model_config)
     torch.manual_seed(train_config.seed)
     model = build_model(model_config)
-    is_file = not builtin  # a data set's name wins over a file or folder of that name
+    # A data set's name wins over a file or folder of that name, as in data.load.
+    is_file = datasets.builtin_name(data) is None
     image_shape = getattr(dataset, "image_shape", None)
     metadata = {
         "data": {

@@ -21,7 +21,6 @@ from __future__ import annotations
 import codecs
 import copy
 import csv
-import dataclasses
 import gzip
 import hashlib
 import io
@@ -1233,13 +1232,10 @@ def load(
         raise DataError(f"unknown binarize {binarize!r}; choose one of {', '.join(BINARIZE)}")
     text = str(name_or_path)
     given = {"image_size": image_size, "label_column": label_column, "audio": audio}
-    allowed = load_options(text)
-    known = Path(text).exists() or ALIASES.get(text.lower(), text.lower()) in DATASETS
-    for option, value in given.items():  # (a missing path gets its own message below)
-        if value is not None and option not in allowed and known:
-            raise DataError(f"{option}={value!r} does not apply to {text!r}; leave it out")
-    name = ALIASES.get(text.lower(), text.lower())
-    if name in DATASETS:  # a name wins over a file of that name; write ./name for the file
+    for option in misplaced_options(text, [o for o, v in given.items() if v is not None]):
+        raise DataError(f"{option}={given[option]!r} does not apply to {text!r}; leave it out")
+    name = builtin_name(text)
+    if name is not None:  # a name wins over a file of that name; write ./name for the file
         ds = DATASETS[name](root=root, seed=seed)
     else:
         ds = _load_path(Path(text), seed, image_size, label_column, audio)
@@ -1248,15 +1244,31 @@ def load(
     return ds
 
 
+def builtin_name(name_or_path: str | Path) -> str | None:
+    """The built-in data set (a key of :data:`DATASETS`) that this names, in any case or by an
+    alias, or None for a path."""
+    text = str(name_or_path).lower()
+    name = ALIASES.get(text, text)
+    return name if name in DATASETS else None
+
+
+def misplaced_options(name_or_path: str | Path, options: Sequence[str]) -> list[str]:
+    """Those of ``options`` (keywords of :func:`load`) that do not apply to this data; none for a
+    path that does not exist, whose loading says so."""
+    if builtin_name(name_or_path) is None and not Path(name_or_path).exists():
+        return []
+    applies = load_options(name_or_path)
+    return [option for option in options if option not in applies]
+
+
 def load_options(name_or_path: str | Path) -> tuple[str, ...]:
     """The keyword options of :func:`load` that apply to this data: ``("image_size",)`` for a
     folder of images, ``("label_column",)`` for a CSV or TSV file, ``("audio",)`` for WAV files
     and folders of them; none for built-in data sets, arrays, text and paths that do not exist.
     """
-    text = str(name_or_path)
-    if ALIASES.get(text.lower(), text.lower()) in DATASETS:
+    if builtin_name(name_or_path) is not None:
         return ()
-    path = Path(text)
+    path = Path(name_or_path)
     suffix = path.suffix.lower()
     if path.is_dir() or suffix in (".wav", ".wave"):
         from .audio import is_audio
@@ -1268,26 +1280,6 @@ def load_options(name_or_path: str | Path) -> tuple[str, ...]:
             return ()
         return ("image_size",)
     return ("label_column",) if suffix in (".csv", ".tsv") and path.is_file() else ()
-
-
-def audio_settings(audio: Any) -> Any:
-    """:class:`vaekit.audio.AudioSettings` from settings or a dict of their fields (not the
-    normalisation, which comes from the training split); None stays None. DataError names an
-    unknown or bad field."""
-    from .audio import AudioSettings
-
-    if audio is None or isinstance(audio, AudioSettings):
-        return audio
-    if not isinstance(audio, dict):
-        raise DataError(f"audio settings must be a table of settings, got {audio!r}")
-    known = sorted({f.name for f in dataclasses.fields(AudioSettings)} - {"mean", "std"})
-    for key in audio:
-        if key not in known:
-            raise DataError(f"unknown audio setting {key!r}; choose from {', '.join(known)}")
-    try:
-        return AudioSettings(**audio)
-    except (TypeError, ValueError) as err:
-        raise DataError(f"bad audio settings {audio!r}: {err}") from None
 
 
 def _is_text(path: Path) -> bool:
@@ -1306,10 +1298,10 @@ def _load_path(path: Path, seed: int, image_size: Any, label_column: Any, audio:
     """A user's file or folder as a data set (the options as for :func:`load`)."""
     suffix, lname = path.suffix.lower(), path.name.lower()
     if path.is_dir() or suffix in (".wav", ".wave"):
-        from .audio import is_audio, load_audio
+        from .audio import AudioSettings, is_audio, load_audio
 
         if is_audio(path):
-            return load_audio(path, seed, settings=audio_settings(audio))
+            return load_audio(path, seed, settings=AudioSettings.from_options(audio))
     if path.is_dir():
         if (path / "data_batch_1").is_file():
             return load_cifar10_folder(path)
