@@ -652,3 +652,45 @@ def test_bad_audio_settings_are_one_line(
         assert code == 2 and err.count("\n") == 1 and message in err, err
     code, _, err = run_cli(capsys, "train", "--resume", tmp_path / "run", "--image-size", "8")
     assert code == 2 and "leave out --image-size" in err
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("600", 600.0), ("90s", 90.0), ("10m", 600.0), ("5min", 300.0), ("1.5h", 5400.0), ("0", 0.0)],
+)
+def test_time_limit_durations(text: str, seconds: float) -> None:
+    from vaekit.cli import _duration
+
+    assert _duration(text, "--time-limit") == seconds
+
+
+@pytest.mark.parametrize("text", ["10x", "-1", "nan", "inf", "m", "", "10ms"])
+def test_a_bad_time_limit_is_one_line_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str
+) -> None:
+    code, _, err = run_cli(capsys, "train", "--out", tmp_path / "run", "--time-limit", text, *TINY)
+    assert code == 2 and err.count("\n") == 1 and "--time-limit" in err, err
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_run_its_time_limit_ended_says_so_and_resumes_with_a_longer_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "run"
+    code, out, err = run_cli(capsys, "train", "--out", run, "--time-limit", "0.000001", *TINY)
+    assert code == 0, err
+    assert "trained 1 epochs" in out and "stopped by the time limit (1e-06 s) after 1 of 2" in out
+    code, out, _ = run_cli(capsys, "info", run)
+    assert code == 0 and "its time limit (1e-06 s) ended the run" in out
+    before = snapshot(run)
+    code, out, _ = run_cli(capsys, "train", "--resume", run, "-q")
+    assert code == 0 and "reached its time limit of 1e-06 s after 1 epochs" in out
+    assert snapshot(run) == before
+    code, out, err = run_cli(
+        capsys, "train", "--resume", run, "--time-limit", "1h", "-q", "-k", "5"
+    )
+    assert code == 0, err
+    assert "trained 2 epochs" in out and "stopped by" not in out
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2]
+    assert json.loads((run / "config.json").read_text())["train"]["time_limit"] == 3600

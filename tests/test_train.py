@@ -13,6 +13,7 @@ from torch import Tensor
 
 import vaekit.train as train
 from vaekit import VAE, ConfigError, DataError, Terms, TrainConfig, TrainingError, fit, load
+from vaekit.checkpoint import read_training_info
 from vaekit.objectives import elbo, iwae
 
 D, M = 8, 2
@@ -457,6 +458,64 @@ def test_resuming_a_finished_run_with_more_epochs_extends_it(tmp_path: Any) -> N
     extended = load(tmp_path / "part")
     assert all(torch.equal(v, extended.state_dict()[k]) for k, v in whole.state_dict().items())
     assert json.loads((tmp_path / "part" / "config.json").read_text())["train"]["epochs"] == 4
+
+
+def test_a_time_limit_ends_the_run_as_finished_and_a_longer_one_resumes_it(tmp_path: Any) -> None:
+    """A limit no epoch fits in still runs one epoch; the run is finished (weights written, the
+    checkpoint says why); resuming under the same limit runs nothing, under none it goes on to
+    the weights of a run never limited, bit for bit (CPU)."""
+    x, out = synthetic(40), tmp_path / "run"
+    whole = small_model()
+    plain = fit(whole, x, epochs=3, batch_size=16)
+    assert not any("stopped" in r for r in plain)
+    history = fit(small_model(), x, epochs=3, batch_size=16, time_limit=1e-9, out=out)
+    assert [r["epoch"] for r in history] == [1] and history[-1]["stopped"] == "time_limit"
+    info = read_training_info(out)
+    assert info["finished"] and info["time_limit_reached"] and info["epochs_done"] == 1
+    assert load(out).state_dict().keys() == whole.state_dict().keys()
+    again = fit(small_model(seed=3), x, epochs=3, batch_size=16, time_limit=1e-9, out=out,
+                resume=True)  # fmt: skip
+    assert [r["epoch"] for r in again] == [1]
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 1
+    model = small_model(seed=3)
+    rest = fit(model, x, epochs=3, batch_size=16, time_limit=0, out=out, resume=True)
+    assert [r["epoch"] for r in rest] == [1, 2, 3] and "stopped" not in rest[-1]
+    assert not read_training_info(out)["time_limit_reached"]
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in whole.state_dict().items())
+    assert all(torch.equal(v, load(out).state_dict()[k]) for k, v in whole.state_dict().items())
+
+
+def test_a_time_limit_the_epochs_fit_in_changes_nothing() -> None:
+    x = synthetic(40)
+    a, b = small_model(), small_model()
+    fit(a, x, epochs=3, batch_size=16)
+    history = fit(b, x, epochs=3, batch_size=16, time_limit=1e6)
+    assert [r["epoch"] for r in history] == [1, 2, 3] and "stopped" not in history[-1]
+    assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
+
+
+def test_a_time_limit_ends_a_fast_loop_run_with_weights_in_their_own_storage(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fast loop's optimizer shares one buffer among the parameters; a run the limit ends,
+    after an epoch or before any, gives them their own storage back as any finished run does."""
+    monkeypatch.setattr(train, "select_path", lambda *args: ("graph", None))
+    x, out = synthetic(48), tmp_path / "run"
+    history = fit(small_model(), x, epochs=3, batch_size=16, time_limit=1e-9, out=out)
+    assert [(r["epoch"], r["path"]) for r in history] == [(1, "graph")]
+    model = small_model(seed=3)
+    fit(model, x, epochs=3, batch_size=16, time_limit=1e-9, out=out, resume=True)
+    assert all(torch.equal(v, load(out).state_dict()[k]) for k, v in model.state_dict().items())
+    storages = [p.untyped_storage().data_ptr() for p in model.parameters()]
+    assert len(set(storages)) == len(storages)
+
+
+@pytest.mark.parametrize("bad", [-1.0, float("nan"), float("inf")])
+def test_a_bad_time_limit_is_one_line(bad: float) -> None:
+    with pytest.raises(
+        ConfigError, match=r"time_limit must be 0 \(no limit\) or a number of seconds"
+    ):
+        TrainConfig(time_limit=bad)
 
 
 @pytest.mark.parametrize(

@@ -518,6 +518,26 @@ def _split_ends(
     return x[[i, j]], f"{split} examples {i} and {j} of {dataset.name}"
 
 
+#: Seconds in one unit of a duration: "90s", "10m", "1.5h".
+DURATION_UNITS = {"s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
+
+
+def _duration(text: str, flag: str) -> float:
+    """Seconds in ``text``: a number of seconds or a number with a unit of DURATION_UNITS."""
+    body = text.strip().lower()
+    unit = next((u for u in sorted(DURATION_UNITS, key=len, reverse=True) if body.endswith(u)), "")
+    try:
+        value = float(body[: len(body) - len(unit)]) * DURATION_UNITS.get(unit, 1.0)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise ConfigError(
+            f"{flag} {text!r}: give seconds, or a number with s, m or h (600, 90s, 10m, 1.5h; "
+            "0 for no limit)"
+        )
+    return value
+
+
 def _count_option(default: int | None, text: str, lo: int = 1, hi: int | None = None) -> Any:
     """The ``-n`` option of a drawing command: a count in [lo, hi], described by ``text``."""
     return click.option(
@@ -588,6 +608,14 @@ def cli() -> None:
     help="Continue the run in RUN from its last checkpoint, with its own settings.",
 )
 @click.option("--epochs", type=int, default=None, help="Passes over the training set.")
+@click.option(
+    "--time-limit",
+    "time_limit",
+    default=None,
+    metavar="DURATION",
+    help="End the run before an epoch that would take training past DURATION (600, 90s, 10m, "
+    "1.5h).",
+)
 @click.option("--seed", type=int, default=None, help="Seed of initialisation, order and noise.")
 @click.option("--config", "config_file", default=None, help="TOML file with [model] and [train].")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a setting.")
@@ -619,6 +647,7 @@ def train(
     out: Path | None,
     resume: Path | None,
     epochs: int | None,
+    time_limit: str | None,
     seed: int | None,
     config_file: str | None,
     overrides: tuple[str, ...],
@@ -635,8 +664,9 @@ def train(
     The resolved config is printed and saved in RUN/config.json. The training state is saved in
     RUN/checkpoint.safetensors at each epoch's end (and every N steps with --set
     checkpoint_every=N); Ctrl-C saves it and stops. --resume RUN continues from it with the
-    run's own settings (--epochs may extend a finished run); on CPU the result is bit for bit
-    that of a run never stopped.
+    run's own settings (--epochs may extend a finished run, --time-limit one that its time limit
+    ended); on CPU the result is bit for bit that of a run never stopped. --time-limit ends the
+    run, as finished, before an epoch that would take its training past the limit.
 
     \b
     Example:
@@ -644,6 +674,7 @@ def train(
       vaekit train --config configs/aevb-mnist.toml --out runs/mnist --epochs 100
       vaekit train --data photos/ --image-size 64 --out runs/photos
       vaekit train --resume runs/mnist --epochs 200
+      vaekit train --config configs/iwae-iwae2-k50.toml --out runs/best --time-limit 10m
     """
     from . import data as datasets
     from .checkpoint import STATE_FILE
@@ -652,11 +683,14 @@ def train(
     if k < 1:
         raise ConfigError(f"-k must be at least 1, got {k}")
     load_options = _load_options(image_size, label_column, audio)
+    seconds = None if time_limit is None else _duration(time_limit, "--time-limit")
     if resume is not None:
         if load_options:
             flag = DATA_OPTIONS[next(iter(load_options))][0]
             raise ConfigError(f"--resume reads the run's data as it was read; leave out {flag}")
-        _train_resume(resume, out, data, epochs, seed, config_file, overrides, k, overwrite, quiet)
+        _train_resume(
+            resume, out, data, epochs, seconds, seed, config_file, overrides, k, overwrite, quiet
+        )
         return
     if out is None:
         raise click.UsageError("give --out for a new run, or --resume RUN to continue one")
@@ -680,7 +714,7 @@ def train(
         raise ConfigError(f"{flag} does not apply to {data!r}: it is for {fits}")
     dataset = datasets.load(data, seed=0, **load_options)
     model_config, train_config, name = resolve_config(
-        config_file, overrides, dataset, {"epochs": epochs, "seed": seed}
+        config_file, overrides, dataset, {"epochs": epochs, "time_limit": seconds, "seed": seed}
     )
     if dataset.media == {"kind": "text"}:
         from .text import retokenize
@@ -713,6 +747,7 @@ def _train_resume(
     out: Path | None,
     data: str | None,
     epochs: int | None,
+    time_limit: float | None,
     seed: int | None,
     config_file: str | None,
     overrides: tuple[str, ...],
@@ -736,6 +771,8 @@ def _train_resume(
             )
     info = read_training_info(run)
     changes: dict[str, Any] = {} if epochs is None else {"epochs": epochs}
+    if time_limit is not None:
+        changes["time_limit"] = time_limit
     for text in overrides:
         key, value = parse_override(text)
         section, _, name = key.rpartition(".")
@@ -755,16 +792,25 @@ def _train_resume(
             f"{str(run)!r}: its checkpoint's run record is damaged ({err})"
         ) from None
     train_config = from_dict(TrainConfig, {**saved_train, **changes}, section="train")
-    if (
-        info.get("finished")
-        and train_config.epochs == done
-        and (run / "model.safetensors").is_file()
-    ):
-        click.echo(
-            f"{run} has already finished its {done} epochs; to train further give --epochs N "
-            f"with N more than {done}"
+    if info.get("finished") and (run / "model.safetensors").is_file():
+        limit = float(saved_train.get("time_limit") or 0)
+        if train_config.epochs == done:
+            click.echo(
+                f"{run} has already finished its {done} epochs; to train further give --epochs N "
+                f"with N more than {done}"
+            )
+            return
+        if info.get("time_limit_reached") and train_config.time_limit == limit:
+            click.echo(
+                f"{run} reached its time limit of {limit:g} s after {done} epochs; to train "
+                f"further give a longer --time-limit (or 0 for none)"
+            )
+            return
+    if train_config.epochs < done:
+        raise ConfigError(
+            f"epochs {train_config.epochs} is fewer than the {done} epochs the run in "
+            f"{str(run)!r} has done; give more epochs"
         )
-        return
     source, split_seed = _data_source(metadata, data)
     torch.manual_seed(train_config.seed)
     model = build_model(saved_model)
@@ -873,6 +919,11 @@ def _train_and_report(
         f"trained {last['epoch']} epochs ({last['step']} steps, {last['seconds']:.1f} s, "
         f"{last['skipped_steps']} skipped) on {name} {tuple(dataset.data_shape)}"
     )
+    if last.get("stopped") == "time_limit":
+        click.echo(
+            f"stopped by the time limit ({train_config.time_limit:g} s) after {last['epoch']} "
+            f"of {train_config.epochs} epochs"
+        )
     click.echo(f"valid ELBO            {valid_elbo:10.3f} nats")
     click.echo(f"valid log p(x), K={k:<4d} {valid_ll:10.3f} nats")
     if getattr(model.config, "enumerable", False):  # a small discrete latent: the exact value
@@ -1585,6 +1636,12 @@ def info(run: Path) -> None:
             f"{last['examples_seen']} examples, {last.get('seconds', 0):.1f} s); "
             f"last train bound {last['train_bound']:.3f}{valid} nats"
         )
+        if last.get("stopped") == "time_limit":
+            limit = (config.get("train") or {}).get("time_limit", "?")
+            click.echo(
+                f"note   its time limit ({limit} s) ended the run; vaekit train --resume {run} "
+                "--time-limit LONGER continues it"
+            )
     eval_file = run / "eval.json"
     if eval_file.is_file():
         try:

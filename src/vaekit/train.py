@@ -75,7 +75,15 @@ CHECKPOINT_SECONDS = 60.0
 #: Settings a resumed run may change; any other must match the checkpoint's. The last three
 #: choose how steps run, not what they compute (a resume that changes the loop or the device
 #: continues with fresh random streams: statistically the same run, not bit for bit).
-RESUMABLE = ("epochs", "checkpoint_every", "max_bad_steps", "fast", "steps_per_launch", "resident")
+RESUMABLE = (
+    "epochs",
+    "time_limit",
+    "checkpoint_every",
+    "max_bad_steps",
+    "fast",
+    "steps_per_launch",
+    "resident",
+)
 
 
 class TrainingError(VaekitError):
@@ -96,6 +104,10 @@ class TrainConfig:
     """Settings of :func:`fit`; saved as the ``train`` table of config.json.
 
     epochs: passes over the training set. batch_size: examples per step.
+    time_limit: seconds of training (0 = no limit): the run ends, as finished, before an epoch
+    that would take it past the limit, judged by the last epoch's duration (validation
+    included). At least one epoch runs; a resumed run counts the time of its earlier parts.
+    The learning-rate schedule is the one of ``epochs``, cut off where the run ends.
     optimizer: "adam" or "adagrad" (the AEVB paper's). lr: learning rate (the first one, with
     a schedule). adam_eps: Adam's epsilon (the IWAE paper's is 1e-4).
     lr_schedule: "constant"; "iwae", Burda et al.'s staircase: 3^i passes at lr * 10^(-i/7)
@@ -127,6 +139,7 @@ class TrainConfig:
     """
 
     epochs: int = 10
+    time_limit: float = 0.0
     batch_size: int = 100
     optimizer: str = "adam"
     lr: float = 1e-3
@@ -154,6 +167,10 @@ class TrainConfig:
         for name in ("warmup_steps", "checkpoint_every"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be zero or more, got {getattr(self, name)}")
+        if not (math.isfinite(self.time_limit) and self.time_limit >= 0):
+            raise ConfigError(
+                f"time_limit must be 0 (no limit) or a number of seconds, got {self.time_limit}"
+            )
         for name in ("lr", "adam_eps", "beta", "grad_clip", "weight_decay"):
             v = getattr(self, name)
             if not math.isfinite(v) or v < 0 or (name in ("lr", "adam_eps") and v == 0):
@@ -761,6 +778,14 @@ def fit(
         history = list(state.get("history") or [])
         loop.load_state(state["loop"], out_dir)
 
+    # Set when the time limit ends the run: before the first epoch of a resumed run whose last
+    # epoch would no longer fit, or after the epoch past which the next one would not.
+    out_of_time: list[bool] = []
+    if config.time_limit and history:
+        last = history[-1]["seconds"] - (history[-2]["seconds"] if len(history) > 1 else 0.0)
+        if loop.elapsed + last > config.time_limit:
+            out_of_time.append(True)
+            history[-1]["stopped"] = "time_limit"
     saved_step: list[int] = []  # the step of the last checkpoint written
     saved_records = [len(history)]  # the epochs it holds
     last_save = {"time": time.perf_counter(), "steps": loop.step + loop.skipped}
@@ -782,7 +807,8 @@ def fit(
         progress_info = {
             "epochs_done": loop.epoch - 1,
             "step": loop.step,
-            "finished": loop.epoch > config.epochs,
+            "finished": loop.epoch > config.epochs or bool(out_of_time),
+            "time_limit_reached": bool(out_of_time),
         }
         save_training_state(
             out_dir,
@@ -812,9 +838,14 @@ def fit(
             if not (out_dir / CONFIG_FILE).is_file():
                 write_config(out_dir, model, train=to_dict(config), **metadata)
 
+    if out_of_time:
+        save()  # the run is finished: the checkpoint says so
+    epochs = loop.epochs(progress, save, stop)
+    records = _with_matmul_precision(epochs, config.precision == "tf32")
     try:
-        epochs = loop.epochs(progress, save, stop)
-        for record in _with_matmul_precision(epochs, config.precision == "tf32"):
+        cycle_start = time.perf_counter()
+        for record in [] if out_of_time else records:
+            arrived = time.perf_counter()
             record["path"] = "eager" if path == "off" else path
             if notice is not None:
                 record["notice"] = notice
@@ -823,10 +854,18 @@ def fit(
                 record["valid_elbo"] = float(
                     evaluate_elbo(model, x_valid, seed=config.seed, **kw).mean()
                 )
+            if config.time_limit and loop.epoch <= config.epochs:
+                now = time.perf_counter()  # spent so far, and what one more epoch would add
+                if loop.elapsed + (now - arrived) + (now - cycle_start) > config.time_limit:
+                    record["stopped"] = "time_limit"
+                    out_of_time.append(True)
+                cycle_start = now
             history.append(record)
-            save(force=loop.epoch > config.epochs)
+            save(force=loop.epoch > config.epochs or bool(out_of_time))
             if out_dir is not None:
                 append_metrics(out_dir, record)
+            if out_of_time:
+                break
     except BaseException as err:
         if out_dir is not None:  # metrics.jsonl goes back to what the checkpoint holds
             trim_metrics(out_dir, saved_records[0])
@@ -836,6 +875,11 @@ def fit(
                 f"{saved_step[0]})"
             ) from None
         raise
+    finally:
+        records.close()
+        epochs.close()
+        if isinstance(loop, _FastRun):
+            loop.close()  # also when the time limit left no epoch to run
     model.eval()
     if out_dir is not None:
         model.save(out_dir, train=to_dict(config), **metadata)
@@ -1209,6 +1253,7 @@ class _FastRun:
         self.params = params
         # Adam over one flat buffer, the skip of a non-finite step and clipping in one pass; its
         # lr is a device tensor, so captured graphs read the value a schedule sets each epoch.
+        self.closed = False
         self.optimizer = FlatAdam(
             params,
             config.lr,
@@ -1398,8 +1443,14 @@ class _FastRun:
         try:
             yield from self._epochs(progress, stop)
         finally:
+            self.close()
+
+    def close(self) -> None:
+        """Give the parameters their own storage back (after training, or instead of it)."""
+        if not self.closed:
             self.optimizer.zero_grad()
             self.optimizer.release()
+            self.closed = True
 
     def _epochs(self, progress: bool, stop: Callable[[], bool] | None):
         c, model = self.config, self.model
@@ -1411,38 +1462,40 @@ class _FastRun:
         )
         start = time.perf_counter() - self.elapsed
         buf = 0
-        while self.epoch <= c.epochs:
-            epoch = self.epoch
-            model.train()
-            set_learning_rate(self.optimizer, learning_rate(c, epoch))
-            self.metrics.new_epoch()
-            order = torch.randperm(self.n, generator=self.g_order, device=self.g_order.device)
-            for first in range(0, self.steps, self.G):
-                if stop is not None and stop():
-                    raise TrainingInterrupted(self.step, self.epoch)
-                steps = min(self.G, self.steps - first)
-                self._fill(order, first, steps, buf)
-                self.graphs[steps]()
-                buf ^= 1
-                bar.update(steps)
-            m = self.metrics.read()  # the one host sync of the epoch
-            if m["worst_run"] >= c.max_bad_steps:
-                raise _too_many_bad(int(m["worst_run"]), int(m["good"]), c)
-            record: dict[str, Any] = {
-                "epoch": epoch,
-                "step": int(m["good"]),
-                "examples_seen": epoch * self.steps * c.batch_size,
-                "train_bound": m["bound_sum"] / max(m["seen"], 1),
-                "skipped_steps": int(m["skipped"]),
-                "beta": _beta(c, int(m["good"])),
-                "lr": learning_rate(c, epoch),
-                "seconds": round(time.perf_counter() - start, 4),
-                "dropped_per_epoch": self.n - self.steps * c.batch_size,
-            }
-            if not self.resident:
-                record["streamed"] = True
-            self.epoch, self.step, self.skipped = epoch + 1, int(m["good"]), int(m["skipped"])
-            self.elapsed = time.perf_counter() - start
-            bar.set_postfix({"train_bound": round(record["train_bound"], 3)})
-            yield record
-        bar.close()
+        try:
+            while self.epoch <= c.epochs:
+                epoch = self.epoch
+                model.train()
+                set_learning_rate(self.optimizer, learning_rate(c, epoch))
+                self.metrics.new_epoch()
+                order = torch.randperm(self.n, generator=self.g_order, device=self.g_order.device)
+                for first in range(0, self.steps, self.G):
+                    if stop is not None and stop():
+                        raise TrainingInterrupted(self.step, self.epoch)
+                    steps = min(self.G, self.steps - first)
+                    self._fill(order, first, steps, buf)
+                    self.graphs[steps]()
+                    buf ^= 1
+                    bar.update(steps)
+                m = self.metrics.read()  # the one host sync of the epoch
+                if m["worst_run"] >= c.max_bad_steps:
+                    raise _too_many_bad(int(m["worst_run"]), int(m["good"]), c)
+                record: dict[str, Any] = {
+                    "epoch": epoch,
+                    "step": int(m["good"]),
+                    "examples_seen": epoch * self.steps * c.batch_size,
+                    "train_bound": m["bound_sum"] / max(m["seen"], 1),
+                    "skipped_steps": int(m["skipped"]),
+                    "beta": _beta(c, int(m["good"])),
+                    "lr": learning_rate(c, epoch),
+                    "seconds": round(time.perf_counter() - start, 4),
+                    "dropped_per_epoch": self.n - self.steps * c.batch_size,
+                }
+                if not self.resident:
+                    record["streamed"] = True
+                self.epoch, self.step, self.skipped = epoch + 1, int(m["good"]), int(m["skipped"])
+                self.elapsed = time.perf_counter() - start
+                bar.set_postfix({"train_bound": round(record["train_bound"], 3)})
+                yield record
+        finally:
+            bar.close()
