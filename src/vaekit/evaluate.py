@@ -268,12 +268,13 @@ def evaluate(
 
 # -- fused importance-weighted log-likelihood on CUDA ---------------------------------------------
 #
-# At K = 5000 on 10,000 MNIST images the decoder runs on 5e7 latent samples: 4e10 logits. Written
-# to memory and read back they would take about a minute of memory traffic on an H100, so for the
-# common case (one hidden layer, relu or tanh, Bernoulli likelihood, N(0, I) prior) one Triton
-# kernel computes, per sample, z = mu + sigma * eps, both decoder layers and
-# log w = log p(x|z) + log p(z) - log q(z|x), keeping the logits in registers. Noise comes from
-# the seeded generator as in the general path; log-sum-exp over samples is in float64.
+# At K = 5000 on 10,000 MNIST images the decoder runs on 5e7 latent samples: 4e10 logits. The
+# general path writes them to memory and reads them back, chunk by chunk (3.7 s on an H100,
+# BENCHMARKS.md), so for the common case (one hidden layer, relu or tanh, Bernoulli likelihood,
+# N(0, I) prior) one Triton kernel (1.6 s) computes, per sample, z = mu + sigma * eps, both
+# decoder layers and log w = log p(x|z) + log p(z) - log q(z|x), keeping the logits in
+# registers. Noise comes from the seeded generator as in the general path; log-sum-exp over
+# samples is in float64.
 
 _FUSED_ACTIVATIONS = {"relu": 0, "tanh": 1}
 _kernel_cache: dict[str, object] = {}
