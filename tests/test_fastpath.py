@@ -8,7 +8,16 @@ import pytest
 import torch
 
 from vaekit import VAE
-from vaekit.train import DeviceMetrics, FlatAdam, TrainConfig, _FastRun, fit, select_path
+from vaekit.train import (
+    DeviceMetrics,
+    FlatAdagrad,
+    FlatAdam,
+    TrainConfig,
+    _FastRun,
+    _load_optimizer_state,
+    fit,
+    select_path,
+)
 
 
 def small_model(**kw):
@@ -117,6 +126,78 @@ def test_flat_adam_state_moves_to_and_from_torch_adam():
         assert torch.allclose(pa, pb, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"weight_decay": 0.01}, {"grad_clip": 0.5}, {"weight_decay": 0.1, "grad_clip": 2.0}],
+)
+def test_flat_adagrad_is_torch_adagrad(options):
+    """Same steps as torch.optim.Adagrad (and clip_grad_norm_), float64, to rounding."""
+    a, b = small_model().double(), small_model().double()
+    grad_clip = options.get("grad_clip", 0.0)
+    ref = torch.optim.Adagrad(
+        a.parameters(), lr=0.05, eps=1e-10, weight_decay=options.get("weight_decay", 0)
+    )
+    flat = FlatAdagrad(list(b.parameters()), lr=0.05, **options)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(6):
+        x = torch.rand(8, 12, generator=g, dtype=torch.float64)
+        eps = torch.randn(1, 8, 3, generator=g, dtype=torch.float64)
+        for m in (a, b):
+            m.zero_grad()
+            m.terms(x, eps).log_w.mean().neg().backward()
+        if grad_clip:
+            torch.nn.utils.clip_grad_norm_(a.parameters(), grad_clip)
+        ref.step()
+        assert bool(flat(torch.tensor(1.0)))
+    moved = 0.0
+    for pa, pb, p0 in zip(a.parameters(), b.parameters(), small_model().parameters(), strict=True):
+        assert torch.allclose(pa, pb, rtol=1e-10, atol=1e-12)
+        moved = max(moved, float((pb - p0.double()).detach().abs().max()))
+    assert moved > 0.05  # six steps of lr 0.05 moved the weights
+    state = flat.state_dict()["state"]
+    for i, st in ref.state_dict()["state"].items():
+        assert float(state[i]["step"]) == float(st["step"]) == 6
+        assert torch.allclose(state[i]["sum"], st["sum"], rtol=1e-10, atol=1e-16)
+
+
+def test_flat_adagrad_state_moves_to_and_from_torch_adagrad():
+    """The fast loop's Adagrad state continues on the eager loop's torch.optim.Adagrad (and
+    back) through the checkpoint's state-dict layout, step for step."""
+    a, b = small_model().double(), small_model().double()
+    flat = FlatAdagrad(list(a.parameters()), lr=0.01)
+    for p in a.parameters():
+        p.grad = torch.randn_like(p)
+    flat(torch.tensor(0.0))
+    with torch.no_grad():
+        for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
+            pb.copy_(pa)
+    ref = torch.optim.Adagrad(b.parameters(), lr=0.01, eps=1e-10)
+    _load_optimizer_state(ref, flat.state_dict(), in_place=False)
+    again = FlatAdagrad(list(small_model().double().parameters()), lr=0.01)
+    _load_optimizer_state(again, ref.state_dict(), in_place=True)
+    assert torch.equal(again.sum, flat.sum) and torch.equal(again.step, flat.step)
+    assert float(again.sum.max()) > 0
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
+        grad = torch.randn_like(p)
+        p.grad, q.grad = grad, grad.clone()
+    flat(torch.tensor(0.0))
+    ref.step()
+    for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
+        assert torch.allclose(pa, pb, rtol=1e-10, atol=1e-12)
+
+
+def test_adagrad_takes_the_fast_path_where_adam_does():
+    class OnCuda(VAE):  # selection only: what a model on a CUDA device would get
+        @property
+        def device(self):
+            return torch.device("cuda")
+
+    model = OnCuda(data_shape=(12,), latent_dim=3, hidden=(16,))
+    for optimizer in ("adam", "adagrad"):
+        cfg = TrainConfig(optimizer=optimizer, batch_size=50, fast="graph")
+        assert select_path(model, cfg, 300) == ("graph", None)
+
+
 def test_flat_adam_skips_a_non_finite_step_and_the_metrics_count_it():
     m = small_model()
     opt = FlatAdam(list(m.parameters()), lr=1e-2)
@@ -150,10 +231,15 @@ def test_flat_adam_skips_a_non_finite_step_and_the_metrics_count_it():
     assert all(p.untyped_storage().data_ptr() != opt.flat.data_ptr() for p in m.parameters())
 
 
-def test_static_shape_loop_drops_the_ragged_batch_and_matches_the_eager_loop():
+@pytest.mark.parametrize(
+    "optimizer", [{"optimizer": "adam"}, {"optimizer": "adagrad", "lr": 0.02}], ids=str
+)
+def test_static_shape_loop_drops_the_ragged_batch_and_matches_the_eager_loop(optimizer):
     """The fast path's loop (run step by step on CPU, without graphs) against fit's eager loop."""
     x = torch.rand(2000, 12, generator=torch.Generator().manual_seed(2))
-    cfg = TrainConfig(epochs=4, batch_size=64, binarize="dynamic", seed=3, steps_per_launch=5)
+    cfg = TrainConfig(
+        epochs=4, batch_size=64, binarize="dynamic", seed=3, steps_per_launch=5, **optimizer
+    )
     fast = list(_FastRun(small_model(), x, cfg, "graph").epochs(False))
     eager = fit(small_model(), x, config=cfg)
     assert fast[-1]["dropped_per_epoch"] == 2000 % 64

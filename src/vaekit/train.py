@@ -54,6 +54,8 @@ from .objectives import OBJECTIVES, Terms
 History = list[dict[str, Any]]
 
 OPTIMIZERS = ("adam", "adagrad")
+#: Adagrad's epsilon (torch's default), on the eager and the fast loop alike.
+ADAGRAD_EPS = 1e-10
 LR_SCHEDULES = ("constant", "iwae", "iwae_scaled")
 #: Stages of the IWAE paper's schedule: stage i lasts 3^i passes at lr * 10^(-i/7), i = 0..7.
 IWAE_STAGES = 8
@@ -285,7 +287,9 @@ def make_optimizer(model: VAE, config: TrainConfig) -> torch.optim.Optimizer:
     """
     params = list(model.parameters())
     if config.optimizer == "adagrad":
-        return torch.optim.Adagrad(params, lr=config.lr, weight_decay=config.weight_decay)
+        return torch.optim.Adagrad(
+            params, lr=config.lr, eps=ADAGRAD_EPS, weight_decay=config.weight_decay
+        )
     fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
     return torch.optim.Adam(
         params,
@@ -308,9 +312,9 @@ def learning_rate(config: TrainConfig, epoch: int) -> float:
     return config.lr * 10 ** (-stage / 7)
 
 
-def set_learning_rate(optimizer: torch.optim.Optimizer | FlatAdam, lr: float) -> None:
+def set_learning_rate(optimizer: torch.optim.Optimizer | FlatOptimizer, lr: float) -> None:
     """Set every parameter group's lr, in place where it is a tensor (captured graphs)."""
-    if isinstance(optimizer, FlatAdam):
+    if isinstance(optimizer, FlatOptimizer):
         optimizer.lr.fill_(lr)
         return
     for group in optimizer.param_groups:
@@ -347,8 +351,6 @@ def select_path(model: VAE, config: TrainConfig, n: int) -> tuple[str, str | Non
         type(model).forward is not VAE.forward or type(model).encode is not VAE.encode
     ):
         why = f"{type(model).__name__} overrides forward or encode, which the fast path bypasses"
-    elif config.optimizer != "adam":
-        why = f"optimizer {config.optimizer!r} has no capturable (CUDA-graph) implementation"
     elif n < config.batch_size:
         why = f"{n} training examples is fewer than batch_size {config.batch_size}"
     if why is not None:
@@ -425,65 +427,83 @@ def adam_update(
     return finite
 
 
-class FlatAdam:
-    """Adam over parameters that view one flat buffer, for captured and compiled training steps.
+def adagrad_update(
+    flat: Tensor,
+    grads: list[Tensor],
+    state_sum: Tensor,
+    step: Tensor,
+    lr: Tensor,
+    bound_sum: Tensor,
+    eps: float,
+    weight_decay: float,
+    grad_clip: float,
+) -> Tensor:
+    """One Adagrad step on ``flat`` (P,), skipped where it is not finite: :func:`adam_update`
+    for torch.optim.Adagrad's update (L2 weight decay, no lr decay, accumulator from 0):
+    ``state_sum`` (P,) += g^2, then ``flat`` -= lr * g / (sqrt(state_sum) + eps)."""
+    g = torch.cat([t.reshape(-1) for t in grads])  # (P,)
+    finite = torch.isfinite(g).all() & torch.isfinite(bound_sum)
+    if grad_clip > 0:
+        norm = torch.linalg.vector_norm(g)
+        g = g * torch.clamp(grad_clip / (norm + 1e-6), max=1.0)
+    if weight_decay:
+        g = g + weight_decay * flat
+    total = state_sum + g * g
+    new = flat - lr * (g / (torch.sqrt(total) + eps))
+    flat.copy_(torch.where(finite, new, flat))
+    state_sum.copy_(torch.where(finite, total, state_sum))
+    step.copy_(torch.where(finite, step + 1, step))
+    return finite
+
+
+class FlatOptimizer:
+    """An optimizer over parameters that view one flat buffer, for captured and compiled steps.
 
     torch's fused Adam splits its work into chunks of 65,536 elements, one thread block each,
     which leaves most of a large GPU idle for a model of a few hundred thousand parameters (it
     took a third of a step on an H100). Here the parameters are moved into one flat buffer (P,)
-    that they then view, the moments are flat buffers too, and :func:`adam_update` updates all
-    of them at once, elementwise, with the skip of a non-finite step and gradient clipping in
-    the same pass. The learning rate is a device tensor, so it can change without recapture.
-
-    :meth:`state_dict` gives torch.optim.Adam's state dict, so a run can move between loops.
+    that they then view, the optimizer's per-element state (``moments``) is flat buffers too, and
+    one update function changes all of them at once, elementwise, with the skip of a non-finite
+    step and gradient clipping in the same pass. The learning rate is a device tensor, so it can
+    change without recapture. :meth:`state_dict` gives the torch optimizer's state dict, so a run
+    can move between loops. Subclasses: :class:`FlatAdam`, :class:`FlatAdagrad`.
     """
+
+    #: Names of the per-element state buffers, as in the torch optimizer's state dict.
+    moments: tuple[str, ...] = ()
 
     def __init__(
         self,
         params: list[Tensor],
         lr: float,
-        *,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-        weight_decay: float = 0.0,
-        grad_clip: float = 0.0,
+        update: Callable[..., Tensor],
+        options: dict[str, Any],
         compile: bool = False,
     ) -> None:
         if len({(p.device, p.dtype) for p in params}) != 1:
-            raise ValueError("FlatAdam needs all parameters on one device with one dtype")
+            raise ValueError(f"{type(self).__name__} needs all parameters on one device and dtype")
         self.params = params
         self.flat = torch.cat([p.detach().reshape(-1) for p in params])  # (P,)
         at = 0
         for p in params:
             p.data = self.flat[at : at + p.numel()].view_as(p)
             at += p.numel()
-        self.exp_avg = torch.zeros_like(self.flat)
-        self.exp_avg_sq = torch.zeros_like(self.flat)
+        for name in self.moments:
+            setattr(self, name, torch.zeros_like(self.flat))
         self.step = torch.zeros((), device=self.flat.device, dtype=self.flat.dtype)
         self.lr = torch.tensor(float(lr), device=self.flat.device, dtype=self.flat.dtype)
-        self.options = {
-            "betas": betas,
-            "eps": eps,
-            "weight_decay": weight_decay,
-            "grad_clip": grad_clip,
-        }
-        self.update = adam_update
+        self.options = options
+        self.update = update
         if compile:
-            self.update = torch.compile(adam_update, dynamic=False, **COMPILE_OPTIONS)
+            self.update = torch.compile(update, dynamic=False, **COMPILE_OPTIONS)
 
     def __call__(self, bound_sum: Tensor) -> Tensor:
         """Step with the parameters' ``.grad``; returns whether the step was finite (0-dim)."""
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
+        state = [getattr(self, name) for name in self.moments]
         return self.update(
-            self.flat,
-            grads,
-            self.exp_avg,
-            self.exp_avg_sq,
-            self.step,
-            self.lr,
-            bound_sum,
-            **self.options,
-        )
+            self.flat, grads, *state, self.step, self.lr, bound_sum, **self.options
+        )  # fmt: skip
 
     def zero_grad(self) -> None:
         for p in self.params:
@@ -491,39 +511,34 @@ class FlatAdam:
 
     def reset(self) -> None:
         """Forget the moments and the step count (in place: captured graphs keep pointers)."""
-        for t in (self.exp_avg, self.exp_avg_sq, self.step):
+        for t in (*(getattr(self, name) for name in self.moments), self.step):
             t.zero_()
 
+    def group(self) -> dict[str, Any]:
+        """The torch optimizer's settings (one parameter group, without ``params``)."""
+        raise NotImplementedError
+
     def state_dict(self) -> dict[str, Any]:
-        """The state in torch.optim.Adam's layout (one group, parameters in order)."""
+        """The state in the torch optimizer's layout (one group, parameters in order)."""
         state, at = {}, 0
         for i, p in enumerate(self.params):
             n = p.numel()
-            state[i] = {
-                "step": self.step.detach().clone(),
-                "exp_avg": self.exp_avg[at : at + n].view_as(p).clone(),
-                "exp_avg_sq": self.exp_avg_sq[at : at + n].view_as(p).clone(),
-            }
+            state[i] = {"step": self.step.detach().clone()}
+            for name in self.moments:
+                state[i][name] = getattr(self, name)[at : at + n].view_as(p).clone()
             at += n
-        o = self.options
-        group = {
-            "lr": float(self.lr),
-            "betas": o["betas"],
-            "eps": o["eps"],
-            "weight_decay": o["weight_decay"],
-            "amsgrad": False,
-            "params": list(range(len(self.params))),
-        }
+        group = {"lr": float(self.lr), **self.group(), "params": list(range(len(self.params)))}
         return {"state": state, "param_groups": [group]}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Take the moments and step count from a torch.optim.Adam state dict of these params."""
+        """Take the moments and step count from the torch optimizer's state dict of these
+        parameters."""
         state = [state_dict["state"][i] for i in sorted(state_dict["state"])]
         with torch.no_grad():
             if not state:
                 self.reset()
                 return
-            for name in ("exp_avg", "exp_avg_sq"):
+            for name in self.moments:
                 flat = torch.cat([st[name].reshape(-1) for st in state])
                 if flat.shape != self.flat.shape:
                     raise ValueError(
@@ -536,6 +551,73 @@ class FlatAdam:
         """Give each parameter its own storage again (checkpoints refuse shared storage)."""
         for p in self.params:
             p.data = p.data.clone()
+
+
+class FlatAdam(FlatOptimizer):
+    """torch.optim.Adam (L2 weight decay, bias-corrected moments) as a :class:`FlatOptimizer`,
+    with :func:`adam_update`."""
+
+    moments = ("exp_avg", "exp_avg_sq")
+
+    def __init__(
+        self,
+        params: list[Tensor],
+        lr: float,
+        *,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        grad_clip: float = 0.0,
+        compile: bool = False,
+    ) -> None:
+        options = {"betas": betas, "eps": eps, "weight_decay": weight_decay, "grad_clip": grad_clip}
+        super().__init__(params, lr, adam_update, options, compile)
+
+    def group(self) -> dict[str, Any]:
+        o = self.options
+        return {
+            "betas": o["betas"],
+            "eps": o["eps"],
+            "weight_decay": o["weight_decay"],
+            "amsgrad": False,
+        }
+
+
+class FlatAdagrad(FlatOptimizer):
+    """torch.optim.Adagrad (the AEVB paper's optimizer; L2 weight decay, no lr decay) as a
+    :class:`FlatOptimizer`, with :func:`adagrad_update`."""
+
+    moments = ("sum",)
+
+    def __init__(
+        self,
+        params: list[Tensor],
+        lr: float,
+        *,
+        eps: float = ADAGRAD_EPS,
+        weight_decay: float = 0.0,
+        grad_clip: float = 0.0,
+        compile: bool = False,
+    ) -> None:
+        options = {"eps": eps, "weight_decay": weight_decay, "grad_clip": grad_clip}
+        super().__init__(params, lr, adagrad_update, options, compile)
+
+    def group(self) -> dict[str, Any]:
+        o = self.options
+        return {
+            "lr_decay": 0.0,
+            "eps": o["eps"],
+            "weight_decay": o["weight_decay"],
+            "initial_accumulator_value": 0.0,
+        }
+
+
+def flat_optimizer(params: list[Tensor], config: TrainConfig, compile: bool) -> FlatOptimizer:
+    """The :class:`FlatOptimizer` of ``config.optimizer``."""
+    common = {"weight_decay": config.weight_decay, "grad_clip": config.grad_clip}
+    if config.optimizer == "adagrad":
+        return FlatAdagrad(params, config.lr, compile=compile, **common)
+    return FlatAdam(params, config.lr, eps=config.adam_eps, compile=compile, **common)
 
 
 class DeviceMetrics:
@@ -961,12 +1043,12 @@ def _beta(config: TrainConfig, step: int) -> float:
 
 
 def _load_optimizer_state(
-    optimizer: torch.optim.Optimizer | FlatAdam, saved: dict[str, Any], in_place: bool
+    optimizer: torch.optim.Optimizer | FlatOptimizer, saved: dict[str, Any], in_place: bool
 ) -> None:
     """Put the per-parameter state of ``saved`` (an optimizer ``state_dict``) into ``optimizer``,
     keeping its own settings. ``in_place`` copies into the existing state tensors (captured CUDA
     graphs hold their addresses)."""
-    if isinstance(optimizer, FlatAdam):
+    if isinstance(optimizer, FlatOptimizer):
         params = optimizer.params
     else:
         params = [p for group in optimizer.param_groups for p in group["params"]]
@@ -976,7 +1058,7 @@ def _load_optimizer_state(
             f"the checkpoint's optimizer state covers {len(entries)} parameters, the model has "
             f"{len(params)}"
         )
-    if isinstance(optimizer, FlatAdam):
+    if isinstance(optimizer, FlatOptimizer):
         optimizer.load_state_dict({"state": entries})  # copies into its buffers
         return
     if not in_place:
@@ -1251,17 +1333,10 @@ class _FastRun:
 
         params = [p for p in model.parameters() if p.requires_grad]
         self.params = params
-        # Adam over one flat buffer, the skip of a non-finite step and clipping in one pass; its
-        # lr is a device tensor, so captured graphs read the value a schedule sets each epoch.
+        # Adam or Adagrad over one flat buffer, the skip of a non-finite step and clipping in one
+        # pass; its lr is a device tensor, so captured graphs read the value a schedule sets.
         self.closed = False
-        self.optimizer = FlatAdam(
-            params,
-            config.lr,
-            eps=config.adam_eps,
-            weight_decay=config.weight_decay,
-            grad_clip=config.grad_clip,
-            compile=path == "compile",
-        )
+        self.optimizer = flat_optimizer(params, config, compile=path == "compile")
         self.metrics = DeviceMetrics(device, config.batch_size)
         self.epoch = 1  # the next epoch to run
         self.step = self.skipped = 0  # good and skipped steps at the end of the last epoch
