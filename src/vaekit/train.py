@@ -383,6 +383,22 @@ def _has_triton() -> bool:
     return bool(has_triton())
 
 
+def _flat_gradient(
+    flat: Tensor, grads: list[Tensor], bound_sum: Tensor, weight_decay: float, grad_clip: float
+) -> tuple[Tensor, Tensor]:
+    """The gradient (P,) an update of ``flat`` uses: ``grads`` concatenated, its global norm
+    clipped to ``grad_clip`` when positive (as ``clip_grad_norm_`` does), plus the L2 weight
+    decay term; and whether the step is finite (every gradient and ``bound_sum``), 0-dim bool."""
+    g = torch.cat([t.reshape(-1) for t in grads])  # (P,)
+    finite = torch.isfinite(g).all() & torch.isfinite(bound_sum)
+    if grad_clip > 0:
+        norm = torch.linalg.vector_norm(g)
+        g = g * torch.clamp(grad_clip / (norm + 1e-6), max=1.0)
+    if weight_decay:
+        g = g + weight_decay * flat
+    return g, finite
+
+
 def adam_update(
     flat: Tensor,
     grads: list[Tensor],
@@ -407,13 +423,7 @@ def adam_update(
     Pure tensor code: torch.compile turns it into a few kernels over the whole flat vector.
     """
     beta1, beta2 = betas
-    g = torch.cat([t.reshape(-1) for t in grads])  # (P,)
-    finite = torch.isfinite(g).all() & torch.isfinite(bound_sum)
-    if grad_clip > 0:
-        norm = torch.linalg.vector_norm(g)
-        g = g * torch.clamp(grad_clip / (norm + 1e-6), max=1.0)
-    if weight_decay:
-        g = g + weight_decay * flat
+    g, finite = _flat_gradient(flat, grads, bound_sum, weight_decay, grad_clip)
     new_step = step + 1
     m = torch.lerp(exp_avg, g, 1 - beta1)
     v = exp_avg_sq * beta2 + (1 - beta2) * g * g
@@ -441,13 +451,7 @@ def adagrad_update(
     """One Adagrad step on ``flat`` (P,), skipped where it is not finite: :func:`adam_update`
     for torch.optim.Adagrad's update (L2 weight decay, no lr decay, accumulator from 0):
     ``state_sum`` (P,) += g^2, then ``flat`` -= lr * g / (sqrt(state_sum) + eps)."""
-    g = torch.cat([t.reshape(-1) for t in grads])  # (P,)
-    finite = torch.isfinite(g).all() & torch.isfinite(bound_sum)
-    if grad_clip > 0:
-        norm = torch.linalg.vector_norm(g)
-        g = g * torch.clamp(grad_clip / (norm + 1e-6), max=1.0)
-    if weight_decay:
-        g = g + weight_decay * flat
+    g, finite = _flat_gradient(flat, grads, bound_sum, weight_decay, grad_clip)
     total = state_sum + g * g
     new = flat - lr * (g / (torch.sqrt(total) + eps))
     flat.copy_(torch.where(finite, new, flat))
