@@ -867,7 +867,7 @@ def fit(
     # Set when the time limit ends the run: before the first epoch of a resumed run whose last
     # epoch would no longer fit, or after the epoch past which the next one would not.
     out_of_time: list[bool] = []
-    if config.time_limit and history:
+    if config.time_limit and history and loop.epoch <= config.epochs:
         last = history[-1]["seconds"] - (history[-2]["seconds"] if len(history) > 1 else 0.0)
         if loop.elapsed + last > config.time_limit:
             out_of_time.append(True)
