@@ -435,3 +435,27 @@ def test_reduced_precision_is_refused_in_one_line() -> None:
     model = CategoricalVAE(data_shape=(6,), n_latents=2, n_categories=3, hidden=(8,))
     with pytest.raises(ConfigError, match=r"precision='bf16' .* set precision=fp32"):
         model.fit(prototypes(), epochs=1, precision="bf16")
+
+
+def test_the_distribution_objects_agree_with_the_closed_forms() -> None:
+    """encode(x) and pz() as torch distributions: the registered KL is KL(q || p), the model's
+    own closed form; p(z) sums to one over every value of z, for the uniform prior (whose buffer
+    holds unnormalised zeros) and the learned one."""
+    from torch.distributions import kl_divergence
+
+    model, x = tiny(), pixels(4)
+    assert torch.allclose(
+        kl_divergence(model.encode(x), model.pz()), model.kl(model._encode_logits(x))
+    )
+    for prior in ("uniform", "learned"):
+        m = tiny(prior=prior)
+        z = m.values(0, 9)  # all 3^2 values
+        total = m.pz().log_prob(z).exp().sum()
+        assert torch.allclose(total, torch.tensor(1.0, dtype=torch.float64))
+
+
+def test_activity_sums_the_variance_of_the_probabilities_over_categories() -> None:
+    model, x = tiny(), pixels(50, seed=4)
+    probs = model._encode_logits(x).exp()  # (50, n_latents, n_categories)
+    stats = model.latent_stats(x)
+    assert torch.allclose(stats["activity"], probs.var(0, unbiased=False).sum(-1))

@@ -174,3 +174,31 @@ def test_latent_stats_with_a_mixture_prior_are_monte_carlo_kls() -> None:
     assert torch.allclose(stats["kl_per_dim"], kl_d, atol=0.02)
     report = evaluate(model, x, k=10)
     assert report["kl"] == pytest.approx(float(kl), abs=0.1)
+
+
+def test_bits_per_dim_of_a_density_counts_bins_of_one_level_step() -> None:
+    """For a continuous likelihood on data with 256 levels, bits/dim converts the density to
+    the probability of a bin of width 1/255 (the levels' spacing on [0, 1])."""
+    from vaekit.evaluate import evaluate as evaluate_report
+
+    torch.manual_seed(0)
+    m = VAE(data_shape=(4,), latent_dim=3, hidden=(5,), likelihood="gaussian_fixed").double()
+    x = torch.rand(64, 4, generator=gen(0), dtype=torch.float64)
+    r = evaluate_report(m, x, k=4, bin_levels=256)
+    expected = (-r["log_likelihood"] / 4 + math.log(255)) / math.log(2)
+    assert r["bits_per_dim"] == pytest.approx(expected, rel=1e-12)
+
+
+def test_active_units_count_dimensions_whose_mean_varies_by_more_than_001() -> None:
+    """A linear encoder on x = +-1 whose means are 0.05 x, 0.2 x and x: activities 0.0025, 0.04
+    and 1, so two units are active at Burda et al.'s threshold of 0.01."""
+    from vaekit.evaluate import evaluate as evaluate_report
+
+    m = VAE(data_shape=(1,), latent_dim=3, hidden=(), likelihood="gaussian_fixed").double()
+    with torch.no_grad():
+        linear = next(mod for mod in m.encoder.modules() if isinstance(mod, torch.nn.Linear))
+        linear.weight.zero_()
+        linear.bias.zero_()
+        linear.weight[:3, 0] = torch.tensor([0.05, 0.2, 1.0])  # rows 0-2: the means
+    x = torch.tensor([[-1.0], [1.0]] * 32, dtype=torch.float64)
+    assert evaluate_report(m, x, k=2)["active_units"] == 2

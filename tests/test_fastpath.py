@@ -407,3 +407,21 @@ def test_a_conditional_subclass_gets_its_conditions_on_every_path():
     assert math.isfinite(
         list(_FastRun(model, data(), cfg, "graph", c).epochs(False))[-1]["train_bound"]
     )
+
+
+def test_the_fast_loop_warms_beta_up_as_the_eager_loop_does(monkeypatch):
+    """beta * min(1, step / warmup_steps) at steps 1, 2, ... on both loops (the fast loop's
+    warm-up and capture calls, whose effects it undoes, come first)."""
+    import vaekit.train as train
+
+    betas = []
+    bound = train.OBJECTIVES["elbo"]
+
+    def spy(terms, beta=1.0):
+        betas.append(float(beta))
+        return bound(terms, beta)
+
+    monkeypatch.setitem(train.OBJECTIVES, "elbo", spy)
+    cfg = TrainConfig(epochs=4, batch_size=16, warmup_steps=10, beta=0.5, steps_per_launch=2)
+    list(_FastRun(small_model(), data(64), cfg, "graph").epochs(False))
+    assert betas[-16:] == pytest.approx([0.5 * min(1.0, s / 10) for s in range(1, 17)])

@@ -239,3 +239,24 @@ def test_conditions_for_fit_and_unconditional_models() -> None:
         precision="bf16",
     )
     assert history[-1]["path"] == "eager" and math.isfinite(history[-1]["valid_elbo"])
+
+
+def test_a_subclass_s_own_distributions_give_kl_from_q_to_p() -> None:
+    """The path for subclasses that override encode: its closed-form KL is KL(q(z|x) || p(z)),
+    checked at a learned prior away from N(0, I), where the two directions differ."""
+    from torch.distributions import kl_divergence
+
+    class Sub(VAE):
+        def encode(self, x, condition=None):
+            return super().encode(x, condition)
+
+    torch.manual_seed(0)
+    m = Sub(data_shape=(4,), latent_dim=2, hidden=(3,), prior="learned_gaussian").double()
+    with torch.no_grad():
+        m.prior.loc.fill_(0.7)
+        m.prior.log_scale.fill_(-0.4)
+    x = torch.randn(5, 4, generator=gen(0), dtype=torch.float64)
+    terms = m(x, k=1, generator=gen(1))
+    q, p = m.encode(x), m.pz()
+    assert torch.allclose(terms.kl, kl_divergence(q, p))
+    assert not torch.allclose(terms.kl, kl_divergence(p, q))

@@ -234,3 +234,54 @@ def test_mean_reparameterized_gradient_is_gradient_of_expected_elbo(
     se = groups.std(0) / math.sqrt(len(groups))
     assert torch.all((groups.mean(0) - exact).abs() < 4 * se + 1e-9)
     assert exact.abs().max() > 0.1  # a gradient worth matching
+
+
+# -- the score-function learning signals, term by term ---------------------------------------------
+# With pathwise=False the gradient of a bound with respect to log q(z_k|x) is its pathwise part
+# plus the learning signal of sample k. The unbiasedness tests (test_discrete.py) cannot see a
+# baseline that is off by a constant or leaves out an example; these check the signals exactly.
+
+
+def _log_q_gradient(bound, terms: dict[str, Tensor], beta: float = 1.0) -> Tensor:
+    log_q = terms["log_qz_x"].clone().requires_grad_(True)
+    t = Terms(terms["log_px_z"], terms["log_pz"], log_q, kl=None, pathwise=False)
+    (grad,) = torch.autograd.grad(bound(t, beta).sum(), log_q)
+    return grad  # (K, B)
+
+
+def test_vimco_signal_is_the_bound_less_the_bound_with_sample_k_replaced() -> None:
+    """Mnih & Rezende's VIMCO: signal_k = L - L with log w_k replaced by the mean of the others';
+    the pathwise part of d L / d log q_k is -softmax(log w)_k."""
+    K, B = 4, 3
+    log_px_z = torch.randn(K, B, generator=gen(0), dtype=torch.float64)
+    log_q = torch.randn(K, B, generator=gen(1), dtype=torch.float64)
+    log_pz = torch.zeros(K, B, dtype=torch.float64)
+    grad = _log_q_gradient(iwae, {"log_px_z": log_px_z, "log_pz": log_pz, "log_qz_x": log_q})
+    log_w = log_px_z - log_q
+    bound = torch.logsumexp(log_w, 0) - math.log(K)
+    held = []
+    for k in range(K):
+        others = torch.cat([log_w[:k], log_w[k + 1 :]]).mean(0, keepdim=True)
+        held.append(torch.logsumexp(torch.cat([log_w[:k], others, log_w[k + 1 :]]), 0))
+    signal = bound - (torch.stack(held) - math.log(K))
+    assert torch.allclose(grad, signal - torch.softmax(log_w, 0))
+
+
+@pytest.mark.parametrize("K", [1, 3])
+def test_elbo_signal_is_leave_one_out_with_a_monte_carlo_kl(K: int) -> None:
+    """f_k = log p(x|z_k) + beta (log p(z_k) - log q(z_k|x)); signal_k = (f_k - mean of the other
+    samples' f) / K, and with K = 1 f_b less the mean of the other examples' f; the pathwise part
+    of d ELBO / d log q_k is -beta / K."""
+    B, beta = 3, 0.5
+    terms = {
+        "log_px_z": torch.randn(K, B, generator=gen(0), dtype=torch.float64),
+        "log_pz": torch.randn(K, B, generator=gen(1), dtype=torch.float64),
+        "log_qz_x": torch.randn(K, B, generator=gen(2), dtype=torch.float64),
+    }
+    grad = _log_q_gradient(elbo, terms, beta)
+    f = terms["log_px_z"] + beta * (terms["log_pz"] - terms["log_qz_x"])  # (K, B)
+    if K > 1:
+        signal = (f - (f.sum(0) - f) / (K - 1)) / K
+    else:
+        signal = f - (f.sum(1, keepdim=True) - f) / (B - 1)
+    assert torch.allclose(grad, signal - beta / K)

@@ -319,3 +319,23 @@ def test_resumed_text_run_matches_one_never_stopped(words: Path, tmp_path: Path,
     assert run_cli(capsys, "train", "--resume", parts, "--epochs", "3", "-k", "2", "-q")[0] == 0
     a, b = vaekit.load(whole).state_dict(), vaekit.load(parts).state_dict()
     assert all(torch.equal(a[key], b[key]) for key in a)
+
+
+def test_free_bits_hold_each_dimension_whose_batch_average_is_below_them() -> None:
+    """Per latent dimension, on its average over the batch (not per example, not over all
+    dimensions at once), in training only."""
+    model = tiny_model(free_bits=1.0)
+    kl = torch.tensor([[0.1, 3.0], [0.3, 5.0]])  # (examples, latent dims): averages 0.2 and 4
+    model.train()
+    assert torch.equal(model._free_bits(kl), torch.tensor([[1.0, 3.0], [1.0, 5.0]]))
+    kl = torch.tensor([[0.1, 0.5], [2.5, 0.7]])  # averages 1.3 and 0.6: the first stays
+    assert torch.equal(model._free_bits(kl), torch.tensor([[0.1, 1.0], [2.5, 1.0]]))
+    model.eval()
+    assert torch.equal(model._free_bits(kl), kl)
+
+
+def test_free_bits_with_the_iwae_objective_is_one_line() -> None:
+    x = torch.tensor([[4, 5, 1], [5, 1, 0]])  # token ids: "ab<end>", "b<end><pad>"
+    with pytest.raises(ConfigError, match=r"free_bits .* objective 'iwae' does not have"):
+        vaekit.fit(tiny_model(), x, epochs=1, objective="iwae", samples=2)
+    vaekit.fit(tiny_model(free_bits=0.0), x, epochs=1, objective="iwae", samples=2)

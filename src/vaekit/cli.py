@@ -661,12 +661,12 @@ def train(
     """Train a VAE and save it in a run folder.
 
     Settings come from the data set's defaults, then --config, then --epochs, --time-limit and
-    --seed, then --set. The resolved config is printed and saved in RUN/config.json. The training state is saved in
-    RUN/checkpoint.safetensors at each epoch's end (and every N steps with --set
-    checkpoint_every=N); Ctrl-C saves it and stops. --resume RUN continues from it with the
-    run's own settings (--epochs may extend a finished run, --time-limit one that its time limit
-    ended); on CPU the result is bit for bit that of a run never stopped. --time-limit ends the
-    run, as finished, before an epoch that would take its training past the limit.
+    --seed, then --set. The resolved config is printed and saved in RUN/config.json. The training
+    state is saved in RUN/checkpoint.safetensors at each epoch's end (and every N steps with --set
+    checkpoint_every=N); Ctrl-C saves it and stops. --resume RUN continues from it with the run's
+    own settings (--epochs may extend a finished run, --time-limit one that its time limit ended);
+    on CPU the result is bit for bit that of a run never stopped. --time-limit ends the run, as
+    finished, before an epoch that would take its training past the limit.
 
     \b
     Example:

@@ -357,7 +357,8 @@ class TextVAEConfig:
     hidden: GRU widths, one per layer (all equal); the encoder is bidirectional.
     word_dropout: in training, probability that a decoder input token is replaced by ``<unk>``.
     free_bits: in training, nats per latent dimension below which its batch-average KL is held
-        at this value with no gradient (0 = off).
+        at this value with no gradient (0 = off). They act on the ELBO's KL term: training with
+        objective "iwae" needs free_bits=0.
     likelihood: "categorical" (per token). prior: one of :data:`TEXT_PRIORS`.
     encoder_min_logvar, encoder_max_logvar: soft bounds on q(z|x)'s log-variance.
     """

@@ -793,6 +793,12 @@ def fit(
     c_train = _fit_conditions(model, conditions, x.shape[0], "training data")
     if config.binarize == "dynamic" and model.likelihood.support != "unit":
         raise ConfigError("binarize='dynamic' needs the bernoulli likelihood")
+    free_bits = getattr(model.config, "free_bits", 0)
+    if free_bits and config.objective != "elbo":
+        raise ConfigError(
+            f"free_bits ({free_bits} nats) hold up the ELBO's KL term, which objective "
+            f"{config.objective!r} does not have: set free_bits=0, or objective=elbo"
+        )
     x_valid = c_valid = None
     if valid is not None:
         x_valid = as_tensor(valid, "validation data").to(device)
