@@ -79,12 +79,30 @@ def test_overwrite_removes_what_the_old_run_wrote(
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert {f: (work / f).read_bytes() for f in before} == before
 
+    # a new run that fails in training puts the old run back as it was
+    huge = tmp_path / "huge.npy"
+    np.save(huge, np.full((64, 64), 1e30, dtype=np.float32))
+
+    def everything() -> dict[str, tuple[bytes, int]]:
+        files = [f for f in work.rglob("*") if f.is_file()]
+        return {str(f.relative_to(work)): (f.read_bytes(), f.stat().st_mtime_ns) for f in files}
+
+    files = everything()
+    assert len(files) >= 8
+    code, _, err = run_cli(capsys, "train", "--out", work, "--overwrite", "--data", huge, *TINY,
+                           "--set", "likelihood=gaussian", "--set", "max_bad_steps=2",
+                           "--set", "batch_size=8")  # fmt: skip
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "non-finite" in err and f"the run that was in {str(work)!r} is back" in err
+    assert everything() == files
+
     code, _, _ = run_cli(capsys, "train", "--out", work, "--overwrite", *TINY, "--seed", "3")
     assert code == 0
     assert not any((work / name).exists() for name in derived)
     assert (work / "model.safetensors").read_bytes() != before["model.safetensors"]
     assert (work / "figures" / "mine.png").read_bytes() == b"a picture of the user's"
     assert (work / "notes.txt").read_text() == "the user's notes"
+    assert not (work / ".previous").exists()
 
 
 def test_train_saves_and_prints_resolved_config(run: Path) -> None:
@@ -200,6 +218,8 @@ def test_latents(capsys: pytest.CaptureFixture[str], run: Path, tmp_path: Path) 
     code, _, err = run_cli(capsys, "latents", run, "-o", tmp_path / "l.png")
     assert code == 0, err
     assert png(tmp_path / "l.png").shape == (500, 600)
+    code, _, err = run_cli(capsys, "latents", run, "-n", "1", "-o", tmp_path / "l1.png")
+    assert code == 0 and (tmp_path / "l1.png").is_file(), err
     code, out, err = run_cli(capsys, "latents", run, "-n", "50", "-o", tmp_path / "l50.png")
     assert code == 0 and out.startswith("50 latent means"), err
 

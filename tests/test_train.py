@@ -631,3 +631,24 @@ def test_a_new_run_keeps_files_in_a_folder_that_held_no_run(tmp_path: Any) -> No
     fit(small_model(), synthetic(20), epochs=1, out=tmp_path)  # now a run was there
     assert not (tmp_path / "eval.json").exists()
     assert not (tmp_path / "samples" / "my_recording.wav").exists()
+
+
+def test_a_new_run_stopped_in_a_run_s_folder_replaces_it_and_a_failed_one_does_not(
+    tmp_path: Any,
+) -> None:
+    """The run already in ``out`` is kept aside while a new one trains there: a new run that
+    stops (Ctrl-C) is the one to resume, a new run that fails leaves the old one as it was."""
+    out, x = tmp_path / "run", synthetic(40)
+    fit(small_model(), x, epochs=2, batch_size=16, out=out)
+    (out / "eval.json").write_text("{}")
+    old = {f.name: f.read_bytes() for f in out.iterdir() if f.is_file()}
+    with pytest.raises(TrainingError, match="is back"):
+        fit(small_model("gaussian_fixed"), torch.full((30, D), 1e20), epochs=3, batch_size=1,
+            max_bad_steps=3, out=out)  # fmt: skip
+    assert {f.name: f.read_bytes() for f in out.iterdir() if f.is_file()} == old
+    with pytest.raises(train.TrainingInterrupted):
+        fit(small_model(), x, epochs=5, batch_size=16, out=out, stop=stop_after(3))
+    assert not (out / ".previous").exists() and not (out / "eval.json").exists()
+    assert not (out / "model.safetensors").exists()  # the new run has not finished
+    history = fit(small_model(seed=2), x, epochs=5, batch_size=16, out=out, resume=True)
+    assert [r["epoch"] for r in history] == [1, 2, 3, 4, 5]

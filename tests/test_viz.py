@@ -132,6 +132,9 @@ def test_project_2d() -> None:
     np.testing.assert_array_equal(same, z[:, :2])
     assert none is None
     assert viz.project_2d(z[:, :1])[0].shape == (500, 2)
+    one, ratio = viz.project_2d(z[:1])  # one example: a single (zero) point
+    np.testing.assert_array_equal(one, np.zeros((1, 2)))
+    assert ratio is not None and ratio.shape == (2,)
 
 
 def test_scatter_and_curves_files(tmp_path: Path) -> None:

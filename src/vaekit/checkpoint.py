@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -334,6 +335,62 @@ def start_run(path: str | Path, model: VAE, **metadata: Any) -> None:
             raise CheckpointError(f"cannot remove {str(file)!r}: {err}") from None
     _write(path / CONFIG_FILE, _config_bytes(model, metadata))
     _write(path / METRICS_FILE, b"")
+
+
+#: Where a new run started in a folder keeps the run it replaces until it has trained.
+PREVIOUS_FOLDER = ".previous"
+
+
+def _run_files(path: Path) -> list[Path]:
+    """The files of the run in ``path`` that a new run replaces or makes stale: config, weights,
+    training state, metrics and what the commands derived from them."""
+    names = (CONFIG_FILE, WEIGHTS_FILE, STATE_FILE, METRICS_FILE, *DERIVED_FILES)
+    files = [path / name for name in names]
+    for name in DERIVED_SOUND_FOLDERS:
+        if (path / name).is_dir():
+            files += [*(path / name).glob("*.wav"), path / name / "spectrograms.png"]
+    return [f for f in files if f.is_file()]
+
+
+def set_aside_run(path: str | Path) -> bool:
+    """Move the run in the folder ``path``, if one is there, into ``path/.previous`` (same
+    relative paths), so that a new run can start there and :func:`restore_run` can put the old
+    one back if the new one fails. Other files stay where they are. Returns whether a run was
+    there."""
+    path = Path(path)
+    if not any((path / name).is_file() for name in (CONFIG_FILE, WEIGHTS_FILE, STATE_FILE)):
+        return False
+    keep = path / PREVIOUS_FOLDER
+    shutil.rmtree(keep, ignore_errors=True)  # left by a process that was killed
+    try:
+        for file in _run_files(path):
+            dest = keep / file.relative_to(path)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(file, dest)
+    except OSError as err:
+        restore_run(path)
+        raise CheckpointError(f"cannot set the run in {str(path)!r} aside: {err}") from None
+    return True
+
+
+def restore_run(path: str | Path) -> None:
+    """Undo :func:`set_aside_run`: remove the new run's files and move the old run back."""
+    path = Path(path)
+    keep = path / PREVIOUS_FOLDER
+    if not keep.is_dir():
+        return
+    for file in _run_files(path):
+        file.unlink(missing_ok=True)
+    for file in sorted(f for f in keep.rglob("*") if f.is_file()):
+        dest = path / file.relative_to(keep)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(file, dest)
+    shutil.rmtree(keep, ignore_errors=True)
+
+
+def drop_previous(path: str | Path) -> None:
+    """Remove the run :func:`set_aside_run` kept, once the new one stands in its place."""
+    shutil.rmtree(Path(path) / PREVIOUS_FOLDER, ignore_errors=True)
 
 
 def write_config(path: str | Path, model: VAE, **metadata: Any) -> None:

@@ -620,7 +620,11 @@ def cli() -> None:
 @click.option("--config", "config_file", default=None, help="TOML file with [model] and [train].")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a setting.")
 @click.option("-k", "k", type=int, default=1000, show_default=True, help="Samples for log p(x).")
-@click.option("--overwrite", is_flag=True, help="Replace a run already in --out.")
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace a run already in --out (kept until the new one trains; put back if it fails).",
+)
 @click.option(
     "--image-size",
     default=None,
@@ -662,11 +666,12 @@ def train(
 
     Settings come from the data set's defaults, then --config, then --epochs, --time-limit and
     --seed, then --set. The resolved config is printed and saved in RUN/config.json. The training
-    state is saved in RUN/checkpoint.safetensors at each epoch's end (and every N steps with --set
-    checkpoint_every=N); Ctrl-C saves it and stops. --resume RUN continues from it with the run's
-    own settings (--epochs may extend a finished run, --time-limit one that its time limit ended);
-    on CPU the result is bit for bit that of a run never stopped. --time-limit ends the run, as
-    finished, before an epoch that would take its training past the limit.
+    state is saved in RUN/checkpoint.safetensors once a minute (or every N steps with --set
+    checkpoint_every=N; on a GPU's fast path at the first epoch end due) and at the end; Ctrl-C
+    saves it and stops. --resume RUN continues from it with the run's own settings (--epochs may
+    extend a finished run, --time-limit one that its time limit ended); on CPU the result is bit for
+    bit that of a run never stopped. --time-limit ends the run, as finished, before an epoch that
+    would take its training past the limit.
 
     \b
     Example:
@@ -936,7 +941,7 @@ def _train_and_report(
         f"valid KL              {kl_valid:10.3f} nats, "
         f"{active} of {len(stats['kl_per_dim'])} latent dims active"
     )
-    _wrote(*(out / f for f in RUN_FILES))
+    _wrote(*(out / f for f in (*RUN_FILES, "checkpoint.safetensors")))
 
 
 @cli.command()

@@ -36,9 +36,12 @@ from .checkpoint import (
     CONFIG_FILE,
     STATE_FILE,
     append_metrics,
+    drop_previous,
     load_training_state,
     remove_temporaries,
+    restore_run,
     save_training_state,
+    set_aside_run,
     start_run,
     trim_metrics,
     write_config,
@@ -769,7 +772,9 @@ def fit(
     ``model.safetensors`` are written at the end. With ``resume``, training continues from
     ``out``'s checkpoint instead of starting afresh; on CPU the result is bit for bit that of a
     run never stopped. Only ``RESUMABLE`` settings may differ from the checkpoint's
-    (``epochs`` may extend a finished run).
+    (``epochs`` may extend a finished run). A run already in ``out`` (without ``resume``) is
+    moved to ``out/.previous`` while the new one trains: removed when the new run finishes or
+    is stopped, put back as it was if the new run fails.
 
     ``stop`` is polled before every step; when it returns True the state is saved (on the fast
     path, the last epoch's end is kept) and :class:`TrainingInterrupted` is raised. fit installs
@@ -914,6 +919,8 @@ def fit(
         saved_records[:] = [len(history)]
         last_save.update(time=time.perf_counter(), steps=steps)
 
+    # A run already in out_dir is set aside until this one has trained, and put back if it fails.
+    replaced = False
     if out_dir is not None:
         if state is None:
             try:
@@ -922,8 +929,14 @@ def fit(
                 raise CheckpointError(
                     f"cannot create the run folder {str(out_dir)!r}: {err.strerror or err}"
                 ) from None
-            save()  # step 0: a run killed before its first checkpoint resumes from the start
-            start_run(out_dir, model, train=to_dict(config), **metadata)
+            replaced = set_aside_run(out_dir)
+            try:
+                save()  # step 0: a run killed before its first checkpoint resumes from the start
+                start_run(out_dir, model, train=to_dict(config), **metadata)
+            except BaseException:
+                if replaced:
+                    restore_run(out_dir)
+                raise
         else:
             remove_temporaries(out_dir)
             write_metrics(out_dir, history)  # the epochs the checkpoint holds, no more, no less
@@ -959,6 +972,13 @@ def fit(
             if out_of_time:
                 break
     except BaseException as err:
+        if replaced and not isinstance(err, TrainingInterrupted | KeyboardInterrupt):
+            restore_run(out_dir)  # the new run failed: the one it was to replace is back
+            if isinstance(err, VaekitError):
+                raise type(err)(f"{err}; the run that was in {str(out_dir)!r} is back") from None
+            raise
+        if replaced:
+            drop_previous(out_dir)  # stopped: the new run is the one to resume
         if out_dir is not None:  # metrics.jsonl goes back to what the checkpoint holds
             trim_metrics(out_dir, saved_records[0])
         if isinstance(err, TrainingError) and out_dir is not None and saved_step:
@@ -975,6 +995,8 @@ def fit(
     model.eval()
     if out_dir is not None:
         model.save(out_dir, train=to_dict(config), **metadata)
+        if replaced:
+            drop_previous(out_dir)
     return history
 
 

@@ -269,9 +269,13 @@ def project_2d(z: Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     if a.shape[1] == 2:
         return a, None
     centred = a - a.mean(0)
-    _, s, vt = np.linalg.svd(centred, full_matrices=False)
-    var = s**2
-    return centred @ vt[:2].T, var[:2] / max(var.sum(), 1e-300)
+    _, s, vt = np.linalg.svd(centred, full_matrices=False)  # min(N, dims) components
+    points = np.zeros((a.shape[0], 2))
+    ratio = np.zeros(2)
+    n = min(2, vt.shape[0])  # one example has one (zero) component
+    points[:, :n] = centred @ vt[:n].T
+    ratio[:n] = s[:n] ** 2 / max(float((s**2).sum()), 1e-300)
+    return points, ratio
 
 
 def scatter(
