@@ -263,3 +263,35 @@ def test_conv_network_fits_audio_clips(tmp_path: Path, capsys) -> None:
     s = AudioSettings.from_media(json.loads((run / "config.json").read_text())["data"]["media"])
     assert s.frames % audio.FRAME_MULTIPLE == 0
     check_wav(run / "samples" / "sample-000.wav", s.sample_rate, s.samples)
+
+
+@pytest.mark.parametrize(("n_fft", "hop"), [(1024, 256), (256, 64), (512, 100), (400, 400)])
+def test_fewest_frames_is_what_the_centred_stft_needs(n_fft: int, hop: int) -> None:
+    fewest = AudioSettings(n_fft=n_fft, hop=hop, n_mels=8, frames=0).min_frames
+    s = AudioSettings(n_fft=n_fft, hop=hop, n_mels=8, frames=fewest)
+    assert audio.log_mel(torch.zeros(1, s.samples), s).shape == (1, 8, fewest)
+    # one frame fewer is refused by the settings, and the STFT itself cannot take it
+    with pytest.raises(DataError, match=rf"frames={fewest - 1} .*frames={fewest} or more"):
+        AudioSettings(n_fft=n_fft, hop=hop, n_mels=8, frames=fewest - 1)
+    if fewest > 2:
+        with pytest.raises(RuntimeError, match="[Pp]adding size"):
+            audio.stft(torch.zeros(1, (fewest - 2) * hop), n_fft, hop)
+
+
+def test_too_few_frames_on_the_command_line_is_one_line(tmp_path: Path, capsys) -> None:
+    write_sounds(tmp_path / "sounds")
+    tiny = ["--epochs", "1", "--set", "hidden=[8]", "--set", "latent_dim=2", "-q"]
+    options = ["--audio", "n_fft=256", "--audio", "hop=64", "--audio", "n_mels=8"]  # fewest: 4
+    for frames in (1, 2, 3):
+        run = tmp_path / f"run{frames}"
+        args = ["--audio", f"frames={frames}", *options, *tiny]
+        code, _, err = run_cli(capsys, "train", "--data", tmp_path / "sounds", "--out", run, *args)
+        assert code == 2 and len(err.strip().splitlines()) == 1, err
+        assert f"frames={frames}" in err and "--audio frames=4 or more" in err
+        assert not run.exists()
+    run = tmp_path / "run4"
+    args = ["--audio", "frames=4", *options, *tiny]
+    code, _, err = run_cli(capsys, "train", "--data", tmp_path / "sounds", "--out", run, *args)
+    assert code == 0, err
+    media = json.loads((run / "config.json").read_text())["data"]["media"]
+    assert media["frames"] == 4

@@ -47,7 +47,7 @@ class AudioSettings:
     sample_rate: Hz. n_fft: STFT window and FFT size, samples. hop: samples between frames.
     n_mels: mel bands (0 Hz to sample_rate / 2). frames: STFT frames per clip (0 = from the
     data: the longest file, at most ``MAX_CLIP_SECONDS``, rounded up to a multiple of
-    ``FRAME_MULTIPLE``). mean, std: per mel band, of the
+    ``FRAME_MULTIPLE``); at least :attr:`min_frames`). mean, std: per mel band, of the
     training split's log-mel values (empty = not yet measured). trim_db: leading and trailing
     samples more than this many dB below the file's peak are cut before clips are made (0 = keep
     them). griffin_lim_iters: iterations of phase recovery when writing sound.
@@ -83,6 +83,18 @@ class AudioSettings:
             raise DataError(f"audio frames must be >= 0 and hop <= n_fft, got {self}")
         if self.n_mels > self.n_fft // 2 + 1:
             raise DataError(f"n_mels {self.n_mels} exceeds the {self.n_fft // 2 + 1} FFT bins")
+        if self.frames and self.frames < self.min_frames:
+            raise DataError(
+                f"audio frames={self.frames} is too few for n_fft={self.n_fft} and "
+                f"hop={self.hop}: a clip's (frames - 1) * hop samples must exceed n_fft // 2; "
+                f"use --audio frames={self.min_frames} or more (or frames=0 to fit the data)"
+            )
+
+    @property
+    def min_frames(self) -> int:
+        """The fewest frames a clip may have: its (frames - 1) * hop samples must exceed
+        n_fft // 2, the padding the centred STFT reflects at each end."""
+        return self.n_fft // 2 // self.hop + 2
 
     @property
     def samples(self) -> int:
@@ -375,6 +387,7 @@ def load_audio(path: str | Path, seed: int = 0, *, settings: AudioSettings | Non
         longest = max(a.shape[0] for a in sounds)
         length = min(longest, int(MAX_CLIP_SECONDS * s.sample_rate))
         frames = math.ceil(length / s.hop) + 1
+        frames = max(frames, s.min_frames)
         s = replace(s, frames=FRAME_MULTIPLE * math.ceil(frames / FRAME_MULTIPLE))
     waves, owner = clips(sounds, s.samples)
     if waves.shape[0] < 3:
