@@ -274,7 +274,7 @@ def test_fewest_frames_is_what_the_centred_stft_needs(n_fft: int, hop: int) -> N
     with pytest.raises(DataError, match=rf"frames={fewest - 1} .*frames={fewest} or more"):
         AudioSettings(n_fft=n_fft, hop=hop, n_mels=8, frames=fewest - 1)
     if fewest > 2:
-        with pytest.raises(RuntimeError, match="[Pp]adding size"):
+        with pytest.raises(RuntimeError, match=r"[Pp]adding size"):
             audio.stft(torch.zeros(1, (fewest - 2) * hop), n_fft, hop)
 
 

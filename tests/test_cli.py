@@ -714,3 +714,46 @@ def test_a_run_its_time_limit_ended_says_so_and_resumes_with_a_longer_one(
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == [1, 2]
     assert json.loads((run / "config.json").read_text())["train"]["time_limit"] == 3600
+
+
+def test_an_image_size_past_the_cap_is_one_line_before_any_resizing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from vaekit import data
+
+    photos = _images(tmp_path / "photos", [(8, 8)] * 3)
+    side = data.MAX_IMAGE_SIDE
+    assert data.load(photos, image_size=(1, side)).data_shape == (1, 1, side)
+    with pytest.raises(data.DataError, match=rf"image_size 1x{side + 1} .*--image-size"):
+        data.load(photos, image_size=(1, side + 1))
+    out = tmp_path / "run"
+    code, _, err = run_cli(capsys, "train", "--data", photos, "--out", out,
+                           "--image-size", "100000", *TINY)  # fmt: skip
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "100000x100000" in err and "--image-size" in err
+    assert not out.exists()
+
+
+def test_images_too_big_for_memory_are_one_line_naming_image_size(tmp_path: Path) -> None:
+    # 6 RGB images at 4096x4096 need 1.2 GB as float32; the process may grow by 400 MB only.
+    from PIL import Image
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(6):
+        Image.new("RGB", (8, 8), (40 * i, 0, 0)).save(folder / f"{i}.png")
+    script = (
+        "import resource, sys\n"
+        "from vaekit import cli, data\n"
+        "size = int(open('/proc/self/statm').read().split()[0]) * resource.getpagesize()\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (size + 400 * 2**20, resource.RLIM_INFINITY))\n"
+        "cli.main(sys.argv[1:])\n"
+    )
+    out = tmp_path / "run"
+    args = ["train", "--data", folder, "--out", out, "--image-size", "4096", *TINY]
+    result = subprocess.run([sys.executable, "-c", script, *map(str, args)],
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "6 images at 4096x4096" in result.stderr and "--image-size" in result.stderr
+    assert not out.exists()

@@ -116,6 +116,9 @@ FREY_SHAPE = (28, 20)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
 BINARIZE = ("none", "static")
+#: The largest image side (pixels) an image folder is resized to: a larger image_size is refused
+#: before any image is resized (one 4096 x 4096 RGB image is already 200 MB as float32).
+MAX_IMAGE_SIDE = 4096
 
 _AEVB_MNIST = {
     "model": {"hidden": [500], "latent_dim": 20, "activation": "tanh", "likelihood": "bernoulli"},
@@ -1109,7 +1112,8 @@ def load_image_folder(
     """A folder of images -> (N, C, H, W) float32 in [0, 1] (8-bit pixels / 255), split 80/10/10.
 
     C is 1 when every image is grey, else 3 (RGB; alpha is dropped). Images are resized
-    (bilinear) to ``image_size`` ((H, W), or one int for square) or else to the most common size.
+    (bilinear) to ``image_size`` ((H, W), or one int for square; at most ``MAX_IMAGE_SIDE`` a
+    side) or else to the most common size.
     Images in sub-folders get the sub-folder's name as their label (``label_names``, sorted); then
     the folder itself must hold no images.
     """
@@ -1139,17 +1143,31 @@ def load_image_folder(
         h, w = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
         if h < 1 or w < 1:
             raise DataError(f"image_size must be positive, got {image_size!r}")
+        if max(h, w) > MAX_IMAGE_SIDE:
+            raise DataError(
+                f"image_size {h}x{w} is larger than {MAX_IMAGE_SIDE} pixels a side; give a "
+                "smaller image_size (--image-size), e.g. 64"
+            )
     mode = "RGB" if any(im.mode == "RGB" for im in images) else "L"
     arrays = []
-    for im in images:
-        im = im.convert(mode)
-        if im.size != (w, h):
-            im = im.resize((w, h), Image.Resampling.BILINEAR)
-        a = np.asarray(im, dtype=np.uint8)
-        arrays.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))
-    pixels = np.stack(arrays)  # (N, C, H, W) uint8
+    try:
+        for im in images:
+            im = im.convert(mode)
+            if im.size != (w, h):
+                im = im.resize((w, h), Image.Resampling.BILINEAR)
+            a = np.asarray(im, dtype=np.uint8)
+            arrays.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))
+        pixels = np.stack(arrays)  # (N, C, H, W) uint8
+        x = pixels.astype(np.float32) / np.float32(255)
+    except MemoryError:
+        arrays.clear()  # free what was made before the error is reported
+        pixels = np.empty(0, np.uint8)
+        size = len(images) * (3 if mode == "RGB" else 1) * h * w * 4 / 1e9
+        raise DataError(
+            f"{len(images)} images at {h}x{w} need about {size:.1f} GB as float32, more memory "
+            "than there is; give a smaller image_size (--image-size)"
+        ) from None
     y = np.array(labels, dtype=np.int64) if labels is not None else None
-    x = pixels.astype(np.float32) / np.float32(255)
     return _from_array(folder.name, x, y, seed, folder, eight_bit=True, label_names=names)
 
 
