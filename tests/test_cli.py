@@ -757,3 +757,16 @@ def test_images_too_big_for_memory_are_one_line_naming_image_size(tmp_path: Path
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "6 images at 4096x4096" in result.stderr and "--image-size" in result.stderr
     assert not out.exists()
+
+
+def test_train_with_no_finite_step_fails_without_a_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "big.npy", (rng.standard_normal((40, 6)) * 1e30).astype(np.float32))
+    out = tmp_path / "run"
+    code, _, err = run_cli(capsys, "train", "--data", tmp_path / "big.npy", "--out", out,
+                           "--set", "likelihood=gaussian", *TINY)  # fmt: skip
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "no step of the run had a finite loss" in err and "scale" in err
+    assert not (out / "model.safetensors").exists()

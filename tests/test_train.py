@@ -652,3 +652,26 @@ def test_a_new_run_stopped_in_a_run_s_folder_replaces_it_and_a_failed_one_does_n
     assert not (out / "model.safetensors").exists()  # the new run has not finished
     history = fit(small_model(seed=2), x, epochs=5, batch_size=16, out=out, resume=True)
     assert [r["epoch"] for r in history] == [1, 2, 3, 4, 5]
+
+
+def test_a_run_without_one_good_step_saves_no_model(tmp_path: Any) -> None:
+    # Two batches, both overflowing: fewer bad steps in a row than max_bad_steps, none good.
+    x = torch.full((16, D), 1e30)
+    with pytest.raises(TrainingError, match=r"^no step of the run .*\(2 skipped\).*data's scale"):
+        fit(small_model("gaussian"), x, epochs=1, batch_size=8, out=tmp_path / "run")
+    assert not (tmp_path / "run" / "model.safetensors").exists()
+    # the same run on data of a sane scale saves its model
+    fit(small_model("gaussian"), synthetic(16), epochs=1, batch_size=8, out=tmp_path / "ok")
+    assert (tmp_path / "ok" / "model.safetensors").is_file()
+
+
+def test_a_new_run_without_one_good_step_puts_back_the_run_it_was_to_replace(
+    tmp_path: Any,
+) -> None:
+    out = tmp_path / "run"
+    fit(small_model(), synthetic(16), epochs=1, batch_size=8, out=out)
+    old = {f.name: f.read_bytes() for f in out.iterdir() if f.is_file()}
+    with pytest.raises(TrainingError, match=r"^no step of the run .*is back"):
+        fit(small_model("gaussian"), torch.full((16, D), 1e30), epochs=1, batch_size=8, out=out)
+    assert {f.name: f.read_bytes() for f in out.iterdir() if f.is_file()} == old
+    assert not (out / ".previous").exists()

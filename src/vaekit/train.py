@@ -762,7 +762,8 @@ def fit(
 
     ``config`` (or keyword overrides of its fields, e.g. ``epochs=5``) sets the run. With
     ``valid``, the validation ELBO (nats, one sample, fixed seed) is computed after each epoch.
-    Steps whose loss or gradient is not finite are skipped and counted.
+    Steps whose loss or gradient is not finite are skipped and counted; a run that ends with
+    no good step at all raises :class:`TrainingError` and saves no model.
 
     With ``out``, the run lives in that folder: ``checkpoint.safetensors`` holds the whole
     training state (weights, optimizer, step, data order, generator states, history), written
@@ -971,6 +972,13 @@ def fit(
                 append_metrics(out_dir, record)
             if out_of_time:
                 break
+        if loop.step == 0 and loop.skipped > 0:
+            raise TrainingError(
+                f"no step of the run had a finite loss and gradient ({loop.skipped} skipped), "
+                f"so there is no model to save; check the data's scale, lower lr (now "
+                f"{config.lr:g}), set grad_clip, or bound the decoder variance "
+                "(decoder_min_logvar)"
+            )
     except BaseException as err:
         if replaced and not isinstance(err, TrainingInterrupted | KeyboardInterrupt):
             restore_run(out_dir)  # the new run failed: the one it was to replace is back
