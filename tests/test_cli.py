@@ -770,3 +770,20 @@ def test_train_with_no_finite_step_fails_without_a_model(
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert "no step of the run had a finite loss" in err and "scale" in err
     assert not (out / "model.safetensors").exists()
+
+
+def test_encode_input_reads_uint8_data_as_train_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ints = np.random.default_rng(0).integers(0, 256, (30, 6), dtype=np.uint8)
+    np.save(tmp_path / "ints.npy", ints)
+    np.save(tmp_path / "scaled.npy", ints.astype(np.float32) / np.float32(255))
+    out = tmp_path / "run"
+    code, _, err = run_cli(capsys, "train", "--data", tmp_path / "ints.npy", "--out", out, *TINY)
+    assert code == 0, err
+    for name in ("ints", "scaled"):
+        code, _, err = run_cli(capsys, "encode", out, "--input", tmp_path / f"{name}.npy",
+                               "--output", tmp_path / f"z-{name}.npy")  # fmt: skip
+        assert code == 0, err
+    z = np.load(tmp_path / "z-ints.npy")
+    assert z.shape == (30, 3) and np.array_equal(z, np.load(tmp_path / "z-scaled.npy"))

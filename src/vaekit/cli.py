@@ -182,8 +182,10 @@ def _array_bytes(a: np.ndarray, suffix: str, prefix: str) -> bytes:
     return buffer.getvalue().encode()
 
 
-def _read_array(path: Path, what: str) -> np.ndarray:
-    """A float32 array from .npy, or from .csv (comma-separated, optional header line)."""
+def _read_array(path: Path, what: str, *, data: bool = False) -> np.ndarray:
+    """A float32 array from .npy, or from .csv (comma-separated, optional header line). With
+    ``data`` (examples, not latents) a .npy file is read as ``--data`` reads it: uint8 values
+    are 8-bit data, divided by 255."""
     suffix = path.suffix.lower()
     if suffix not in (".npy", ".csv"):
         raise DataError(f"{what} file {str(path)!r} must be .npy or .csv")
@@ -196,6 +198,10 @@ def _read_array(path: Path, what: str) -> np.ndarray:
             a = np.load(path, allow_pickle=False)
             if not isinstance(a, np.ndarray):
                 raise ValueError("not a single array")
+            if data and a.dtype == np.uint8:
+                from .data import _to_float
+
+                a = _to_float(a, f"{what} file {str(path)!r}")[0]
         else:
             lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
             if lines:
@@ -1199,7 +1205,8 @@ def reconstruct(
     "input_file",
     type=click.Path(path_type=Path),
     default=None,
-    help="Encode the rows of this .npy/.csv (.txt for text) instead of a data set.",
+    help="Encode the rows of this .npy/.csv (.txt for text) instead of a data set (uint8 "
+    ".npy values are divided by 255, as --data does).",
 )
 @click.option("--sample", "draw", is_flag=True, help="Draw z ~ q(z|x) instead of its mean.")
 @_label_option
@@ -1240,7 +1247,9 @@ def encode(
     elif input_file is not None:
         kw = _label_condition(model, label, "encode --input rows")
         x = _check_examples(
-            model, torch.from_numpy(_read_array(input_file, "input")), repr(str(input_file))
+            model,
+            torch.from_numpy(_read_array(input_file, "input", data=True)),
+            repr(str(input_file)),
         )
         what = str(input_file)
     else:
