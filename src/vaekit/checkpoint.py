@@ -123,6 +123,10 @@ def read_config(path: str | Path) -> dict[str, Any]:
         ) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise CheckpointError(f"{str(file)!r} is unreadable or corrupt: {err}") from None
+    except RecursionError:
+        raise CheckpointError(
+            f"{str(file)!r} is corrupt: its JSON is nested too deeply; restore the file"
+        ) from None
     if not isinstance(config, dict) or not isinstance(config.get("format_version"), int):
         raise CheckpointError(f"{str(file)!r} has no format_version; it was not written by vaekit")
     if config["format_version"] > FORMAT_VERSION:
@@ -131,7 +135,56 @@ def read_config(path: str | Path) -> dict[str, Any]:
             f"{config.get('vaekit_version', '?')}); this vaekit {__version__} reads format "
             f"{FORMAT_VERSION} or older: upgrade vaekit"
         )
+    _check_config(config, file)
     return config
+
+
+#: Model settings that fix the shapes of the weights: a model table of a kind with such a field
+#: must give it (a default would build a model that does not match the saved weights).
+SHAPE_FIELDS = ("data_shape", "latent_dim", "n_latents", "n_categories", "vocab")
+
+
+def _check_config(config: dict[str, Any], file: Path) -> None:
+    """Raise :class:`CheckpointError` naming the key of a parsed config.json whose value has
+    the wrong type (a hand-edited file), or a model table that lacks a shape setting."""
+    from .model import MODELS
+
+    def bad(key: str, what: str) -> CheckpointError:
+        return CheckpointError(f"{str(file)!r}: {key} must be {what}; restore the file")
+
+    def positive_ints(v: Any) -> bool:
+        return isinstance(v, list) and all(type(d) is int and d > 0 for d in v)
+
+    for section in ("model", "train", "data"):
+        if section in config and not isinstance(config[section], dict):
+            raise bad(section, "a table")
+    if not isinstance(config.get("model"), dict):
+        raise CheckpointError(f"{str(file)!r} has no model table; restore the file")
+    data = config.get("data", {})
+    for key in ("name", "source"):
+        if key in data and not isinstance(data[key], str):
+            raise bad(f"data.{key}", "a string")
+    seed = data.get("split_seed", 0)
+    if type(seed) is not int or not 0 <= seed < 2**63:
+        raise bad("data.split_seed", "an integer from 0 to 2**63 - 1")
+    shape = data.get("image_shape", [1])
+    if not positive_ints(shape) or not 1 <= len(shape) <= 3:
+        raise bad("data.image_shape", "a list of 1 to 3 positive integers")
+    if "label_column" in data and type(data["label_column"]) not in (int, str):
+        raise bad("data.label_column", "a column index or name")
+    media = data.get("media", {})
+    if not isinstance(media, dict) or not isinstance(media.get("kind", ""), str):
+        raise bad("data.media", "a table with a kind")
+    model = config["model"]
+    kind = model.get("kind", "vae")
+    cls = MODELS.get(kind) if isinstance(kind, str) else None  # else load names the kind
+    if cls is not None:
+        fields = cls.config_class.__dataclass_fields__  # type: ignore[attr-defined]
+        for name in SHAPE_FIELDS:
+            if name in fields and name not in model:
+                raise CheckpointError(
+                    f"{str(file)!r} has no model.{name}; restore the file (vaekit writes it)"
+                )
 
 
 def load(path: str | Path, device: str | torch.device = "cpu") -> VAE:

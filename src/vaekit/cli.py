@@ -45,6 +45,8 @@ DATA_OPTIONS = {
     "label_column": ("--label-column", "CSV and TSV files"),
     "audio": ("--audio", "WAV files and folders of them"),
 }
+#: Examples reconstruct shows when -n is not given (fewer when the split has fewer).
+RECONSTRUCT_COUNT = 20
 #: Draws of a learned prior whose empirical quantiles place the manifold's grid.
 MANIFOLD_PRIOR_DRAWS = 100_000
 
@@ -146,9 +148,22 @@ def _load_model(run: Path) -> VAE:
     return load(run)
 
 
-def _output(run: Path, output: Path | None, default: Path, suffixes: tuple[str, ...]) -> Path:
-    """The file to write: ``output`` or ``default``, checked before any work is done."""
+def _output(
+    run: Path,
+    output: Path | None,
+    default: Path,
+    suffixes: tuple[str, ...],
+    inputs: tuple[Path | str | None, ...] = (),
+) -> Path:
+    """The file to write: ``output`` or ``default``, checked before any work is done (and
+    never one of the files ``inputs`` the command reads)."""
     path = output if output is not None else default
+    for given in inputs:
+        if given is not None and _same_file(path, Path(given)):
+            raise ConfigError(
+                f"output {str(path)!r} is the command's input file {str(given)!r}; writing it "
+                "would replace what is read: choose another output"
+            )
     if path.suffix.lower() not in suffixes:
         raise ConfigError(f"output {str(path)!r} must end in {' or '.join(suffixes)}")
     if path.is_dir():
@@ -161,6 +176,16 @@ def _output(run: Path, output: Path | None, default: Path, suffixes: tuple[str, 
     if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
         raise ConfigError(f"cannot write {str(path)!r}: {str(folder)!r} is not a writable folder")
     return path
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether the paths ``a`` and ``b`` name one file (through links too)."""
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+        return a.resolve() == b.resolve()
+    except (OSError, RuntimeError):
+        return False
 
 
 def _write(path: Path, data: bytes) -> Path:
@@ -284,7 +309,14 @@ def _eight_bit(x: Tensor) -> bool:
     )
 
 
+def _check_data_option(data: str | None) -> None:
+    """Refuse an empty --data (it would otherwise mean the default data set)."""
+    if data is not None and not data.strip():
+        raise ConfigError(f"--data is empty ({data!r}); give a data set name or a path")
+
+
 def _data_source(config: dict[str, Any], data: str | None) -> tuple[str, int]:
+    _check_data_option(data)
     entry = config.get("data") if isinstance(config.get("data"), dict) else {}
     source = data or entry.get("source") or entry.get("name")
     if not source:
@@ -434,6 +466,15 @@ def _check_count(name: str, n: int, available: int, split: str) -> None:
         raise ConfigError(f"{name} {n} is more than the {available} examples of the {split} split")
 
 
+def _count(n: int | None, default: int, available: int, split: str) -> int:
+    """The -n of a command that takes the first examples of a split: ``n`` when given (and no
+    more than the split has), else ``default`` capped at the split's size."""
+    if n is None:
+        return min(default, available)
+    _check_count("-n", n, available, split)
+    return n
+
+
 def _check_index(index: int, n: int, split: str, name: str) -> None:
     if index >= n:
         raise ConfigError(
@@ -571,7 +612,11 @@ _image_option = click.option(
 _scale_option = click.option(
     "--scale", type=click.IntRange(1, 16), default=None, help="Enlarge pictures this many times."
 )
-_seed_option = click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+#: The seeds torch.manual_seed takes: 0 .. 2**63 - 1.
+_seed_range = click.IntRange(0, 2**63 - 1)
+_seed_option = click.option(
+    "--seed", type=_seed_range, default=0, show_default=True, help="Random seed."
+)
 _label_option = click.option(
     "--label",
     type=click.IntRange(min=0),
@@ -622,7 +667,9 @@ def cli() -> None:
     help="End the run before an epoch that would take training past DURATION (600, 90s, 10m, "
     "1.5h).",
 )
-@click.option("--seed", type=int, default=None, help="Seed of initialisation, order and noise.")
+@click.option(
+    "--seed", type=_seed_range, default=None, help="Seed of initialisation, order and noise."
+)
 @click.option("--config", "config_file", default=None, help="TOML file with [model] and [train].")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a setting.")
 @click.option("-k", "k", type=int, default=1000, show_default=True, help="Samples for log p(x).")
@@ -693,6 +740,7 @@ def train(
 
     if k < 1:
         raise ConfigError(f"-k must be at least 1, got {k}")
+    _check_data_option(data)
     load_options = _load_options(image_size, label_column, audio)
     seconds = None if time_limit is None else _duration(time_limit, "--time-limit")
     if resume is not None:
@@ -987,7 +1035,7 @@ def evaluate(
     from .train import binarize
 
     config = _read_run(run)
-    out = _output(run, output, run / "eval.json", (".json",))
+    out = _output(run, output, run / "eval.json", (".json",), inputs=(data,))
     model = _load_model(run)
     x, labels, dataset = _load_split(config, model, data, split)
     condition = _split_conditions(model, labels, f"the {split} split of {dataset.name}")
@@ -1126,7 +1174,7 @@ def sample(
 
 @cli.command()
 @_run_argument
-@_count_option(20, "Number of examples.")
+@_count_option(None, "Number of examples  [default: 20, or all of a smaller split]")
 @click.option(
     "--ncols", type=click.IntRange(min=1), default=10, show_default=True, help="Pairs per row."
 )
@@ -1137,7 +1185,7 @@ def sample(
 @_output_option
 def reconstruct(
     run: Path,
-    n: int,
+    n: int | None,
     ncols: int,
     data: str | None,
     split: str,
@@ -1159,10 +1207,10 @@ def reconstruct(
 
     config = _read_run(run)
     if _media(config) == "text":
-        out = _output(run, output, run / "reconstructions.txt", (".txt",))
+        out = _output(run, output, run / "reconstructions.txt", (".txt",), inputs=(data,))
         model = _load_model(run)
         x, _, dataset = _load_split(config, model, data, split)
-        _check_count("-n", n, x.shape[0], split)
+        n = _count(n, RECONSTRUCT_COUNT, x.shape[0], split)
         pairs = zip(model.texts(x[:n]), model.texts(model.reconstruct(x[:n])), strict=True)
         click.echo(f"{n} {split} examples of {dataset.name} and their reconstructions")
         _echo_lines(out, [f"{a}\t{b}" for a, b in pairs])
@@ -1172,7 +1220,7 @@ def reconstruct(
         model = _load_model(run)
         shape = _image_shape(config, model, image_shape)
         x, _, dataset = _load_split(config, model, data, split)
-        _check_count("-n", n, x.shape[0], split)
+        n = _count(n, RECONSTRUCT_COUNT, x.shape[0], split)
         x = x[:n]
         x_rec = model.reconstruct(x)
         picture = viz.pairs_grid(x.flip(-2), x_rec.flip(-2), shape, ncols, scale=scale or 3)
@@ -1183,11 +1231,11 @@ def reconstruct(
         )
         _wrote(*_write_sound(config, torch.cat([x, x_rec]), folder, names, picture))
         return
-    out = _output(run, output, _figure_path(run, "reconstructions.png"), (".png",))
+    out = _output(run, output, _figure_path(run, "reconstructions.png"), (".png",), inputs=(data,))
     model = _load_model(run)
     shape = _image_shape(config, model, image_shape)
     x, labels, dataset = _load_split(config, model, data, split)
-    _check_count("-n", n, x.shape[0], split)
+    n = _count(n, RECONSTRUCT_COUNT, x.shape[0], split)
     x = x[:n]
     condition = _split_conditions(model, labels, f"the {split} split of {dataset.name}")
     kw = {} if condition is None else {"condition": condition[:n]}
@@ -1237,7 +1285,8 @@ def encode(
       vaekit encode runs/digits --input my_images.npy --sample --output z.npy
     """
     config = _read_run(run)
-    out = _output(run, output, run / "latents.npy", (".npy", ".csv"))
+    read = (input_file, data)
+    out = _output(run, output, run / "latents.npy", (".npy", ".csv"), inputs=read)
     model = _load_model(run)
     kw: dict[str, Any] = {}
     if input_file is not None and _media(config) == "text":
@@ -1306,7 +1355,7 @@ def decode(
 
     config = _read_run(run)
     if _media(config) == "text":
-        out = _output(run, output, run / "decoded.txt", (".txt",))
+        out = _output(run, output, run / "decoded.txt", (".txt",), inputs=(latents,))
         model = _load_model(run)
         z = _read_latents(latents, model.config.latent_dim)
         click.echo(f"decoded {z.shape[0]} latents from {latents} (greedy strings)")
@@ -1323,7 +1372,7 @@ def decode(
         click.echo(f"decoded {z.shape[0]} latents from {latents} as sound (Griffin-Lim)")
         _wrote(*_write_sound(config, x, folder, names))
         return
-    out = _output(run, output, run / "decoded.npy", (".npy", ".csv"))
+    out = _output(run, output, run / "decoded.npy", (".npy", ".csv"), inputs=(latents,))
     picture = None
     if png:
         default = out.with_suffix(".png") if output else _figure_path(run, "decoded.png")
@@ -1401,7 +1450,7 @@ def interpolate(
         raise click.UsageError("give both --from and --to, or indices, not a mix")
     config = _read_run(run)
     if _media(config) == "text":
-        out = _output(run, output, run / "interpolation.txt", (".txt",))
+        out = _output(run, output, run / "interpolation.txt", (".txt",), inputs=(data,))
         model = _load_model(run)
         if start is not None:
             ends, what = model.ids([start, end], "--from/--to"), f"{start!r} and {end!r}"
@@ -1433,7 +1482,7 @@ def interpolate(
         return
     if start is not None:
         raise ConfigError("--from/--to take strings or .wav files; for images give two indices")
-    out = _output(run, output, _figure_path(run, "interpolation.png"), (".png",))
+    out = _output(run, output, _figure_path(run, "interpolation.png"), (".png",), inputs=(data,))
     model = _load_model(run)
     _need_continuous(model, "interpolate")
     shape = _image_shape(config, model, image_shape)
@@ -1503,7 +1552,7 @@ def manifold(
     from .evaluate import latent_stats
 
     config = _read_run(run)
-    out = _output(run, output, _figure_path(run, "manifold.png"), (".png",))
+    out = _output(run, output, _figure_path(run, "manifold.png"), (".png",), inputs=(data,))
     model = _load_model(run)
     _need_continuous(model, "manifold")
     shape = _image_shape(config, model, image_shape)
@@ -1559,7 +1608,7 @@ def latents(run: Path, data: str | None, split: str, n: int | None, output: Path
     from . import viz
 
     config = _read_run(run)
-    out = _output(run, output, _figure_path(run, "latents.png"), (".png",))
+    out = _output(run, output, _figure_path(run, "latents.png"), (".png",), inputs=(data,))
     model = _load_model(run)
     x, labels, dataset = _load_split(config, model, data, split)
     x, labels = x[:n], (labels[:n] if labels is not None else None)

@@ -172,6 +172,8 @@ class TrainConfig:
         for name in ("warmup_steps", "checkpoint_every"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be zero or more, got {getattr(self, name)}")
+        if not 0 <= self.seed < 2**63:
+            raise ConfigError(f"seed must be an integer from 0 to 2**63 - 1, got {self.seed}")
         if not (math.isfinite(self.time_limit) and self.time_limit >= 0):
             raise ConfigError(
                 f"time_limit must be 0 (no limit) or a number of seconds, got {self.time_limit}"
