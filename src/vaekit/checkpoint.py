@@ -155,11 +155,11 @@ def _check_config(config: dict[str, Any], file: Path) -> None:
     def positive_ints(v: Any) -> bool:
         return isinstance(v, list) and all(type(d) is int and d > 0 for d in v)
 
-    for section in ("model", "train", "data"):
-        if section in config and not isinstance(config[section], dict):
+    if not isinstance(config.get("model"), dict):  # every run has one
+        raise bad("model", "a table")
+    for section in ("train", "data"):
+        if not isinstance(config.get(section, {}), dict):
             raise bad(section, "a table")
-    if not isinstance(config.get("model"), dict):
-        raise CheckpointError(f"{str(file)!r} has no model table; restore the file")
     data = config.get("data", {})
     for key in ("name", "source"):
         if key in data and not isinstance(data[key], str):
