@@ -787,3 +787,15 @@ def test_encode_input_reads_uint8_data_as_train_does(
         assert code == 0, err
     z = np.load(tmp_path / "z-ints.npy")
     assert z.shape == (30, 3) and np.array_equal(z, np.load(tmp_path / "z-scaled.npy"))
+
+
+def test_data_outside_the_likelihood_s_support_is_one_line_before_anything_is_printed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "negative.npy"
+    np.save(data, -np.random.default_rng(0).random((40, 6), dtype=np.float32))
+    code, out, err = run_cli(capsys, "train", "--data", data, "--out", tmp_path / "run", *TINY,
+                             "--set", "likelihood=bernoulli")  # fmt: skip
+    assert code == 2 and out == "" and err.count("\n") == 1, (out, err)
+    assert "train split has values in [-" in err and "needs [0, 1]" in err
+    assert not (tmp_path / "run").exists()

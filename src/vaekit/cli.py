@@ -915,9 +915,11 @@ def _train_and_report(
     from .evaluate import elbo as elbo_per_example
     from .evaluate import latent_stats, log_likelihood
     from .model import model_table
-    from .train import TrainingInterrupted, binarize, fit
+    from .train import TrainingInterrupted, as_tensor, binarize, check_data, fit
 
     name = dataset.name
+    for split in ("train", "valid"):  # before the settings are printed: bad data is one line
+        check_data(model, as_tensor(getattr(dataset, split)), f"{name}'s {split} split")
     sizes = f"{len(dataset.train)} train / {len(dataset.valid)} valid / {len(dataset.test)} test"
     click.echo(_wrapped("data", f"{name} {tuple(dataset.data_shape)}, {sizes}"))
     click.echo(_wrapped("model", _settings(model_table(model.config))))
