@@ -265,7 +265,7 @@ def test_conv_network_fits_audio_clips(tmp_path: Path, capsys) -> None:
     check_wav(run / "samples" / "sample-000.wav", s.sample_rate, s.samples)
 
 
-@pytest.mark.parametrize(("n_fft", "hop"), [(1024, 256), (256, 64), (512, 100), (400, 400)])
+@pytest.mark.parametrize(("n_fft", "hop"), [(1024, 256), (256, 64), (512, 100), (400, 399)])
 def test_fewest_frames_is_what_the_centred_stft_needs(n_fft: int, hop: int) -> None:
     fewest = AudioSettings(n_fft=n_fft, hop=hop, n_mels=8, frames=0).min_frames
     s = AudioSettings(n_fft=n_fft, hop=hop, n_mels=8, frames=fewest)
@@ -295,3 +295,21 @@ def test_too_few_frames_on_the_command_line_is_one_line(tmp_path: Path, capsys) 
     assert code == 0, err
     media = json.loads((run / "config.json").read_text())["data"]["media"]
     assert media["frames"] == 4
+
+
+def test_hop_must_be_below_n_fft_for_the_sound_to_come_back() -> None:
+    x = torch.from_numpy(tone(440, 1.0)[: 4 * 1023])[None]  # a clip: (frames - 1) * hop samples
+    with pytest.raises(DataError, match=r"hop=1024 must be less than n_fft=1024.*hop=256"):
+        AudioSettings(n_fft=1024, hop=1024)
+    with pytest.raises(DataError, match=r"n_fft=1 .*n_fft=2 or more"):
+        AudioSettings(n_fft=1, hop=1, n_mels=1)
+    # the Hann windows of hop == n_fft leave gaps the inverse STFT refuses; one sample less
+    # works (the windows' small overlap amplifies rounding, hence the tolerance)
+    window = torch.hann_window(1024)
+    with pytest.raises(RuntimeError, match="overlap"):
+        torch.istft(audio.stft(x, 1024, 1024), 1024, 1024, window=window, length=x.shape[1])
+    y = torch.istft(audio.stft(x, 1024, 1023), 1024, 1023, window=window, length=x.shape[1])
+    assert x.shape[1] == 4 * 1023 and float((y - x).abs().max()) < 0.05
+    s = AudioSettings(sample_rate=RATE, n_fft=1024, hop=1023, n_mels=8, frames=8,
+                      mean=(0.0,) * 8, std=(1.0,) * 8, griffin_lim_iters=2)  # fmt: skip
+    assert audio.to_waveforms(torch.zeros(1, 1, 8, 8), s).shape == (1, s.samples)

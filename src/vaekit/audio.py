@@ -44,7 +44,8 @@ FRAME_MULTIPLE = 8
 class AudioSettings:
     """How waveforms become examples; saved in config.json's ``data.media`` table.
 
-    sample_rate: Hz. n_fft: STFT window and FFT size, samples. hop: samples between frames.
+    sample_rate: Hz. n_fft: STFT window and FFT size, samples (at least 2). hop: samples
+    between frames (less than n_fft, so that the Hann windows overlap and Griffin-Lim can invert).
     n_mels: mel bands (0 Hz to sample_rate / 2). frames: STFT frames per clip (0 = from the
     data: the longest file, at most ``MAX_CLIP_SECONDS``, rounded up to a multiple of
     ``FRAME_MULTIPLE``); at least :attr:`min_frames`). mean, std: per mel band, of the
@@ -79,8 +80,16 @@ class AudioSettings:
                 )
         if not self.trim_db >= 0:
             raise DataError(f"audio trim_db must be zero or more, got {self.trim_db}")
-        if self.frames < 0 or self.hop > self.n_fft:
-            raise DataError(f"audio frames must be >= 0 and hop <= n_fft, got {self}")
+        if self.frames < 0:
+            raise DataError(f"audio frames must be >= 0 (0 = from the data), got {self.frames}")
+        if self.n_fft < 2:
+            raise DataError(f"audio n_fft={self.n_fft} is too small; use --audio n_fft=2 or more")
+        if self.hop >= self.n_fft:
+            raise DataError(
+                f"audio hop={self.hop} must be less than n_fft={self.n_fft} (Hann windows that "
+                f"do not overlap cannot be turned back into sound); use --audio "
+                f"hop={max(1, self.n_fft // 4)}"
+            )
         if self.n_mels > self.n_fft // 2 + 1:
             raise DataError(f"n_mels {self.n_mels} exceeds the {self.n_fft // 2 + 1} FFT bins")
         if self.frames and self.frames < self.min_frames:
