@@ -660,6 +660,9 @@ def test_a_run_without_one_good_step_saves_no_model(tmp_path: Any) -> None:
     with pytest.raises(TrainingError, match=r"^no step of the run .*\(2 skipped\).*data's scale"):
         fit(small_model("gaussian"), x, epochs=1, batch_size=8, out=tmp_path / "run")
     assert not (tmp_path / "run" / "model.safetensors").exists()
+    with pytest.raises(TrainingError) as info:  # the starting weights are no "last good state"
+        fit(small_model("gaussian"), x, epochs=1, batch_size=8, out=tmp_path / "again")
+    assert "keeps the last good state" not in str(info.value)
     # the same run on data of a sane scale saves its model
     fit(small_model("gaussian"), synthetic(16), epochs=1, batch_size=8, out=tmp_path / "ok")
     assert (tmp_path / "ok" / "model.safetensors").is_file()

@@ -991,7 +991,7 @@ def fit(
             drop_previous(out_dir)  # stopped: the new run is the one to resume
         if out_dir is not None:  # metrics.jsonl goes back to what the checkpoint holds
             trim_metrics(out_dir, saved_records[0])
-        if isinstance(err, TrainingError) and out_dir is not None and saved_step:
+        if isinstance(err, TrainingError) and out_dir is not None and saved_step[:1] > [0]:
             raise TrainingError(
                 f"{err}; {str(out_dir / STATE_FILE)!r} keeps the last good state (step "
                 f"{saved_step[0]})"
