@@ -179,3 +179,22 @@ def test_an_output_that_is_the_commands_input_is_refused(
     code, _, err = run_cli(capsys, "decode", small_run, z, "-o", tmp_path / "x.npy")
     assert code == 0, err
     assert np.load(tmp_path / "x.npy").shape == (np.load(z).shape[0], 16)
+
+
+def test_messages_name_what_was_given_and_what_to_give(
+    small_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A file given for a run folder, a folder given for a file, a resume of a folder with no
+    training state and a setting the model kind does not have: each line says what to give."""
+    err = _one_line(*run_cli(capsys, "sample", small_run / "config.json"))
+    assert "is a file, not a run folder; the run is its folder" in err
+    (tmp_path / "z.npy").mkdir()
+    err = _one_line(*run_cli(capsys, "decode", small_run, tmp_path / "z.npy"))
+    assert "is a folder; give a .npy file" in err
+    (tmp_path / "empty").mkdir()
+    err = _one_line(*run_cli(capsys, "train", "--resume", tmp_path / "empty"))
+    assert f"vaekit train --out {tmp_path / 'empty'} --overwrite" in err
+    err = _one_line(*run_cli(capsys, "train", "--out", tmp_path / "cat", "--set",
+                             "kind=categorical", "--set", "latent_dim=4"))  # fmt: skip
+    assert "unknown setting 'latent_dim'" in err and "the categorical model has " in err
+    assert "n_latents" in err and "training has " in err and "time_limit" in err

@@ -109,12 +109,20 @@ def _config_bytes(model: VAE, metadata: dict[str, Any]) -> bytes:
     return (json.dumps(config, indent=2) + "\n").encode()
 
 
+def _check_run_folder(path: Path) -> None:
+    """Raise unless ``path`` is a folder (a run's files are inside one)."""
+    if path.is_file():
+        where = f"; the run is its folder {str(path.parent)!r}" if path.name in RUN_NAMES else ""
+        raise CheckpointError(f"{str(path)!r} is a file, not a run folder{where}")
+    if not path.is_dir():
+        raise CheckpointError(f"run folder {str(path)!r} does not exist")
+
+
 def read_config(path: str | Path) -> dict[str, Any]:
     """The parsed config.json of a run folder, after checking its format version."""
     path = Path(path)
     file = path / CONFIG_FILE
-    if not path.is_dir():
-        raise CheckpointError(f"run folder {str(path)!r} does not exist")
+    _check_run_folder(path)
     try:
         config = json.loads(file.read_text())
     except FileNotFoundError:
@@ -293,12 +301,11 @@ def _read_state(path: str | Path, header_only: bool) -> tuple[dict[str, str], by
     ``header_only``, the file's bytes. The file is read through one descriptor, so a checkpoint
     that training replaces meanwhile is seen whole, old or new."""
     file = Path(path) / STATE_FILE
-    if not Path(path).is_dir():
-        raise CheckpointError(f"run folder {str(path)!r} does not exist")
+    _check_run_folder(Path(path))
     if not file.is_file():
         raise CheckpointError(
             f"{str(path)!r} has no {STATE_FILE} to resume from; start the run again with "
-            "vaekit train --out"
+            f"vaekit train --out {path} --overwrite"
         )
     try:
         with file.open("rb") as f:
@@ -360,6 +367,8 @@ def load_training_state(path: str | Path) -> dict[str, Any]:
 # -- the other files of a run in progress --------------------------------------------------------
 
 METRICS_FILE = "metrics.jsonl"
+#: The files that make a run folder.
+RUN_NAMES = (CONFIG_FILE, WEIGHTS_FILE, STATE_FILE, METRICS_FILE)
 
 
 def _write(file: Path, data: bytes) -> None:

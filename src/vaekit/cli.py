@@ -90,8 +90,18 @@ def resolve_config(
         section, _, name = key.rpartition(".")
         if not section:
             owners = [s for s in SECTIONS if name in settings(s)]
-            if len(owners) != 1:
-                raise ConfigError(f"unknown setting {name!r} in --set {text!r}")
+            if len(owners) > 1:
+                raise ConfigError(
+                    f"setting {name!r} in --set {text!r} is in {' and '.join(owners)}: write "
+                    f"{owners[0]}.{name}=... or {owners[1]}.{name}=..."
+                )
+            if not owners:
+                kind = merged["model"].get("kind", "vae")
+                raise ConfigError(
+                    f"unknown setting {name!r} in --set {text!r}; the {kind} model has "
+                    f"{', '.join(sorted(settings('model') - {'kind'}))}; training has "
+                    f"{', '.join(sorted(settings('train')))}"
+                )
             section = owners[0]
         if section not in SECTIONS:
             raise ConfigError(f"unknown config section {section!r} in --set {text!r}")
@@ -214,6 +224,8 @@ def _read_array(path: Path, what: str, *, data: bool = False) -> np.ndarray:
     suffix = path.suffix.lower()
     if suffix not in (".npy", ".csv"):
         raise DataError(f"{what} file {str(path)!r} must be .npy or .csv")
+    if path.is_dir():
+        raise DataError(f"{what} file {str(path)!r} is a folder; give a {suffix} file")
     if not path.is_file():
         raise DataError(f"{what} file {str(path)!r} does not exist")
     from .data import NUMPY_READ_ERRORS
