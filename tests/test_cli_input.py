@@ -198,3 +198,20 @@ def test_messages_name_what_was_given_and_what_to_give(
                              "kind=categorical", "--set", "latent_dim=4"))  # fmt: skip
     assert "unknown setting 'latent_dim'" in err and "the categorical model has " in err
     assert "n_latents" in err and "training has " in err and "time_limit" in err
+
+
+def test_a_damaged_model_file_says_how_to_mend_it_and_resume_writes_it_again(
+    small_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    work = tmp_path / "run"
+    shutil.copytree(small_run, work)
+    weights = (work / "model.safetensors").read_bytes()
+    (work / "model.safetensors").write_bytes(weights[:100])
+    err = _one_line(*run_cli(capsys, "sample", work, "-n", "4"))
+    assert "truncated or corrupt" in err and f"vaekit train --resume {work} writes it again" in err
+    code, out, err = run_cli(capsys, "train", "--resume", work, "-q", "-k", "2")
+    assert code == 0, err
+    assert "model.safetensors is missing or unreadable; writing it again" in out
+    assert (work / "model.safetensors").read_bytes() == weights
+    code, out, _ = run_cli(capsys, "train", "--resume", work, "-q")
+    assert code == 0 and "has already finished its 1 epochs" in out

@@ -216,7 +216,10 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> VAE:
         state = from_safetensors_bytes(file.read_bytes())
         state = {k: v.to(device) for k, v in state.items()}
     except (SafetensorError, OSError, ValueError, RuntimeError) as err:
-        raise CheckpointError(f"{str(file)!r} is truncated or corrupt: {err}") from None
+        again = ""
+        if (path / STATE_FILE).is_file():
+            again = f"; vaekit train --resume {path} writes it again from the training state"
+        raise CheckpointError(f"{str(file)!r} is truncated or corrupt: {err}{again}") from None
     model = build_model(model_config).to(device)
     try:
         model.load_state_dict(state, strict=True)

@@ -863,7 +863,8 @@ def _train_resume(
             f"{str(run)!r}: its checkpoint's run record is damaged ({err})"
         ) from None
     train_config = from_dict(TrainConfig, {**saved_train, **changes}, section="train")
-    if info.get("finished") and (run / "model.safetensors").is_file():
+    rewrite = bool(info.get("finished")) and not _weights_readable(run)
+    if info.get("finished") and not rewrite:
         limit = float(saved_train.get("time_limit") or 0)
         if train_config.epochs == done:
             click.echo(
@@ -891,10 +892,27 @@ def _train_resume(
         if data:
             raise
         raise DataError(f"{err} (the run's data set; give it with --data)") from None
-    click.echo(
-        f"resume {run} at epoch {done + 1} of {train_config.epochs}, step {info.get('step')}"
-    )
+    if rewrite and train_config.epochs == done:
+        click.echo(
+            f"{run}: model.safetensors is missing or unreadable; writing it again from the "
+            f"training state ({done} epochs)"
+        )
+    else:
+        click.echo(
+            f"resume {run} at epoch {done + 1} of {train_config.epochs}, step {info.get('step')}"
+        )
     _train_and_report(model, dataset, train_config, run, metadata, k, quiet, resume=True)
+
+
+def _weights_readable(run: Path) -> bool:
+    """Whether the run's model.safetensors loads (it may be missing, truncated or damaged)."""
+    from .checkpoint import load
+
+    try:
+        load(run)
+    except CheckpointError:
+        return False
+    return True
 
 
 def _check_writable_folder(folder: Path, what: str) -> None:
@@ -992,7 +1010,7 @@ def _train_and_report(
         f"trained {last['epoch']} epochs ({last['step']} steps, {last['seconds']:.1f} s, "
         f"{last['skipped_steps']} skipped) on {name} {tuple(dataset.data_shape)}"
     )
-    if last.get("stopped") == "time_limit":
+    if last.get("stopped") == "time_limit" and train_config.time_limit > 0:
         click.echo(
             f"stopped by the time limit ({train_config.time_limit:g} s) after {last['epoch']} "
             f"of {train_config.epochs} epochs"
