@@ -436,3 +436,35 @@ def test_ctrl_c_saves_the_state_and_says_how_to_resume(
     main(["train", "--resume", str(target), "-q"])
     assert "already finished its 60 epochs" in capsys.readouterr().out
     assert contents(target) == before
+
+
+def test_importing_vaekit_leaves_torch_until_a_name_needs_it() -> None:
+    code = (
+        "import sys, vaekit\n"
+        "assert 'torch' not in sys.modules, 'import vaekit imported torch'\n"
+        "from vaekit import VAE, fit\n"
+        "assert 'torch' in sys.modules and VAE.__module__ == 'vaekit.model'\n"
+        "assert set(vaekit.__all__) == set(dir(vaekit))\n"
+        "import vaekit.evaluate\n"  # the submodule does not hide the function of its name
+        "from vaekit import evaluate\n"
+        "assert vaekit.evaluate is evaluate and type(evaluate).__name__ == 'function'\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_ctrl_c_while_the_command_is_importing_is_one_line_and_exit_130() -> None:
+    """A KeyboardInterrupt raised while vaekit.cli (and torch with it) is being imported, as
+    Ctrl-C in the command's first second raises it."""
+    code = (
+        "import sys\n"
+        "class Interrupt:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'vaekit.cli':\n"
+        "            raise KeyboardInterrupt\n"
+        "sys.meta_path.insert(0, Interrupt())\n"
+        "from vaekit._entry import main\n"
+        "main()\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 130 and proc.stderr == "vaekit: interrupted\n", proc.stderr

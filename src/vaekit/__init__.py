@@ -1,18 +1,46 @@
 """vaekit: variational autoencoders (Kingma & Welling's Auto-Encoding Variational Bayes) as a
-library and a command-line tool."""
+library and a command-line tool.
+
+The names below load on first use (``from vaekit import VAE`` imports torch then), so that the
+``vaekit`` command can answer Ctrl-C in one line even while torch is still being imported.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-from . import audio, data, text
-from .checkpoint import load, save
-from .discrete import CategoricalConfig, CategoricalVAE
-from .errors import CheckpointError, ConfigError, DataError, VaekitError
-from .evaluate import evaluate, log_likelihood
-from .hierarchical import HVAE, HVAEConfig
-from .model import VAE, VAEConfig
-from .objectives import Terms, elbo, iwae
-from .text import TextVAE, TextVAEConfig
-from .train import TrainConfig, TrainingError, TrainingInterrupted, fit
+#: Public name -> the module that defines it.
+_EXPORTS = {
+    "load": "checkpoint",
+    "save": "checkpoint",
+    "CategoricalConfig": "discrete",
+    "CategoricalVAE": "discrete",
+    "CheckpointError": "errors",
+    "ConfigError": "errors",
+    "DataError": "errors",
+    "VaekitError": "errors",
+    "evaluate": "evaluate",
+    "log_likelihood": "evaluate",
+    "HVAE": "hierarchical",
+    "HVAEConfig": "hierarchical",
+    "VAE": "model",
+    "VAEConfig": "model",
+    "Terms": "objectives",
+    "elbo": "objectives",
+    "iwae": "objectives",
+    "TextVAE": "text",
+    "TextVAEConfig": "text",
+    "TrainConfig": "train",
+    "TrainingError": "train",
+    "TrainingInterrupted": "train",
+    "fit": "train",
+}
+_SUBMODULES = ("audio", "data", "text")
 
 __all__ = [
     "HVAE",
@@ -43,3 +71,43 @@ __all__ = [
     "save",
     "text",
 ]
+
+
+class _Package(types.ModuleType):
+    """The package's module type: importing the submodule ``vaekit.evaluate`` binds it on the
+    package, which would hide the function ``vaekit.evaluate``; the function keeps the name."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if _EXPORTS.get(name) == name and isinstance(value, types.ModuleType):
+            return  # __getattr__ gives the function of that name
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'vaekit' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+if TYPE_CHECKING:
+    from . import audio, data, text
+    from .checkpoint import load, save
+    from .discrete import CategoricalConfig, CategoricalVAE
+    from .errors import CheckpointError, ConfigError, DataError, VaekitError
+    from .evaluate import evaluate, log_likelihood
+    from .hierarchical import HVAE, HVAEConfig
+    from .model import VAE, VAEConfig
+    from .objectives import Terms, elbo, iwae
+    from .text import TextVAE, TextVAEConfig
+    from .train import TrainConfig, TrainingError, TrainingInterrupted, fit
