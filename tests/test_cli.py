@@ -102,7 +102,7 @@ def test_overwrite_removes_what_the_old_run_wrote(
     assert (work / "model.safetensors").read_bytes() != before["model.safetensors"]
     assert (work / "figures" / "mine.png").read_bytes() == b"a picture of the user's"
     assert (work / "notes.txt").read_text() == "the user's notes"
-    assert not (work / ".previous").exists()
+    assert not (work / ".vaekit-previous").exists()
 
 
 def test_train_saves_and_prints_resolved_config(run: Path) -> None:

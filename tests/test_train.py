@@ -646,9 +646,14 @@ def test_a_new_run_stopped_in_a_run_s_folder_replaces_it_and_a_failed_one_does_n
         fit(small_model("gaussian_fixed"), torch.full((30, D), 1e20), epochs=3, batch_size=1,
             max_bad_steps=3, out=out)  # fmt: skip
     assert {f.name: f.read_bytes() for f in out.iterdir() if f.is_file()} == old
-    with pytest.raises(train.TrainingInterrupted):
+    with pytest.raises(train.TrainingInterrupted) as info:  # stopped in its first epoch
+        fit(small_model(), x, epochs=5, batch_size=16, out=out, stop=stop_after(1))
+    assert info.value.restored
+    assert {f.name: f.read_bytes() for f in out.iterdir() if f.is_file()} == old
+    with pytest.raises(train.TrainingInterrupted) as info:  # stopped after an epoch
         fit(small_model(), x, epochs=5, batch_size=16, out=out, stop=stop_after(3))
-    assert not (out / ".previous").exists() and not (out / "eval.json").exists()
+    assert not info.value.restored
+    assert not (out / ".vaekit-previous").exists() and not (out / "eval.json").exists()
     assert not (out / "model.safetensors").exists()  # the new run has not finished
     history = fit(small_model(seed=2), x, epochs=5, batch_size=16, out=out, resume=True)
     assert [r["epoch"] for r in history] == [1, 2, 3, 4, 5]
@@ -677,4 +682,48 @@ def test_a_new_run_without_one_good_step_puts_back_the_run_it_was_to_replace(
     with pytest.raises(TrainingError, match=r"^no step of the run .*is back"):
         fit(small_model("gaussian"), torch.full((16, D), 1e30), epochs=1, batch_size=8, out=out)
     assert {f.name: f.read_bytes() for f in out.iterdir() if f.is_file()} == old
-    assert not (out / ".previous").exists()
+    assert not (out / ".vaekit-previous").exists()
+
+
+def test_a_run_that_cannot_be_set_aside_stays_whole(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When moving the old run aside fails part way (a full disk, a link to another file
+    system), what was moved goes back and nothing is deleted."""
+    import os
+
+    from vaekit import CheckpointError
+    from vaekit.checkpoint import PREVIOUS_FOLDER
+
+    out, x = tmp_path / "run", synthetic(40)
+    fit(small_model(), x, epochs=1, batch_size=16, out=out)
+    (out / "eval.json").write_text("{}")
+    old = {f.name: f.read_bytes() for f in out.iterdir() if f.is_file()}
+    real, calls = os.replace, []
+
+    def failing(src: Any, dst: Any) -> None:
+        calls.append(src)
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device")
+        real(src, dst)
+
+    monkeypatch.setattr(os, "replace", failing)
+    with pytest.raises(CheckpointError, match=r"cannot set the run in .* aside"):
+        fit(small_model(), x, epochs=1, batch_size=16, out=out)
+    monkeypatch.undo()
+    assert {f.name: f.read_bytes() for f in out.iterdir() if f.is_file()} == old
+    assert not (out / PREVIOUS_FOLDER).exists()
+
+
+def test_a_resumed_run_that_finishes_drops_a_run_a_killed_process_left_aside(
+    tmp_path: Any,
+) -> None:
+    from vaekit.checkpoint import PREVIOUS_FOLDER
+
+    out, x = tmp_path / "run", synthetic(40)
+    with pytest.raises(train.TrainingInterrupted):
+        fit(small_model(), x, epochs=2, batch_size=16, out=out, stop=stop_after(4))
+    (out / PREVIOUS_FOLDER).mkdir()  # as a process killed during an overwrite leaves it
+    (out / PREVIOUS_FOLDER / "config.json").write_text("{}")
+    fit(small_model(), x, epochs=2, batch_size=16, out=out, resume=True)
+    assert not (out / PREVIOUS_FOLDER).exists()

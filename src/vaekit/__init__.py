@@ -86,8 +86,14 @@ class _Package(types.ModuleType):
 sys.modules[__name__].__class__ = _Package
 
 
+def _submodules() -> set[str]:
+    import pkgutil
+
+    return {m.name for m in pkgutil.iter_modules(__path__)}
+
+
 def __getattr__(name: str) -> Any:
-    if name in _SUBMODULES:
+    if name in _SUBMODULES or (name not in _EXPORTS and name in _submodules()):
         return importlib.import_module(f".{name}", __name__)
     if name in _EXPORTS:
         value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
@@ -97,7 +103,7 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return __all__
+    return sorted({*globals(), *__all__, *_submodules()})
 
 
 if TYPE_CHECKING:

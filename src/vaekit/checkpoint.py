@@ -403,7 +403,7 @@ def start_run(path: str | Path, model: VAE, **metadata: Any) -> None:
 
 
 #: Where a new run started in a folder keeps the run it replaces until it has trained.
-PREVIOUS_FOLDER = ".previous"
+PREVIOUS_FOLDER = ".vaekit-previous"
 
 
 def _run_files(path: Path) -> list[Path]:
@@ -418,7 +418,7 @@ def _run_files(path: Path) -> list[Path]:
 
 
 def set_aside_run(path: str | Path) -> bool:
-    """Move the run in the folder ``path``, if one is there, into ``path/.previous`` (same
+    """Move the run in the folder ``path``, if one is there, into ``path/.vaekit-previous`` (same
     relative paths), so that a new run can start there and :func:`restore_run` can put the old
     one back if the new one fails. Other files stay where they are. Returns whether a run was
     there."""
@@ -427,13 +427,23 @@ def set_aside_run(path: str | Path) -> bool:
         return False
     keep = path / PREVIOUS_FOLDER
     shutil.rmtree(keep, ignore_errors=True)  # left by a process that was killed
+    moved: list[tuple[Path, Path]] = []
     try:
         for file in _run_files(path):
             dest = keep / file.relative_to(path)
             dest.parent.mkdir(parents=True, exist_ok=True)
             os.replace(file, dest)
+            moved.append((file, dest))
     except OSError as err:
-        restore_run(path)
+        try:  # put back what was moved; nothing is deleted
+            for file, dest in reversed(moved):
+                os.replace(dest, file)
+        except OSError:
+            raise CheckpointError(
+                f"cannot set the run in {str(path)!r} aside ({err}), nor put it back: its "
+                f"files are in {str(keep)!r}"
+            ) from None
+        shutil.rmtree(keep, ignore_errors=True)
         raise CheckpointError(f"cannot set the run in {str(path)!r} aside: {err}") from None
     return True
 

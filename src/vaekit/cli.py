@@ -688,7 +688,8 @@ def cli() -> None:
 @click.option(
     "--overwrite",
     is_flag=True,
-    help="Replace a run already in --out (kept until the new one trains; put back if it fails).",
+    help="Replace a run already in --out (put back if the new one fails or is stopped in its "
+    "first epoch).",
 )
 @click.option(
     "--image-size",
@@ -990,6 +991,13 @@ def _train_and_report(
             stop=stop.is_set,
         )
     except TrainingInterrupted as err:
+        if err.restored:
+            click.echo(
+                f"vaekit: interrupted before the new run's first epoch ended; the run that was "
+                f"in {out} is back",
+                err=True,
+            )
+            sys.exit(128 + (received[0] if received else signal.SIGINT))
         click.echo(
             f"vaekit: interrupted at step {err.step}; continue with: vaekit train --resume "
             f"{shlex.quote(str(out))}",

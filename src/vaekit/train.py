@@ -97,11 +97,13 @@ class TrainingError(VaekitError):
 
 class TrainingInterrupted(Exception):
     """:func:`fit` stopped because its ``stop`` callback said so. ``step`` and ``epoch`` say
-    where the saved training state stands (saved when fit was given ``out``)."""
+    where the saved training state stands (saved when fit was given ``out``). ``restored``: the
+    run was started in the folder of another run and stopped before its first epoch ended, so
+    the other run was put back and nothing of this one was kept."""
 
-    def __init__(self, step: int, epoch: int) -> None:
+    def __init__(self, step: int, epoch: int, restored: bool = False) -> None:
         super().__init__(f"interrupted at step {step} (epoch {epoch})")
-        self.step, self.epoch = step, epoch
+        self.step, self.epoch, self.restored = step, epoch, restored
 
 
 @dataclass(frozen=True)
@@ -776,8 +778,9 @@ def fit(
     ``out``'s checkpoint instead of starting afresh; on CPU the result is bit for bit that of a
     run never stopped. Only ``RESUMABLE`` settings may differ from the checkpoint's
     (``epochs`` may extend a finished run). A run already in ``out`` (without ``resume``) is
-    moved to ``out/.previous`` while the new one trains: removed when the new run finishes or
-    is stopped, put back as it was if the new run fails.
+    moved to ``out/.vaekit-previous`` while the new one trains: removed when the new run
+    finishes or is stopped after an epoch, put back as it was if the new run fails or is stopped
+    sooner.
 
     ``stop`` is polled before every step; when it returns True the state is saved (on the fast
     path, the last epoch's end is kept) and :class:`TrainingInterrupted` is raised. fit installs
@@ -982,13 +985,18 @@ def fit(
                 "(decoder_min_logvar)"
             )
     except BaseException as err:
-        if replaced and not isinstance(err, TrainingInterrupted | KeyboardInterrupt):
-            restore_run(out_dir)  # the new run failed: the one it was to replace is back
+        stopped = isinstance(err, TrainingInterrupted | KeyboardInterrupt)
+        if replaced and (not stopped or not history):
+            # the new run failed, or was stopped before it finished an epoch: the run it was to
+            # replace is back, as it was
+            restore_run(out_dir)
+            if isinstance(err, TrainingInterrupted):
+                raise TrainingInterrupted(err.step, err.epoch, restored=True) from None
             if isinstance(err, VaekitError):
                 raise type(err)(f"{err}; the run that was in {str(out_dir)!r} is back") from None
             raise
         if replaced:
-            drop_previous(out_dir)  # stopped: the new run is the one to resume
+            drop_previous(out_dir)  # stopped after an epoch: the new run is the one to resume
         if out_dir is not None:  # metrics.jsonl goes back to what the checkpoint holds
             trim_metrics(out_dir, saved_records[0])
         if isinstance(err, TrainingError) and out_dir is not None and saved_step[:1] > [0]:
@@ -1005,8 +1013,7 @@ def fit(
     model.eval()
     if out_dir is not None:
         model.save(out_dir, train=to_dict(config), **metadata)
-        if replaced:
-            drop_previous(out_dir)
+        drop_previous(out_dir)  # also one a killed process left before this run resumed
     return history
 
 
