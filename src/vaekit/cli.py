@@ -905,6 +905,16 @@ def _train_resume(
     _train_and_report(model, dataset, train_config, run, metadata, k, quiet, resume=True)
 
 
+def _time_limit_reached(run: Path) -> bool:
+    """Whether the run's training state says its time limit ended it (and nothing since)."""
+    from .checkpoint import read_training_info
+
+    try:
+        return bool(read_training_info(run).get("time_limit_reached"))
+    except CheckpointError:
+        return False
+
+
 def _weights_readable(run: Path) -> bool:
     """Whether the run's model.safetensors loads (it may be missing, truncated or damaged)."""
     from .checkpoint import load
@@ -1739,7 +1749,7 @@ def info(run: Path) -> None:
             f"{last['examples_seen']} examples, {last.get('seconds', 0):.1f} s); "
             f"last train bound {last['train_bound']:.3f}{valid} nats"
         )
-        if last.get("stopped") == "time_limit":
+        if last.get("stopped") == "time_limit" and _time_limit_reached(run):
             limit = (config.get("train") or {}).get("time_limit", "?")
             click.echo(
                 f"note   its time limit ({limit} s) ended the run; vaekit train --resume {run} "
