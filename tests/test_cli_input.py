@@ -215,3 +215,16 @@ def test_a_damaged_model_file_says_how_to_mend_it_and_resume_writes_it_again(
     assert (work / "model.safetensors").read_bytes() == weights
     code, out, _ = run_cli(capsys, "train", "--resume", work, "-q")
     assert code == 0 and "has already finished its 1 epochs" in out
+
+
+def test_interpolate_on_a_split_of_one_example_says_what_to_give(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "eight.npy"
+    np.save(data, np.random.default_rng(0).random((8, 16), dtype=np.float32))
+    run = tmp_path / "run"
+    assert run_cli(capsys, "train", "--data", data, "--out", run, *TINY)[0] == 0
+    err = _one_line(*run_cli(capsys, "interpolate", run, "-o", tmp_path / "i.png"))
+    assert "the test split of eight has 1 example(s)" in err and "--split train" in err
+    code, _, err = run_cli(capsys, "interpolate", run, "--split", "train", "-o", tmp_path / "i.png")
+    assert code == 0 and (tmp_path / "i.png").is_file(), err

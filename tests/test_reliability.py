@@ -442,6 +442,9 @@ def test_importing_vaekit_leaves_torch_until_a_name_needs_it() -> None:
     code = (
         "import sys, vaekit\n"
         "assert 'torch' not in sys.modules, 'import vaekit imported torch'\n"
+        "from vaekit.model import model_config\n"  # every kind, whatever was imported before
+        "assert type(model_config({'kind': 'categorical'})).__name__ == 'CategoricalConfig'\n"
+        "assert type(model_config({'kind': 'hvae'})).__name__ == 'HVAEConfig'\n"
         "from vaekit import VAE, fit\n"
         "assert 'torch' in sys.modules and VAE.__module__ == 'vaekit.model'\n"
         "assert set(vaekit.__all__) <= set(dir(vaekit)) and 'discrete' in dir(vaekit)\n"

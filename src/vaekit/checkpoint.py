@@ -155,7 +155,7 @@ SHAPE_FIELDS = ("data_shape", "latent_dim", "n_latents", "n_categories", "vocab"
 def _check_config(config: dict[str, Any], file: Path) -> None:
     """Raise :class:`CheckpointError` naming the key of a parsed config.json whose value has
     the wrong type (a hand-edited file), or a model table that lacks a shape setting."""
-    from .model import MODELS
+    from .model import model_kinds
 
     def bad(key: str, what: str) -> CheckpointError:
         return CheckpointError(f"{str(file)!r}: {key} must be {what}; restore the file")
@@ -185,7 +185,7 @@ def _check_config(config: dict[str, Any], file: Path) -> None:
         raise bad("data.media", "a table with a kind")
     model = config["model"]
     kind = model.get("kind", "vae")
-    cls = MODELS.get(kind) if isinstance(kind, str) else None  # else load names the kind
+    cls = model_kinds().get(kind) if isinstance(kind, str) else None  # else load names the kind
     if cls is not None:
         fields = cls.config_class.__dataclass_fields__  # type: ignore[attr-defined]
         for name in SHAPE_FIELDS:

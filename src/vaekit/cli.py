@@ -59,13 +59,14 @@ def resolve_config(
     Returns (VAEConfig, TrainConfig, data name). ``--set`` keys are ``section.key`` or a bare key
     that belongs to exactly one section.
     """
-    from .model import MODELS, model_config
+    from .model import model_config, model_kinds
     from .train import TrainConfig
 
     def settings(section: str) -> set[str]:
         if section == "train":
             return set(TrainConfig.__dataclass_fields__)
-        cls = MODELS.get(merged["model"].get("kind", "vae"), MODELS["vae"])
+        kinds = model_kinds()
+        cls = kinds.get(merged["model"].get("kind", "vae"), kinds["vae"])
         return {"kind", *cls.config_class.__dataclass_fields__}  # type: ignore[attr-defined]
 
     merged: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
@@ -572,9 +573,20 @@ def _split_ends(
     """The two examples an interpolation runs between (examples ``indices``, two of them, or
     by default 0 and 1, of ``split``) as a (2, ...) tensor, and words naming them."""
     x, _, dataset = _load_split(config, model, data, split)
+    if not indices:
+        _two_examples(x.shape[0], split, dataset.name, "--from and --to, or --split train")
     i, j = indices or (0, 1)
     _check_index(max(i, j), x.shape[0], split, dataset.name)
     return x[[i, j]], f"{split} examples {i} and {j} of {dataset.name}"
+
+
+def _two_examples(n: int, split: str, name: str, instead: str) -> None:
+    """Refuse a default interpolation on a split of fewer than two examples."""
+    if n < 2:
+        raise ConfigError(
+            f"the {split} split of {name} has {n} example(s) and an interpolation needs two: "
+            f"give {instead}"
+        )
 
 
 #: Seconds in one unit of a duration: "90s", "10m", "1.5h".
@@ -1540,6 +1552,7 @@ def interpolate(
     if indices:
         i, j = indices
     else:
+        _two_examples(x.shape[0], split, dataset.name, "--split train, or --data with more")
         i, j = 0, 1
         if labels is not None:
             j = next((t for t in range(1, len(labels)) if labels[t] != labels[0]), 1)

@@ -481,6 +481,17 @@ def rsample(qz_x: Distribution, k: int, generator: torch.Generator | None = None
 # with a ``kind`` name and a frozen ``config_class`` whose fields are its constructor's arguments.
 
 MODELS: dict[str, type[nn.Module]] = {"vae": VAE}
+#: The modules of vaekit's other kinds, which register them when imported.
+KIND_MODULES = ("hierarchical", "discrete", "text")
+
+
+def model_kinds() -> dict[str, type[nn.Module]]:
+    """:data:`MODELS` with vaekit's own kinds in it, whichever modules were imported so far."""
+    import importlib
+
+    for name in KIND_MODULES:
+        importlib.import_module(f"vaekit.{name}")
+    return MODELS
 
 
 def register_model(cls: type[M]) -> type[M]:
@@ -501,9 +512,10 @@ def model_config(data: Any, *, section: str = "model") -> Any:
         raise ConfigError(f"{section} must be a table of settings, got {data!r}")
     fields = dict(data)
     kind = fields.pop("kind", "vae")
-    if kind not in MODELS:
-        raise ConfigError(f"unknown {section}.kind {kind!r}; choose one of {', '.join(MODELS)}")
-    return from_dict(MODELS[kind].config_class, fields, section=section)  # type: ignore[attr-defined]
+    kinds = model_kinds()
+    if kind not in kinds:
+        raise ConfigError(f"unknown {section}.kind {kind!r}; choose one of {', '.join(kinds)}")
+    return from_dict(kinds[kind].config_class, fields, section=section)  # type: ignore[attr-defined]
 
 
 def model_table(config: Any) -> dict[str, Any]:
@@ -515,7 +527,7 @@ def model_table(config: Any) -> dict[str, Any]:
 
 def model_class(config: Any) -> type[nn.Module]:
     """The registered model class whose config class is ``type(config)``."""
-    for cls in MODELS.values():
+    for cls in model_kinds().values():
         if type(config) is cls.config_class:  # type: ignore[attr-defined]
             return cls
     raise ConfigError(f"no model kind is configured by {type(config).__name__}")
