@@ -40,7 +40,6 @@ _EXPORTS = {
     "TrainingInterrupted": "train",
     "fit": "train",
 }
-_SUBMODULES = ("audio", "data", "text")
 
 __all__ = [
     "HVAE",
@@ -93,7 +92,7 @@ def _submodules() -> set[str]:
 
 
 def __getattr__(name: str) -> Any:
-    if name in _SUBMODULES or (name not in _EXPORTS and name in _submodules()):
+    if name not in _EXPORTS and name in _submodules():
         return importlib.import_module(f".{name}", __name__)
     if name in _EXPORTS:
         value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)

@@ -382,22 +382,10 @@ def _write(file: Path, data: bytes) -> None:
 
 
 def start_run(path: str | Path, model: VAE, **metadata: Any) -> None:
-    """Lay out a new run in the folder ``path``: remove a previous run's weights (they would not
-    match the new config) and, where the folder held a run (config.json or weights), what was
-    derived from them (:data:`DERIVED_FILES`, the WAVs of :data:`DERIVED_SOUND_FOLDERS`); then
-    write config.json and an empty metrics.jsonl."""
+    """Lay out a new run in the folder ``path``: config.json and an empty metrics.jsonl. A run
+    already there was moved out of the way first (:func:`set_aside_run`), with its weights and
+    what was derived from them."""
     path = Path(path)
-    old = [path / WEIGHTS_FILE]
-    if (path / CONFIG_FILE).is_file() or (path / WEIGHTS_FILE).is_file():  # a run was here
-        old += [path / name for name in DERIVED_FILES]
-        for name in DERIVED_SOUND_FOLDERS:
-            if (path / name).is_dir():
-                old += [*(path / name).glob("*.wav"), path / name / "spectrograms.png"]
-    for file in old:
-        try:
-            file.unlink(missing_ok=True)
-        except OSError as err:
-            raise CheckpointError(f"cannot remove {str(file)!r}: {err}") from None
     _write(path / CONFIG_FILE, _config_bytes(model, metadata))
     _write(path / METRICS_FILE, b"")
 
@@ -409,8 +397,7 @@ PREVIOUS_FOLDER = ".vaekit-previous"
 def _run_files(path: Path) -> list[Path]:
     """The files of the run in ``path`` that a new run replaces or makes stale: config, weights,
     training state, metrics and what the commands derived from them."""
-    names = (CONFIG_FILE, WEIGHTS_FILE, STATE_FILE, METRICS_FILE, *DERIVED_FILES)
-    files = [path / name for name in names]
+    files = [path / name for name in (*RUN_NAMES, *DERIVED_FILES)]
     for name in DERIVED_SOUND_FOLDERS:
         if (path / name).is_dir():
             files += [*(path / name).glob("*.wav"), path / name / "spectrograms.png"]

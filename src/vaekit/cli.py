@@ -964,6 +964,7 @@ def _train_and_report(
     import signal
     import threading
 
+    from .checkpoint import STATE_FILE
     from .config import to_dict
     from .evaluate import elbo as elbo_per_example
     from .evaluate import latent_stats, log_likelihood
@@ -1057,7 +1058,7 @@ def _train_and_report(
         f"valid KL              {kl_valid:10.3f} nats, "
         f"{active} of {len(stats['kl_per_dim'])} latent dims active"
     )
-    _wrote(*(out / f for f in (*RUN_FILES, "checkpoint.safetensors")))
+    _wrote(*(out / f for f in (*RUN_FILES, STATE_FILE)))
 
 
 @cli.command()
