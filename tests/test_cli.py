@@ -716,6 +716,23 @@ def test_a_run_its_time_limit_ended_says_so_and_resumes_with_a_longer_one(
     assert json.loads((run / "config.json").read_text())["train"]["time_limit"] == 3600
 
 
+def test_a_resume_whose_new_time_limit_leaves_no_epoch_is_one_line_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "run"
+    code, _, err = run_cli(capsys, "train", "--out", run, *TINY)
+    assert code == 0, err
+    before = snapshot(run)
+    code, _, err = run_cli(capsys, "train", "--resume", run, "--epochs", "4", "--time-limit",
+                           "0.000001", "-q")  # fmt: skip
+    assert code == 2 and err.count("\n") == 1, err
+    assert "has trained for" in err and "no epoch fits" in err and "or 0 for no limit" in err
+    assert snapshot(run) == before
+    code, out, err = run_cli(capsys, "train", "--resume", run, "--epochs", "4", "--time-limit",
+                             "1h", "-q", "-k", "5")  # fmt: skip
+    assert code == 0 and "trained 4 epochs" in out, err
+
+
 def test_an_image_size_past_the_cap_is_one_line_before_any_resizing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -485,6 +485,32 @@ def test_a_time_limit_ends_the_run_as_finished_and_a_longer_one_resumes_it(tmp_p
     assert all(torch.equal(v, load(out).state_dict()[k]) for k, v in whole.state_dict().items())
 
 
+def test_a_run_stopped_mid_epoch_finishes_that_epoch_under_a_time_limit(
+    tmp_path: Any, reference: tuple
+) -> None:
+    """The limit ends runs between epochs: a run stopped in its second epoch and resumed under a
+    limit no epoch fits in finishes the epoch it was in (as a run never stopped does, bit for
+    bit) and ends there, rather than keeping the weights of part of an epoch."""
+    out = tmp_path / "run"
+    x, x_valid = binary(40, 1), binary(10, 2)
+    with pytest.raises(train.TrainingInterrupted):
+        fit(small_model("bernoulli"), x, valid=x_valid, out=out, stop=stop_after(4), **RESUME)
+    assert read_training_info(out)["mid_epoch"]
+    model = small_model("bernoulli", seed=9)
+    history = fit(model, x, valid=x_valid, out=out, resume=True, time_limit=1e-9,
+                  **RESUME)  # fmt: skip
+    assert [r["epoch"] for r in history] == [1, 2] and history[-1]["stopped"] == "time_limit"
+    info = read_training_info(out)
+    assert info["finished"] and info["epochs_done"] == 2 and not info["mid_epoch"]
+    last = history[1]["seconds"] - history[0]["seconds"]
+    assert info["seconds"] >= history[1]["seconds"] and info["last_epoch_seconds"] == last
+    expected = without_seconds(reference[1][:2])
+    expected[-1]["stopped"] = "time_limit"
+    assert without_seconds(history) == expected  # validation ELBO after epoch 2 included
+    saved = load(out).state_dict()
+    assert all(torch.equal(saved[k], v) for k, v in model.state_dict().items())
+
+
 def test_a_time_limit_the_epochs_fit_in_changes_nothing() -> None:
     x = synthetic(40)
     a, b = small_model(), small_model()

@@ -896,6 +896,7 @@ def _train_resume(
             f"epochs {train_config.epochs} is fewer than the {done} epochs the run in "
             f"{str(run)!r} has done; give more epochs"
         )
+    _check_time_left(run, info, train_config.time_limit, saved_train.get("time_limit"))
     source, split_seed = _data_source(metadata, data)
     torch.manual_seed(train_config.seed)
     model = build_model(saved_model)
@@ -915,6 +916,24 @@ def _train_resume(
             f"resume {run} at epoch {done + 1} of {train_config.epochs}, step {info.get('step')}"
         )
     _train_and_report(model, dataset, train_config, run, metadata, k, quiet, resume=True)
+
+
+def _check_time_left(run: Path, info: dict[str, Any], limit: float, saved: Any) -> None:
+    """Refuse a new time limit (seconds) that leaves a resumed run no epoch to train: the run's
+    training seconds so far plus its last epoch's would pass it. A run stopped mid-epoch
+    finishes that epoch whatever the limit, so it is not refused."""
+    if not limit or limit == saved or info.get("mid_epoch") or "seconds" not in info:
+        return
+    try:
+        spent, last = float(info["seconds"]), float(info.get("last_epoch_seconds") or 0.0)
+    except (TypeError, ValueError):
+        return
+    if spent + last > limit:
+        raise ConfigError(
+            f"time limit {limit:g} s: the run in {str(run)!r} has trained for {spent:.1f} s and "
+            f"its last epoch took {last:.1f} s, so no epoch fits; give more than "
+            f"{math.ceil(spent + last)} s (or 0 for no limit)"
+        )
 
 
 def _time_limit_reached(run: Path) -> bool:

@@ -882,13 +882,19 @@ def fit(
         loop.load_state(state["loop"], out_dir)
 
     # Set when the time limit ends the run: before the first epoch of a resumed run whose last
-    # epoch would no longer fit, or after the epoch past which the next one would not.
+    # epoch would no longer fit, or after the epoch past which the next one would not. A run
+    # stopped mid-epoch finishes that epoch first: the limit ends runs between epochs.
     out_of_time: list[bool] = []
-    if config.time_limit and history and loop.epoch <= config.epochs:
-        last = history[-1]["seconds"] - (history[-2]["seconds"] if len(history) > 1 else 0.0)
-        if loop.elapsed + last > config.time_limit:
-            out_of_time.append(True)
-            history[-1]["stopped"] = "time_limit"
+    mid_epoch = isinstance(loop, _EagerLoop) and loop.pos > 0
+    if (
+        config.time_limit
+        and history
+        and loop.epoch <= config.epochs
+        and not mid_epoch
+        and loop.elapsed + _last_epoch_seconds(history) > config.time_limit
+    ):
+        out_of_time.append(True)
+        history[-1]["stopped"] = "time_limit"
     saved_step: list[int] = []  # the step of the last checkpoint written
     saved_records = [len(history)]  # the epochs it holds
     last_save = {"time": time.perf_counter(), "steps": loop.step + loop.skipped}
@@ -912,6 +918,9 @@ def fit(
             "step": loop.step,
             "finished": loop.epoch > config.epochs or bool(out_of_time),
             "time_limit_reached": bool(out_of_time),
+            "mid_epoch": isinstance(loop, _EagerLoop) and loop.pos > 0,
+            "seconds": loop.elapsed,
+            "last_epoch_seconds": _last_epoch_seconds(history),
         }
         save_training_state(
             out_dir,
@@ -1307,6 +1316,13 @@ class _EagerLoop:
                 yield record
         finally:
             bar.close()
+
+
+def _last_epoch_seconds(history: History) -> float:
+    """Seconds the last finished epoch of ``history`` took, validation included (0 if none)."""
+    if not history:
+        return 0.0
+    return history[-1]["seconds"] - (history[-2]["seconds"] if len(history) > 1 else 0.0)
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:
