@@ -457,6 +457,23 @@ def test_importing_vaekit_leaves_torch_until_a_name_needs_it() -> None:
     assert proc.returncode == 0, proc.stderr
 
 
+def test_help_on_the_package_documents_it_and_runs_no_command() -> None:
+    """help(vaekit) and inspect.getmembers(vaekit) read every attribute the package lists; the
+    command's own modules (``__main__``, ``_entry``) are not among them, so neither prints the
+    command's usage nor exits."""
+    code = (
+        "import inspect, pydoc, vaekit\n"
+        "text = pydoc.render_doc(vaekit, renderer=pydoc.plaintext)\n"
+        "names = dict(inspect.getmembers(vaekit))\n"
+        "assert 'class VAE(' in text and 'def fit(' not in text, text[:300]\n"
+        "assert 'VAE' in names and '__main__' not in names and '_entry' not in names\n"
+        "print('read the docs')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "read the docs\n" and "Usage: vaekit" not in proc.stdout
+
+
 def test_ctrl_c_while_the_command_is_importing_is_one_line_and_exit_130() -> None:
     """A KeyboardInterrupt raised while vaekit.cli (and torch with it) is being imported, as
     Ctrl-C in the command's first second raises it."""

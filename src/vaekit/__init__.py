@@ -1,6 +1,16 @@
 """vaekit: variational autoencoders (Kingma & Welling's Auto-Encoding Variational Bayes) as a
 library and a command-line tool.
 
+Models: :class:`VAE` (built from :class:`VAEConfig`'s fields), :class:`HVAE` (two stochastic
+layers), :class:`CategoricalVAE` (discrete latents), :class:`TextVAE` (strings). Each has
+``encode(x)`` -> q(z|x), ``decode(z)`` -> p(x|z), ``sample``, ``reconstruct``, ``elbo`` and
+``log_likelihood`` (nats per example), ``fit`` and ``save``. :func:`fit` trains a model
+(:class:`TrainConfig`), :func:`load` reads a saved one back, :func:`evaluate` reports on a
+data set, and :func:`elbo` and :func:`iwae` are the bounds as functions of :class:`Terms`.
+Data sets are in :mod:`vaekit.data`; likelihoods, priors and networks in
+:mod:`vaekit.likelihoods`, :mod:`vaekit.priors` and :mod:`vaekit.nets`. Errors on bad input
+are subclasses of :class:`VaekitError`.
+
 The names below load on first use (``from vaekit import VAE`` imports torch then), so that the
 ``vaekit`` command can answer Ctrl-C in one line even while torch is still being imported.
 """
@@ -86,9 +96,10 @@ sys.modules[__name__].__class__ = _Package
 
 
 def _submodules() -> set[str]:
+    """The public submodules (``__main__`` and ``_entry`` are the command's, not the library's)."""
     import pkgutil
 
-    return {m.name for m in pkgutil.iter_modules(__path__)}
+    return {m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")}
 
 
 def __getattr__(name: str) -> Any:

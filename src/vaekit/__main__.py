@@ -2,4 +2,5 @@
 
 from ._entry import main
 
-main()
+if __name__ == "__main__":  # importing the module (help(), inspect) runs nothing
+    main()
