@@ -816,3 +816,49 @@ def test_data_outside_the_likelihood_s_support_is_one_line_before_anything_is_pr
     assert code == 2 and out == "" and err.count("\n") == 1, (out, err)
     assert "train split has values in [-" in err and "needs [0, 1]" in err
     assert not (tmp_path / "run").exists()
+
+
+def test_evaluate_gaps_and_encode_refine(
+    capsys: pytest.CaptureFixture[str], run: Path, tmp_path: Path
+) -> None:
+    report_file = tmp_path / "e.json"
+    code, out, err = run_cli(capsys, "evaluate", run, "-k", "50", "--gaps", "30",
+                             "--refine-steps", "40", "-q", "-o", report_file)  # fmt: skip
+    assert code == 0, err
+    assert "inference gaps on the first 30 examples (q refined by 40 Adam steps" in out
+    gaps = json.loads(report_file.read_text())["inference_gaps"]
+    assert (gaps["n"], gaps["refine_steps"], gaps["k"]) == (30, 40, 50)
+    assert gaps["amortization_gap"] > 0  # 2 epochs leave an encoder to improve on
+    assert gaps["approximation_gap"] + gaps["amortization_gap"] == pytest.approx(
+        gaps["log_likelihood"] - gaps["elbo"]
+    )
+    assert f"amortization gap     {gaps['amortization_gap']:12.3f} nats" in out
+    code, out, err = run_cli(capsys, "encode", run, "--refine", "40", "-o", tmp_path / "r.npy")
+    assert code == 0, err
+    assert "means of q(z|x) refined by 40 steps, shape (270, 3)" in out
+    code, _, err = run_cli(capsys, "encode", run, "-o", tmp_path / "z.npy")
+    assert code == 0, err
+    refined, plain = np.load(tmp_path / "r.npy"), np.load(tmp_path / "z.npy")
+    assert refined.shape == plain.shape and not np.allclose(refined, plain, atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    "args", [["evaluate", "--gaps", "5", "-k", "5"], ["encode", "--refine", "5"]]
+)
+def test_refining_a_categorical_run_is_one_line_and_writes_nothing(
+    capsys: pytest.CaptureFixture[str], categorical_run: Path, args: list[str]
+) -> None:
+    before = snapshot(categorical_run)
+    code, _, err = run_cli(capsys, args[0], categorical_run, *args[1:])
+    assert code == 2 and err.count("\n") == 1, err
+    assert "one diagonal Gaussian latent" in err and "'categorical'" in err
+    assert snapshot(categorical_run) == before
+
+
+def test_refine_steps_without_gaps_is_one_line(
+    capsys: pytest.CaptureFixture[str], run: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "e.json"
+    code, _, err = run_cli(capsys, "evaluate", run, "--refine-steps", "9", "-o", out)
+    assert code == 2 and err.count("\n") == 1 and "--refine-steps goes with --gaps" in err, err
+    assert not out.exists()

@@ -13,8 +13,10 @@ from torch import Tensor
 from torch.distributions import kl_divergence
 
 from vaekit import VAE, evaluate, log_likelihood
+from vaekit.errors import ConfigError, DataError
 from vaekit.evaluate import elbo as evaluate_elbo
-from vaekit.evaluate import latent_stats
+from vaekit.evaluate import inference_gaps, latent_stats
+from vaekit.evaluate import refine_posterior as evaluate_refine
 
 if TYPE_CHECKING:
     from conftest import LinearGaussian
@@ -202,3 +204,133 @@ def test_active_units_count_dimensions_whose_mean_varies_by_more_than_001() -> N
         linear.weight[:3, 0] = torch.tensor([0.05, 0.2, 1.0])  # rows 0-2: the means
     x = torch.tensor([[-1.0], [1.0]] * 32, dtype=torch.float64)
     assert evaluate_report(m, x, k=2)["active_units"] == 2
+
+
+# -- inference for given x: refined q*(z|x) and the gaps of the ELBO ----------------------------
+
+
+def correlated_linear_gaussian(linear_gaussian: MakeLG) -> tuple[LinearGaussian, Tensor]:
+    """A linear-Gaussian VAE whose decoder columns are correlated, so p(z|x) is a correlated
+    Gaussian that no diagonal one equals, with an encoder far from its best; and data from it."""
+    lg = linear_gaussian(data_dim=5, latent_dim=2, s=0.75)
+    g = gen(1)
+    base = torch.randn(5, generator=g, dtype=torch.float64)
+    lg.W = torch.stack([base, base + 0.4 * torch.randn(5, generator=g, dtype=torch.float64)], 1)
+    with torch.no_grad():
+        lg.model.decoder[0].weight.copy_(lg.W)
+    lg.set_encoder(loc_scale=0.5, loc_shift=0.3, var_scale=3.0)
+    return lg, lg.sample_x(20, g)
+
+
+def best_diagonal(lg: LinearGaussian, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """The diagonal Gaussian of largest ELBO, (loc (B, M), var (B, M)), and its approximation
+    gap KL(q* || p(z|x)) (): with posterior precision L = I + W^T W / s^2 the mean-field
+    optimum has the posterior's mean and variances 1 / L_ii, so the gap is
+    (sum_i log L_ii - log det L) / 2 for every x."""
+    precision = torch.eye(lg.latent_dim, dtype=torch.float64) + lg.W.T @ lg.W / lg.s**2
+    loc = (x - lg.b) @ lg.W @ torch.linalg.inv(precision) / lg.s**2
+    var = (1 / torch.diagonal(precision)).expand_as(loc)
+    gap = 0.5 * (torch.diagonal(precision).log().sum() - torch.logdet(precision))
+    return loc, var, gap
+
+
+def test_refine_posterior_finds_the_best_diagonal_gaussian(linear_gaussian: MakeLG) -> None:
+    lg, x = correlated_linear_gaussian(linear_gaussian)
+    loc, var, _ = best_diagonal(lg, x)
+    best = lg.expected_elbo(x, loc, var)  # (B,) closed form
+    q = lg.model.encode(x).base_dist
+    assert (best - lg.expected_elbo(x, q.loc, q.scale**2)).min() > 1.0  # the encoder's is worse
+    q_star = evaluate_refine(lg.model, x, steps=300, samples=8).base_dist
+    assert q_star.loc.shape == q_star.scale.shape == (20, 2)
+    shortfall = best - lg.expected_elbo(x, q_star.loc, q_star.scale**2)
+    assert shortfall.max() < 0.02 and shortfall.min() > -1e-9  # nothing beats the optimum
+    assert (q_star.loc - loc).abs().max() < 0.1
+    assert ((q_star.scale**2 / var).log().abs() < 0.2).all()
+
+
+def test_inference_gaps_match_their_closed_forms(linear_gaussian: MakeLG) -> None:
+    lg, x = correlated_linear_gaussian(linear_gaussian)
+    loc, var, approximation = best_diagonal(lg, x)
+    with torch.no_grad():
+        q = lg.model.encode(x).base_dist
+    amortization = lg.expected_elbo(x, loc, var) - lg.expected_elbo(x, q.loc, q.scale**2)
+    gaps = inference_gaps(lg.model, x, k=5000, steps=300, samples=20000)
+    assert set(gaps) == {
+        "log_likelihood", "elbo", "elbo_refined", "approximation_gap", "amortization_gap"
+    }  # fmt: skip
+    assert all(v.shape == (20,) and v.dtype == torch.float64 for v in gaps.values())
+    assert approximation > 0.1  # a gap to find
+    assert gaps["approximation_gap"].mean() == pytest.approx(float(approximation), abs=0.03)
+    assert gaps["amortization_gap"].mean() == pytest.approx(float(amortization.mean()), abs=0.03)
+    assert gaps["log_likelihood"].mean() == pytest.approx(float(lg.log_px(x).mean()), abs=0.02)
+    torch.testing.assert_close(
+        gaps["approximation_gap"] + gaps["amortization_gap"],
+        gaps["log_likelihood"] - gaps["elbo"],
+    )
+
+
+def test_an_exact_posterior_leaves_no_gap(linear_gaussian: MakeLG) -> None:
+    """Orthogonal decoder columns: p(z|x) is diagonal and the encoder is it; both gaps vanish."""
+    lg = linear_gaussian()
+    x = lg.sample_x(20, gen(2))
+    gaps = inference_gaps(lg.model, x, k=1000, steps=100, samples=200)
+    assert gaps["amortization_gap"].abs().max() < 0.01
+    assert gaps["approximation_gap"].abs().max() < 1e-3  # every log-weight is log p(x)
+
+
+def test_the_refinement_log_weights_are_the_models_own(linear_gaussian: MakeLG) -> None:
+    """With the encoder's q and the same noise, the log-weights refinement averages are those
+    of training and log p(x) (VAE.terms); their gradient is the path derivative, which is zero
+    for every draw when q is the exact posterior (sticking the landing)."""
+    from vaekit.evaluate import _gaussian_log_w
+
+    lg, x = correlated_linear_gaussian(linear_gaussian)
+    eps = torch.randn(3, 20, 2, generator=gen(3), dtype=torch.float64)
+    with torch.no_grad():
+        q = lg.model.encode(x).base_dist
+        ours = _gaussian_log_w(lg.model, x, q.loc, q.scale.log(), eps, {})
+        torch.testing.assert_close(ours, lg.model.terms(x, eps).log_w)
+    exact = linear_gaussian()  # orthogonal columns: the encoder is p(z|x)
+    x = exact.sample_x(5, gen(4))
+    with torch.no_grad():
+        q = exact.model.encode(x).base_dist
+    loc, log_std = q.loc.clone().requires_grad_(), q.scale.log().requires_grad_()
+    log_w = _gaussian_log_w(exact.model, x, loc, log_std, eps[:, :5], {})
+    torch.testing.assert_close(log_w, exact.log_px(x).expand(3, 5).detach())
+    grads = torch.autograd.grad(log_w.sum(), [loc, log_std])
+    assert max(float(g.abs().max()) for g in grads) < 1e-9
+
+
+def test_refining_changes_no_weight_and_zero_steps_is_the_encoder() -> None:
+    model = VAE(data_shape=(6,), latent_dim=3, hidden=(8,), prior="mog", prior_components=2)
+    x = (torch.rand(10, 6, generator=gen(4)) > 0.5).float()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    q = evaluate_refine(model, x, steps=0).base_dist
+    torch.testing.assert_close(q.loc, model.encode(x).base_dist.loc)
+    gaps = inference_gaps(model, x, k=50, steps=30, samples=500)  # a prior with no closed KL
+    assert gaps["amortization_gap"].mean() > 0
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_refining_a_conditional_model_uses_the_conditions() -> None:
+    model = VAE(data_shape=(6,), latent_dim=2, hidden=(8,), condition_dim=3)
+    x = (torch.rand(8, 6, generator=gen(5)) > 0.5).float()
+    labels = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+    a = evaluate_refine(model, x, steps=20, condition=labels).base_dist.loc
+    b = evaluate_refine(model, x, steps=20, condition=(labels + 1) % 3).base_dist.loc
+    assert not torch.allclose(a, b)
+    with pytest.raises(DataError, match="conditional"):
+        evaluate_refine(model, x, steps=1)
+
+
+def test_refining_a_model_without_one_gaussian_latent_is_one_line() -> None:
+    from vaekit.model import build_model, model_config
+
+    table = {"kind": "hvae", "data_shape": [6], "hidden": [8], "latent_dim": 3, "hidden2": [4]}
+    model = build_model(model_config({**table, "latent_dim2": 2}))
+    with pytest.raises(ConfigError, match=r"one diagonal Gaussian latent.*kind 'hvae'"):
+        evaluate_refine(model, torch.rand(4, 6))
+    with pytest.raises(ConfigError, match="steps must be 0 or more"):
+        evaluate_refine(VAE(data_shape=(6,), latent_dim=2, hidden=(8,)), torch.rand(4, 6),
+                        steps=-1)  # fmt: skip

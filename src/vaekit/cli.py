@@ -1091,6 +1091,21 @@ def _train_and_report(
     default=None,
     help="Importance samples for log p(x)  [default: 5000; 100 for text]",
 )
+@click.option(
+    "--gaps",
+    "gaps_n",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Also split the ELBO's shortfall from log p(x) into approximation and amortization "
+    "gaps on the first N examples (refines q(z|x) for each; kinds vae and text).",
+)
+@click.option(
+    "--refine-steps",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Adam steps of each example's refinement for --gaps  [default: 500].",
+)
 @_seed_option
 @_output_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
@@ -1099,6 +1114,8 @@ def evaluate(
     data: str | None,
     split: str,
     k: int | None,
+    gaps_n: int | None,
+    refine_steps: int | None,
     seed: int,
     output: Path | None,
     quiet: bool,
@@ -1109,9 +1126,15 @@ def evaluate(
     trained with dynamic binarisation is evaluated on one fixed binarisation (seed --seed).
     Writes RUN/eval.json (or --output) and prints a table.
 
+    --gaps N splits log p(x) - ELBO on the first N examples in two (Cremer et al. 2018): the
+    approximation gap, log p(x) - ELBO(q*), where q* is the best diagonal Gaussian for each x
+    (found by --refine-steps Adam steps from the encoder's q), and the amortization gap,
+    ELBO(q*) - ELBO(q), what one encoder for all x costs.
+
     \b
     Example:
       vaekit evaluate runs/digits -k 5000
+      vaekit evaluate runs/mnist --gaps 1000
     """
     from .evaluate import evaluate as evaluate_model
     from .train import binarize
@@ -1119,6 +1142,12 @@ def evaluate(
     config = _read_run(run)
     out = _output(run, output, run / "eval.json", (".json",), inputs=(data,))
     model = _load_model(run)
+    if gaps_n is not None:
+        from .evaluate import _check_refinable
+
+        _check_refinable(model)
+    elif refine_steps is not None:
+        raise ConfigError("--refine-steps goes with --gaps N (the examples to refine)")
     x, labels, dataset = _load_split(config, model, data, split)
     condition = _split_conditions(model, labels, f"the {split} split of {dataset.name}")
     binarized = (config.get("train") or {}).get("binarize") == "dynamic"
@@ -1137,6 +1166,10 @@ def evaluate(
             options["bin_levels"] = 256
         report = evaluate_model(
             model, x, k=k, seed=seed, progress=_progress(quiet), condition=condition, **options
+        )
+    if gaps_n is not None:
+        report["inference_gaps"] = _inference_gaps(
+            model, x, condition, k, gaps_n, refine_steps or REFINE_STEPS, seed, quiet
         )
     report = {
         "data": dataset.name,
@@ -1173,7 +1206,45 @@ def evaluate(
     click.echo(
         textwrap.fill(kl, 100, initial_indent="  KL per latent dim   ", subsequent_indent=" " * 23)
     )
+    if "inference_gaps" in report:
+        gaps = report["inference_gaps"]
+        click.echo(
+            f"inference gaps on the first {gaps['n']} examples (q refined by "
+            f"{gaps['refine_steps']} Adam steps each, ELBOs from {gaps['samples']} draws):"
+        )
+        click.echo(f"  log p(x), K={k:<8d} {gaps['log_likelihood']:12.3f} nats")
+        click.echo(f"  ELBO, q(z|x)         {gaps['elbo']:12.3f} nats")
+        click.echo(f"  ELBO, refined q*     {gaps['elbo_refined']:12.3f} nats")
+        click.echo(f"  approximation gap    {gaps['approximation_gap']:12.3f} nats")
+        click.echo(f"  amortization gap     {gaps['amortization_gap']:12.3f} nats")
     _wrote(out)
+
+
+#: Draws of each ELBO that ``vaekit evaluate --gaps`` compares, and its refinement's steps.
+GAP_SAMPLES, REFINE_STEPS = 100, 500
+
+
+def _inference_gaps(
+    model: Any,
+    x: torch.Tensor,
+    condition: torch.Tensor | None,
+    k: int,
+    n: int,
+    steps: int,
+    seed: int,
+    quiet: bool,
+) -> dict[str, Any]:
+    """``vaekit evaluate --gaps``: the gaps of the first ``n`` examples, averaged (nats)."""
+    from .evaluate import inference_gaps
+
+    n = min(n, x.shape[0])
+    kw = {} if condition is None else {"condition": condition[:n]}
+    gaps = inference_gaps(
+        model, x[:n], k=k, steps=steps, samples=GAP_SAMPLES, seed=seed,
+        progress=_progress(quiet), **kw,
+    )  # fmt: skip
+    means = {name: float(v.mean()) for name, v in gaps.items()}
+    return {"n": n, "refine_steps": steps, "samples": GAP_SAMPLES, "k": k, **means}
 
 
 @cli.command()
@@ -1339,6 +1410,15 @@ def reconstruct(
     ".npy values are divided by 255, as --data does).",
 )
 @click.option("--sample", "draw", is_flag=True, help="Draw z ~ q(z|x) instead of its mean.")
+@click.option(
+    "--refine",
+    "refine_steps",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="STEPS",
+    help="Refine q(z|x) for each example by STEPS Adam steps on its ELBO, the model held fixed "
+    "(e.g. 500; kinds vae and text).",
+)
 @_label_option
 @_seed_option
 @_output_option
@@ -1348,6 +1428,7 @@ def encode(
     split: str,
     input_file: Path | None,
     draw: bool,
+    refine_steps: int | None,
     label: int | None,
     seed: int,
     output: Path | None,
@@ -1361,15 +1442,24 @@ def encode(
     labels, --input rows with --label. For a text run, --input is a .txt file with one string a
     line; for an audio run, a .wav file or a folder of them (every clip of each).
 
+    --refine STEPS answers the inference question for each x on its own: starting at the
+    encoder's q(z|x), the diagonal Gaussian of largest ELBO with the model held fixed (an example
+    it cannot improve keeps the encoder's q).
+
     \b
     Example:
       vaekit encode runs/digits --output runs/digits/test-z.csv
       vaekit encode runs/digits --input my_images.npy --sample --output z.npy
+      vaekit encode runs/digits --refine 500 --output refined-z.npy
     """
     config = _read_run(run)
     read = (input_file, data)
     out = _output(run, output, run / "latents.npy", (".npy", ".csv"), inputs=read)
     model = _load_model(run)
+    if refine_steps is not None:
+        from .evaluate import _check_refinable
+
+        _check_refinable(model)
     kw: dict[str, Any] = {}
     if input_file is not None and _media(config) == "text":
         x, what = _read_texts(model, input_file, "input"), str(input_file)
@@ -1391,12 +1481,21 @@ def encode(
         condition = _split_conditions(model, labels, what)
         kw = {} if condition is None else {"condition": condition}
     torch.manual_seed(seed)
+    if refine_steps is not None:
+        from .evaluate import refine_posterior
+
+        qz_x = refine_posterior(
+            model, x, steps=refine_steps, seed=seed, progress=_progress(False), **kw
+        )
+    else:
+        with torch.no_grad():
+            qz_x = model.encode(x, **kw)
     with torch.no_grad():
-        qz_x = model.encode(x, **kw)
         z = qz_x.sample() if draw else qz_x.mean  # (N, latent_dim)
     z_np = z.detach().cpu().numpy().astype(np.float32)
     _write(out, _array_bytes(z_np, out.suffix.lower(), "z"))
-    kind = "draws from q(z|x)" if draw else "means of q(z|x)"
+    q = "q(z|x)" if refine_steps is None else f"q(z|x) refined by {refine_steps} steps"
+    kind = f"draws from {q}" if draw else f"means of {q}"
     click.echo(f"encoded {x.shape[0]} examples of {what}: {kind}, shape {z_np.shape}")
     _wrote(out)
 
