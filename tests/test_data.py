@@ -592,6 +592,24 @@ def test_black_and_white_images_suit_bernoulli(tmp_path):
     assert ds.binary and ds.data_shape == (1, 4, 4)
 
 
+def test_16_bit_and_float_grey_images_scale_to_8_bits(tmp_path):
+    # Pillow's convert("L") clips 16-bit values at 255, which made such images almost white
+    levels = np.array([[0, 257 * 10, 257 * 128], [257 * 200, 65535, 1000]], dtype=np.uint16)
+    (tmp_path / "deep").mkdir()
+    for i in range(3):
+        Image.fromarray(levels).save(tmp_path / "deep" / f"{i}.png")
+    Image.fromarray(np.full((2, 3), 0.5, np.float32), "F").save(tmp_path / "deep" / "f.tif")
+    ds = data.load(tmp_path / "deep")
+    every = torch.cat([ds.train, ds.valid, ds.test]) * 255
+    want = np.round(levels / 257.0)
+    assert ds.data_shape == (1, 2, 3)
+    assert sum(np.array_equal(x[0].numpy().round(), want) for x in every) == 3
+    assert sum(bool((x == 128).all()) for x in every.round()) == 1  # 0.5 of a float image
+    Image.fromarray(np.full((2, 3), 3.0, np.float32), "F").save(tmp_path / "deep" / "f.tif")
+    message = error(data.load, tmp_path / "deep")
+    assert "f.tif" in message and "[3, 3]" in message and "convert it" in message
+
+
 def test_bad_image_folders(tmp_path):
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "notes.txt").write_text("no images here")

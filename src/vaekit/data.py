@@ -1103,6 +1103,30 @@ def class_folder(
     return files, labels, [d.name for d in subs]
 
 
+#: Pillow's modes of grey images; those of more than 8 bits a pixel are scaled to 8 bits.
+_GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
+
+
+def _eight_bit_image(im: Any, path: Path) -> Any:
+    """A Pillow image as 8-bit grey ("L") or RGB. 16-bit grey (modes "I;16*", and "I" with
+    values in 0..65535) is scaled by 255 / 65535, float grey ("F") with values in [0, 1] by 255;
+    Pillow's own conversion would clip both at 255. Other values are a DataError."""
+    from PIL import Image
+
+    if im.mode not in ("I", "I;16", "I;16B", "I;16L", "F"):
+        return im.convert("L" if im.mode in _GREY_MODES else "RGB")
+    a = np.asarray(im, dtype=np.float64)
+    top = 1.0 if im.mode == "F" else 65535.0
+    if a.size and not (np.isfinite(a).all() and a.min() >= 0 and a.max() <= top):
+        kind = "float values" if im.mode == "F" else "32-bit integers"
+        raise DataError(
+            f"image {str(path)!r} holds {kind} in [{a.min():g}, {a.max():g}]; vaekit reads "
+            f"{'float images in [0, 1]' if im.mode == 'F' else '8 and 16-bit images'}: "
+            "convert it to 8 or 16-bit"
+        )
+    return Image.fromarray(np.round(a * (255 / top)).astype(np.uint8), "L")
+
+
 def load_image_folder(
     folder: str | Path,
     seed: int = 0,
@@ -1111,7 +1135,8 @@ def load_image_folder(
 ) -> Dataset:
     """A folder of images -> (N, C, H, W) float32 in [0, 1] (8-bit pixels / 255), split 80/10/10.
 
-    C is 1 when every image is grey, else 3 (RGB; alpha is dropped). Images are resized
+    C is 1 when every image is grey, else 3 (RGB; alpha is dropped); 16-bit grey images are
+    scaled to 8 bits (k / 65535 -> round(255 k / 65535)). Images are resized
     (bilinear) to ``image_size`` ((H, W), or one int for square; at most ``MAX_IMAGE_SIDE`` a
     side) or else to the most common size.
     Images in sub-folders get the sub-folder's name as their label (``label_names``, sorted); then
@@ -1127,13 +1152,14 @@ def load_image_folder(
             f"{where} holds no images ({', '.join(IMAGE_SUFFIXES)}), neither at its top nor in "
             "sub-folders"
         )
-    grey_modes = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
     images = []
     for p in paths:
         try:
             with Image.open(p) as im:
                 im.load()
-                images.append(im.convert("L" if im.mode in grey_modes else "RGB"))
+                images.append(_eight_bit_image(im, p))
+        except DataError:
+            raise
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
             raise DataError(f"cannot read image {str(p)!r}: {err}; remove or replace it") from None
     if image_size is None:
