@@ -906,7 +906,8 @@ def load_array(path: str | Path, seed: int = 0) -> Dataset:
 
     An .npz may hold ``train`` / ``test`` (and ``valid``; else 10% of train under ``seed``) with
     optional ``train_labels`` / ``valid_labels`` / ``test_labels``, or one array with optional
-    ``labels``. uint8 arrays are divided by 255.
+    ``labels``. uint8 arrays are divided by 255. Labels are integers, or text numbered in
+    sorted order (``label_names``).
     """
     path = Path(path)
     where = repr(str(path))
@@ -935,7 +936,45 @@ def load_array(path: str | Path, seed: int = 0) -> Dataset:
     (a,) = arrays.values()
     _check_examples(a, where)
     x, eight_bit = _to_float(a, where)
-    return _from_array(path.stem, x, labels, seed, path, eight_bit=eight_bit)
+    numbered, names = _numbered_labels({"labels": labels}, where)
+    return _from_array(
+        path.stem, x, numbered["labels"], seed, path, eight_bit=eight_bit, label_names=names
+    )
+
+
+def _numbered_labels(
+    given: dict[str, np.ndarray | None], where: str
+) -> tuple[dict[str, np.ndarray | None], list[str] | None]:
+    """Label arrays (each (N,) or None, by key) as int64, and the class names when they are text.
+
+    Integer labels (or floats with integer values) stay as they are; text labels are numbered
+    in sorted order over every array, and their names returned. Anything else is a DataError
+    naming the array.
+    """
+    out: dict[str, np.ndarray | None] = {}
+    text = [k for k, y in given.items() if y is not None and y.dtype.kind in "USO"]
+    names = sorted({str(v) for k in text for v in given[k].ravel()}) if text else None  # type: ignore[union-attr]
+    for key, y in given.items():
+        if y is None:
+            out[key] = None
+            continue
+        if y.ndim != 1:
+            raise DataError(
+                f"{key!r} in {where} has shape {y.shape}; labels are one per example, shape (N,)"
+            )
+        if names is not None:
+            if key not in text:
+                raise DataError(f"{where} has text labels and numbers as {key!r}; give one kind")
+            index = {n: i for i, n in enumerate(names)}
+            out[key] = np.array([index[str(v)] for v in y], dtype=np.int64)
+        elif y.dtype.kind in "biuf" and np.isfinite(y).all() and (y == np.round(y)).all():
+            out[key] = y.astype(np.int64)
+        else:
+            raise DataError(
+                f"{key!r} in {where} holds {y.dtype} values that are not whole numbers; labels "
+                "are classes: integers or text"
+            )
+    return out, names
 
 
 def _array_splits(path: Path, arrays: dict[str, np.ndarray], seed: int) -> Dataset:
@@ -947,7 +986,9 @@ def _array_splits(path: Path, arrays: dict[str, np.ndarray], seed: int) -> Datas
             xs[k], e = _to_float(arrays[k], where)
             _check_examples(xs[k], f"{k!r} in {where}")
             eight = eight or e
-    ys = {k: arrays.get(f"{k}_labels") for k in ("train", "valid", "test")}
+    given = {f"{k}_labels": arrays.get(f"{k}_labels") for k in ("train", "valid", "test")}
+    numbered, names = _numbered_labels(given, where)
+    ys = {k: numbered[f"{k}_labels"] for k in ("train", "valid", "test")}
     shapes = {k: v.shape[1:] for k, v in xs.items()}
     if len(set(shapes.values())) != 1:
         raise DataError(f"{where} has splits of different example shapes {shapes}")
@@ -970,6 +1011,7 @@ def _array_splits(path: Path, arrays: dict[str, np.ndarray], seed: int) -> Datas
         _labels(ys["test"]),
         binary=suits_bernoulli(every, eight),
         image_shape=_image_shape(arrays["train"].shape),
+        label_names=names,
         source=str(path),
     )
 
