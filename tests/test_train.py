@@ -503,7 +503,8 @@ def test_a_run_stopped_mid_epoch_finishes_that_epoch_under_a_time_limit(
     info = read_training_info(out)
     assert info["finished"] and info["epochs_done"] == 2 and not info["mid_epoch"]
     last = history[1]["seconds"] - history[0]["seconds"]
-    assert info["seconds"] >= history[1]["seconds"] and info["last_epoch_seconds"] == last
+    # the history's seconds are rounded to 0.1 ms, the run record's are not
+    assert info["seconds"] >= history[1]["seconds"] - 5e-5 and info["last_epoch_seconds"] == last
     expected = without_seconds(reference[1][:2])
     expected[-1]["stopped"] = "time_limit"
     assert without_seconds(history) == expected  # validation ELBO after epoch 2 included
