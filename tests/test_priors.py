@@ -271,3 +271,32 @@ def test_bounds_keep_their_order_with_mixture_priors(name: str) -> None:
     gap = iwae_10 - elbo_1
     assert float(gap.mean()) > 4 * float(gap.std()) / math.sqrt(gap.numel())
     assert float(iwae_10.mean()) < ll + 4 * float(iwae_10.std()) / math.sqrt(iwae_10.numel())
+
+
+@pytest.mark.parametrize("name", ["mog", "vamp"])
+def test_evaluating_a_mixture_prior_holds_no_more_than_a_chunk_of_its_components(
+    name: str,
+) -> None:
+    """A mixture's log-density builds a (rows, K, D) array; evaluation (no gradient) goes through
+    it in chunks of MIXTURE_CHUNK_FLOATS, so no allocation is as large as the whole array (here
+    3 chunks), and the values are those of the unchunked computation."""
+    from torch.autograd.profiler import profile
+
+    from vaekit.evaluate import latent_stats, log_likelihood
+    from vaekit.priors import MIXTURE_CHUNK_FLOATS
+
+    torch.manual_seed(0)
+    K, D, k = 256, 8, 1024
+    model = VAE(data_shape=(4,), latent_dim=D, hidden=(3,), prior=name, prior_components=K)
+    rows = 3 * MIXTURE_CHUNK_FLOATS // (K * D)  # (sample, example) pairs: 3 chunks' worth
+    x = torch.rand(rows // k, 4).round()
+    with torch.no_grad(), profile(profile_memory=True, use_kineto=False) as prof:
+        log_likelihood(model, x, k=k, rows_per_chunk=rows)
+        latent_stats(model, x, samples=k)
+    largest = max(e.cpu_memory_usage for e in prof.function_events)  # bytes of one allocation
+    assert 0 < largest <= 1.5 * MIXTURE_CHUNK_FLOATS * 4  # float32: about one chunk
+    z = torch.randn(3, rows // 3, D, generator=gen(5))
+    with torch.no_grad():
+        chunked, marginal = model.prior.log_prob(z), model.prior.marginal_log_prob(z)
+    assert torch.equal(chunked, model.prior.log_prob(z).detach())  # gradient on: one piece
+    assert torch.equal(marginal, model.prior.marginal_log_prob(z).detach())

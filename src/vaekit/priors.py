@@ -19,6 +19,9 @@ from torch.distributions import (
 )
 
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+#: Floats of the (rows, K, D) per-coordinate array that a mixture prior's log-density holds at
+#: once when no gradient is recorded (evaluation): larger inputs go through in chunks of rows.
+MIXTURE_CHUNK_FLOATS = 2**21
 
 
 class Prior(nn.Module):
@@ -115,6 +118,18 @@ def _diag_gaussian_log_prob(z: Tensor, loc: Tensor, log_scale: Tensor) -> Tensor
     return -(0.5 * u**2 + log_scale + HALF_LOG_2PI)
 
 
+def _by_rows(f: Callable[[Tensor], Tensor], z: Tensor, floats_per_row: int) -> Tensor:
+    """``f(z)`` for z (..., D) and an ``f`` that treats each row z[i] on its own; when no
+    gradient is recorded, computed over chunks of rows that each hold at most
+    ``MIXTURE_CHUNK_FLOATS`` of f's (rows, K, D) intermediates (the same values, row by row)."""
+    rows = max(1, MIXTURE_CHUNK_FLOATS // max(1, floats_per_row))
+    flat = z.reshape(-1, z.shape[-1])
+    if torch.is_grad_enabled() or flat.shape[0] <= rows:
+        return f(z)
+    out = torch.cat([f(chunk) for chunk in flat.split(rows)])
+    return out.reshape(*z.shape[:-1], *out.shape[1:])
+
+
 class _GaussianMixturePrior(Prior):
     """A mixture of K diagonal Gaussians; subclasses say where the components come from."""
 
@@ -134,8 +149,12 @@ class _GaussianMixturePrior(Prior):
 
     def log_prob(self, z: Tensor) -> Tensor:
         log_weights, loc, log_scale = self.components()
-        per_component = _diag_gaussian_log_prob(z, loc, log_scale).sum(-1)  # (..., K)
-        return torch.logsumexp(log_weights + per_component, dim=-1)
+
+        def log_prob(z: Tensor) -> Tensor:
+            per_component = _diag_gaussian_log_prob(z, loc, log_scale).sum(-1)  # (..., K)
+            return torch.logsumexp(log_weights + per_component, dim=-1)
+
+        return _by_rows(log_prob, z, loc.numel())
 
     def sample(self, n: int) -> Tensor:
         """``n`` draws: a component k ~ Categorical(weights) each, then z ~ N(loc_k, scale_k^2);
@@ -147,8 +166,12 @@ class _GaussianMixturePrior(Prior):
 
     def marginal_log_prob(self, z: Tensor) -> Tensor:
         log_weights, loc, log_scale = self.components()
-        per_coordinate = _diag_gaussian_log_prob(z, loc, log_scale)  # (..., K, D)
-        return torch.logsumexp(log_weights[:, None] + per_coordinate, dim=-2)
+
+        def marginal_log_prob(z: Tensor) -> Tensor:
+            per_coordinate = _diag_gaussian_log_prob(z, loc, log_scale)  # (..., K, D)
+            return torch.logsumexp(log_weights[:, None] + per_coordinate, dim=-2)
+
+        return _by_rows(marginal_log_prob, z, loc.numel())
 
 
 class MixturePrior(_GaussianMixturePrior):
