@@ -89,7 +89,8 @@ class StandardNormalPrior(Prior):
 
 
 class LearnedGaussianPrior(Prior):
-    """p(z) = N(mu, diag(exp(log_var))) with mu and log_var learned (initialised to N(0, I))."""
+    """p(z) = N(loc, diag(exp(2 log_scale))) with loc and log_scale learned (initialised to
+    N(0, I))."""
 
     analytic_kl = True
 
