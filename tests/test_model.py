@@ -260,3 +260,51 @@ def test_a_subclass_s_own_distributions_give_kl_from_q_to_p() -> None:
     q, p = m.encode(x), m.pz()
     assert torch.allclose(terms.kl, kl_divergence(q, p))
     assert not torch.allclose(terms.kl, kl_divergence(p, q))
+
+
+def _every_kind() -> list:
+    """Factories of a small model of each kind (each test mutates its own)."""
+    from vaekit import HVAE, CategoricalVAE, TextVAE
+
+    return [
+        lambda: VAE(data_shape=(6,), latent_dim=3, hidden=(8,)),
+        lambda: VAE(data_shape=(6,), latent_dim=3, hidden=(8,), prior="vamp", prior_components=2),
+        lambda: HVAE(data_shape=(6,), hidden=(8,), latent_dim=3, hidden2=(4,), latent_dim2=2),
+        lambda: CategoricalVAE(data_shape=(6,), n_latents=1, n_categories=3, hidden=(8,)),
+        lambda: TextVAE(vocab=("a", "b"), data_shape=(6,), latent_dim=3, embed_dim=4, hidden=(8,)),
+    ]
+
+
+KINDS = ["vae", "vamp", "hvae", "categorical", "text"]
+
+
+@pytest.mark.parametrize("make", _every_kind(), ids=KINDS)
+def test_decode_names_latents_of_the_wrong_width(make) -> None:
+    model = make()
+    z = torch.zeros(2, model.config.latent_dim + 1)
+    with pytest.raises(DataError, match=rf"latent_dim = {model.config.latent_dim}; give z of"):
+        model.decode(z)
+
+
+@pytest.mark.parametrize("make", _every_kind(), ids=KINDS)
+def test_a_float64_model_decodes_float32_latents_and_back(make) -> None:
+    """encode reads x in the model's dtype; decode reads z the same way, whichever float the
+    latents come in (numpy's float64 latents into a float32 model, say)."""
+    model = make()
+    z = torch.rand(2, model.config.latent_dim)
+    want = model.decode(z).mean
+    got = model.decode(z.double()).mean  # float64 z, float32 model
+    assert got.dtype == want.dtype and torch.allclose(got, want)
+    model.double()
+    assert torch.allclose(model.decode(z).mean.float(), want, atol=1e-5)  # float32 z
+
+
+@pytest.mark.parametrize("make", _every_kind()[:4], ids=KINDS[:4])
+def test_inputs_and_latents_move_to_the_model_s_device(make) -> None:
+    """A model on another device (the meta device stands in for a GPU) encodes x and decodes z
+    given on the CPU, as fit, log_likelihood and the conditions already take them."""
+    model = make().to("meta")
+    q = model.encode(torch.rand(2, 6))
+    assert q.mean.device.type == "meta" and q.mean.shape == (2, model.config.latent_dim)
+    px_z = model.decode(torch.zeros(2, model.config.latent_dim))
+    assert px_z.mean.device.type == "meta" and px_z.mean.shape == (2, 6)

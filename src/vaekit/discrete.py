@@ -325,7 +325,7 @@ class CategoricalVAE(Model):
             raise DataError(
                 f"input has example shape {tuple(x.shape[1:])} but the model expects {c.data_shape}"
             )
-        h = self.encoder(x.reshape(x.shape[0], -1).to(self._dtype))
+        h = self.encoder(x.reshape(x.shape[0], -1).to(self.device, self._dtype))
         return torch.log_softmax(h.reshape(x.shape[0], c.n_latents, c.n_categories), -1)
 
     def decode(self, z: Tensor) -> Distribution:
@@ -333,8 +333,9 @@ class CategoricalVAE(Model):
 
         z is one-hot per latent for the model's own values; other points of the simplex (the
         probabilities ``encode`` gives, relaxed samples) are decoded as the same network reads them.
+        z is read in the model's dtype, on its device.
         """
-        return self.likelihood(self._decode_params(z))
+        return self.likelihood(self._decode_params(self._latents(z)))
 
     def _decode_params(self, z: Tensor) -> Tensor:
         """The decoder's output for ``z`` (..., latent_dim) as (..., n_params, *data_shape)."""
@@ -350,7 +351,7 @@ class CategoricalVAE(Model):
         KL (B,) is always given. ``generator`` makes the draws reproducible.
         """
         log_q = self._encode_logits(x)  # (B, L, C)
-        x = x.to(self._dtype)
+        x = x.to(self.device, self._dtype)
         if not self.training:
             return self._sampled_terms(x, log_q, k, generator)
         estimator = self.config.training_estimator
@@ -422,7 +423,7 @@ class CategoricalVAE(Model):
         self._check_enumerable("the exact ELBO")
         if log_q is None:
             log_q = self._encode_logits(x)
-        x = x.to(self._dtype)
+        x = x.to(self.device, self._dtype)
         z = self.values(0, c.n_values)  # (V, latent_dim)
         params = self._decode_params(z)  # (V, n_params, *data_shape)
         params = params[:, None].expand(-1, x.shape[0], *params.shape[1:])

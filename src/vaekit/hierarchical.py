@@ -165,7 +165,8 @@ class HVAE(Model):
         Its ``.mean`` is the embedding of ``x``.
         """
         self._check(x)
-        loc, logvar = self._gaussian(self.encoder, x.reshape(x.shape[0], -1).to(self._dtype))
+        x = x.reshape(x.shape[0], -1).to(self.device, self._dtype)
+        loc, logvar = self._gaussian(self.encoder, x)
         return Independent(Normal(loc, torch.exp(0.5 * logvar), validate_args=False), 1)
 
     def encode2(self, z1: Tensor) -> Distribution:
@@ -179,8 +180,9 @@ class HVAE(Model):
         return Independent(Normal(loc, torch.exp(0.5 * logvar), validate_args=False), 1)
 
     def decode(self, z: Tensor) -> Distribution:
-        """p(x|z1) for z1 of shape (..., latent_dim): batch shape (...), event shape data_shape."""
-        return self.likelihood(self._decode_params(z))
+        """p(x|z1) for z1 of shape (..., latent_dim): batch shape (...), event shape data_shape.
+        z1 is read in the model's dtype, on its device."""
+        return self.likelihood(self._decode_params(self._latents(z)))
 
     def _decode_params(self, z1: Tensor) -> Tensor:
         params = self.decoder(z1)  # (..., n_params * D)
@@ -193,6 +195,7 @@ class HVAE(Model):
         ``kl`` is None. ``generator`` makes the noise reproducible.
         """
         self._check(x)
+        x = x.to(self.device)
         eps = torch.randn(
             (k, x.shape[0], self.noise_dim), generator=generator, device=x.device, dtype=self._dtype
         )

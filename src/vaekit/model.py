@@ -186,6 +186,17 @@ class Model(nn.Module):
     def _dtype(self) -> torch.dtype:
         return next(self.parameters()).dtype
 
+    def _latents(self, z: Tensor) -> Tensor:
+        """``z`` (..., latent_dim) on the model's device, in its dtype, for the decoder; a
+        :class:`DataError` names a z of another width."""
+        width = self.config.latent_dim
+        if z.dim() == 0 or z.shape[-1] != width:
+            raise DataError(
+                f"latents of shape {tuple(z.shape)} do not fit the model's latent_dim = {width}; "
+                f"give z of shape (..., {width})"
+            )
+        return z.to(device=self.device, dtype=self._dtype)
+
     @property
     def device(self) -> torch.device:
         """Device of the model's parameters."""
@@ -238,7 +249,7 @@ class VAE(Model):
 
     def encode(self, x: Tensor, condition: Any = None) -> Distribution:
         """q(z|x) (q(z|x, c) for a conditional model): a diagonal Gaussian with batch shape (B,)
-        and event shape (latent_dim,).
+        and event shape (latent_dim,), on the model's device (``x`` is moved there).
 
         Its ``.mean`` is the embedding of ``x``; draw from it with ``.rsample()``. ``condition``
         (conditional models only): integer labels (B,), vectors (B, condition_dim), or one label
@@ -255,7 +266,7 @@ class VAE(Model):
     def _encode_params(self, x: Tensor, condition: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """q(z|x)'s mean and soft-clamped log-variance, each (B, latent_dim)."""
         c = self.config
-        h = self.encoder(x.reshape(x.shape[0], -1).to(self._dtype), condition)
+        h = self.encoder(x.reshape(x.shape[0], -1).to(self.device, self._dtype), condition)
         loc, raw_logvar = h.chunk(2, dim=-1)
         return loc, soft_clamp(raw_logvar, c.encoder_min_logvar, c.encoder_max_logvar)
 
@@ -263,7 +274,9 @@ class VAE(Model):
         """p(x|z) (p(x|z, c) for a conditional model) for z of shape (..., latent_dim): batch
         shape (...), event shape data_shape. ``condition`` as for :meth:`encode`: one per row of
         z's second-to-last dim (labels (n,) or vectors (n, condition_dim), shared by any leading
-        dims of z) or one for all."""
+        dims of z) or one for all. z may be of any float dtype and on any device: it is read in
+        the model's."""
+        z = self._latents(z)
         n = z.shape[-2] if z.dim() > 1 else 1
         return self.likelihood(self._decode_params(z, self.condition(condition, n)))
 
@@ -314,8 +327,9 @@ class VAE(Model):
 
         Returns log p(x|z), log p(z), log q(z|x) of shape (k, B) and the closed-form KL (B,) when
         the prior allows one. ``generator`` makes the noise reproducible. ``condition``: see
-        :meth:`encode` (conditional models only).
+        :meth:`encode` (conditional models only). ``x`` is moved to the model's device.
         """
+        x = x.to(self.device)
         if not self._closed_form():
             kw = {} if condition is None else {"condition": condition}
             qz_x = self.encode(x, **kw)

@@ -472,8 +472,9 @@ class TextVAE(Model):
         return Independent(Normal(loc, torch.exp(0.5 * logvar), validate_args=False), 1)
 
     def decode(self, z: Tensor) -> SequenceDistribution:
-        """p(x|z) for z (..., latent_dim): batch shape (...), event shape (T,)."""
-        return SequenceDistribution(self, z)
+        """p(x|z) for z (..., latent_dim): batch shape (...), event shape (T,). z is read in the
+        model's dtype, on its device."""
+        return SequenceDistribution(self, self._latents(z))
 
     def forward(self, x: Tensor, k: int = 1, generator: torch.Generator | None = None) -> Terms:
         """Bound terms for ids ``x`` (B, T) with ``k`` samples each: log p(x|z), log p(z),
