@@ -12,8 +12,7 @@ import torch
 from torch import Tensor
 from torch.distributions import kl_divergence
 
-from vaekit import VAE, evaluate, log_likelihood
-from vaekit.errors import ConfigError, DataError
+from vaekit import VAE, ConfigError, DataError, evaluate, log_likelihood
 from vaekit.evaluate import elbo as evaluate_elbo
 from vaekit.evaluate import inference_gaps, latent_stats
 from vaekit.evaluate import refine_posterior as evaluate_refine
@@ -39,8 +38,48 @@ def test_shape_dtype_and_k_check() -> None:
     model = VAE(data_shape=(1, 2, 3), latent_dim=2, hidden=(4,))
     ll = log_likelihood(model, torch.rand(5, 1, 2, 3), k=7)
     assert ll.shape == (5,) and ll.dtype == torch.float64 and torch.isfinite(ll).all()
-    with pytest.raises(ValueError, match="k must be at least 1"):
+    with pytest.raises(ConfigError, match="k must be a positive integer, got 0"):
         log_likelihood(model, torch.rand(5, 1, 2, 3), k=0)
+
+
+@pytest.mark.parametrize(
+    ("x", "match"),
+    [
+        (torch.linspace(0, 2.5, 24).reshape(4, 6), r"values in \[0, 2.5\] but the bernoulli"),
+        (torch.full((4, 6), math.nan), "data holds NaN or infinite values .first in example 0"),
+        (torch.rand(0, 6), "data is empty"),
+        (torch.rand(4, 5), r"data has example shape \(5,\) but the model expects \(6,\)"),
+    ],
+    ids=["outside [0, 1]", "NaN", "empty", "shape"],
+)
+@pytest.mark.parametrize("what", ["log_likelihood", "elbo", "latent_stats", "evaluate"])
+def test_bad_data_is_one_data_error(x: Tensor, match: str, what: str) -> None:
+    """What fit refuses, the estimates refuse too, instead of a number (NaN, or log p(x) of
+    values a Bernoulli cannot take) or torch's error."""
+    model = VAE(data_shape=(6,), latent_dim=2, hidden=(4,))
+    run = {
+        "log_likelihood": lambda: log_likelihood(model, x, k=3),
+        "elbo": lambda: evaluate_elbo(model, x),
+        "latent_stats": lambda: latent_stats(model, x),
+        "evaluate": lambda: evaluate(model, x, k=3),
+    }[what]
+    with pytest.raises(DataError, match=match):
+        run()
+
+
+def test_numpy_data_is_estimated_as_its_tensor() -> None:
+    model = VAE(data_shape=(6,), latent_dim=2, hidden=(4,))
+    x = torch.rand(5, 6, dtype=torch.float64)
+    assert torch.equal(log_likelihood(model, x.numpy(), k=4), log_likelihood(model, x, k=4))
+    assert torch.equal(evaluate_elbo(model, x.numpy()), evaluate_elbo(model, x))
+    assert evaluate(model, x.numpy(), k=4) == evaluate(model, x, k=4)
+
+
+def test_elbo_refuses_no_samples() -> None:
+    """The mean over zero samples would be NaN for every example."""
+    model = VAE(data_shape=(6,), latent_dim=2, hidden=(4,))
+    with pytest.raises(ConfigError, match="samples must be a positive integer, got 0"):
+        model.elbo(torch.rand(3, 6), samples=0)
 
 
 def test_one_sample_with_fixed_seed_is_one_log_weight() -> None:

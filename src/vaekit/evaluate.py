@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.distributions import Distribution, Independent, Normal, kl_divergence
@@ -50,6 +51,24 @@ def _condition_chunk(condition: Tensor | None, start: int, size: int) -> dict[st
     return {"condition": condition[start : start + size]}
 
 
+def examples(model: VAE, x: Any, name: str = "data") -> Tensor:
+    """``x`` as a tensor (a numpy array's dtype kept, other data sets as float32) after
+    :func:`vaekit.train.check_data`: a :class:`DataError` for data that is empty, not finite,
+    of another example shape or outside the likelihood's support."""
+    from .train import as_tensor, check_data
+
+    if isinstance(x, np.ndarray):
+        x = torch.from_numpy(np.ascontiguousarray(x))
+    x = x if isinstance(x, Tensor) else as_tensor(x, name)
+    check_data(model, x, name)
+    return x
+
+
+def _count(name: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+
+
 def _conditions(model: VAE, condition: Any, n: int) -> Tensor | None:
     """The conditions of ``n`` examples as (n, condition_dim) floats, or None when not given."""
     return None if condition is None else model.condition(condition, n)
@@ -72,7 +91,8 @@ def log_likelihood(
 
     log p(x) ~ log (1/K) sum_k p(x|z_k) p(z_k) / q(z_k|x), z_k ~ q(z|x) (Burda et al. 2016).
     The K samples are split into chunks of at most ``rows_per_chunk`` (sample, example) pairs and
-    combined with a running logsumexp, so memory does not grow with K. ``x``: (N, *data_shape).
+    combined with a running logsumexp, so memory does not grow with K. ``x``: (N, *data_shape),
+    a tensor or numpy array, checked as :func:`vaekit.fit` checks its data (:func:`examples`).
 
     On CUDA, for a one-hidden-layer relu/tanh decoder with a Bernoulli likelihood and a standard
     normal prior, a fused kernel computes the log-weights without writing the logits to memory
@@ -83,8 +103,8 @@ def log_likelihood(
 
     ``condition`` (N, condition_dim) or labels (N,): the conditions of a conditional model.
     """
-    if k < 1:
-        raise ValueError(f"k must be at least 1, got {k}")
+    _count("k", k)
+    x = examples(model, x)
     model.eval()
     condition = _conditions(model, condition, x.shape[0])
     if fused is not False:
@@ -135,7 +155,12 @@ def elbo(
 ) -> Tensor:
     """ELBO per example in nats, shape (N,), with ``samples`` Monte Carlo samples each.
 
+    ``x``: (N, *data_shape), a tensor or numpy array, checked as for :func:`log_likelihood`.
+
     ``condition``: the conditions of a conditional model, one per example."""
+    _count("samples", samples)
+    _count("batch_size", batch_size)
+    x = examples(model, x)
     model.eval()
     condition = _conditions(model, condition, x.shape[0])
     device = model.device
@@ -177,6 +202,8 @@ def latent_stats(
     """
     from .model import rsample
 
+    _count("batch_size", batch_size)
+    x = examples(model, x)
     model.eval()
     if hasattr(model, "latent_stats"):
         return model.latent_stats(x, batch_size=batch_size, seed=seed)
@@ -230,7 +257,11 @@ def evaluate(
     1 / (levels - 1), so ``bits_per_dim`` = (-log p(x) / D + log(levels - 1)) / log 2 is in the
     discrete bits/dim that 8-bit image models report (key ``bits_per_dim_basis`` says so).
     A likelihood that is already discrete (Bernoulli, discretized logistic) needs no term.
+
+    ``x`` may be a tensor or a numpy array; data that is empty, not finite, of another example
+    shape or outside the likelihood's support is a :class:`vaekit.DataError`, as in ``fit``.
     """
+    x = examples(model, x)
     model.eval()
     d = model.config.data_dim
     condition = _conditions(model, condition, x.shape[0])
