@@ -112,6 +112,26 @@ def test_save_load_is_bit_for_bit(tmp_path: Path, fields: dict[str, Any]) -> Non
     assert torch.equal(model.reconstruct(x), loaded.reconstruct(x))
 
 
+@pytest.mark.parametrize("kind", ["vae", "categorical"])
+def test_a_float64_model_comes_back_float64(tmp_path: Path, kind: str) -> None:
+    """Weights saved in float64 load in float64, not rounded into a fresh float32 model."""
+    from vaekit import CategoricalVAE
+
+    if kind == "vae":
+        model = VAE(data_shape=(5,), latent_dim=2, hidden=(4,), likelihood="gaussian_fixed")
+    else:
+        model = CategoricalVAE(data_shape=(5,), n_latents=1, n_categories=3, hidden=(4,))
+    model = perturbed(model.double())
+    with torch.no_grad():
+        model.decoder[0].weight[0, 0] = 1 / 3  # not a float32 number
+    save(model, tmp_path / "run")
+    loaded = load(tmp_path / "run")
+    assert {p.dtype for p in loaded.parameters()} == {torch.float64}
+    assert loaded.decoder[0].weight[0, 0].item() == 1 / 3
+    x = torch.rand(3, 5, dtype=torch.float64)
+    assert torch.equal(loaded.reconstruct(x), model.eval().reconstruct(x))
+
+
 def test_methods_on_the_model(tmp_path: Path) -> None:
     model = perturbed(VAE(**CONFIGS[0]))
     assert model.save(tmp_path / "run", note="hello") == tmp_path / "run"

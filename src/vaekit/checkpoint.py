@@ -196,7 +196,8 @@ def _check_config(config: dict[str, Any], file: Path) -> None:
 
 
 def load(path: str | Path, device: str | torch.device = "cpu") -> VAE:
-    """Rebuild the model saved in the folder ``path`` and load its weights onto ``device``."""
+    """Rebuild the model saved in the folder ``path`` and load its weights onto ``device``, in
+    the dtype they were saved in (a model saved after ``.double()`` comes back float64)."""
     path = Path(path)
     config = read_config(path)
     try:
@@ -221,6 +222,9 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> VAE:
             again = f"; vaekit train --resume {path} writes it again from the training state"
         raise CheckpointError(f"{str(file)!r} is truncated or corrupt: {err}{again}") from None
     model = build_model(model_config).to(device)
+    dtypes = {v.dtype for v in state.values() if v.is_floating_point()}
+    if len(dtypes) == 1:
+        model.to(dtypes.pop())  # else load_state_dict would round float64 weights to float32
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as err:
