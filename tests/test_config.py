@@ -314,3 +314,38 @@ def test_any_toml_file_resolves_or_is_a_config_error(
             resolve_config(str(file), (), dataset, {})
         except ConfigError as err:
             assert "\n" not in str(err)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: VAEConfig(data_shape=784), r"data_shape must be a list, e.g. \(784,\), got 784"),
+        (lambda: VAEConfig(hidden=200), r"hidden must be a list, e.g. \(200,\), got 200"),
+        (
+            lambda: VAEConfig(data_shape=(28.5,)),
+            r"data_shape must be a list of integers, got \[28.5\]",
+        ),
+        (lambda: VAEConfig(latent_dim=2.5), "latent_dim must be an integer, got 2.5"),
+        (lambda: VAEConfig(latent_dim="2"), "latent_dim must be an integer, got '2'"),
+        (lambda: VAEConfig(likelihood=None), "likelihood must be a string, got None"),
+        (lambda: TrainConfig(epochs=2.5), "epochs must be an integer, got 2.5"),
+        (lambda: TrainConfig(lr="fast"), "lr must be a number, got 'fast'"),
+    ],
+)
+def test_configs_built_in_python_name_a_field_of_the_wrong_type(make, message: str) -> None:
+    """VAE(data_shape=784) and the like are one ConfigError naming the field, not torch's
+    TypeError from inside nn.Linear or Python's "'int' object is not iterable"."""
+    with pytest.raises(ConfigError, match=message):
+        make()
+
+
+def test_configs_take_the_numbers_python_code_has_at_hand() -> None:
+    import numpy as np
+    import torch
+
+    x = np.zeros((3, 1, 8, 8))
+    cfg = VAEConfig(data_shape=x.shape[1:], latent_dim=np.int64(3), hidden=[np.int32(4)])
+    assert cfg == VAEConfig(data_shape=(1, 8, 8), latent_dim=3, hidden=(4,))
+    assert type(cfg.latent_dim) is int and type(cfg.hidden[0]) is int
+    assert VAEConfig(data_shape=torch.zeros(2, 5).shape[1:]).data_shape == (5,)
+    assert TrainConfig(lr=1, epochs=np.int64(2)) == TrainConfig(lr=1.0, epochs=2)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import numbers
 import tomllib
 import types
 import typing
@@ -57,6 +58,50 @@ def _coerce(name: str, value: Any, annotation: Any) -> Any:
         if not isinstance(value, str):
             raise ConfigError(f"{name} must be a string, got {value!r}")
         return value
+    return value
+
+
+def check_fields(config: Any) -> None:
+    """Check the fields of a config dataclass, in its ``__post_init__``, against their type
+    annotations, the way Python code passes them: any integer (numpy's too) for ``int``, any
+    real number for ``float``, any sequence for a tuple (a ``torch.Size``, a list); each is
+    stored as the plain Python type. A value of another type is a :class:`ConfigError` naming
+    the field (``data_shape=784`` says to give a list such as ``(784,)``)."""
+    hints = typing.get_type_hints(type(config))
+    for f in dataclasses.fields(config):
+        value = _field(f.name, getattr(config, f.name), hints[f.name])
+        object.__setattr__(config, f.name, value)
+
+
+def _field(name: str, value: Any, annotation: Any) -> Any:
+    """One field's value checked and converted for :func:`check_fields`."""
+    if typing.get_origin(annotation) is tuple:
+        (item, *_rest) = typing.get_args(annotation)
+        if isinstance(value, numbers.Number):
+            raise ConfigError(f"{name} must be a list, e.g. ({value},), got {value!r}")
+        if isinstance(value, str) and item is not str:
+            raise ConfigError(f"{name} must be a list of numbers, got {value!r}")
+        try:
+            items = list(value)
+        except TypeError:
+            raise ConfigError(f"{name} must be a list, got {value!r}") from None
+        try:
+            return tuple(_field(name, v, item) for v in items)
+        except ConfigError:
+            what = {int: "integers", float: "numbers", str: "strings"}.get(item, "values")
+            raise ConfigError(f"{name} must be a list of {what}, got {items!r}") from None
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise ConfigError(f"{name} must be an integer, got {value!r}")
+        return int(value)
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise ConfigError(f"{name} must be a number, got {value!r}")
+        return float(value)
+    if annotation is str and not isinstance(value, str):
+        raise ConfigError(f"{name} must be a string, got {value!r}")
+    if annotation is bool and not isinstance(value, bool):
+        raise ConfigError(f"{name} must be True or False, got {value!r}")
     return value
 
 

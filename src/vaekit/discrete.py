@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributions import Categorical, Distribution, register_kl
 
+from .config import check_fields
 from .errors import ConfigError, DataError
 from .likelihoods import LIKELIHOODS
 from .model import Model, register_model
@@ -90,8 +91,7 @@ class CategoricalConfig:
     decoder_std: float = 0.1
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "data_shape", tuple(int(d) for d in self.data_shape))
-        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        check_fields(self)
         if not self.data_shape or any(d <= 0 for d in self.data_shape):
             raise ConfigError(f"data_shape must be positive sizes, got {list(self.data_shape)}")
         if self.n_latents < 1:

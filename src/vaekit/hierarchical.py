@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution, Independent, Normal
 
+from .config import check_fields
 from .errors import ConfigError, DataError
 from .likelihoods import HALF_LOG_2PI, LIKELIHOODS, soft_clamp
 from .model import Model, VAEConfig, register_model
@@ -67,9 +68,7 @@ class HVAEConfig:
     encoder_max_logvar: float = 6.0
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "data_shape", tuple(int(d) for d in self.data_shape))
-        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
-        object.__setattr__(self, "hidden2", tuple(int(h) for h in self.hidden2))
+        check_fields(self)
         # The fields shared with the one-layer VAE are checked by its config, with its messages.
         VAEConfig(
             data_shape=self.data_shape,

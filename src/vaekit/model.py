@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution, Independent, Normal, kl_divergence
 
+from .config import check_fields
 from .errors import ConfigError, DataError
 from .likelihoods import HALF_LOG_2PI, LIKELIHOODS, soft_clamp
 from .nets import ACTIVATIONS, NETWORKS, NetSpec
@@ -76,9 +77,7 @@ class VAEConfig:
     encoder_max_logvar: float = 6.0
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "data_shape", tuple(int(d) for d in self.data_shape))
-        for name in ("hidden", "channels", "image_shape"):
-            object.__setattr__(self, name, tuple(int(h) for h in getattr(self, name)))
+        check_fields(self)
         if not self.data_shape or any(d <= 0 for d in self.data_shape):
             raise ConfigError(f"data_shape must be positive sizes, got {list(self.data_shape)}")
         if self.latent_dim <= 0:

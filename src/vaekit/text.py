@@ -34,6 +34,7 @@ from torch import Tensor, nn
 from torch.distributions import Distribution, Independent, Normal, kl_divergence
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from .config import check_fields
 from .data import Dataset
 from .errors import ConfigError, DataError
 from .likelihoods import Likelihood, soft_clamp
@@ -377,9 +378,7 @@ class TextVAEConfig:
     encoder_max_logvar: float = 6.0
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "vocab", tuple(str(t) for t in self.vocab))
-        object.__setattr__(self, "data_shape", tuple(int(d) for d in self.data_shape))
-        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        check_fields(self)
         Tokenizer(self.vocab, self.level)  # checks level and duplicates
         if any(t == "" or (self.level == "char" and len(t) != 1) for t in self.vocab):
             raise ConfigError("a character-level vocab holds single characters only")

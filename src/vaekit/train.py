@@ -47,7 +47,7 @@ from .checkpoint import (
     write_config,
     write_metrics,
 )
-from .config import to_dict
+from .config import check_fields, to_dict
 from .errors import CheckpointError, ConfigError, DataError, VaekitError
 from .evaluate import elbo as evaluate_elbo
 from .model import VAE, model_table
@@ -168,6 +168,7 @@ class TrainConfig:
     checkpoint_every: int = 0
 
     def __post_init__(self) -> None:
+        check_fields(self)
         for name in ("epochs", "batch_size", "samples", "max_bad_steps", "steps_per_launch"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)}")
