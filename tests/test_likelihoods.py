@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from scipy import stats
 from torch import Tensor
 
-from vaekit import VAE
+from vaekit import VAE, DataError
 from vaekit.likelihoods import (
     LIKELIHOODS,
     BernoulliLikelihood,
@@ -270,3 +270,21 @@ def test_discretized_logistic_model_needs_8_bit_data() -> None:
         fit(model, x + 0.3 / 255, epochs=1)
     with pytest.raises(DataError, match=r"\[0, 1\]"):
         fit(model, x * 2, epochs=1)
+
+
+@pytest.mark.parametrize("name", list(LIKELIHOODS))
+def test_output_of_the_wrong_shape_is_named(name: str) -> None:
+    """A decoder of one's own that gives (B, D), forgetting the n_params axis, or x of another
+    shape, is a DataError that says the shape to give, not "too many values to unpack"."""
+    lik = LIKELIHOODS[name]((2, 3))
+    want = rf"\(\.\.\., {lik.n_params}, 2, 3\)"
+    params = torch.zeros(4, lik.n_params, 2, 3)
+    x = torch.full((4, 2, 3), 0.5)
+    for bad in (torch.zeros(4, 2, 3), torch.zeros(4, lik.n_params, 6), torch.zeros(3)):
+        with pytest.raises(DataError, match=f"takes decoder output of shape {want}"):
+            lik(bad)
+        with pytest.raises(DataError, match=f"takes decoder output of shape {want}"):
+            lik.log_prob(bad, x)
+    with pytest.raises(DataError, match=r"takes x of shape \(\.\.\., 2, 3\), got \(4, 6\)"):
+        lik.log_prob(params, x.reshape(4, 6))
+    assert lik.log_prob(params, x).shape == (4,)

@@ -24,6 +24,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributions import Bernoulli, Distribution, Independent, Normal
 
+from .errors import DataError
+
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 
@@ -80,8 +82,28 @@ class Likelihood(nn.Module):
     def _sum_data(self, t: Tensor) -> Tensor:
         return t.sum(dim=tuple(range(-len(self.data_shape), 0)))
 
-    def _split(self, params: Tensor) -> tuple[Tensor, ...]:
+    def _split(self, params: Tensor, x: Tensor | None = None) -> tuple[Tensor, ...]:
+        """The ``n_params`` tensors (..., *data_shape) in ``params``, after :meth:`_check`."""
+        self._check(params, x)
         return params.unbind(dim=-(len(self.data_shape) + 1))
+
+    def _check(self, params: Tensor, x: Tensor | None = None) -> None:
+        """A :class:`DataError` unless ``params`` ends in (n_params, *data_shape) and ``x`` (if
+        given) in data_shape; shapes only, so nothing is read back from a device."""
+        want = (self.n_params, *self.data_shape)
+        name = type(self).__name__
+        if tuple(params.shape[-len(want) :]) != want or params.dim() < len(want):
+            raise DataError(
+                f"{name} takes decoder output of shape (..., {', '.join(map(str, want))}): "
+                f"{self.n_params} values per data dim of {self.data_shape}; got "
+                f"{tuple(params.shape)}"
+            )
+        nd = len(self.data_shape)
+        if x is not None and (x.dim() < nd or tuple(x.shape[x.dim() - nd :]) != self.data_shape):
+            raise DataError(
+                f"{name} takes x of shape (..., {', '.join(map(str, self.data_shape))}), "
+                f"got {tuple(x.shape)}"
+            )
 
     def _event(self, base: Distribution) -> Distribution:
         return Independent(base, len(self.data_shape), validate_args=False)
@@ -98,7 +120,7 @@ class BernoulliLikelihood(Likelihood):
         return self._event(Bernoulli(logits=logits, validate_args=False))
 
     def log_prob(self, params: Tensor, x: Tensor) -> Tensor:
-        (logits,) = self._split(params)
+        (logits,) = self._split(params, x)
         bce = F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none")
         return -self._sum_data(bce)
 
@@ -127,7 +149,7 @@ class GaussianLikelihood(Likelihood):
         return self._event(Normal(mean, torch.exp(0.5 * logvar), validate_args=False))
 
     def log_prob(self, params: Tensor, x: Tensor) -> Tensor:
-        mean, raw_logvar = self._split(params)
+        mean, raw_logvar = self._split(params, x)
         logvar = soft_clamp(raw_logvar, self.min_logvar, self.max_logvar)
         return gaussian_log_prob(x, mean, logvar, self._sum_data)
 
@@ -155,7 +177,7 @@ class GaussianPerDimLikelihood(GaussianLikelihood):
         )
 
     def log_prob(self, params: Tensor, x: Tensor) -> Tensor:
-        (mean,) = self._split(params)
+        (mean,) = self._split(params, x)
         logvar = soft_clamp(self.raw_logvar, self.min_logvar, self.max_logvar)
         return gaussian_log_prob(x, mean, logvar, self._sum_data)
 
@@ -187,7 +209,7 @@ class GaussianFixedLikelihood(Likelihood):
         return self._event(Normal(mean, self.std.expand_as(mean), validate_args=False))
 
     def log_prob(self, params: Tensor, x: Tensor) -> Tensor:
-        (mean,) = self._split(params)
+        (mean,) = self._split(params, x)
         nll = 0.5 * ((x - mean) / self.std) ** 2 + self.std.log() + HALF_LOG_2PI
         return -self._sum_data(nll)
 
@@ -297,8 +319,9 @@ class DiscretizedLogisticLikelihood(Likelihood):
     def from_config(cls, config: Any) -> Likelihood:
         return cls(config.data_shape, config.likelihood_components)
 
-    def _unpack(self, params: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def _unpack(self, params: Tensor, x: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """(logits, means, log_scales), each (..., *data_shape, M)."""
+        self._check(params, x)
         M, nd = self.components, len(self.data_shape)
         lead = params.shape[: params.dim() - nd - 1]
         p = params.reshape(*lead, 3, M, *self.data_shape).movedim(len(lead) + 1, -1)
@@ -311,7 +334,7 @@ class DiscretizedLogisticLikelihood(Likelihood):
         return self._event(DiscretizedLogisticMixture(logits, means, log_scales, self.levels))
 
     def log_prob(self, params: Tensor, x: Tensor) -> Tensor:
-        logits, means, log_scales = self._unpack(params)
+        logits, means, log_scales = self._unpack(params, x)
         lp = discretized_logistic_log_prob(x.unsqueeze(-1), means, log_scales, self.levels)
         if self.components == 1:
             return self._sum_data(lp.squeeze(-1))
