@@ -308,3 +308,16 @@ def test_inputs_and_latents_move_to_the_model_s_device(make) -> None:
     assert q.mean.device.type == "meta" and q.mean.shape == (2, model.config.latent_dim)
     px_z = model.decode(torch.zeros(2, model.config.latent_dim))
     assert px_z.mean.device.type == "meta" and px_z.mean.shape == (2, 6)
+
+
+@pytest.mark.parametrize("make", _every_kind(), ids=KINDS)
+def test_counts_of_draws_and_samples_are_checked(make) -> None:
+    """sample(-1) and forward(x, k=0) (which makes every bound NaN) are one ConfigError."""
+    model = make()
+    for n in (0, -1, 2.0, True):
+        with pytest.raises(ConfigError, match=rf"n must be an integer of at least 1, got {n!r}"):
+            model.sample(n)
+    assert model.sample(np.int64(2)).shape == (2, 6)
+    x = torch.tensor([[4.0, 5, 1, 0, 0, 0], [5.0, 1, 0, 0, 0, 0]])  # also token ids for text
+    with pytest.raises(ConfigError, match="k must be an integer of at least 1, got 0"):
+        model(x if model.kind == "text" else x / 5, k=0)

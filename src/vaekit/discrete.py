@@ -42,7 +42,7 @@ from torch.distributions import Categorical, Distribution, register_kl
 from .config import check_fields
 from .errors import ConfigError, DataError
 from .likelihoods import LIKELIHOODS
-from .model import Model, register_model
+from .model import Model, check_count, register_model
 from .nets import ACTIVATIONS, MLP
 from .objectives import Terms
 
@@ -351,7 +351,7 @@ class CategoricalVAE(Model):
         KL (B,) is always given. ``generator`` makes the draws reproducible.
         """
         log_q = self._encode_logits(x)  # (B, L, C)
-        x = x.to(self.device, self._dtype)
+        x, k = x.to(self.device, self._dtype), check_count("k", k)
         if not self.training:
             return self._sampled_terms(x, log_q, k, generator)
         estimator = self.config.training_estimator
@@ -457,7 +457,7 @@ class CategoricalVAE(Model):
     def sample(self, n: int, *, mean: bool = True) -> Tensor:
         """``n`` draws (n, *data_shape): z ~ p(z), then E[x|z] (``mean=True``) or x ~ p(x|z).
         Uses torch's global RNG."""
-        px_z = self.decode(self.pz().sample((n,)))
+        px_z = self.decode(self.pz().sample((check_count("n", n),)))
         return px_z.mean if mean else px_z.sample()
 
     @torch.no_grad()

@@ -29,7 +29,7 @@ from torch.distributions import Distribution, Independent, Normal
 from .config import check_fields
 from .errors import ConfigError, DataError
 from .likelihoods import HALF_LOG_2PI, LIKELIHOODS, soft_clamp
-from .model import Model, VAEConfig, register_model
+from .model import Model, VAEConfig, check_count, register_model
 from .nets import MLP
 from .objectives import Terms
 from .priors import StandardNormalPrior
@@ -194,7 +194,7 @@ class HVAE(Model):
         ``kl`` is None. ``generator`` makes the noise reproducible.
         """
         self._check(x)
-        x = x.to(self.device)
+        x, k = x.to(self.device), check_count("k", k)
         eps = torch.randn(
             (k, x.shape[0], self.noise_dim), generator=generator, device=x.device, dtype=self._dtype
         )
@@ -241,7 +241,7 @@ class HVAE(Model):
     def sample(self, n: int, *, mean: bool = True) -> Tensor:
         """``n`` draws from the model, shape (n, *data_shape): z2 ~ p(z2), z1 ~ p(z1|z2), then
         E[x|z1] (``mean=True``, the default) or x ~ p(x|z1). Uses torch's global RNG."""
-        px_z = self.decode(self.sample_latents(n))
+        px_z = self.decode(self.sample_latents(check_count("n", n)))
         return px_z.mean if mean else px_z.sample()
 
     @torch.no_grad()

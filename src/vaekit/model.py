@@ -8,6 +8,7 @@ from which every bound in :mod:`vaekit.objectives` is computed.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -328,6 +329,7 @@ class VAE(Model):
         the prior allows one. ``generator`` makes the noise reproducible. ``condition``: see
         :meth:`encode` (conditional models only). ``x`` is moved to the model's device.
         """
+        k = check_count("k", k)
         x = x.to(self.device)
         if not self._closed_form():
             kw = {} if condition is None else {"condition": condition}
@@ -407,7 +409,7 @@ class VAE(Model):
         with ``mean=False`` draws x ~ p(x|z) as well. Uses torch's global RNG. A conditional
         model needs ``condition``: one label (an int) or vector for all, or one per draw.
         """
-        px_z = self.decode(self.sample_latents(n), condition)
+        px_z = self.decode(self.sample_latents(check_count("n", n)), condition)
         return px_z.mean if mean else px_z.sample()
 
     @torch.no_grad()
@@ -446,6 +448,14 @@ class VAE(Model):
         from .evaluate import log_likelihood
 
         return log_likelihood(self, x, k=k, seed=seed, condition=condition)
+
+
+def check_count(name: str, value: Any, least: int = 1) -> int:
+    """``value`` as an int, or a :class:`ConfigError` naming ``name`` unless it is an integer of
+    at least ``least`` (the draws ``n`` of ``sample``, the samples ``k`` per example)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
+        raise ConfigError(f"{name} must be an integer of at least {least}, got {value!r}")
+    return int(value)
 
 
 def as_condition(values: Any, condition_dim: int) -> Tensor:

@@ -38,7 +38,7 @@ from .config import check_fields
 from .data import Dataset
 from .errors import ConfigError, DataError
 from .likelihoods import Likelihood, soft_clamp
-from .model import Model, register_model, rsample
+from .model import Model, check_count, register_model, rsample
 from .objectives import Terms
 from .priors import PRIORS
 
@@ -483,7 +483,7 @@ class TextVAE(Model):
         inputs word dropout; in eval mode both are off and the terms are the model's own.
         """
         qz_x = self.encode(x)
-        z = rsample(qz_x, k, generator)  # (k, B, latent_dim)
+        z = rsample(qz_x, check_count("k", k), generator)  # (k, B, latent_dim)
         pz = self.pz()
         kl = None
         if self.prior.analytic_kl:
@@ -596,7 +596,7 @@ class TextVAE(Model):
     @torch.no_grad()
     def sample(self, n: int, *, mean: bool = True) -> Tensor:
         """``n`` strings as ids (n, T) for z ~ p(z): greedy (``mean=True``) or drawn."""
-        z = self.pz().sample((n,))
+        z = self.pz().sample((check_count("n", n),))
         px_z = self.decode(z)
         return px_z.mean if mean else px_z.sample()
 
