@@ -357,3 +357,17 @@ def test_refined_posteriors_of_a_text_model_raise_its_elbo(words: Path) -> None:
     assert float(gaps["elbo"].mean()) == pytest.approx(
         float(elbo_of(model, x, samples=100, seed=1).mean()), abs=0.2
     )
+
+
+def test_vaekit_evaluate_of_a_text_model_counts_tokens_not_padded_positions() -> None:
+    """vaekit.evaluate on strings reports bits per token of the strings (end token included)
+    and reconstructions in strings and tokens, as `vaekit evaluate` does, not the squared error
+    of token ids and bits over padded positions."""
+    torch.manual_seed(0)
+    model = TextVAE(vocab=("a", "b"), data_shape=(6,), latent_dim=2, embed_dim=4, hidden=(8,))
+    x = model.ids(["ab", "babab", "a"])  # 3 + 6 + 2 = 11 tokens in 18 positions
+    report = vaekit.evaluate(model, x, k=5)
+    ll = vaekit.log_likelihood(model, x, k=5)
+    assert report["bits_per_dim"] == pytest.approx(float(-ll.sum() / (11 * math.log(2))))
+    assert "reconstruction_mse" not in report and 0 <= report["token_accuracy"] <= 1
+    assert report == evaluate_text(model, x, k=5)

@@ -261,7 +261,17 @@ def evaluate(
 
     ``x`` may be a tensor or a numpy array; data that is empty, not finite, of another example
     shape or outside the likelihood's support is a :class:`vaekit.DataError`, as in ``fit``.
+
+    A text model (:class:`vaekit.TextVAE`) gets :func:`vaekit.text.evaluate_text`'s report,
+    whose bits are per token and whose reconstructions are counted in strings and tokens (the
+    squared error of token ids and bits per padded position would mean nothing).
     """
+    if getattr(model, "kind", None) == "text":
+        from .text import evaluate_text
+
+        if condition is not None or bin_levels is not None:
+            raise ConfigError("a text model's report takes no condition and no bin_levels")
+        return evaluate_text(model, x, k=k, seed=seed, progress=progress)
     x = examples(model, x)
     model.eval()
     d = model.config.data_dim
