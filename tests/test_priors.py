@@ -300,3 +300,18 @@ def test_evaluating_a_mixture_prior_holds_no_more_than_a_chunk_of_its_components
         chunked, marginal = model.prior.log_prob(z), model.prior.marginal_log_prob(z)
     assert torch.equal(chunked, model.prior.log_prob(z).detach())  # gradient on: one piece
     assert torch.equal(marginal, model.prior.marginal_log_prob(z).detach())
+
+
+@pytest.mark.parametrize("name", sorted(PRIORS))
+def test_latents_of_the_wrong_width_are_named(name: str) -> None:
+    """A prior used with one's own encoder names z of another width; N(0, I)'s closed form
+    summed any width into a number."""
+    from vaekit import DataError
+
+    prior = VAE(data_shape=(4,), latent_dim=3, hidden=(5,), prior=name).prior
+    with pytest.raises(DataError, match=r"over 3 latent dims; got z of shape \(2, 4\)"):
+        prior.log_prob(torch.zeros(2, 4))
+    if prior.analytic_kl:
+        with pytest.raises(DataError, match=r"over 3 latent dims; got z of shape \(2, 2\)"):
+            prior.kl(torch.zeros(2, 2), torch.zeros(2, 2))
+    assert prior.log_prob(torch.zeros(5, 2, 3)).shape == (5, 2)

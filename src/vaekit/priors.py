@@ -18,6 +18,8 @@ from torch.distributions import (
     kl_divergence,
 )
 
+from .errors import DataError
+
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 #: Floats of the (rows, K, D) per-coordinate array that a mixture prior's log-density holds at
 #: once when no gradient is recorded (evaluation): larger inputs go through in chunks of rows.
@@ -67,6 +69,14 @@ class Prior(nn.Module):
     def bind(self, encode: Callable[[Tensor], tuple[Tensor, Tensor]]) -> None:
         """Give the prior the model's encoder, x -> (loc, logvar) of q(z|x); used by VampPrior."""
 
+    def _check(self, z: Tensor) -> None:
+        """A :class:`DataError` unless ``z`` is (..., latent_dim); its shape only (no sync)."""
+        if z.dim() == 0 or z.shape[-1] != self.latent_dim:
+            raise DataError(
+                f"{type(self).__name__} is over {self.latent_dim} latent dims; got z of shape "
+                f"{tuple(z.shape)}: give (..., {self.latent_dim})"
+            )
+
 
 class StandardNormalPrior(Prior):
     """p(z) = N(0, I)."""
@@ -82,9 +92,11 @@ class StandardNormalPrior(Prior):
         return Independent(Normal(self.loc, self.scale, validate_args=False), 1)
 
     def log_prob(self, z: Tensor) -> Tensor:
+        self._check(z)
         return -(0.5 * z**2 + HALF_LOG_2PI).sum(-1)
 
     def kl(self, loc: Tensor, logvar: Tensor) -> Tensor:
+        self._check(loc)
         return 0.5 * (torch.exp(logvar) + loc**2 - 1 - logvar).sum(-1)
 
 
@@ -103,10 +115,12 @@ class LearnedGaussianPrior(Prior):
         return Independent(Normal(self.loc, self.log_scale.exp(), validate_args=False), 1)
 
     def log_prob(self, z: Tensor) -> Tensor:
+        self._check(z)
         u = (z - self.loc) * torch.exp(-self.log_scale)
         return -(0.5 * u**2 + self.log_scale + HALF_LOG_2PI).sum(-1)
 
     def kl(self, loc: Tensor, logvar: Tensor) -> Tensor:
+        self._check(loc)
         log_ratio = logvar - 2 * self.log_scale  # log var_q - log var_p
         t = (loc - self.loc) ** 2 * torch.exp(-2 * self.log_scale)
         return 0.5 * (torch.exp(log_ratio) + t - 1 - log_ratio).sum(-1)
@@ -149,6 +163,7 @@ class _GaussianMixturePrior(Prior):
         )
 
     def log_prob(self, z: Tensor) -> Tensor:
+        self._check(z)
         log_weights, loc, log_scale = self.components()
 
         def log_prob(z: Tensor) -> Tensor:
