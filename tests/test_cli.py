@@ -833,6 +833,15 @@ def test_evaluate_gaps_and_encode_refine(
         gaps["log_likelihood"] - gaps["elbo"]
     )
     assert f"amortization gap     {gaps['amortization_gap']:12.3f} nats" in out
+    work = tmp_path / "copy"
+    shutil.copytree(run, work)
+    shutil.copy(report_file, work / "eval.json")
+    code, out, err = run_cli(capsys, "info", work)
+    assert code == 0, err
+    assert (
+        f"gaps   approximation {gaps['approximation_gap']:.3f}, amortization "
+        f"{gaps['amortization_gap']:.3f} nats (first 30 examples, 40 refinement steps)"
+    ) in out
     code, out, err = run_cli(capsys, "encode", run, "--refine", "40", "-o", tmp_path / "r.npy")
     assert code == 0, err
     assert "means of q(z|x) refined by 40 steps, shape (270, 3)" in out

@@ -1898,6 +1898,13 @@ def info(run: Path) -> None:
                 f"(K={ev['k']}{exact}), {ev['bits_per_dim']:.4f} bits/dim, "
                 f"{ev['active_units']} active units"
             )
+            gaps = ev.get("inference_gaps")
+            if isinstance(gaps, dict):
+                click.echo(
+                    f"gaps   approximation {gaps['approximation_gap']:.3f}, amortization "
+                    f"{gaps['amortization_gap']:.3f} nats (first {gaps['n']} examples, "
+                    f"{gaps['refine_steps']} refinement steps)"
+                )
         except (OSError, ValueError, KeyError, TypeError):
             click.echo("eval   eval.json is unreadable")
     if not (run / "model.safetensors").is_file():
