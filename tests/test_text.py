@@ -88,6 +88,18 @@ def test_text_file_errors(tmp_path: Path) -> None:
     long.write_text("a\nb\n" + "x" * 300 + "\n")
     with pytest.raises(DataError, match=r"line 3 of .* has 300 characters"):
         data.load(long)
+    long.write_text("a\n\nb\n\n" + "x" * 300 + "\n")  # the file's line, blank lines counted
+    with pytest.raises(DataError, match=r"line 5 of .* has 300 characters"):
+        data.load(long)
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_line(tmp_path: Path) -> None:
+    # Windows Notepad saves "UTF-8" with a byte-order mark; it is no character of the data
+    path = tmp_path / "notepad.txt"
+    path.write_bytes("\ufeff".encode() + "\r\n".join(WORDS).encode() + b"\r\n")
+    ds = data.load(path)
+    assert ds.defaults["model"]["vocab"] == sorted(set("".join(WORDS)))
+    assert sorted(ds.texts["train"] + ds.texts["valid"] + ds.texts["test"]) == sorted(WORDS)
 
 
 # -- the likelihood ----------------------------------------------------------------------------

@@ -151,28 +151,33 @@ class TextDataset(Dataset):
 
 
 def read_lines(path: str | Path, at_least: int = 3) -> list[str]:
-    """The non-empty lines of a UTF-8 text file, without their line endings; fewer than
-    ``at_least`` is a :class:`DataError`."""
+    """The non-empty lines of a UTF-8 text file, without their line endings (or a byte-order
+    mark at its start); fewer than ``at_least`` is a :class:`DataError`."""
+    return numbered_lines(path, at_least)[1]
+
+
+def numbered_lines(path: str | Path, at_least: int = 3) -> tuple[list[int], list[str]]:
+    """(line numbers in the file, counted from 1; lines) of :func:`read_lines`."""
     path = Path(path)
     where = repr(str(path))
     if not path.is_file():
         raise DataError(f"text file {where} does not exist")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # Notepad's UTF-8 starts with a BOM
     except UnicodeDecodeError as err:
         raise DataError(
             f"{where} is not UTF-8 text (byte {err.start}); convert it, e.g. with iconv"
         ) from None
     except OSError as err:
         raise DataError(f"cannot read {where}: {err.strerror or err}") from None
-    lines = [line.rstrip("\r") for line in text.split("\n")]
-    lines = [line for line in lines if line.strip()]
-    if len(lines) < at_least:
+    every = [line.rstrip("\r") for line in text.split("\n")]
+    numbers = [i + 1 for i, line in enumerate(every) if line.strip()]
+    if len(numbers) < at_least:
         raise DataError(
-            f"{where} holds {len(lines)} non-empty lines; it needs one example per line and at "
+            f"{where} holds {len(numbers)} non-empty lines; it needs one example per line and at "
             f"least {at_least}"
         )
-    return lines
+    return numbers, [every[i - 1] for i in numbers]
 
 
 def load_text(
@@ -194,7 +199,7 @@ def load_text(
 
     path = Path(path)
     where = repr(str(path))
-    lines = read_lines(path)
+    numbers, lines = numbered_lines(path)
     tok = tokenizer or Tokenizer.build(lines, level)
     counts = [len(tok.tokens(line)) for line in lines]
     longest = max(counts)
@@ -202,7 +207,7 @@ def load_text(
         if longest > MAX_TOKENS:
             i = counts.index(longest)
             raise DataError(
-                f"line {i + 1} of {where} has {longest} {tok._unit(longest)}; text examples "
+                f"line {numbers[i]} of {where} has {longest} {tok._unit(longest)}; text examples "
                 f"may have at most {MAX_TOKENS}: shorten or split it"
             )
         length = longest + 1
