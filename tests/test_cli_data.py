@@ -45,3 +45,43 @@ def test_text_labels_of_an_npz_number_the_classes_of_a_conditional_run(capsys, t
                              tmp_path / "bad", *TINY))  # fmt: skip
     assert "'labels'" in err and "not whole numbers" in err
     assert not (tmp_path / "bad").exists()
+
+
+def test_csv_files_as_spreadsheets_write_them(capsys, tmp_path):
+    rows = [[0.25 * (i % 4), 0.5, 1 - 0.25 * (i % 4)] for i in range(30)]
+    # every row ends with the separator, the header too or not
+    for name, head in (("trail.csv", "a,b,c,\n"), ("trail-header.csv", "a,b,c\n"),
+                       ("trail.tsv", "")):  # fmt: skip
+        sep = "\t" if name.endswith(".tsv") else ","
+        text = head + "".join(sep.join(map(str, r)) + sep + "\n" for r in rows)
+        (tmp_path / name).write_text(text)
+        ds = data.load(tmp_path / name)
+        assert ds.data_shape == (3,)
+        every = np.concatenate([ds.train.numpy(), ds.valid.numpy(), ds.test.numpy()])
+        assert sorted(map(tuple, every.tolist())) == sorted(map(tuple, rows))
+    code, _, err = run_cli(capsys, "train", "--data", tmp_path / "trail.csv", "--out",
+                           tmp_path / "run", *TINY)  # fmt: skip
+    assert code == 0, err
+
+    def refused(name: str, content: bytes) -> str:
+        (tmp_path / name).write_bytes(content)
+        return _one_line(*run_cli(capsys, "train", "--data", tmp_path / name, "--out",
+                                  tmp_path / "no", *TINY))  # fmt: skip
+
+    semicolons = "a;b;c\n" + "".join(";".join(map(str, r)) + "\n" for r in rows)
+    err = refused("semi.csv", semicolons.encode())
+    assert "row 1 of" in err and "';'" in err and "commas between values" in err
+    err = refused("semi.tsv", semicolons.encode())
+    assert "tabs between values" in err
+    err = refused("latin1.csv", "café,b\n1,2\n3,4\n5,6\n".encode("latin-1"))
+    assert "latin1.csv" in err and "not UTF-8" in err and "save it as UTF-8" in err
+    species = "x,y,species\n" + "".join(f"{i},{i},{'ab'[i % 2]}\n" for i in range(9))
+    err = refused("species.csv", species.encode())
+    assert "'a'" in err and "give --label-column species" in err
+    err = refused("nohead.csv", "".join(f"{i},{'ab'[i % 2]}\n" for i in range(9)).encode())
+    assert "give --label-column 1; columns count from 0" in err
+    (tmp_path / "nohead.csv").rename(tmp_path / "labelled.csv")  # every row is an example
+    assert data.load(tmp_path / "labelled.csv", label_column=1).train.shape[0] == 7
+    err = refused("oops.csv", b"x,y\n1,2\n3,oops\n5,6\n")
+    assert "oops" in err and "--label-column" not in err  # one bad cell is no label column
+    assert not (tmp_path / "no").exists()

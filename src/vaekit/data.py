@@ -1040,12 +1040,41 @@ def load_csv(
                 r for r in csv.reader(f, delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
             ]
     except (OSError, UnicodeDecodeError, csv.Error) as err:
+        if isinstance(err, UnicodeDecodeError):
+            raise DataError(
+                f"{where} is not UTF-8 text (byte {err.start}); save it as UTF-8 (or convert it, "
+                "e.g. with iconv)"
+            ) from None
         raise DataError(f"cannot read {where} as CSV text: {err}") from None
     numbered = [
         (i + 1, [c.strip() for c in r]) for i, r in enumerate(rows) if any(c.strip() for c in r)
     ]
     if not numbered:
         raise DataError(f"{where} holds no rows; it needs one example per row")
+    separator = "tab" if path.suffix.lower() == ".tsv" else "comma"
+    if all(len(cells) == 1 for _, cells in numbered):
+        for line, (cell,) in numbered:
+            other = next((c for c in (";", "\t", ",", "|") if c in cell), None)
+            if other is not None:
+                raise DataError(
+                    f"row {line} of {where} is one value {cell[:40]!r} holding {other!r}; "
+                    "vaekit reads .csv files as comma-separated and .tsv files as tab-separated: "
+                    + (
+                        "write the file with tabs between values (or name a comma-separated "
+                        "file .csv)"
+                        if separator == "tab"
+                        else "write the file with commas between values (or name a "
+                        "tab-separated file .tsv)"
+                    )
+                )
+    # spreadsheets often end every row with a separator: an empty last column is no column
+    (_, top), *rest = numbered
+    if (
+        rest
+        and all(len(cells) > 1 and cells[-1] == "" for _, cells in rest)
+        and (top[-1] == "" or len(top) == len(rest[0][1]) - 1)
+    ):
+        numbered = [(line, cells[:-1] if cells[-1] == "" else cells) for line, cells in numbered]
 
     def is_number(cell: str) -> bool:
         try:
@@ -1055,7 +1084,16 @@ def load_csv(
         return True
 
     names: list[str] | None = None
-    if header or (header is None and not all(is_number(c) for c in numbered[0][1])):
+    if header is None:
+        # a header names columns of numbers: a cell of text above a number (a column of text
+        # labels has text in every row, and a file without a header may have one)
+        first = numbered[0][1]
+        below = numbered[1][1] if len(numbered) > 1 else [""] * len(first)
+        header = any(
+            not is_number(c) and (j >= len(below) or is_number(below[j]) or len(numbered) == 1)
+            for j, c in enumerate(first)
+        )
+    if header:
         names = numbered[0][1]
         numbered = numbered[1:]
         if not numbered:
@@ -1096,9 +1134,16 @@ def load_csv(
                 values[i, j] = float(cell)
             except ValueError:
                 name = f" ({names[j]!r})" if names and col is None else ""
+                hint = ""
+                if label_column is None and not any(is_number(r[j]) for _, r in numbered):
+                    hint = (
+                        f" (if it holds labels, give --label-column {names[j]})"  # type: ignore[index]
+                        if name
+                        else f" (if it holds labels, give --label-column {j}; columns count from 0)"
+                    )
                 raise DataError(
                     f"row {line}, column {j + 1}{name} of {where} is {cell!r}, not a number; "
-                    "CSV data must be numeric"
+                    f"CSV data must be numeric{hint}"
                 ) from None
     labels, label_names = None, None
     if col is not None:
