@@ -754,3 +754,25 @@ def test_a_resumed_run_that_finishes_drops_a_run_a_killed_process_left_aside(
     (out / PREVIOUS_FOLDER / "config.json").write_text("{}")
     fit(small_model(), x, epochs=2, batch_size=16, out=out, resume=True)
     assert not (out / PREVIOUS_FOLDER).exists()
+
+
+def test_a_float64_model_trains_and_validates_on_its_float64_data() -> None:
+    """fit keeps a float64 model's data in float64: the validation ELBO it reports is the
+    model's ELBO of the data as given, not of the data rounded to float32."""
+    torch.manual_seed(0)
+    model = VAE(
+        data_shape=(3,), latent_dim=2, hidden=(4,), likelihood="gaussian_fixed", decoder_std=1e-4
+    ).double()
+    x = 0.1 + torch.arange(30, dtype=torch.float64).reshape(10, 3) * 1e-9  # apart in float64 only
+    history = fit(model, x, valid=x, epochs=1, batch_size=5, lr=1e-4)
+    assert history[-1]["valid_elbo"] == float(model.elbo(x).mean())
+    assert float(model.elbo(x.float()).mean()) != float(model.elbo(x).mean())  # it would show
+
+
+def test_nested_lists_are_examples() -> None:
+    """A list of examples (lists of numbers) trains as the tensor it holds, not as pairs of an
+    example and a label."""
+    x = binary(20, 3)
+    a, b = small_model("bernoulli"), small_model("bernoulli")
+    assert without_seconds(fit(a, x.tolist(), epochs=2)) == without_seconds(fit(b, x, epochs=2))
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))

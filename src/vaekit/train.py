@@ -200,22 +200,28 @@ class TrainConfig:
                 )
 
 
-def as_tensor(data: Any, name: str = "data") -> Tensor:
-    """A float32 tensor from a tensor, a numpy array, or a map-style dataset of examples.
+def as_tensor(data: Any, name: str = "data", dtype: torch.dtype = torch.float32) -> Tensor:
+    """A ``dtype`` tensor from a tensor, a numpy array, nested lists of numbers, or a map-style
+    dataset of examples.
 
     A dataset item may be an example or a tuple whose first element is the example (labels are
     dropped).
     """
     if isinstance(data, Tensor):
-        return data.float()
+        return data.to(dtype)
     if isinstance(data, np.ndarray):
-        return torch.from_numpy(np.ascontiguousarray(data)).float()
+        return torch.from_numpy(np.ascontiguousarray(data)).to(dtype)
+    if isinstance(data, list | tuple):
+        try:  # numbers, nested: the examples themselves
+            return torch.as_tensor(data, dtype=dtype)
+        except (TypeError, ValueError, RuntimeError):
+            pass  # (example, label) pairs, tensors: a dataset
     if hasattr(data, "__len__") and hasattr(data, "__getitem__"):
         items = [data[i] for i in range(len(data))]
         items = [it[0] if isinstance(it, tuple | list) else it for it in items]
         if not items:
             raise DataError(f"{name} is empty")
-        return torch.stack([torch.as_tensor(it) for it in items]).float()
+        return torch.stack([torch.as_tensor(it) for it in items]).to(dtype)
     raise DataError(
         f"{name} must be a tensor, a numpy array or a dataset, got {type(data).__name__}"
     )
@@ -765,6 +771,9 @@ def fit(
 ) -> History:
     """Train ``model`` in place on ``data`` (N, *data_shape) and return the per-epoch history.
 
+    ``data`` and ``valid``: tensors, numpy arrays, nested lists or map-style data sets (see
+    :func:`as_tensor`), read as float32, or float64 for a model in float64.
+
     ``config`` (or keyword overrides of its fields, e.g. ``epochs=5``) sets the run. With
     ``valid``, the validation ELBO (nats, one sample, fixed seed) is computed after each epoch.
     Steps whose loss or gradient is not finite are skipped and counted; a run that ends with
@@ -800,7 +809,8 @@ def fit(
 
         config = replace(config, **overrides)
     device = model.device
-    x = as_tensor(data, "training data")
+    dtype = torch.float64 if model._dtype == torch.float64 else torch.float32
+    x = as_tensor(data, "training data", dtype)
     check_data(model, x, "training data")
     c_train = _fit_conditions(model, conditions, x.shape[0], "training data")
     if config.binarize == "dynamic" and model.likelihood.support != "unit":
@@ -813,7 +823,7 @@ def fit(
         )
     x_valid = c_valid = None
     if valid is not None:
-        x_valid = as_tensor(valid, "validation data").to(device)
+        x_valid = as_tensor(valid, "validation data", dtype).to(device)
         check_data(model, x_valid, "validation data")
         c_valid = _fit_conditions(model, valid_conditions, x_valid.shape[0], "validation data")
         if config.binarize == "dynamic":
