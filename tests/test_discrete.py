@@ -459,3 +459,15 @@ def test_activity_sums_the_variance_of_the_probabilities_over_categories() -> No
     probs = model._encode_logits(x).exp()  # (50, n_latents, n_categories)
     stats = model.latent_stats(x)
     assert torch.allclose(stats["activity"], probs.var(0, unbiased=False).sum(-1))
+
+
+def test_exact_values_take_numpy_arrays_and_refuse_bad_data() -> None:
+    torch.manual_seed(0)
+    model = CategoricalVAE(data_shape=(4,), n_latents=1, n_categories=3, hidden=(4,))
+    x = torch.rand(5, 4, dtype=torch.float64)
+    assert torch.equal(model.log_likelihood_exact(x.numpy()), model.log_likelihood_exact(x))
+    assert torch.equal(model.elbo_exact(x.numpy()), model.elbo_exact(x))
+    with pytest.raises(DataError, match=r"values in \[0, 3\] but the bernoulli likelihood"):
+        model.log_likelihood_exact(torch.linspace(0, 3, 8).reshape(2, 4))
+    with pytest.raises(DataError, match="NaN or infinite values"):
+        model.elbo_exact(torch.full((2, 4), math.nan))

@@ -467,10 +467,12 @@ class CategoricalVAE(Model):
 
     @torch.no_grad()
     def elbo_exact(self, x: Tensor) -> Tensor:
-        """Per-example ELBO by enumeration in nats (N,), without gradients."""
+        """Per-example ELBO by enumeration in nats (N,), without gradients. ``x``: a tensor or
+        numpy array, checked as :func:`vaekit.evaluate.log_likelihood` checks it."""
+        from .evaluate import examples
         from .objectives import elbo
 
-        return elbo(self.enumerated_terms(x.to(self.device)))
+        return elbo(self.enumerated_terms(examples(self, x).to(self.device)))
 
     def log_likelihood_exact(self, x: Tensor, **kwargs: Any) -> Tensor:
         """Exact log p(x) in nats (N,); see :func:`log_likelihood_exact`."""
@@ -506,8 +508,13 @@ def log_likelihood_exact(
     The sum runs over all ``n_categories ** n_latents`` values of z, in chunks of
     ``values_per_chunk`` (default: as many as fit a fixed memory budget) and batches of
     ``batch_size`` examples, combined with a running logsumexp in float64. Raises
-    :class:`ConfigError` when z takes more than the model's ``enumerate_limit`` values.
+    :class:`ConfigError` when z takes more than the model's ``enumerate_limit`` values. ``x``:
+    (N, *data_shape), a tensor or numpy array, checked as
+    :func:`vaekit.evaluate.log_likelihood` checks it.
     """
+    from .evaluate import examples
+
+    x = examples(model, x)
     model.eval()
     c = model.config
     model._check_enumerable("exact log p(x)")
