@@ -349,3 +349,28 @@ def test_configs_take_the_numbers_python_code_has_at_hand() -> None:
     assert type(cfg.latent_dim) is int and type(cfg.hidden[0]) is int
     assert VAEConfig(data_shape=torch.zeros(2, 5).shape[1:]).data_shape == (5,)
     assert TrainConfig(lr=1, epochs=np.int64(2)) == TrainConfig(lr=1.0, epochs=2)
+
+
+def test_models_and_fit_take_a_dict_of_settings_and_name_unknown_ones() -> None:
+    import torch
+
+    from vaekit import HVAE, VAE, CategoricalVAE, HVAEConfig, TextVAE, fit
+
+    model = VAE({"data_shape": [6], "latent_dim": 2}, hidden=(4,))
+    assert model.config == VAEConfig(data_shape=(6,), latent_dim=2, hidden=(4,))
+    for make in (
+        lambda: VAE(data_shape=(6,), latentdim=2),
+        lambda: HVAE(data_shape=(6,), latentdim=2),
+        lambda: CategoricalVAE(data_shape=(6,), latentdim=2),
+        lambda: TextVAE(latentdim=2),
+    ):
+        with pytest.raises(ConfigError, match=r"unknown setting latentdim of \w+Config; known"):
+            make()
+    with pytest.raises(ConfigError, match=r"expected a VAEConfig \(or a dict of its settings\)"):
+        VAE(HVAEConfig())
+    with pytest.raises(ConfigError, match="unknown setting latentdim; known settings"):
+        VAE({"latentdim": 2})
+    x = torch.rand(8, 6).round()
+    assert fit(model, x, config={"epochs": 2, "batch_size": 4})[-1]["step"] == 4
+    with pytest.raises(ConfigError, match="unknown setting epoch of TrainConfig; known"):
+        fit(model, x, epoch=2)

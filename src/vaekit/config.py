@@ -105,6 +105,29 @@ def _field(name: str, value: Any, annotation: Any) -> Any:
     return value
 
 
+def configure(cls: type[C], config: Any = None, fields: dict[str, Any] | None = None) -> C:
+    """The config a constructor (or ``fit``) was given: ``config`` (an instance of the
+    dataclass ``cls``, a table of its settings as a dict, or None for the defaults) with
+    ``fields`` replaced. Names that are not settings of ``cls``, and a config of another class,
+    are a :class:`ConfigError` naming them."""
+    if config is None:
+        config = cls()
+    elif isinstance(config, dict):
+        config = from_dict(cls, config)
+    elif not isinstance(config, cls):
+        raise ConfigError(
+            f"expected a {cls.__name__} (or a dict of its settings), got {type(config).__name__}"
+        )
+    known = {f.name for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
+    unknown = sorted(set(fields or {}) - known)
+    if unknown:
+        raise ConfigError(
+            f"unknown setting {unknown[0]} of {cls.__name__}; known settings: "
+            f"{', '.join(sorted(known))}"
+        )
+    return dataclasses.replace(config, **fields) if fields else config  # type: ignore[type-var]
+
+
 def from_dict(cls: type[C], data: dict[str, Any], *, section: str = "") -> C:
     """Build the dataclass ``cls`` from ``data``, rejecting unknown keys and wrong types."""
     if not isinstance(data, dict):

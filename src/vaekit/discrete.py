@@ -31,7 +31,7 @@ In evaluation mode ``forward`` always returns K draws from q(z|x), the terms tha
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributions import Categorical, Distribution, register_kl
 
-from .config import check_fields
+from .config import check_fields, configure
 from .errors import ConfigError, DataError
 from .likelihoods import LIKELIHOODS
 from .model import Model, check_count, register_model
@@ -287,10 +287,11 @@ class CategoricalVAE(Model):
     #: The latent is discrete: commands that need a continuous one (manifold, interpolate) refuse.
     discrete_latent = True
 
-    def __init__(self, config: CategoricalConfig | None = None, /, **fields: Any) -> None:
+    def __init__(
+        self, config: CategoricalConfig | dict[str, Any] | None = None, /, **fields: Any
+    ) -> None:
         super().__init__()
-        config = config if config is not None else CategoricalConfig()
-        self.config: CategoricalConfig = replace(config, **fields) if fields else config
+        self.config: CategoricalConfig = configure(CategoricalConfig, config, fields)
         c = self.config
         self.prior = CategoricalPrior(c.n_latents, c.n_categories, learned=c.prior == "learned")
         self.likelihood = LIKELIHOODS[c.likelihood].from_config(c)

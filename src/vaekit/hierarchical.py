@@ -19,14 +19,14 @@ model's reconstruction, and latents written by ``vaekit encode`` decode back wit
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution, Independent, Normal
 
-from .config import check_fields
+from .config import check_fields, configure
 from .errors import ConfigError, DataError
 from .likelihoods import HALF_LOG_2PI, LIKELIHOODS, soft_clamp
 from .model import Model, VAEConfig, check_count, register_model
@@ -115,10 +115,9 @@ class HVAE(Model):
     kind = "hvae"
     config_class: type = HVAEConfig
 
-    def __init__(self, config: HVAEConfig | None = None, /, **fields: Any) -> None:
+    def __init__(self, config: HVAEConfig | dict[str, Any] | None = None, /, **fields: Any) -> None:
         super().__init__()
-        config = config if config is not None else HVAEConfig()
-        self.config: HVAEConfig = replace(config, **fields) if fields else config
+        self.config: HVAEConfig = configure(HVAEConfig, config, fields)
         c = self.config
         self.likelihood = LIKELIHOODS[c.likelihood].from_config(c)
         self.prior = StandardNormalPrior(c.latent_dim2)  # p(z2)

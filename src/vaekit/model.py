@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution, Independent, Normal, kl_divergence
 
-from .config import check_fields
+from .config import check_fields, configure
 from .errors import ConfigError, DataError
 from .likelihoods import HALF_LOG_2PI, LIKELIHOODS, soft_clamp
 from .nets import ACTIVATIONS, NETWORKS, NetSpec
@@ -206,9 +206,13 @@ class Model(nn.Module):
 class VAE(Model):
     """Variational autoencoder with a diagonal Gaussian q(z|x) (Kingma & Welling 2014).
 
-    Build it from a :class:`VAEConfig` or from its fields as keyword arguments::
+    Build it from a :class:`VAEConfig` (or a dict of its fields, as a TOML table holds them), from
+    its fields as keyword arguments, or both (the keywords replace the config's fields)::
 
         model = VAE(data_shape=(784,), latent_dim=20, likelihood="bernoulli")
+        model = VAE({"data_shape": [784], "latent_dim": 20}, hidden=(400,))
+
+    A name that is not a field is a :class:`ConfigError` listing the fields.
 
     Inputs ``x`` have shape ``(B, *data_shape)``; latents ``z`` have shape ``(..., latent_dim)``.
     The networks (``network``: MLP, conv or resnet), likelihood and prior are looked up by name
@@ -220,10 +224,9 @@ class VAE(Model):
     kind = "vae"
     config_class: type = VAEConfig
 
-    def __init__(self, config: VAEConfig | None = None, /, **fields: Any) -> None:
+    def __init__(self, config: VAEConfig | dict[str, Any] | None = None, /, **fields: Any) -> None:
         super().__init__()
-        config = config if config is not None else VAEConfig()
-        self.config: VAEConfig = replace(config, **fields) if fields else config
+        self.config: VAEConfig = configure(VAEConfig, config, fields)
         c = self.config
         self.prior = PRIORS[c.prior].from_config(c)
         self.likelihood = LIKELIHOODS[c.likelihood].from_config(c)

@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from torch.distributions import Distribution, Independent, Normal, kl_divergence
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from .config import check_fields
+from .config import check_fields, configure
 from .data import Dataset
 from .errors import ConfigError, DataError
 from .likelihoods import Likelihood, soft_clamp
@@ -438,10 +438,11 @@ class TextVAE(Model):
     kind = "text"
     config_class: type = TextVAEConfig
 
-    def __init__(self, config: TextVAEConfig | None = None, /, **fields: Any) -> None:
+    def __init__(
+        self, config: TextVAEConfig | dict[str, Any] | None = None, /, **fields: Any
+    ) -> None:
         super().__init__()
-        config = config if config is not None else TextVAEConfig()
-        self.config: TextVAEConfig = replace(config, **fields) if fields else config
+        self.config: TextVAEConfig = configure(TextVAEConfig, config, fields)
         c = self.config
         self.tokenizer = Tokenizer(c.vocab, c.level)
         v, h, layers = self.tokenizer.size, c.hidden[0], len(c.hidden)

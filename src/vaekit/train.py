@@ -47,7 +47,7 @@ from .checkpoint import (
     write_config,
     write_metrics,
 )
-from .config import check_fields, to_dict
+from .config import check_fields, configure, to_dict
 from .errors import CheckpointError, ConfigError, DataError, VaekitError
 from .evaluate import elbo as evaluate_elbo
 from .model import VAE, model_table
@@ -774,7 +774,8 @@ def fit(
     ``data`` and ``valid``: tensors, numpy arrays, nested lists or map-style data sets (see
     :func:`as_tensor`), read as float32, or float64 for a model in float64.
 
-    ``config`` (or keyword overrides of its fields, e.g. ``epochs=5``) sets the run. With
+    ``config`` (a :class:`TrainConfig` or a dict of its fields), or keyword overrides of its
+    fields (e.g. ``epochs=5``), sets the run; an unknown name is a :class:`ConfigError`. With
     ``valid``, the validation ELBO (nats, one sample, fixed seed) is computed after each epoch.
     Steps whose loss or gradient is not finite are skipped and counted; a run that ends with
     no good step at all raises :class:`TrainingError` and saves no model.
@@ -803,11 +804,7 @@ def fit(
     ``valid_conditions`` for ``valid``): integer labels (N,), made one-hot, or vectors
     (N, condition_dim). On the fast path the conditions stay on the device beside the data.
     """
-    config = config or TrainConfig()
-    if overrides:
-        from dataclasses import replace
-
-        config = replace(config, **overrides)
+    config = configure(TrainConfig, config, overrides)
     device = model.device
     dtype = torch.float64 if model._dtype == torch.float64 else torch.float32
     x = as_tensor(data, "training data", dtype)
