@@ -308,6 +308,12 @@ def test_word_level_and_a_longer_length_from_the_command_line(tmp_path: Path, ca
     model = json.loads((run / "config.json").read_text())["model"]
     assert model["level"] == "word" and model["data_shape"] == [5]
     assert model["vocab"] == sorted({"the", "cat", "sat", "dog", "ran", "a", "down"})
+    # Its tokens are words: evaluate gives bits per word and the share of words reconstructed.
+    code, out, err = run_cli(capsys, "evaluate", run, "-k", "2", "--split", "train")
+    assert code == 0, err
+    report = json.loads((run / "eval.json").read_text())
+    assert "bits/word" in out and "% of words" in out and "char" not in out
+    assert report["bits_per_word"] == report["bits_per_dim"] > 0 and "bits_per_char" not in report
     code, _, err = run_cli(capsys, "sample", run, "-n", "3")
     assert code == 0, err
     words = " ".join((run / "samples.txt").read_text().split())

@@ -1188,13 +1188,15 @@ def evaluate(
     if "exact_log_likelihood" in report:
         click.echo(f"  log p(x), exact       {report['exact_log_likelihood']:12.3f} nats")
     if text:
+        unit = "word" if model.config.level == "word" else "char"
+        tokens = "words" if unit == "word" else "characters"
         click.echo(
-            f"  bits/char            {report['bits_per_char']:12.4f}  "
+            f"  bits/{unit:<15s} {report[f'bits_per_{unit}']:12.4f}  "
             f"({report['tokens_per_string']:.2f} per string, end token included)"
         )
         click.echo(
             f"  reconstruction       {100 * report['exact_reconstruction']:11.1f}% of strings, "
-            f"{100 * report['token_accuracy']:.1f}% of characters"
+            f"{100 * report['token_accuracy']:.1f}% of {tokens}"
         )
     else:
         basis = " (8-bit bins)" if "bits_per_dim_basis" in report else ""

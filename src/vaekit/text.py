@@ -632,7 +632,8 @@ def evaluate_text(
 
     Keys: ``n``, ``elbo`` and ``log_likelihood`` (nats per string, the latter a K-sample
     importance-weighted estimate), ``k``, ``tokens_per_string`` (end token included),
-    ``bits_per_char`` (-log2 p(x) per token, end token included; also as ``bits_per_dim``),
+    ``bits_per_char`` (-log2 p(x) per token, end token included; ``bits_per_word`` instead for a
+    word-level model, whose tokens are words; also as ``bits_per_dim``),
     ``kl`` (nats) and ``kl_per_dim``, ``active_units`` (Var_x E[z_d|x] > 0.01), and of the
     greedy reconstructions at E[z|x]: ``exact_reconstruction`` (fraction of strings) and
     ``token_accuracy`` (fraction of tokens, end token included).
@@ -659,7 +660,7 @@ def evaluate_text(
         "log_likelihood": float(ll.mean()),
         "k": int(k),
         "tokens_per_string": total_tokens / x.shape[0],
-        "bits_per_char": bits,
+        f"bits_per_{'word' if model.config.level == 'word' else 'char'}": bits,
         "bits_per_dim": bits,
         "kl": float(stats["kl_per_dim"].sum()),
         "kl_per_dim": [round(float(v), 6) for v in stats["kl_per_dim"]],
