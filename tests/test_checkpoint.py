@@ -132,6 +132,16 @@ def test_a_float64_model_comes_back_float64(tmp_path: Path, kind: str) -> None:
     assert torch.equal(loaded.reconstruct(x), model.eval().reconstruct(x))
 
 
+@pytest.mark.parametrize("device", ["gpu", "cuda:99"])
+def test_a_device_the_machine_lacks_is_named_not_the_file(saved: Path, device: str) -> None:
+    """load(device=...) with a misspelt device or one that is not there says so; it blamed
+    model.safetensors as "truncated or corrupt" or raised torch's AssertionError."""
+    from vaekit import ConfigError
+
+    with pytest.raises(ConfigError, match=rf"device '{device}' cannot be used here \(.+\); give"):
+        load(saved, device=device)
+
+
 def test_methods_on_the_model(tmp_path: Path) -> None:
     model = perturbed(VAE(**CONFIGS[0]))
     assert model.save(tmp_path / "run", note="hello") == tmp_path / "run"

@@ -195,10 +195,27 @@ def _check_config(config: dict[str, Any], file: Path) -> None:
                 )
 
 
+def usable_device(device: str | torch.device) -> torch.device:
+    """``device`` as a torch.device, after one allocation on it; a name torch does not know, or
+    a device this machine lacks ("cuda" without a GPU, "cuda:3" on one), is a
+    :class:`ConfigError` saying so (not a file to blame)."""
+    try:
+        device = torch.device(device)
+        torch.empty(0, device=device)
+    except (RuntimeError, AssertionError, ValueError, TypeError) as err:
+        why = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
+        raise ConfigError(
+            f"device {str(device)!r} cannot be used here ({why}); give 'cpu' or a device this "
+            "machine has"
+        ) from None
+    return device
+
+
 def load(path: str | Path, device: str | torch.device = "cpu") -> VAE:
     """Rebuild the model saved in the folder ``path`` and load its weights onto ``device``, in
     the dtype they were saved in (a model saved after ``.double()`` comes back float64)."""
     path = Path(path)
+    device = usable_device(device)
     config = read_config(path)
     try:
         model_config = model_config_from_table(config.get("model"), section="model")
