@@ -461,6 +461,19 @@ def test_activity_sums_the_variance_of_the_probabilities_over_categories() -> No
     assert torch.allclose(stats["activity"], probs.var(0, unbiased=False).sum(-1))
 
 
+def test_latent_stats_kl_is_the_whole_kl_by_enumeration() -> None:
+    """latent_stats gives "kl" as every kind does: E_x KL(q(z|x) || p(z)), here against the
+    sum over all values of z."""
+    from vaekit.evaluate import latent_stats
+
+    model, x = tiny(prior="learned"), pixels(20, seed=4)
+    with torch.no_grad():
+        terms = model.enumerated_terms(x)
+        want = terms.expect(terms.log_qz_x - terms.log_pz).mean()
+    stats = latent_stats(model, x)
+    assert torch.allclose(stats["kl"], want, atol=1e-5) and stats["kl"].shape == ()
+
+
 def test_exact_values_take_numpy_arrays_and_refuse_bad_data() -> None:
     torch.manual_seed(0)
     model = CategoricalVAE(data_shape=(4,), n_latents=1, n_categories=3, hidden=(4,))

@@ -484,8 +484,9 @@ class CategoricalVAE(Model):
         self, x: Tensor, *, batch_size: int = 1000, seed: int = 0
     ) -> dict[str, Tensor]:
         """Per latent variable (n_latents,): ``kl_per_dim``, the mean KL(q(z_l|x) || p(z_l)) in
-        nats, and ``activity``, sum over its categories of Var_x(q(z_l = c | x)). All in closed
-        form; ``seed`` is not used."""
+        nats, and ``activity``, sum over its categories of Var_x(q(z_l = c | x)); and ``kl`` (),
+        the mean KL(q(z|x) || p(z)), their sum (q and p factorise over the latents). All in
+        closed form; ``seed`` is not used."""
         self.eval()
         log_p = self.prior.log_probs()
         kls, probs = [], []
@@ -494,8 +495,10 @@ class CategoricalVAE(Model):
             kls.append((log_q.exp() * (log_q - log_p)).sum(-1).sum(0).cpu())  # (L,)
             probs.append(log_q.exp().cpu())
         p = torch.cat(probs)  # (N, L, C)
+        kl_per_dim = torch.stack(kls).sum(0) / x.shape[0]
         return {
-            "kl_per_dim": torch.stack(kls).sum(0) / x.shape[0],
+            "kl_per_dim": kl_per_dim,
+            "kl": kl_per_dim.sum(),
             "activity": p.var(0, unbiased=False).sum(-1),
         }
 
