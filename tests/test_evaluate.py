@@ -340,6 +340,28 @@ def test_the_refinement_log_weights_are_the_models_own(linear_gaussian: MakeLG) 
     assert max(float(g.abs().max()) for g in grads) < 1e-9
 
 
+@pytest.mark.parametrize("name", ["mog", "vamp"])
+def test_inference_gaps_hold_no_more_than_a_chunk_of_a_mixture_priors_components(
+    name: str,
+) -> None:
+    """The gaps' ELBOs take log p(z) from the prior's closed form, which goes through a
+    mixture's (rows, K, D) array in chunks without gradients (priors.MIXTURE_CHUNK_FLOATS): with
+    samples x examples 3 chunks' worth of rows, no allocation holds the whole array."""
+    from torch.autograd.profiler import profile
+
+    from vaekit.priors import MIXTURE_CHUNK_FLOATS
+
+    torch.manual_seed(0)
+    K, D, samples = 256, 8, 100
+    model = VAE(data_shape=(4,), latent_dim=D, hidden=(3,), prior=name, prior_components=K)
+    x = torch.rand(3 * MIXTURE_CHUNK_FLOATS // (K * D * samples) + 1, 4, generator=gen(6)).round()
+    with profile(profile_memory=True, use_kineto=False) as prof:
+        gaps = inference_gaps(model, x, k=8, steps=2, samples=samples)
+    largest = max(e.cpu_memory_usage for e in prof.function_events)  # bytes of one allocation
+    assert 0 < largest <= 1.5 * MIXTURE_CHUNK_FLOATS * 4  # float32: about one chunk
+    assert torch.isfinite(gaps["amortization_gap"]).all()
+
+
 def test_refining_changes_no_weight_and_zero_steps_is_the_encoder() -> None:
     model = VAE(data_shape=(6,), latent_dim=3, hidden=(8,), prior="mog", prior_components=2)
     x = (torch.rand(10, 6, generator=gen(4)) > 0.5).float()

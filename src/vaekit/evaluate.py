@@ -345,7 +345,8 @@ def _gaussian_log_w(
     std = log_std.exp()
     z = loc + std * eps  # (S, B, latent_dim)
     log_qz_x = Independent(Normal(loc.detach(), std.detach(), validate_args=False), 1).log_prob(z)
-    return model.decode(z, **kw).log_prob(x) + model.pz().log_prob(z) - log_qz_x
+    log_pz = model.prior.log_prob(z)  # closed form; a mixture goes in chunks without gradients
+    return model.decode(z, **kw).log_prob(x) + log_pz - log_qz_x
 
 
 def _model_input(model: VAE, x: Tensor) -> Tensor:
