@@ -776,3 +776,22 @@ def test_nested_lists_are_examples() -> None:
     a, b = small_model("bernoulli"), small_model("bernoulli")
     assert without_seconds(fit(a, x.tolist(), epochs=2)) == without_seconds(fit(b, x, epochs=2))
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
+
+
+def test_data_in_a_form_fit_cannot_read_says_what_to_give() -> None:
+    """vaekit's own data set (splits, not examples) and a DataLoader (batches) are named with
+    what to pass instead; it said "must be ... a dataset, got Dataset"."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from vaekit.data import load as load_data
+
+    ds = load_data("digits")
+    model = VAE(data_shape=ds.data_shape, latent_dim=2, hidden=(4,))
+    with pytest.raises(DataError, match=r"training data is a vaekit data set of splits; give one"):
+        fit(model, ds, epochs=1)
+    loader = DataLoader(TensorDataset(ds.train), batch_size=10)
+    with pytest.raises(DataError, match=r"is a DataLoader, which hands out batches; give its data"):
+        fit(model, loader, epochs=1)
+    with pytest.raises(DataError, match="validation data must be a tensor, a numpy array, a list"):
+        fit(model, ds.train, valid=(row for row in ds.valid), epochs=1)
+    assert fit(model, loader.dataset, epochs=1)[-1]["epoch"] == 1  # (example,) tuples

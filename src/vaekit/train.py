@@ -222,8 +222,22 @@ def as_tensor(data: Any, name: str = "data", dtype: torch.dtype = torch.float32)
         if not items:
             raise DataError(f"{name} is empty")
         return torch.stack([torch.as_tensor(it) for it in items]).to(dtype)
+    from .data import Dataset
+
+    kind = type(data).__name__
+    if isinstance(data, Dataset):
+        raise DataError(
+            f"{name} is a vaekit data set of splits; give one split, e.g. "
+            "fit(model, ds.train, valid=ds.valid)"
+        )
+    if hasattr(data, "dataset") and hasattr(data, "batch_size"):
+        raise DataError(
+            f"{name} is a {kind}, which hands out batches; give its dataset ({kind}.dataset) "
+            "or the tensor of examples: fit draws its own batches"
+        )
     raise DataError(
-        f"{name} must be a tensor, a numpy array or a dataset, got {type(data).__name__}"
+        f"{name} must be a tensor, a numpy array, a list of examples or a map-style dataset "
+        f"(len() and [i]), got {kind}"
     )
 
 
