@@ -295,6 +295,7 @@ def test_a_float64_model_decodes_float32_latents_and_back(make) -> None:
     want = model.decode(z).mean
     got = model.decode(z.double()).mean  # float64 z, float32 model
     assert got.dtype == want.dtype and torch.allclose(got, want)
+    assert torch.equal(model.decode(z.numpy()).mean, want)  # latents read from a .npy file
     model.double()
     assert torch.allclose(model.decode(z).mean.float(), want, atol=1e-5)  # float32 z
 

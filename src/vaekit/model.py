@@ -187,8 +187,9 @@ class Model(nn.Module):
         return next(self.parameters()).dtype
 
     def _latents(self, z: Tensor) -> Tensor:
-        """``z`` (..., latent_dim) on the model's device, in its dtype, for the decoder; a
-        :class:`DataError` names a z of another width."""
+        """``z`` (..., latent_dim) (a tensor or numpy array) on the model's device, in its dtype,
+        for the decoder; a :class:`DataError` names a z of another width."""
+        z = torch.as_tensor(z)
         width = self.config.latent_dim
         if z.dim() == 0 or z.shape[-1] != width:
             raise DataError(
