@@ -285,3 +285,12 @@ def test_elbo_signal_is_leave_one_out_with_a_monte_carlo_kl(K: int) -> None:
     else:
         signal = f - (f.sum(1, keepdim=True) - f) / (B - 1)
     assert torch.allclose(grad, signal - beta / K)
+
+
+def test_terms_of_one_s_own_networks_need_no_closed_form_kl() -> None:
+    """Terms(log_px_z, log_pz, log_qz_x) as one writes them for one's own networks: without a
+    closed-form KL the ELBO's KL is the sample average log q - log p."""
+    log_px_z, log_pz, log_qz_x = torch.randn(3, 4), torch.randn(3, 4), torch.randn(3, 4)
+    terms = Terms(log_px_z, log_pz, log_qz_x)
+    assert terms.kl is None
+    assert torch.allclose(elbo(terms), (log_px_z + log_pz - log_qz_x).mean(0))

@@ -23,12 +23,18 @@ from torch import Tensor
 
 @dataclass
 class Terms:
-    """The pieces of the bounds for a batch, from ``VAE.forward(x, k)``."""
+    """The pieces of the bounds for a batch, from ``VAE.forward(x, k)`` or from one's own
+    networks, in nats, each of shape (K, B) for K samples z_k ~ q(z|x) of B examples::
+
+        z = qz_x.rsample((K,))  # (K, B, latent_dim)
+        terms = Terms(px_z.log_prob(x), pz.log_prob(z), qz_x.log_prob(z))
+        loss = -vaekit.iwae(terms).mean()
+    """
 
     log_px_z: Tensor  # (K, B) log p(x|z_k)
     log_pz: Tensor  # (K, B) log p(z_k)
     log_qz_x: Tensor  # (K, B) log q(z_k|x)
-    kl: Tensor | None  # (B,) closed-form KL(q(z|x) || p(z)), or None where there is none
+    kl: Tensor | None = None  # (B,) closed-form KL(q(z|x) || p(z)); None: estimated from samples
     #: False when z was drawn from q(z|x) without reparameterisation (discrete z): the values are
     #: right, and :func:`elbo` and :func:`iwae` add the score-function part of the gradient.
     pathwise: bool = True
