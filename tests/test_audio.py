@@ -81,13 +81,48 @@ def test_stereo_pcm_of_each_width_is_mixed_to_mono(tmp_path: Path, width: int) -
     assert np.abs(y - (left + right) / 2).max() < 2.0 / 2 ** (8 * width - 1) + 1e-6
 
 
+def write_riff(path: Path, fmt: bytes, data: bytes) -> None:
+    """A RIFF WAVE file of a fmt chunk and a data chunk, written byte by byte."""
+    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt
+    body += b"data" + struct.pack("<I", len(data)) + data + b"\0" * (len(data) & 1)
+    path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
+
+
+def test_float_and_extensible_wav_files_are_read(tmp_path: Path) -> None:
+    # scipy.io.wavfile.write writes float32 arrays as IEEE float (format 3); ffmpeg and sox
+    # write 24-bit PCM with the extensible header (0xFFFE), both refused by wave before 3.12
+    import scipy.io.wavfile
+
+    x = tone(300, 0.1)
+    scipy.io.wavfile.write(tmp_path / "float.wav", RATE, np.stack([x, x / 2], 1))
+    y, rate = audio.read_wav(tmp_path / "float.wav")
+    assert rate == RATE and np.abs(y - 0.75 * x).max() < 1e-6
+    ints = np.round(np.stack([x, -x], 1) * (2**23 - 1)).astype(np.int64).reshape(-1)
+    pcm24 = b"".join(int(v).to_bytes(3, "little", signed=True) for v in ints)
+    pcm_guid = bytes.fromhex("0100000000001000800000aa00389b71")
+    fmt = struct.pack("<HHIIHHHHI", 0xFFFE, 2, 22050, 22050 * 6, 6, 24, 22, 24, 3) + pcm_guid
+    write_riff(tmp_path / "ext.wav", fmt, pcm24)
+    y, rate = audio.read_wav(tmp_path / "ext.wav")
+    assert rate == 22050 and np.abs(y).max() < 1e-6  # left and right cancel
+    cut = (tmp_path / "ext.wav").read_bytes()[: -(6 * 10 + 2)]  # a copy cut short
+    (tmp_path / "ext.wav").write_bytes(cut)
+    assert audio.read_wav(tmp_path / "ext.wav")[0].shape == (len(x) - 11,)
+    nan = np.full(4, np.nan, np.float32)
+    scipy.io.wavfile.write(tmp_path / "nan.wav", RATE, nan)
+    with pytest.raises(DataError, match="NaN or infinite samples"):
+        audio.read_wav(tmp_path / "nan.wav")
+
+
 def test_unreadable_wav_files(tmp_path: Path) -> None:
-    float_wav = tmp_path / "float.wav"  # IEEE float (format 3): not integer PCM
-    fmt = struct.pack("<HHIIHH", 3, 1, RATE, RATE * 4, 4, 32)
-    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", 4)
-    float_wav.write_bytes(b"RIFF" + struct.pack("<I", len(body) + 4) + body + b"\0" * 4)
-    with pytest.raises(DataError, match="integer PCM WAV"):
-        audio.read_wav(float_wav)
+    adpcm = tmp_path / "adpcm.wav"  # compressed (format 2): neither PCM nor float
+    write_riff(adpcm, struct.pack("<HHIIHH", 2, 1, RATE, RATE // 2, 256, 4), b"\0" * 256)
+    with pytest.raises(DataError, match=r"adpcm.wav' as PCM or float WAV \(format 0x0002"):
+        audio.read_wav(adpcm)
+    guid = bytes.fromhex("0200000000001000800000aa00389b71")  # extensible, sub-format ADPCM
+    fmt = struct.pack("<HHIIHHHHI", 0xFFFE, 1, RATE, RATE * 2, 2, 16, 22, 16, 4) + guid
+    write_riff(adpcm, fmt, b"\0" * 8)
+    with pytest.raises(DataError, match="format 0x0002, not PCM or float"):
+        audio.read_wav(adpcm)
     with pytest.raises(DataError, match="does not exist"):
         audio.read_wav(tmp_path / "missing.wav")
     empty = tmp_path / "empty.wav"

@@ -9,15 +9,17 @@ a run turns its samples and reconstructions back into sound: mel bands to a line
 magnitude (least squares, clipped at 0), then Griffin-Lim phase recovery with torch.stft/istft,
 then 16-bit PCM WAV.
 
-WAV files are read with the standard library's ``wave`` module: integer PCM of 8, 16, 24 or 32
-bits, any number of channels (mixed down to mono), resampled (band-limited, by FFT) to the run's
-sample rate when theirs differs.
+WAV files are read with the standard library's ``wave`` module, and by hand where it refuses
+them (32 and 64-bit float, and the extensible header that ffmpeg and sox write for more than 16
+bits): integer PCM of 8, 16, 24 or 32 bits, any number of channels (mixed down to mono),
+resampled (band-limited, by FFT) to the run's sample rate when theirs differs.
 """
 
 from __future__ import annotations
 
 import io
 import math
+import struct
 import wave
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields, replace
@@ -147,10 +149,48 @@ class AudioSettings:
 # -- WAV files --------------------------------------------------------------------------------
 
 
+#: WAV format tags: integer PCM, IEEE float, and the extensible header, whose sub-format GUID
+#: starts with one of the other two (ffmpeg and sox write it for more than 16 bits a sample).
+WAVE_PCM, WAVE_FLOAT, WAVE_EXTENSIBLE = 0x0001, 0x0003, 0xFFFE
+
+
+def _riff_wav(path: Path) -> tuple[int, int, int, int, bytes]:
+    """(format tag, channels, bytes per sample, sample rate, sample bytes) of a RIFF WAVE file,
+    the extensible header resolved to its sub-format. Raises ValueError on a file it cannot
+    parse. For the formats Python's wave module refuses (float and extensible, before 3.12)."""
+    raw = path.read_bytes()
+    if raw[:4] != b"RIFF" or raw[8:12] != b"WAVE":
+        raise ValueError("not a WAVE file")
+    fmt, data, at = None, None, 12
+    while at + 8 <= len(raw):
+        name, size = raw[at : at + 4], int.from_bytes(raw[at + 4 : at + 8], "little")
+        body = raw[at + 8 : at + 8 + size]  # a data chunk cut short keeps what is there
+        if name == b"fmt ":
+            fmt = body
+        elif name == b"data":
+            data = body
+        at += 8 + size + (size & 1)
+    if fmt is None or len(fmt) < 16 or data is None:
+        raise ValueError("no fmt or data chunk")
+    tag, channels, rate, _, block, _ = struct.unpack("<HHIIHH", fmt[:16])
+    if tag == WAVE_EXTENSIBLE:
+        if len(fmt) < 40:
+            raise ValueError("extensible format without its sub-format")
+        tag = int.from_bytes(fmt[24:26], "little")
+    if channels < 1 or rate < 1 or block < channels or block % channels:
+        raise ValueError(f"bad header ({channels} channels, {rate} Hz, {block}-byte frames)")
+    if tag not in (WAVE_PCM, WAVE_FLOAT):
+        raise ValueError(f"format {tag:#06x}, not PCM or float")
+    return tag, channels, block // channels, rate, data
+
+
 def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
-    """(samples, sample rate) of a PCM WAV file: float32 mono in [-1, 1] (channels averaged)."""
+    """(samples, sample rate) of a WAV file: float32 mono (channels averaged), in [-1, 1] for
+    integer PCM (8 to 32 bits a sample); 32 and 64-bit float samples are kept as they are. The
+    extensible header (more than 16 bits or 2 channels from ffmpeg and sox) is read too."""
     path = Path(path)
     where = repr(str(path))
+    tag = WAVE_PCM
     try:
         with wave.open(str(path), "rb") as f:
             channels, width, rate = f.getnchannels(), f.getsampwidth(), f.getframerate()
@@ -158,13 +198,24 @@ def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
     except FileNotFoundError:
         raise DataError(f"WAV file {where} does not exist") from None
     except (wave.Error, EOFError, OSError) as err:
-        raise DataError(
-            f"cannot read {where} as integer PCM WAV ({err}); convert it, e.g. "
-            "sox in.wav -b 16 out.wav"
-        ) from None
+        try:  # float and extensible WAV files, which wave reads only from Python 3.12 on
+            if "unknown format" not in str(err):
+                raise ValueError(str(err)) from None
+            tag, channels, width, rate, raw = _riff_wav(path)
+        except (ValueError, OSError, struct.error) as why:
+            raise DataError(
+                f"cannot read {where} as PCM or float WAV ({why}); convert it, e.g. "
+                "sox in.wav -b 16 out.wav"
+            ) from None
     usable = len(raw) - len(raw) % (width * channels)
     raw = raw[:usable]
-    if width == 1:
+    if tag == WAVE_FLOAT:
+        if width not in (4, 8):
+            raise DataError(f"{where} has {8 * width}-bit float samples; use 32 or 64-bit float")
+        a = np.frombuffer(raw, "<f4" if width == 4 else "<f8").astype(np.float32)
+        if not np.isfinite(a).all():
+            raise DataError(f"{where} holds NaN or infinite samples; clean or re-export it")
+    elif width == 1:
         a = (np.frombuffer(raw, np.uint8).astype(np.float32) - 128) / 128
     elif width == 2:
         a = np.frombuffer(raw, "<i2").astype(np.float32) / 32768
@@ -174,7 +225,7 @@ def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
         a = (np.where(ints >= 1 << 23, ints - (1 << 24), ints)).astype(np.float32) / (1 << 23)
     elif width == 4:
         a = np.frombuffer(raw, "<i4").astype(np.float64).astype(np.float32) / 2**31
-    else:  # pragma: no cover - wave refuses other widths
+    else:
         raise DataError(f"{where} has {8 * width}-bit samples; use 8, 16, 24 or 32-bit PCM")
     a = a.reshape(-1, channels).mean(axis=1) if channels > 1 else a
     if a.size == 0:
