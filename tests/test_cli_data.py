@@ -10,8 +10,11 @@ from __future__ import annotations
 import json
 
 import numpy as np
-from conftest import run_cli
+import torch
+from conftest import png, run_cli
+from PIL import Image
 
+import vaekit
 from vaekit import data
 
 TINY = ["--epochs", "1", "--set", "hidden=[8]", "--set", "latent_dim=2", "-k", "2", "-q"]
@@ -85,3 +88,33 @@ def test_csv_files_as_spreadsheets_write_them(capsys, tmp_path):
     err = refused("oops.csv", b"x,y\n1,2\n3,oops\n5,6\n")
     assert "oops" in err and "--label-column" not in err  # one bad cell is no label column
     assert not (tmp_path / "no").exists()
+
+
+def test_images_stored_channels_last_train_and_draw(capsys, tmp_path):
+    # Pillow, matplotlib and Keras keep images as (N, H, W, C)
+    rng = np.random.default_rng(0)
+    pixels = np.zeros((30, 4, 4, 3), np.uint8)
+    pixels[..., 0] = 255  # red
+    pixels[..., 2] = rng.integers(0, 256, (30, 1, 1))  # some blue, one level an image
+    np.save(tmp_path / "hwc.npy", pixels)
+    ds = data.load(tmp_path / "hwc.npy")
+    assert ds.data_shape == (3, 4, 4) and ds.image_shape == (3, 4, 4)
+    every = torch.cat([ds.train, ds.valid, ds.test])
+    assert bool((every[:, 0] == 1).all() and (every[:, 1] == 0).all())
+    out = tmp_path / "run"
+    code, _, err = run_cli(capsys, "train", "--data", tmp_path / "hwc.npy", "--out", out, *TINY)
+    assert code == 0, err
+    code, _, err = run_cli(capsys, "reconstruct", out, "-n", "2")
+    assert code == 0, err
+    png(out / "figures" / "reconstructions.png")
+    with Image.open(out / "figures" / "reconstructions.png") as im:
+        rgb = np.asarray(im.convert("RGB")).reshape(-1, 3).astype(int)
+    assert (rgb[:, 0] - rgb[:, 1] > 100).sum() >= 2 * 16  # the two inputs, red, not green
+    code, _, err = run_cli(capsys, "encode", out, "--input", tmp_path / "hwc.npy", "--output",
+                           tmp_path / "z.npy")  # fmt: skip
+    assert code == 0, err
+    model = vaekit.load(out)
+    x = torch.from_numpy(pixels.transpose(0, 3, 1, 2).astype(np.float32) / 255)
+    with torch.no_grad():
+        want = model.encode(x).mean.numpy()
+    assert np.allclose(np.load(tmp_path / "z.npy"), want, atol=1e-6)

@@ -220,8 +220,8 @@ def _array_bytes(a: np.ndarray, suffix: str, prefix: str) -> bytes:
 
 def _read_array(path: Path, what: str, *, data: bool = False) -> np.ndarray:
     """A float32 array from .npy, or from .csv (comma-separated, optional header line). With
-    ``data`` (examples, not latents) a .npy file is read as ``--data`` reads it: uint8 values
-    are 8-bit data, divided by 255."""
+    ``data`` (examples, not latents) a .npy file is read as ``--data`` reads it: images stored
+    channels last become (N, C, H, W), uint8 values are 8-bit data, divided by 255."""
     suffix = path.suffix.lower()
     if suffix not in (".npy", ".csv"):
         raise DataError(f"{what} file {str(path)!r} must be .npy or .csv")
@@ -236,10 +236,12 @@ def _read_array(path: Path, what: str, *, data: bool = False) -> np.ndarray:
             a = np.load(path, allow_pickle=False)
             if not isinstance(a, np.ndarray):
                 raise ValueError("not a single array")
-            if data and a.dtype == np.uint8:
-                from .data import _to_float
+            if data:
+                from .data import _to_float, channels_first
 
-                a = _to_float(a, f"{what} file {str(path)!r}")[0]
+                a = channels_first(a)  # as --data reads it
+                if a.dtype == np.uint8:
+                    a = _to_float(a, f"{what} file {str(path)!r}")[0]
         else:
             lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
             if lines:

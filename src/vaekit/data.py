@@ -392,6 +392,15 @@ def _labels(a: np.ndarray | None) -> Tensor | None:
     return None if a is None else _t(np.asarray(a).astype(np.int64))
 
 
+def channels_first(a: np.ndarray) -> np.ndarray:
+    """Images (N, H, W, C) stored channels last, as Pillow, matplotlib and Keras keep them, as
+    (N, C, H, W); any other array as it is. An array is taken for channels last when its last
+    axis has 1 or 3 entries (grey, RGB) and its second axis has not."""
+    if a.ndim == 4 and a.shape[3] in (1, 3) and a.shape[1] not in (1, 3):
+        return a.transpose(0, 3, 1, 2)
+    return a
+
+
 def _image_shape(shape: tuple[int, ...]) -> tuple[int, int, int] | None:
     """(C, H, W) of examples of ``shape`` (N, ...) when they look like images."""
     if len(shape) == 3:
@@ -906,7 +915,8 @@ def load_array(path: str | Path, seed: int = 0) -> Dataset:
 
     An .npz may hold ``train`` / ``test`` (and ``valid``; else 10% of train under ``seed``) with
     optional ``train_labels`` / ``valid_labels`` / ``test_labels``, or one array with optional
-    ``labels``. uint8 arrays are divided by 255. Labels are integers, or text numbered in
+    ``labels``. uint8 arrays are divided by 255. Images stored channels last (N, H, W, C) are
+    read as (N, C, H, W) (:func:`channels_first`). Labels are integers, or text numbered in
     sorted order (``label_names``).
     """
     path = Path(path)
@@ -935,7 +945,7 @@ def load_array(path: str | Path, seed: int = 0) -> Dataset:
         )
     (a,) = arrays.values()
     _check_examples(a, where)
-    x, eight_bit = _to_float(a, where)
+    x, eight_bit = _to_float(channels_first(a), where)
     numbered, names = _numbered_labels({"labels": labels}, where)
     return _from_array(
         path.stem, x, numbered["labels"], seed, path, eight_bit=eight_bit, label_names=names
@@ -983,7 +993,7 @@ def _array_splits(path: Path, arrays: dict[str, np.ndarray], seed: int) -> Datas
     for k in ("train", "valid", "test"):
         if k in arrays:
             _check_examples(arrays[k], f"{k!r} in {where}")
-            xs[k], e = _to_float(arrays[k], where)
+            xs[k], e = _to_float(channels_first(arrays[k]), where)
             _check_examples(xs[k], f"{k!r} in {where}")
             eight = eight or e
     given = {f"{k}_labels": arrays.get(f"{k}_labels") for k in ("train", "valid", "test")}
@@ -1010,7 +1020,7 @@ def _array_splits(path: Path, arrays: dict[str, np.ndarray], seed: int) -> Datas
         y_valid,
         _labels(ys["test"]),
         binary=suits_bernoulli(every, eight),
-        image_shape=_image_shape(arrays["train"].shape),
+        image_shape=_image_shape(xs["train"].shape),
         label_names=names,
         source=str(path),
     )
