@@ -73,7 +73,9 @@ def write_idx(path: Path, a: np.ndarray, code: int = 0x08) -> Path:
     return path
 
 
-def write_idx_set(folder: Path, n_train: int = 12, n_test: int = 4, gz: bool = True) -> dict:
+def write_idx_set(
+    folder: Path, n_train: int = 12, n_test: int = 4, gz: bool = True, dotted: bool = False
+) -> dict:
     rng = np.random.default_rng(0)
     arrays = {
         "train-images-idx3-ubyte": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
@@ -82,13 +84,15 @@ def write_idx_set(folder: Path, n_train: int = 12, n_test: int = 4, gz: bool = T
         "t10k-labels-idx1-ubyte": rng.integers(0, 10, n_test, dtype=np.uint8),
     }
     for name, a in arrays.items():
+        name = name.replace("-idx", ".idx") if dotted else name
         write_idx(folder / (name + (".gz" if gz else "")), a)
     return arrays
 
 
-@pytest.mark.parametrize("gz", [True, False])
-def test_idx_folder_classic_split(tmp_path, gz):
-    arrays = write_idx_set(tmp_path / "digits-idx", gz=gz)
+@pytest.mark.parametrize(("gz", "dotted"), [(True, False), (False, False), (False, True)])
+def test_idx_folder_classic_split(tmp_path, gz, dotted):
+    # dotted: named train-images.idx3-ubyte, as Kaggle's copy of MNIST names its files
+    arrays = write_idx_set(tmp_path / "digits-idx", gz=gz, dotted=dotted)
     ds = data.load(tmp_path / "digits-idx")
     images, labels = arrays["train-images-idx3-ubyte"], arrays["train-labels-idx1-ubyte"]
     # 12 training images: the last sixth (2) is the validation set, in file order.
@@ -443,6 +447,7 @@ def test_npz_splits_and_labels(tmp_path):
 @pytest.mark.parametrize(
     ("arrays", "expected"),
     [
+        ({"a": np.zeros((4, 2), np.complex64)}, "holds complex numbers"),
         ({"a": np.zeros(5)}, "has shape (5,)"),
         ({"a": np.zeros((0, 3))}, "has shape (0, 3)"),
         ({"a": np.zeros((4, 2)), "b": np.zeros((4, 2))}, "holds ['a', 'b']"),

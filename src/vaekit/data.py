@@ -341,6 +341,11 @@ def _to_float(a: np.ndarray, where: str = "the data") -> tuple[np.ndarray, bool]
         if a.max(initial=0) <= 1:
             return a.astype(np.float32), False
         return a.astype(np.float32) / np.float32(255), True
+    if np.iscomplexobj(a):
+        raise DataError(
+            f"{where} holds complex numbers; give their real and imaginary parts as separate "
+            "values (e.g. np.stack([x.real, x.imag], axis=-1))"
+        )
     if a.dtype == np.bool_ or np.issubdtype(a.dtype, np.number):
         with np.errstate(over="ignore"):
             x = np.asarray(a, dtype=np.float32)
@@ -564,12 +569,14 @@ def read_idx(path: str | Path, ndim: int | None = None) -> np.ndarray:
 
 
 def _idx_paths(folder: Path) -> list[Path] | None:
-    """The four idx files in ``folder`` (each .gz or plain), or None if any is missing."""
+    """The four idx files in ``folder``, or None if any is missing. Each may be .gz or plain,
+    and named as published (``train-images-idx3-ubyte``) or with a dot before ``idx``
+    (``train-images.idx3-ubyte``, as some mirrors, Kaggle's among them, name them)."""
     found = []
     for name in IDX_FILES:
-        plain = folder / name.removesuffix(".gz")
-        gz = folder / name
-        found.append(gz if gz.is_file() else plain if plain.is_file() else None)
+        dotted = name.replace("-idx", ".idx")
+        names = (name, name.removesuffix(".gz"), dotted, dotted.removesuffix(".gz"))
+        found.append(next((folder / n for n in names if (folder / n).is_file()), None))
     return None if None in found else found  # type: ignore[return-value]
 
 
