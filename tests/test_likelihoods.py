@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from scipy import stats
 from torch import Tensor
 
-from vaekit import VAE, DataError
+from vaekit import VAE, ConfigError, DataError
 from vaekit.likelihoods import (
     LIKELIHOODS,
     BernoulliLikelihood,
@@ -104,7 +104,7 @@ def test_gaussian_fixed_log_prob_uses_the_given_std() -> None:
     expected = stats.norm.logpdf(x.numpy(), mean[:, 0].numpy(), 0.25).sum(-1)
     assert np.allclose(lik(mean).log_prob(x).numpy(), expected)
     assert list(lik.parameters()) == []  # fixed, not learned
-    with pytest.raises(ValueError, match="decoder_std"):
+    with pytest.raises(ConfigError, match="decoder_std must be a positive number"):
         GaussianFixedLikelihood((5,), std=0.0)
 
 

@@ -315,3 +315,19 @@ def test_latents_of_the_wrong_width_are_named(name: str) -> None:
         with pytest.raises(DataError, match=r"over 3 latent dims; got z of shape \(2, 2\)"):
             prior.kl(torch.zeros(2, 2), torch.zeros(2, 2))
     assert prior.log_prob(torch.zeros(5, 2, 3)).shape == (5, 2)
+
+
+def test_priors_built_by_hand_say_what_they_need() -> None:
+    """Settings out of range, a VampPrior without its encoder and the KL of a mixture (which has
+    no closed form) are ConfigErrors saying what to do, not torch's NotImplementedError."""
+    from vaekit import ConfigError
+    from vaekit.priors import MixturePrior, VampPrior
+
+    with pytest.raises(ConfigError, match="components must be a positive integer, got 0"):
+        MixturePrior(2, components=0)
+    vamp = VampPrior(2, 3, (4,))
+    with pytest.raises(ConfigError, match=r"needs the model's encoder: call bind\(encode\)"):
+        vamp.log_prob(torch.zeros(1, 2))
+    for prior in (MixturePrior(2, 3), VAE(data_shape=(4,), latent_dim=2, prior="vamp").prior):
+        with pytest.raises(ConfigError, match=r"has no closed-form KL \(analytic_kl is False\)"):
+            prior.kl(torch.zeros(1, 2), torch.zeros(1, 2))

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributions import Bernoulli, Distribution, Independent, Normal
 
-from .errors import DataError
+from .errors import ConfigError, DataError
 
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
@@ -197,7 +197,7 @@ class GaussianFixedLikelihood(Likelihood):
     def __init__(self, data_shape: tuple[int, ...], std: float = 0.1) -> None:
         super().__init__(data_shape)
         if not std > 0 or not math.isfinite(std):
-            raise ValueError(f"decoder_std must be a positive number, got {std!r}")
+            raise ConfigError(f"decoder_std must be a positive number, got {std!r}")
         self.register_buffer("std", torch.tensor(float(std)), persistent=False)
 
     @classmethod
@@ -311,7 +311,7 @@ class DiscretizedLogisticLikelihood(Likelihood):
     def __init__(self, data_shape: tuple[int, ...], components: int = 1) -> None:
         super().__init__(data_shape)
         if components < 1:
-            raise ValueError(f"components must be a positive integer, got {components}")
+            raise ConfigError(f"components must be a positive integer, got {components}")
         self.components = int(components)
         self.n_params = 3 * self.components
 

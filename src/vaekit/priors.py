@@ -18,7 +18,7 @@ from torch.distributions import (
     kl_divergence,
 )
 
-from .errors import DataError
+from .errors import ConfigError, DataError
 
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 #: Floats of the (rows, K, D) per-coordinate array that a mixture prior's log-density holds at
@@ -56,6 +56,11 @@ class Prior(nn.Module):
 
     def kl(self, loc: Tensor, logvar: Tensor) -> Tensor:
         """KL(N(loc, diag(exp(logvar))) || p(z)) per example, (B,); needs ``analytic_kl``."""
+        if not self.analytic_kl:
+            raise ConfigError(
+                f"{type(self).__name__} has no closed-form KL (analytic_kl is False); estimate "
+                "it from samples z ~ q(z|x): log q(z|x) - prior.log_prob(z)"
+            )
         qz_x = Independent(Normal(loc, torch.exp(0.5 * logvar), validate_args=False), 1)
         return kl_divergence(qz_x, self())
 
@@ -200,7 +205,7 @@ class MixturePrior(_GaussianMixturePrior):
     def __init__(self, latent_dim: int, components: int = 10) -> None:
         super().__init__(latent_dim)
         if components < 1:
-            raise ValueError(f"components must be a positive integer, got {components}")
+            raise ConfigError(f"components must be a positive integer, got {components}")
         self.logits = nn.Parameter(torch.zeros(components))
         self.loc = nn.Parameter(torch.randn(components, self.latent_dim))
         self.log_scale = nn.Parameter(torch.zeros(components, self.latent_dim))
@@ -224,7 +229,7 @@ class VampPrior(_GaussianMixturePrior):
     def __init__(self, latent_dim: int, components: int, data_shape: tuple[int, ...]) -> None:
         super().__init__(latent_dim)
         if components < 1:
-            raise ValueError(f"components must be a positive integer, got {components}")
+            raise ConfigError(f"components must be a positive integer, got {components}")
         self.pseudo_inputs = nn.Parameter(torch.rand(components, *data_shape))
         self._encode: Callable[[Tensor], tuple[Tensor, Tensor]] | None = None
 
@@ -237,7 +242,10 @@ class VampPrior(_GaussianMixturePrior):
 
     def components(self) -> tuple[Tensor, Tensor, Tensor]:
         if self._encode is None:
-            raise RuntimeError("VampPrior needs the model's encoder: call bind(encode) first")
+            raise ConfigError(
+                "VampPrior needs the model's encoder: call bind(encode) first, with encode "
+                "x -> (loc, logvar) of q(z|x)"
+            )
         loc, logvar = self._encode(self.pseudo_inputs)  # (K, D) each
         k = self.pseudo_inputs.shape[0]
         log_weights = torch.full((k,), -math.log(k), device=loc.device, dtype=loc.dtype)
