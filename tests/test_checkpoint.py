@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import vaekit
-from vaekit import VAE, CheckpointError, load, save
+from vaekit import VAE, CheckpointError, ConfigError, load, save
 from vaekit.checkpoint import CONFIG_FILE, FORMAT_VERSION, WEIGHTS_FILE
 
 
@@ -136,8 +136,6 @@ def test_a_float64_model_comes_back_float64(tmp_path: Path, kind: str) -> None:
 def test_a_device_the_machine_lacks_is_named_not_the_file(saved: Path, device: str) -> None:
     """load(device=...) with a misspelt device or one that is not there says so; it blamed
     model.safetensors as "truncated or corrupt" or raised torch's AssertionError."""
-    from vaekit import ConfigError
-
     with pytest.raises(ConfigError, match=rf"device '{device}' cannot be used here \(.+\); give"):
         load(saved, device=device)
 
@@ -306,9 +304,30 @@ def test_checkpoint_errors_are_one_line(saved: Path) -> None:
 
 @pytest.mark.parametrize("key", ["format_version", "vaekit_version"])
 def test_metadata_cannot_overwrite_the_checkpoint_fields(tmp_path: Path, key: str) -> None:
-    with pytest.raises(ValueError, match=key):
+    with pytest.raises(ConfigError, match=key):
         save(VAE(**CONFIGS[0]), tmp_path / "run", **{key: "oops"})
     assert not (tmp_path / "run" / CONFIG_FILE).exists()
+
+
+def test_metadata_json_cannot_hold_leaves_the_run_as_it_was(tmp_path: Path) -> None:
+    """A numpy number in the metadata is a ConfigError naming it, raised before the weights are
+    written: the run folder keeps its old model whole (it got the new weights beside the old
+    config.json, which then no longer loaded)."""
+    import numpy as np
+
+    old = perturbed(VAE(**CONFIGS[0]))
+    save(old, tmp_path / "run")
+    before = {f.name: f.read_bytes() for f in (tmp_path / "run").iterdir()}
+    new = VAE(**{**CONFIGS[0], "latent_dim": CONFIGS[0]["latent_dim"] + 1})
+    with pytest.raises(ConfigError, match=r"metadata 'score' is not JSON-ready \(.*float32"):
+        save(new, tmp_path / "run", note="fine", score=np.float32(1.5))
+    assert {f.name: f.read_bytes() for f in (tmp_path / "run").iterdir()} == before
+    assert load(tmp_path / "run").config == old.config
+    from vaekit import fit
+
+    with pytest.raises(ConfigError, match=r"metadata 'score' is not JSON-ready"):  # not a run in
+        fit(new, torch.rand(4, 6).round(), out=tmp_path / "run", metadata={"score": np.int64(2)})
+    assert {f.name: f.read_bytes() for f in (tmp_path / "run").iterdir()} == before
 
 
 def test_saved_files_get_the_permissions_open_would_give(tmp_path: Path) -> None:

@@ -81,22 +81,39 @@ def atomic_write(path: Path, data: bytes) -> None:
 def save(model: VAE, path: str | Path, **metadata: Any) -> Path:
     """Save ``model`` into the folder ``path`` (created if needed); returns the folder.
 
-    ``metadata`` entries (JSON-ready values) are stored at the top level of config.json.
+    ``metadata`` entries (JSON-ready values) are stored at the top level of config.json; a
+    reserved key or a value JSON cannot hold is a :class:`ConfigError`, raised before anything
+    is written.
     """
     path = Path(path)
-    reserved = sorted({"format_version", "vaekit_version", "model"} & metadata.keys())
-    if reserved:
-        raise ValueError(f"metadata key {reserved[0]!r} is reserved for the checkpoint itself")
+    check_metadata(metadata)
+    config = _config_bytes(model, metadata)
     state = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
     try:
         atomic_write(
             path / WEIGHTS_FILE,
             to_safetensors_bytes(state, metadata={"format_version": str(FORMAT_VERSION)}),
         )
-        atomic_write(path / CONFIG_FILE, _config_bytes(model, metadata))
+        atomic_write(path / CONFIG_FILE, config)
     except OSError as err:
         raise CheckpointError(f"cannot write checkpoint to {str(path)!r}: {err.strerror}") from None
     return path
+
+
+def check_metadata(metadata: dict[str, Any]) -> None:
+    """A :class:`ConfigError` for a metadata key config.json reserves, or a value JSON cannot
+    hold (a numpy number, a tensor), naming it."""
+    reserved = sorted({"format_version", "vaekit_version", "model"} & metadata.keys())
+    if reserved:
+        raise ConfigError(f"metadata key {reserved[0]!r} is reserved for the checkpoint itself")
+    for key, value in metadata.items():
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError) as err:
+            raise ConfigError(
+                f"metadata {key!r} is not JSON-ready ({err}); give strings, numbers, lists and "
+                "dicts (e.g. float(x) for a numpy number)"
+            ) from None
 
 
 def _config_bytes(model: VAE, metadata: dict[str, Any]) -> bytes:

@@ -36,6 +36,7 @@ from .checkpoint import (
     CONFIG_FILE,
     STATE_FILE,
     append_metrics,
+    check_metadata,
     drop_previous,
     load_training_state,
     remove_temporaries,
@@ -868,6 +869,7 @@ def fit(
         if metadata is None:
             metadata = saved.get("metadata") or {}
     run_info["metadata"] = metadata = metadata or {}
+    check_metadata(metadata)
 
     path, notice = select_path(model, config, x.shape[0])
     loop_state = state.get("loop") if state is not None else None
