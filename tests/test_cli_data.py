@@ -118,3 +118,44 @@ def test_images_stored_channels_last_train_and_draw(capsys, tmp_path):
     with torch.no_grad():
         want = model.encode(x).mean.numpy()
     assert np.allclose(np.load(tmp_path / "z.npy"), want, atol=1e-6)
+
+
+def test_image_folders_as_cameras_and_other_machines_leave_them(capsys, tmp_path, monkeypatch):
+    photos = tmp_path / "photos"
+    pixels = np.zeros((4, 6, 3), np.uint8)  # 4 rows, 6 columns: red on the left half
+    pixels[:, :3, 0] = 255
+    for klass in ("cats", "dogs"):
+        for i in range(3):
+            im = Image.fromarray(pixels)
+            exif = im.getexif()
+            exif[0x0112] = 6  # a camera held upright: stored sideways, shown turned 90 degrees
+            (photos / klass).mkdir(parents=True, exist_ok=True)
+            im.save(photos / klass / f"{i}.png", exif=exif.tobytes())
+        # macOS's companion file of a copy, and Jupyter's checkpoint folder, are no data
+        (photos / klass / "._0.png").write_bytes(b"\0\5\26\7\0\2\0\0Mac OS X        ")
+    (photos / ".ipynb_checkpoints").mkdir()
+    Image.fromarray(pixels).save(photos / ".ipynb_checkpoints" / "0.png")
+    ds = data.load(photos)
+    assert ds.label_names == ["cats", "dogs"] and ds.data_shape == (3, 6, 4)
+    every = torch.cat([ds.train, ds.valid, ds.test])
+    assert len(every) == 6 and bool((every[:, 0, :3] == 1).all())  # red at the top, turned
+    assert bool((every[:, 0, 3:] == 0).all())
+    code, _, err = run_cli(capsys, "train", "--data", photos, "--out", tmp_path / "run", *TINY)
+    assert code == 0, err
+    # an image beyond Pillow's guard against decompression bombs is one line naming it
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10)
+    err = _one_line(*run_cli(capsys, "train", "--data", photos, "--out", tmp_path / "no", *TINY))
+    assert "0.png" in err and "decompression bombs" in err and "shrink it" in err
+    assert not (tmp_path / "no").exists()
+
+
+def test_wav_folders_skip_hidden_files(tmp_path):
+    from vaekit import audio
+
+    t = np.arange(4000) / 16000
+    for i in range(3):
+        wave = (0.5 * np.sin(2 * np.pi * (300 + 100 * i) * t)).astype(np.float32)
+        (tmp_path / f"{i}.wav").write_bytes(audio.wav_bytes(wave, 16000))
+    (tmp_path / "._0.wav").write_bytes(b"\0\5\26\7\0\2\0\0Mac OS X        ")
+    ds = data.load(tmp_path)
+    assert len(ds.train) + len(ds.valid) + len(ds.test) == 3

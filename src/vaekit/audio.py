@@ -373,7 +373,21 @@ def write_clips(
 
 
 def _wav_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in WAV_SUFFIXES)
+    """The WAV files of a folder, sorted, hidden ones (macOS's ``._NAME.wav``) left out."""
+    from .data import hidden
+
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and p.suffix.lower() in WAV_SUFFIXES and not hidden(p)
+    )
+
+
+def _sub_folders(folder: Path) -> list[Path]:
+    """The sub-folders of a folder that are not hidden, sorted."""
+    from .data import hidden
+
+    return sorted(d for d in folder.iterdir() if d.is_dir() and not hidden(d))
 
 
 def is_audio(path: Path) -> bool:
@@ -382,7 +396,7 @@ def is_audio(path: Path) -> bool:
         return path.suffix.lower() in WAV_SUFFIXES
     if not path.is_dir():
         return False
-    return bool(_wav_files(path)) or any(d.is_dir() and _wav_files(d) for d in path.iterdir())
+    return bool(_wav_files(path)) or any(_wav_files(d) for d in _sub_folders(path))
 
 
 def trim(samples: np.ndarray, db: float) -> np.ndarray:
@@ -496,9 +510,7 @@ def examples_of(path: str | Path, settings: AudioSettings) -> Tensor:
     as examples (M, 1, n_mels, frames) made and normalised with a run's ``settings``."""
     path = Path(path)
     if path.is_dir():
-        files = _wav_files(path) + [
-            p for d in sorted(path.iterdir()) if d.is_dir() for p in _wav_files(d)
-        ]
+        files = _wav_files(path) + [p for d in _sub_folders(path) for p in _wav_files(d)]
         if not files:
             raise DataError(f"{str(path)!r} holds no WAV files ({', '.join(WAV_SUFFIXES)})")
     elif path.suffix.lower() in WAV_SUFFIXES:

@@ -1179,8 +1179,18 @@ def load_csv(
     return _from_array(path.stem, x, labels, seed, path, label_names=label_names)
 
 
+def hidden(path: Path) -> bool:
+    """Whether a file or folder is hidden (its name starts with "."): macOS's ``._NAME``
+    companions of copied files, ``.ipynb_checkpoints`` and the like, which data folders skip."""
+    return path.name.startswith(".")
+
+
 def _image_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not hidden(p)
+    )
 
 
 def class_folder(
@@ -1193,7 +1203,7 @@ def class_folder(
     "images") and one ``item`` (e.g. "image")."""
     where = repr(str(folder))
     top = list_files(folder)
-    subs = sorted(d for d in folder.iterdir() if d.is_dir() and list_files(d))
+    subs = sorted(d for d in folder.iterdir() if d.is_dir() and not hidden(d) and list_files(d))
     if top and subs:
         raise DataError(
             f"{where} holds {what} both at its top and in sub-folders; put every {item} into a "
@@ -1246,7 +1256,7 @@ def load_image_folder(
     Images in sub-folders get the sub-folder's name as their label (``label_names``, sorted); then
     the folder itself must hold no images.
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     folder = Path(folder)
     where = repr(str(folder))
@@ -1261,9 +1271,15 @@ def load_image_folder(
         try:
             with Image.open(p) as im:
                 im.load()
-                images.append(_eight_bit_image(im, p))
+                # a camera's photo taken upright is stored sideways with an EXIF orientation
+                images.append(_eight_bit_image(ImageOps.exif_transpose(im), p))
         except DataError:
             raise
+        except Image.DecompressionBombError:
+            raise DataError(
+                f"image {str(p)!r} has more than the {Image.MAX_IMAGE_PIXELS} pixels Pillow "
+                "opens (its guard against decompression bombs); shrink it or remove it"
+            ) from None
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
             raise DataError(f"cannot read image {str(p)!r}: {err}; remove or replace it") from None
     if image_size is None:
