@@ -21,3 +21,17 @@ def test_readme_python_example_runs(tmp_path: Path) -> None:
     exec(compile(shortened, str(README), "exec"), namespace)
     assert namespace["z"].shape == (namespace["ds"].test.shape[0], 8)
     assert (namespace["same"].encode(namespace["ds"].test).mean == namespace["z"]).all()
+
+
+def test_every_python_name_the_readme_gives_exists() -> None:
+    """Each `vaekit.x.y(...)` the prose names resolves as written (`vaekit.evaluate` is the
+    report function, so `vaekit.evaluate.refine_posterior` is no name)."""
+    import functools
+
+    import vaekit
+
+    names = set(re.findall(r"`(vaekit(?:\.\w+)+)[(`]", README.read_text()))
+    assert "vaekit.discrete.log_likelihood_exact" in names  # the pattern finds them
+    for name in sorted(names):
+        parts = name.split(".")[1:]
+        assert functools.reduce(getattr, parts, vaekit) is not None, name
