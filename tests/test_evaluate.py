@@ -395,3 +395,15 @@ def test_refining_a_model_without_one_gaussian_latent_is_one_line() -> None:
     with pytest.raises(ConfigError, match="steps must be 0 or more"):
         evaluate_refine(VAE(data_shape=(6,), latent_dim=2, hidden=(8,)), torch.rand(4, 6),
                         steps=-1)  # fmt: skip
+
+
+def test_refining_checks_its_data_as_the_estimates_do() -> None:
+    from vaekit.evaluate import inference_gaps, refine_posterior
+
+    model = VAE(data_shape=(6,), latent_dim=2, hidden=(4,))
+    x = torch.rand(3, 6, dtype=torch.float64)
+    q = refine_posterior(model, x.numpy(), steps=2)
+    assert torch.equal(q.mean, refine_posterior(model, x, steps=2).mean)
+    for run in (refine_posterior, inference_gaps):
+        with pytest.raises(DataError, match=r"data has values in \[0, 2.5\] but the bernoulli"):
+            run(model, torch.linspace(0, 2.5, 12).reshape(2, 6), steps=2)

@@ -369,7 +369,8 @@ def refine_posterior(
     progress: bool = False,
 ) -> Distribution:
     """Inference for given ``x`` (N, *data_shape) with the model held fixed: for each example the
-    diagonal Gaussian q*(z|x) that maximises its ELBO, started at the encoder's q(z|x).
+    diagonal Gaussian q*(z|x) that maximises its ELBO, started at the encoder's q(z|x). ``x``: a
+    tensor or numpy array, checked as for :func:`log_likelihood`.
 
     Each example's mean and log standard deviation take ``steps`` Adam steps (learning rate
     ``lr``, decayed to 0 along a half cosine) on its ELBO, estimated with ``samples``
@@ -391,6 +392,7 @@ def refine_posterior(
         raise ConfigError(f"steps must be 0 or more and samples 1 or more, got {steps}, {samples}")
     if not (math.isfinite(lr) and lr > 0):
         raise ConfigError(f"lr must be a positive number, got {lr}")
+    x = examples(model, x)
     model.eval()
     condition = _conditions(model, condition, x.shape[0])
     g = _generator(model.device, seed)
@@ -457,6 +459,7 @@ def inference_gaps(
     & Duvenaud, *Inference Suboptimality in Variational Autoencoders*, 2018.
     """
     _check_refinable(model)
+    x = examples(model, x)
     refined = refine_posterior(
         model, x, steps=steps, lr=lr, seed=seed, batch_size=batch_size, condition=condition,
         progress=progress,
