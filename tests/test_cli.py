@@ -286,6 +286,7 @@ def test_flat_data_needs_image_shape(
 ) -> None:
     code, _, err = run_cli(capsys, "sample", flat_run, "-o", tmp_path / "a.png")
     assert code == 2 and "--image-shape" in err and len(err.splitlines()) == 1
+    assert "e.g. --image-shape 6x4" in err  # the most nearly square shape of its 24 values
     code, _, err = run_cli(capsys, "sample", flat_run, "-n", "4", "--image-shape", "6x4",
                            "--scale", "1", "-o", tmp_path / "a.png")  # fmt: skip
     assert code == 0, err

@@ -86,9 +86,12 @@ def image_shape(
         if len(data_shape) == 1:
             side = math.isqrt(size)
             if side * side != size:
+                # the example: the most nearly square HxW of that many pixels (a table's 3
+                # columns: 3x1; Frey Face's 560: 28x20)
+                w = max(d for d in range(1, side + 1) if size % d == 0)
                 raise DataError(
                     f"cannot show examples of shape {data_shape} as images: {size} is not a "
-                    "square; give the image shape, e.g. --image-shape 28x20"
+                    f"square; give the image shape, e.g. --image-shape {size // w}x{w}"
                 )
             shape = (side, side)
         else:
