@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import torch
 from conftest import png, run_cli
 from PIL import Image
@@ -159,3 +160,17 @@ def test_wav_folders_skip_hidden_files(tmp_path):
     (tmp_path / "._0.wav").write_bytes(b"\0\5\26\7\0\2\0\0Mac OS X        ")
     ds = data.load(tmp_path)
     assert len(ds.train) + len(ds.valid) + len(ds.test) == 3
+
+
+@pytest.mark.parametrize(
+    ("labels", "expected"),
+    [([-1, 0, 1], "has label -1; a conditional run needs classes numbered 0..2"),
+     ([5, 10, 2000], "has label 2000 but condition_dim = 3 takes labels 0..2")],
+)  # fmt: skip
+def test_labels_a_conditional_run_cannot_take_are_the_only_line(capsys, tmp_path, labels, expected):
+    rows = "".join(f"{i / 30},{1 - i / 30},{labels[i % 3]}\n" for i in range(30))
+    (tmp_path / "t.csv").write_text(rows)
+    args = ["--label-column", "2", "--out", tmp_path / "run", *TINY, "--set", "condition_dim=3"]
+    code, out, err = run_cli(capsys, "train", "--data", tmp_path / "t.csv", *args)
+    assert expected in _one_line(code, out, err) and "train split" in err
+    assert out == "" and not (tmp_path / "run").exists()  # no settings printed before it

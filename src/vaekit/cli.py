@@ -455,6 +455,16 @@ def _split_conditions(model: VAE, labels: Tensor | None, where: str) -> Tensor |
             f"{where} has no labels, but the run is conditional (condition_dim = {dim}); give a "
             "labelled data set"
         )
+    if labels.numel() and int(labels.min()) < 0:
+        raise DataError(
+            f"{where} has label {int(labels.min())}; a conditional run needs classes numbered "
+            f"0..{dim - 1}: renumber them (text labels in a CSV file are numbered for you)"
+        )
+    if labels.numel() and int(labels.max()) >= dim:
+        raise DataError(
+            f"{where} has label {int(labels.max())} but condition_dim = {dim} takes labels "
+            f"0..{dim - 1}: number the classes from 0 and set condition_dim to their number"
+        )
     return as_condition(labels, dim)
 
 
@@ -995,6 +1005,14 @@ def _train_and_report(
     name = dataset.name
     for split in ("train", "valid"):  # before the settings are printed: bad data is one line
         check_data(model, as_tensor(getattr(dataset, split)), f"{name}'s {split} split")
+    conditions = {}
+    if _condition_dim(model):
+        conditions = {
+            "conditions": _split_conditions(model, dataset.train_labels, f"{name}'s train split"),
+            "valid_conditions": _split_conditions(
+                model, dataset.valid_labels, f"{name}'s valid split"
+            ),
+        }
     sizes = f"{len(dataset.train)} train / {len(dataset.valid)} valid / {len(dataset.test)} test"
     click.echo(_wrapped("data", f"{name} {tuple(dataset.data_shape)}, {sizes}"))
     click.echo(_wrapped("model", _settings(model_table(model.config))))
@@ -1013,14 +1031,6 @@ def _train_and_report(
     previous = {}
     if threading.current_thread() is threading.main_thread():
         previous = {sig: signal.signal(sig, handler) for sig in handled}
-    conditions = {}
-    if _condition_dim(model):
-        conditions = {
-            "conditions": _split_conditions(model, dataset.train_labels, f"{name}'s train split"),
-            "valid_conditions": _split_conditions(
-                model, dataset.valid_labels, f"{name}'s valid split"
-            ),
-        }
     try:
         history = fit(
             model,
