@@ -407,3 +407,33 @@ def test_refining_checks_its_data_as_the_estimates_do() -> None:
     for run in (refine_posterior, inference_gaps):
         with pytest.raises(DataError, match=r"data has values in \[0, 2.5\] but the bernoulli"):
             run(model, torch.linspace(0, 2.5, 12).reshape(2, 6), steps=2)
+
+
+def test_estimates_put_back_the_model_s_training_mode() -> None:
+    """An estimate in the middle of one's own training loop leaves the model training: a
+    categorical model goes on with its exact ELBO (not the sampled terms of evaluation mode)."""
+    from vaekit import CategoricalVAE, TextVAE
+    from vaekit.discrete import log_likelihood_exact
+    from vaekit.evaluate import latent_stats
+    from vaekit.text import evaluate_text
+
+    cat = CategoricalVAE(data_shape=(6,), n_latents=1, n_categories=3, hidden=(4,))
+    x = torch.rand(4, 6).round()
+    for estimate in (
+        lambda m: log_likelihood(m, x, k=2),
+        lambda m: evaluate_elbo(m, x),
+        lambda m: latent_stats(m, x),
+        lambda m: evaluate(m, x, k=2),
+        lambda m: log_likelihood_exact(m, x),
+        lambda m: m.latent_stats(x),
+    ):
+        for training in (True, False):
+            cat.train(training)
+            estimate(cat)
+            assert cat.training is training
+    cat.train()
+    cat.log_likelihood(x, k=2)
+    assert cat(x).enumerated  # the training loop's terms, still
+    text = TextVAE(vocab=("a", "b"), data_shape=(4,), latent_dim=2, embed_dim=3, hidden=(4,))
+    evaluate_text(text, text.ids(["ab", "b"]), k=2)
+    assert text.training

@@ -41,6 +41,7 @@ from torch.distributions import Categorical, Distribution, register_kl
 
 from .config import check_fields, configure
 from .errors import ConfigError, DataError
+from .evaluate import keeps_mode
 from .likelihoods import LIKELIHOODS
 from .model import Model, check_count, register_model
 from .nets import ACTIVATIONS, MLP
@@ -479,6 +480,7 @@ class CategoricalVAE(Model):
         """Exact log p(x) in nats (N,); see :func:`log_likelihood_exact`."""
         return log_likelihood_exact(self, x, **kwargs)
 
+    @keeps_mode
     @torch.no_grad()
     def latent_stats(
         self, x: Tensor, *, batch_size: int = 1000, seed: int = 0
@@ -503,6 +505,7 @@ class CategoricalVAE(Model):
         }
 
 
+@keeps_mode
 @torch.no_grad()
 def log_likelihood_exact(
     model: CategoricalVAE, x: Tensor, *, batch_size: int = 1000, values_per_chunk: int | None = None

@@ -37,6 +37,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from .config import check_fields, configure
 from .data import Dataset
 from .errors import ConfigError, DataError
+from .evaluate import keeps_mode
 from .likelihoods import Likelihood, soft_clamp
 from .model import Model, check_count, register_model, rsample
 from .objectives import Terms
@@ -624,6 +625,7 @@ class TextVAE(Model):
 # -- evaluation -------------------------------------------------------------------------------
 
 
+@keeps_mode
 @torch.no_grad()
 def evaluate_text(
     model: TextVAE, x: Tensor, *, k: int = 100, seed: int = 0, progress: bool = False
