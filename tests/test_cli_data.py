@@ -174,3 +174,28 @@ def test_labels_a_conditional_run_cannot_take_are_the_only_line(capsys, tmp_path
     code, out, err = run_cli(capsys, "train", "--data", tmp_path / "t.csv", *args)
     assert expected in _one_line(code, out, err) and "train split" in err
     assert out == "" and not (tmp_path / "run").exists()  # no settings printed before it
+
+
+def test_a_grey_run_reads_a_folder_of_colour_images_and_back(capsys, tmp_path):
+    rng = np.random.default_rng(0)
+    for folder in ("grey", "colour", "colour-as-grey"):
+        (tmp_path / folder).mkdir()
+    for i in range(10):
+        rgb = Image.fromarray(rng.integers(0, 256, (4, 4, 3), dtype=np.uint8))
+        rgb.save(tmp_path / "colour" / f"{i}.png")
+        rgb.convert("L").save(tmp_path / "colour-as-grey" / f"{i}.png")
+        rgb.convert("L").save(tmp_path / "grey" / f"{i}.png")
+    grey_run, colour_run = tmp_path / "grey-run", tmp_path / "colour-run"
+    for folder, run in (("grey", grey_run), ("colour", colour_run)):
+        code, _, err = run_cli(capsys, "train", "--data", tmp_path / folder, "--out", run, *TINY)
+        assert code == 0, err
+    # the grey run encodes colour images as Pillow turns them grey
+    for folder in ("colour", "colour-as-grey"):
+        code, _, err = run_cli(capsys, "encode", grey_run, "--data", tmp_path / folder,
+                               "--output", tmp_path / f"{folder}.npy")  # fmt: skip
+        assert code == 0, err
+    assert np.array_equal(
+        np.load(tmp_path / "colour.npy"), np.load(tmp_path / "colour-as-grey.npy")
+    )
+    code, _, err = run_cli(capsys, "evaluate", colour_run, "--data", tmp_path / "grey", "-k", "2")
+    assert code == 0, err

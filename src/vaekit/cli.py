@@ -379,8 +379,8 @@ def _load_options(
 
 def _load_data(config: dict[str, Any], model: VAE, source: str, seed: int) -> Dataset:
     """The data set at ``source``, read as the run's model was trained (text in its vocabulary,
-    audio with its spectrogram settings, image folders at its image size, CSV labels from its
-    label column)."""
+    audio with its spectrogram settings, image folders at its image size and in its colours (grey
+    or RGB), CSV labels from its label column)."""
     from . import data as datasets
 
     if _media(config) == "text":
@@ -399,7 +399,10 @@ def _load_data(config: dict[str, Any], model: VAE, source: str, seed: int) -> Da
         options["image_size"] = (int(shape[1]), int(shape[2]))
     if "label_column" in applies and entry.get("label_column") is not None:
         options["label_column"] = entry["label_column"]
-    return datasets.load(source, seed=seed, **options)
+    dataset = datasets.load(source, seed=seed, **options)
+    if "image_size" in options:  # and in the run's colours: grey images for a colour run
+        dataset = datasets.with_channels(dataset, int(shape[0]))
+    return dataset
 
 
 def _load_split(

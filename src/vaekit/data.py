@@ -1317,6 +1317,27 @@ def load_image_folder(
     return _from_array(folder.name, x, y, seed, folder, eight_bit=True, label_names=names)
 
 
+def with_channels(ds: Dataset, channels: int) -> Dataset:
+    """An image folder's data set with ``channels`` (1 or 3): grey images repeated over R, G, B,
+    or colour turned grey as Pillow does (L = (19595 R + 38470 G + 7471 B + 32768) >> 16 on the
+    8-bit values), so a run trained on grey images reads a folder of colour ones and back."""
+    have = ds.train.shape[1] if ds.train.dim() == 4 else None
+    if have == channels or have not in (1, 3) or channels not in (1, 3):
+        return ds
+
+    def convert(x: Tensor) -> Tensor:
+        if channels == 3:
+            return x.repeat(1, 3, 1, 1)
+        rgb = (x * 255).round().long()
+        grey = (19595 * rgb[:, 0] + 38470 * rgb[:, 1] + 7471 * rgb[:, 2] + 32768) >> 16
+        return (grey.float() / 255)[:, None]
+
+    ds.train, ds.valid, ds.test = (convert(x) for x in (ds.train, ds.valid, ds.test))
+    if ds.image_shape is not None:
+        ds.image_shape = (channels, *ds.image_shape[1:])
+    return ds
+
+
 # -- preprocessing ---------------------------------------------------------------------------
 
 
