@@ -289,3 +289,14 @@ def test_latent_stats_by_hand_with_the_same_noise() -> None:
     assert torch.allclose(stats["kl_per_dim"], per_dim.mean(0))
     assert abs(float(stats["kl"] - stats["kl_per_dim"].sum())) > 0.05  # z2's share counts
     assert torch.allclose(stats["activity"], q1.loc.var(0, unbiased=False))
+
+
+def test_the_layers_name_latents_of_the_wrong_width() -> None:
+    from vaekit import DataError
+
+    model = HVAE(data_shape=(4,), hidden=(3,), latent_dim=3, hidden2=(3,), latent_dim2=2)
+    with pytest.raises(DataError, match=r"\(2, 5\) do not fit the model's latent_dim = 3"):
+        model.encode2(torch.zeros(2, 5))
+    with pytest.raises(DataError, match=r"\(2, 3\) do not fit the model's latent_dim2 = 2"):
+        model.pz1_z2(torch.zeros(2, 3))
+    assert model.pz1_z2(model.encode2(torch.zeros(2, 3)).mean).mean.shape == (2, 3)

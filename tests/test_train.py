@@ -795,3 +795,10 @@ def test_data_in_a_form_fit_cannot_read_says_what_to_give() -> None:
     with pytest.raises(DataError, match="validation data must be a tensor, a numpy array, a list"):
         fit(model, ds.train, valid=(row for row in ds.valid), epochs=1)
     assert fit(model, loader.dataset, epochs=1)[-1]["epoch"] == 1  # (example,) tuples
+
+
+def test_valid_conditions_without_valid_are_refused() -> None:
+    model = VAE(data_shape=(D,), latent_dim=2, hidden=(4,), condition_dim=2)
+    x, labels = binary(8, 1), torch.tensor([0, 1] * 4)
+    with pytest.raises(DataError, match="valid_conditions were given without valid"):
+        fit(model, x, conditions=labels, valid_conditions=labels, epochs=1)

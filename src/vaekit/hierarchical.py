@@ -169,12 +169,12 @@ class HVAE(Model):
 
     def encode2(self, z1: Tensor) -> Distribution:
         """q(z2|z1) for z1 (..., latent_dim): batch shape (...), event shape (latent_dim2,)."""
-        loc, logvar = self._gaussian(self.encoder2, z1)
+        loc, logvar = self._gaussian(self.encoder2, self._latents(z1))
         return Independent(Normal(loc, torch.exp(0.5 * logvar), validate_args=False), 1)
 
     def pz1_z2(self, z2: Tensor) -> Distribution:
         """p(z1|z2) for z2 (..., latent_dim2): batch shape (...), event shape (latent_dim,)."""
-        loc, logvar = self._gaussian(self.decoder2, z2)
+        loc, logvar = self._gaussian(self.decoder2, self._latents(z2, "latent_dim2"))
         return Independent(Normal(loc, torch.exp(0.5 * logvar), validate_args=False), 1)
 
     def decode(self, z: Tensor) -> Distribution:

@@ -186,14 +186,15 @@ class Model(nn.Module):
     def _dtype(self) -> torch.dtype:
         return next(self.parameters()).dtype
 
-    def _latents(self, z: Tensor) -> Tensor:
-        """``z`` (..., latent_dim) (a tensor or numpy array) on the model's device, in its dtype,
-        for the decoder; a :class:`DataError` names a z of another width."""
+    def _latents(self, z: Tensor, setting: str = "latent_dim") -> Tensor:
+        """``z`` (..., width) (a tensor or numpy array) on the model's device, in its dtype, for
+        a network; the width is the config's ``setting``. A :class:`DataError` names a z of
+        another width."""
         z = torch.as_tensor(z)
-        width = self.config.latent_dim
+        width = getattr(self.config, setting)
         if z.dim() == 0 or z.shape[-1] != width:
             raise DataError(
-                f"latents of shape {tuple(z.shape)} do not fit the model's latent_dim = {width}; "
+                f"latents of shape {tuple(z.shape)} do not fit the model's {setting} = {width}; "
                 f"give z of shape (..., {width})"
             )
         return z.to(device=self.device, dtype=self._dtype)

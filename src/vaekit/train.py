@@ -834,6 +834,8 @@ def fit(
             f"{config.objective!r} does not have: set free_bits=0, or objective=elbo"
         )
     x_valid = c_valid = None
+    if valid is None and valid_conditions is not None:
+        raise DataError("valid_conditions were given without valid, the data they belong to")
     if valid is not None:
         x_valid = as_tensor(valid, "validation data", dtype).to(device)
         check_data(model, x_valid, "validation data")
