@@ -322,3 +322,16 @@ def test_counts_of_draws_and_samples_are_checked(make) -> None:
     x = torch.tensor([[4.0, 5, 1, 0, 0, 0], [5.0, 1, 0, 0, 0, 0]])  # also token ids for text
     with pytest.raises(ConfigError, match="k must be an integer of at least 1, got 0"):
         model(x if model.kind == "text" else x / 5, k=0)
+
+
+@pytest.mark.parametrize("make", _every_kind(), ids=KINDS)
+def test_numpy_examples_encode_as_their_tensor(make) -> None:
+    """encode, forward and reconstruct read a numpy array as decode, fit and the estimates do."""
+    model = make().eval()
+    x = torch.tensor([[4.0, 5, 1, 0, 0, 0], [5.0, 1, 0, 0, 0, 0]])  # also token ids for text
+    if model.kind != "text":
+        x = x / 5
+    assert torch.equal(model.encode(x.numpy()).mean, model.encode(x).mean)
+    assert torch.equal(model.reconstruct(x.numpy()), model.reconstruct(x))
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    assert torch.equal(model(x.numpy(), k=2, generator=g1).log_w, model(x, k=2, generator=g2).log_w)

@@ -323,6 +323,7 @@ class CategoricalVAE(Model):
     def _encode_logits(self, x: Tensor) -> Tensor:
         """Normalised log q(z_l = c | x), (B, n_latents, n_categories)."""
         c = self.config
+        x = torch.as_tensor(x)
         if tuple(x.shape[1:]) != c.data_shape:
             raise DataError(
                 f"input has example shape {tuple(x.shape[1:])} but the model expects {c.data_shape}"
@@ -353,7 +354,7 @@ class CategoricalVAE(Model):
         KL (B,) is always given. ``generator`` makes the draws reproducible.
         """
         log_q = self._encode_logits(x)  # (B, L, C)
-        x, k = x.to(self.device, self._dtype), check_count("k", k)
+        x, k = torch.as_tensor(x).to(self.device, self._dtype), check_count("k", k)
         if not self.training:
             return self._sampled_terms(x, log_q, k, generator)
         estimator = self.config.training_estimator

@@ -162,6 +162,7 @@ class HVAE(Model):
 
         Its ``.mean`` is the embedding of ``x``.
         """
+        x = torch.as_tensor(x)
         self._check(x)
         x = x.reshape(x.shape[0], -1).to(self.device, self._dtype)
         loc, logvar = self._gaussian(self.encoder, x)
@@ -192,6 +193,7 @@ class HVAE(Model):
         log p(x|z1), log p(z1|z2) + log p(z2) and log q(z1|x) + log q(z2|z1), each (k, B);
         ``kl`` is None. ``generator`` makes the noise reproducible.
         """
+        x = torch.as_tensor(x)
         self._check(x)
         x, k = x.to(self.device), check_count("k", k)
         eps = torch.randn(

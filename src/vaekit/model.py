@@ -260,6 +260,7 @@ class VAE(Model):
         (conditional models only): integer labels (B,), vectors (B, condition_dim), or one label
         or vector for every example.
         """
+        x = torch.as_tensor(x)
         c = self.config
         if tuple(x.shape[1:]) != c.data_shape:
             raise DataError(
@@ -335,7 +336,7 @@ class VAE(Model):
         :meth:`encode` (conditional models only). ``x`` is moved to the model's device.
         """
         k = check_count("k", k)
-        x = x.to(self.device)
+        x = torch.as_tensor(x).to(self.device)
         if not self._closed_form():
             kw = {} if condition is None else {"condition": condition}
             qz_x = self.encode(x, **kw)

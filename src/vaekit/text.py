@@ -573,6 +573,7 @@ class TextVAE(Model):
     def _check(self, x: Tensor) -> Tensor:
         """Ids (B, T) as int64 on the model's device, after checking shape and range."""
         t = self.config.data_dim
+        x = torch.as_tensor(x)
         if x.ndim != 2 or x.shape[1] != t:
             raise DataError(
                 f"input has example shape {tuple(x.shape[1:])} but the text model expects ({t},) "
