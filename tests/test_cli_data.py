@@ -48,6 +48,10 @@ def test_text_labels_of_an_npz_number_the_classes_of_a_conditional_run(capsys, t
     err = _one_line(*run_cli(capsys, "train", "--data", tmp_path / "bad.npz", "--out",
                              tmp_path / "bad", *TINY))  # fmt: skip
     assert "'labels'" in err and "not whole numbers" in err
+    np.savez(tmp_path / "bad.npz", x=rng.random((30, 4)), labels=np.eye(3)[np.arange(30) % 3])
+    err = _one_line(*run_cli(capsys, "train", "--data", tmp_path / "bad.npz", "--out",
+                             tmp_path / "bad", *TINY))  # fmt: skip
+    assert "has shape (30, 3)" in err and "one-hot rows give labels.argmax(axis=1)" in err
     assert not (tmp_path / "bad").exists()
 
 

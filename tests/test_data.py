@@ -472,6 +472,8 @@ def test_unreadable_array_files(tmp_path):
 def test_too_few_examples_to_split(tmp_path):
     np.save(tmp_path / "x.npy", np.zeros((2, 3), np.float32))
     assert "2 examples cannot be split" in error(data.load, tmp_path / "x.npy")
+    np.save(tmp_path / "x.npy", np.zeros((1, 3), np.float32))
+    assert "1 example cannot be split" in error(data.load, tmp_path / "x.npy")
 
 
 # -- CSV -------------------------------------------------------------------------------------

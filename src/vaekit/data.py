@@ -380,7 +380,10 @@ def split(
     test). A part with a fraction above 0 gets at least one example; N must be at least 3."""
     n = x.shape[0]
     if n < 3:
-        raise DataError(f"{n} examples cannot be split into train, valid and test; give 3 or more")
+        raise DataError(
+            f"{n} example{'s' * (n != 1)} cannot be split into train, valid and test; give 3 or "
+            "more"
+        )
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     n_valid, n_test = (max(int(f > 0), round(n * f)) for f in fractions)
     if n_valid + n_test >= n:
@@ -976,8 +979,10 @@ def _numbered_labels(
             out[key] = None
             continue
         if y.ndim != 1:
+            one_hot = y.ndim == 2 and y.dtype.kind in "biuf" and np.isin(y, (0, 1)).all()
             raise DataError(
                 f"{key!r} in {where} has shape {y.shape}; labels are one per example, shape (N,)"
+                + ("; for one-hot rows give labels.argmax(axis=1)" if one_hot else "")
             )
         if names is not None:
             if key not in text:
