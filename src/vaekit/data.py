@@ -1282,8 +1282,8 @@ def load_image_folder(
             raise
         except Image.DecompressionBombError:
             raise DataError(
-                f"image {str(p)!r} has more than the {Image.MAX_IMAGE_PIXELS} pixels Pillow "
-                "opens (its guard against decompression bombs); shrink it or remove it"
+                f"image {str(p)!r} has more than the {2 * (Image.MAX_IMAGE_PIXELS or 0)} pixels "
+                "Pillow opens (its guard against decompression bombs); shrink it or remove it"
             ) from None
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
             raise DataError(f"cannot read image {str(p)!r}: {err}; remove or replace it") from None
