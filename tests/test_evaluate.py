@@ -4,6 +4,7 @@ its chunking, seeding and shape; the ELBO, latent statistics and the summary rep
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -392,9 +393,30 @@ def test_refining_a_model_without_one_gaussian_latent_is_one_line() -> None:
     model = build_model(model_config({**table, "latent_dim2": 2}))
     with pytest.raises(ConfigError, match=r"one diagonal Gaussian latent.*kind 'hvae'"):
         evaluate_refine(model, torch.rand(4, 6))
-    with pytest.raises(ConfigError, match="steps must be 0 or more"):
+    with pytest.raises(ConfigError, match="steps must be an integer of at least 0, got -1"):
         evaluate_refine(VAE(data_shape=(6,), latent_dim=2, hidden=(8,)), torch.rand(4, 6),
                         steps=-1)  # fmt: skip
+
+
+def test_refining_names_a_setting_it_cannot_take_before_any_work() -> None:
+    """steps, samples, batch_size, lr and the K of log p(x) are each a ConfigError naming the
+    value, not a TypeError or a reshape error from inside the loop; inference_gaps refuses K
+    before it refines anything (a model that cannot refine shows the order)."""
+    from vaekit.evaluate import inference_gaps, refine_posterior
+
+    model = VAE(data_shape=(6,), latent_dim=2, hidden=(4,))
+    x = (torch.rand(3, 6, generator=gen(6)) > 0.5).float()
+    for kw, message in (
+        ({"steps": 2.5}, "steps must be an integer of at least 0, got 2.5"),
+        ({"batch_size": 0}, "batch_size must be a positive integer, got 0"),
+        ({"samples": 0}, "samples must be a positive integer, got 0"),
+        ({"lr": "0.1"}, "lr must be a positive number, got '0.1'"),
+    ):
+        for run in (refine_posterior, inference_gaps):
+            with pytest.raises(ConfigError, match=re.escape(message)):
+                run(model, x, **kw)
+    with pytest.raises(ConfigError, match="k must be a positive integer, got 0"):
+        inference_gaps(model, torch.full((3, 6), math.nan), k=0, steps=2)  # before the data
 
 
 def test_refining_checks_its_data_as_the_estimates_do() -> None:

@@ -316,11 +316,11 @@ def test_counts_of_draws_and_samples_are_checked(make) -> None:
     """sample(-1) and forward(x, k=0) (which makes every bound NaN) are one ConfigError."""
     model = make()
     for n in (0, -1, 2.0, True):
-        with pytest.raises(ConfigError, match=rf"n must be an integer of at least 1, got {n!r}"):
+        with pytest.raises(ConfigError, match=rf"n must be a positive integer, got {n!r}"):
             model.sample(n)
     assert model.sample(np.int64(2)).shape == (2, 6)
     x = torch.tensor([[4.0, 5, 1, 0, 0, 0], [5.0, 1, 0, 0, 0, 0]])  # also token ids for text
-    with pytest.raises(ConfigError, match="k must be an integer of at least 1, got 0"):
+    with pytest.raises(ConfigError, match="k must be a positive integer, got 0"):
         model(x if model.kind == "text" else x / 5, k=0)
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import math
-import numbers
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -19,6 +18,7 @@ from torch.distributions import Distribution, Independent, Normal, kl_divergence
 from tqdm.auto import tqdm
 
 from .errors import ConfigError
+from .model import check_count
 from .objectives import elbo as elbo_bound
 
 if TYPE_CHECKING:
@@ -86,11 +86,6 @@ def examples(model: VAE, x: Any, name: str = "data") -> Tensor:
     return x
 
 
-def _count(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-
-
 def _conditions(model: VAE, condition: Any, n: int) -> Tensor | None:
     """The conditions of ``n`` examples as (n, condition_dim) floats, or None when not given."""
     return None if condition is None else model.condition(condition, n)
@@ -126,7 +121,7 @@ def log_likelihood(
 
     ``condition`` (N, condition_dim) or labels (N,): the conditions of a conditional model.
     """
-    _count("k", k)
+    check_count("k", k)
     x = examples(model, x)
     model.eval()
     condition = _conditions(model, condition, x.shape[0])
@@ -182,8 +177,8 @@ def elbo(
     ``x``: (N, *data_shape), a tensor or numpy array, checked as for :func:`log_likelihood`.
 
     ``condition``: the conditions of a conditional model, one per example."""
-    _count("samples", samples)
-    _count("batch_size", batch_size)
+    check_count("samples", samples)
+    check_count("batch_size", batch_size)
     x = examples(model, x)
     model.eval()
     condition = _conditions(model, condition, x.shape[0])
@@ -227,7 +222,7 @@ def latent_stats(
     """
     from .model import rsample
 
-    _count("batch_size", batch_size)
+    check_count("batch_size", batch_size)
     x = examples(model, x)
     model.eval()
     if hasattr(model, "latent_stats"):
@@ -358,6 +353,17 @@ def _check_refinable(model: VAE) -> None:
         )
 
 
+def _check_refinement(model: VAE, steps: int, lr: float, samples: int, batch_size: int) -> None:
+    """A :class:`ConfigError` for a model kind or a setting that refinement cannot take, before
+    any work is done."""
+    _check_refinable(model)
+    check_count("steps", steps, least=0)
+    check_count("samples", samples)
+    check_count("batch_size", batch_size)
+    if isinstance(lr, bool) or not isinstance(lr, int | float) or not (math.isfinite(lr) and lr > 0):
+        raise ConfigError(f"lr must be a positive number, got {lr!r}")
+
+
 def _gaussian_log_w(
     model: VAE, x: Tensor, loc: Tensor, log_std: Tensor, eps: Tensor, kw: dict[str, Tensor]
 ) -> Tensor:
@@ -413,11 +419,7 @@ def refine_posterior(
     """
     from .train import FlatAdam
 
-    _check_refinable(model)
-    if steps < 0 or samples < 1:
-        raise ConfigError(f"steps must be 0 or more and samples 1 or more, got {steps}, {samples}")
-    if not (math.isfinite(lr) and lr > 0):
-        raise ConfigError(f"lr must be a positive number, got {lr}")
+    _check_refinement(model, steps, lr, samples, batch_size)
     x = examples(model, x)
     model.eval()
     condition = _conditions(model, condition, x.shape[0])
@@ -485,7 +487,8 @@ def inference_gaps(
     reads low by that bias, and can be slightly negative when the gap is near zero). Cremer, Li
     & Duvenaud, *Inference Suboptimality in Variational Autoencoders*, 2018.
     """
-    _check_refinable(model)
+    _check_refinement(model, steps, lr, samples, batch_size)
+    check_count("k", k)
     x = examples(model, x)
     refined = refine_posterior(
         model, x, steps=steps, lr=lr, seed=seed, batch_size=batch_size, condition=condition,
