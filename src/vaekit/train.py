@@ -1396,7 +1396,8 @@ class _FastRun:
             or config.resident == "yes"
             or (
                 config.resident == "auto"
-                and x.numel() * 4 < RESIDENT_FRACTION * torch.cuda.mem_get_info(device)[0]
+                and x.numel() * x.element_size()
+                < RESIDENT_FRACTION * torch.cuda.mem_get_info(device)[0]
             )
         )
         if conditions is not None and not self.resident:
@@ -1408,11 +1409,13 @@ class _FastRun:
         if self.resident:
             self.x = x.to(device)
             self.idx = torch.zeros((self.G, B), dtype=torch.int64, device=device)
-        else:  # streaming: batches gathered into pinned buffers, copied without blocking
+        else:  # streaming: batches gathered into pinned buffers (x's dtype: float64 for a
+            # float64 model), copied without blocking
             self.x = x.contiguous().pin_memory()
-            self.pinned = [torch.empty((self.G, B, *x.shape[1:])).pin_memory() for _ in range(2)]
+            shape = (self.G, B, *x.shape[1:])
+            self.pinned = [torch.empty(shape, dtype=x.dtype).pin_memory() for _ in range(2)]
             self.copied = [torch.cuda.Event(), torch.cuda.Event()]
-            self.batch = torch.zeros((self.G, B, *x.shape[1:]), device=device)
+            self.batch = torch.zeros(shape, device=device, dtype=x.dtype)
         self.g = torch.Generator(device=device).manual_seed(config.seed)
         self.g_order = self.g if self.resident else torch.Generator().manual_seed(config.seed)
         self.u = (
