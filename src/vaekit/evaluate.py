@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -360,7 +361,8 @@ def _check_refinement(model: VAE, steps: int, lr: float, samples: int, batch_siz
     check_count("steps", steps, least=0)
     check_count("samples", samples)
     check_count("batch_size", batch_size)
-    if isinstance(lr, bool) or not isinstance(lr, int | float) or not (math.isfinite(lr) and lr > 0):
+    number = isinstance(lr, numbers.Real) and not isinstance(lr, bool)
+    if not (number and math.isfinite(lr) and lr > 0):
         raise ConfigError(f"lr must be a positive number, got {lr!r}")
 
 
