@@ -314,6 +314,9 @@ def test_word_level_and_a_longer_length_from_the_command_line(tmp_path: Path, ca
     report = json.loads((run / "eval.json").read_text())
     assert "bits/word" in out and "% of words" in out and "char" not in out
     assert report["bits_per_word"] == report["bits_per_dim"] > 0 and "bits_per_char" not in report
+    code, out, err = run_cli(capsys, "info", run)  # its summary line says so too
+    assert code == 0, err
+    assert f"{report['bits_per_word']:.4f} bits/word" in out and "bits/dim" not in out
     code, _, err = run_cli(capsys, "sample", run, "-n", "3")
     assert code == 0, err
     words = " ".join((run / "samples.txt").read_text().split())

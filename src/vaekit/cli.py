@@ -1910,9 +1910,11 @@ def info(run: Path) -> None:
             ev = json.loads(eval_file.read_text())
             exact = ev.get("exact_log_likelihood")
             exact = f"; exact {exact:.3f}" if isinstance(exact, float) else ""
+            # a text run's bits are per token, as vaekit evaluate prints them
+            unit = next((u for u in ("char", "word") if f"bits_per_{u}" in ev), "dim")
             click.echo(
                 f"eval   {ev['split']}: ELBO {ev['elbo']:.3f}, log p(x) {ev['log_likelihood']:.3f} "
-                f"(K={ev['k']}{exact}), {ev['bits_per_dim']:.4f} bits/dim, "
+                f"(K={ev['k']}{exact}), {ev['bits_per_dim']:.4f} bits/{unit}, "
                 f"{ev['active_units']} active units"
             )
             gaps = ev.get("inference_gaps")
