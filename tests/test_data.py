@@ -612,9 +612,13 @@ def test_16_bit_and_float_grey_images_scale_to_8_bits(tmp_path):
     assert ds.data_shape == (1, 2, 3)
     assert sum(np.array_equal(x[0].numpy().round(), want) for x in every) == 3
     assert sum(bool((x == 128).all()) for x in every.round()) == 1  # 0.5 of a float image
-    Image.fromarray(np.full((2, 3), 3.0, np.float32), "F").save(tmp_path / "deep" / "f.tif")
+    # 8-bit levels stored as floats (ImageJ's float TIFFs) read as they did through Pillow
+    Image.fromarray(np.full((2, 3), 77.0, np.float32), "F").save(tmp_path / "deep" / "f.tif")
+    every = torch.cat([(ds := data.load(tmp_path / "deep")).train, ds.valid, ds.test]) * 255
+    assert sum(bool((x == 77).all()) for x in every.round()) == 1
+    Image.fromarray(np.full((2, 3), 300.0, np.float32), "F").save(tmp_path / "deep" / "f.tif")
     message = error(data.load, tmp_path / "deep")
-    assert "f.tif" in message and "[3, 3]" in message and "convert it" in message
+    assert "f.tif" in message and "[300, 300]" in message and "convert it" in message
 
 
 def test_bad_image_folders(tmp_path):

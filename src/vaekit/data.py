@@ -1229,19 +1229,23 @@ _GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
 def _eight_bit_image(im: Any, path: Path) -> Any:
     """A Pillow image as 8-bit grey ("L") or RGB. 16-bit grey (modes "I;16*", and "I" with
     values in 0..65535) is scaled by 255 / 65535, float grey ("F") with values in [0, 1] by 255;
-    Pillow's own conversion would clip both at 255. Other values are a DataError."""
+    Pillow's own conversion would clip both at 255. Float grey with values in [0, 255] (8-bit
+    levels stored as floats, as ImageJ saves them) is rounded as it is. Other values are a
+    DataError."""
     from PIL import Image
 
     if im.mode not in ("I", "I;16", "I;16B", "I;16L", "F"):
         return im.convert("L" if im.mode in _GREY_MODES else "RGB")
     a = np.asarray(im, dtype=np.float64)
-    top = 1.0 if im.mode == "F" else 65535.0
+    top = 65535.0
+    if im.mode == "F":
+        top = 1.0 if a.size and a.max() <= 1 else 255.0
     if a.size and not (np.isfinite(a).all() and a.min() >= 0 and a.max() <= top):
         kind = "float values" if im.mode == "F" else "32-bit integers"
         raise DataError(
             f"image {str(path)!r} holds {kind} in [{a.min():g}, {a.max():g}]; vaekit reads "
-            f"{'float images in [0, 1]' if im.mode == 'F' else '8 and 16-bit images'}: "
-            "convert it to 8 or 16-bit"
+            f"{'float images in [0, 1] or [0, 255]' if im.mode == 'F' else '8 and 16-bit images'}"
+            ": convert it to 8 or 16-bit"
         )
     return Image.fromarray(np.round(a * (255 / top)).astype(np.uint8), "L")
 
