@@ -392,3 +392,4 @@ def test_vaekit_evaluate_of_a_text_model_counts_tokens_not_padded_positions() ->
     assert report["bits_per_dim"] == pytest.approx(float(-ll.sum() / (11 * math.log(2))))
     assert "reconstruction_mse" not in report and 0 <= report["token_accuracy"] <= 1
     assert report == evaluate_text(model, x, k=5)
+    assert vaekit.evaluate(model, x.numpy(), k=5) == report  # ids in a numpy array, as elsewhere

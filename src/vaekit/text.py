@@ -631,7 +631,8 @@ class TextVAE(Model):
 def evaluate_text(
     model: TextVAE, x: Tensor, *, k: int = 100, seed: int = 0, progress: bool = False
 ) -> dict[str, Any]:
-    """The report on strings ``x`` (N, T) as plain numbers.
+    """The report on strings ``x`` (N, T) of token ids (a tensor or numpy array) as plain
+    numbers.
 
     Keys: ``n``, ``elbo`` and ``log_likelihood`` (nats per string, the latter a K-sample
     importance-weighted estimate), ``k``, ``tokens_per_string`` (end token included),
@@ -641,8 +642,9 @@ def evaluate_text(
     greedy reconstructions at E[z|x]: ``exact_reconstruction`` (fraction of strings) and
     ``token_accuracy`` (fraction of tokens, end token included).
     """
-    from .evaluate import elbo, latent_stats, log_likelihood
+    from .evaluate import elbo, examples, latent_stats, log_likelihood
 
+    x = examples(model, x)  # a numpy array of ids too, checked once
     model.eval()
     elbos = elbo(model, x, seed=seed)
     ll = log_likelihood(model, x, k=k, seed=seed, progress=progress)
