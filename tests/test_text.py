@@ -380,6 +380,21 @@ def test_refined_posteriors_of_a_text_model_raise_its_elbo(words: Path) -> None:
     )
 
 
+def test_inference_gaps_of_a_text_model_in_training_mode_are_its_evaluation_gaps() -> None:
+    """A model left training (word dropout on) gets the gaps of its evaluation-mode decoder, the
+    model it is, and is left training; the ELBOs were taken with word dropout before."""
+    from vaekit.evaluate import inference_gaps
+
+    torch.manual_seed(0)
+    model = TextVAE(vocab=("a", "b"), data_shape=(6,), latent_dim=2, embed_dim=3, hidden=(8,),
+                    word_dropout=0.5)  # fmt: skip
+    x = model.ids(["ab", "babab", "a", "bb"])
+    want = inference_gaps(model.eval(), x, k=5, steps=3)
+    got = inference_gaps(model.train(), x, k=5, steps=3)
+    assert model.training
+    assert all(torch.equal(got[key], want[key]) for key in want)
+
+
 def test_vaekit_evaluate_of_a_text_model_counts_tokens_not_padded_positions() -> None:
     """vaekit.evaluate on strings reports bits per token of the strings (end token included)
     and reconstructions in strings and tokens, as `vaekit evaluate` does, not the squared error

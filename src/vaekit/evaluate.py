@@ -492,6 +492,7 @@ def inference_gaps(
     _check_refinement(model, steps, lr, samples, batch_size)
     check_count("k", k)
     x = examples(model, x)
+    model.eval()  # refine_posterior puts the mode back: the ELBOs below need evaluation mode
     refined = refine_posterior(
         model, x, steps=steps, lr=lr, seed=seed, batch_size=batch_size, condition=condition,
         progress=progress,
