@@ -4,6 +4,7 @@ non-finite steps, and its options (KL warm-up, clipping, Adagrad, IWAE) do what 
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -776,6 +777,9 @@ def test_nested_lists_are_examples() -> None:
     a, b = small_model("bernoulli"), small_model("bernoulli")
     assert without_seconds(fit(a, x.tolist(), epochs=2)) == without_seconds(fit(b, x, epochs=2))
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
+    with warnings.catch_warnings():  # a list of numpy examples: torch warned it was slow
+        warnings.simplefilter("error")
+        assert torch.equal(train.as_tensor(list(x.numpy())), x)
 
 
 def test_data_in_a_form_fit_cannot_read_says_what_to_give() -> None:

@@ -213,8 +213,10 @@ def as_tensor(data: Any, name: str = "data", dtype: torch.dtype = torch.float32)
     if isinstance(data, np.ndarray):
         return torch.from_numpy(np.ascontiguousarray(data)).to(dtype)
     if isinstance(data, list | tuple):
-        try:  # numbers, nested: the examples themselves
-            return torch.as_tensor(data, dtype=dtype)
+        try:  # numbers, nested, or arrays of one shape: the examples themselves
+            a = np.asarray(data)  # one copy (torch warns that lists of arrays are slow)
+            if a.dtype.kind in "biuf":
+                return torch.from_numpy(np.ascontiguousarray(a)).to(dtype)
         except (TypeError, ValueError, RuntimeError):
             pass  # (example, label) pairs, tensors: a dataset
     if hasattr(data, "__len__") and hasattr(data, "__getitem__"):
