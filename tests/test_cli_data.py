@@ -125,6 +125,28 @@ def test_images_stored_channels_last_train_and_draw(capsys, tmp_path):
     assert np.allclose(np.load(tmp_path / "z.npy"), want, atol=1e-6)
 
 
+def test_a_run_trained_on_channels_last_arrays_before_reads_them_as_it_did(capsys, tmp_path):
+    """A run whose model took (H, W, C) examples (vaekit read such arrays as they were) gets its
+    examples in that order from its own data and from --input, not the channels-first copy
+    reshaped, which mixed up the pixels."""
+    rng = np.random.default_rng(1)
+    pixels = rng.integers(0, 256, (30, 4, 5, 3)).astype(np.uint8)
+    np.save(tmp_path / "hwc.npy", pixels)
+    out = tmp_path / "old"
+    torch.manual_seed(0)
+    model = vaekit.VAE(data_shape=(4, 5, 3), latent_dim=2, hidden=(8,), likelihood="gaussian")
+    source = {"name": "hwc", "source": str(tmp_path / "hwc.npy"), "split_seed": 0}
+    vaekit.save(model, out, data=source)
+    x = torch.from_numpy(pixels.astype(np.float32) / 255)
+    test = data.load(tmp_path / "hwc.npy").test.permute(0, 2, 3, 1)  # the run's own test split
+    for args, examples in (([], test), (["--input", tmp_path / "hwc.npy"], x)):
+        code, _, err = run_cli(capsys, "encode", out, *args, "--output", tmp_path / "z.npy")
+        assert code == 0, err
+        with torch.no_grad():
+            want = model.encode(examples).mean.numpy()
+        assert np.allclose(np.load(tmp_path / "z.npy"), want, atol=1e-6)
+
+
 def test_image_folders_as_cameras_and_other_machines_leave_them(capsys, tmp_path, monkeypatch):
     photos = tmp_path / "photos"
     pixels = np.zeros((4, 6, 3), np.uint8)  # 4 rows, 6 columns: red on the left half

@@ -285,7 +285,10 @@ def _read_latents(path: Path, latent_dim: int) -> Tensor:
 
 def _check_examples(model: VAE, x: Tensor, where: str) -> Tensor:
     """``x`` reshaped to (N, *data_shape) and checked against the model's likelihood."""
+    from .data import channels_last_as_trained
+
     shape = model.config.data_shape
+    x = channels_last_as_trained(x, shape)  # not reshaped: that would mix up its pixels
     if x.ndim == 1 and x.numel() == math.prod(shape):
         x = x[None]
     if tuple(x.shape[1:]) != shape:
@@ -402,6 +405,15 @@ def _load_data(config: dict[str, Any], model: VAE, source: str, seed: int) -> Da
     dataset = datasets.load(source, seed=seed, **options)
     if "image_size" in options:  # and in the run's colours: grey images for a colour run
         dataset = datasets.with_channels(dataset, int(shape[0]))
+    trained = tuple(model.config.data_shape)  # (H, W, C) arrays of a run from before they were
+    if tuple(dataset.data_shape) != trained:  # read channels first: as the run saw them
+        splits = [
+            datasets.channels_last_as_trained(x, trained)
+            for x in (dataset.train, dataset.valid, dataset.test)
+        ]
+        if tuple(splits[0].shape[1:]) == trained:
+            dataset.train, dataset.valid, dataset.test = splits
+            dataset.image_shape = None
     return dataset
 
 

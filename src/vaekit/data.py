@@ -409,6 +409,22 @@ def channels_first(a: np.ndarray) -> np.ndarray:
     return a
 
 
+def channels_last_as_trained(x: Tensor, data_shape: tuple[int, ...]) -> Tensor:
+    """Examples ``x`` (N, C, H, W) that :func:`channels_first` turned from (N, H, W, C), back as
+    (N, H, W, C) when a run's model takes ``data_shape`` (H, W, C): a run trained on such an
+    array before vaekit read it channels first. Any other ``x`` as it is."""
+    s = tuple(data_shape)
+    if (
+        len(s) == 3
+        and x.dim() == 4
+        and tuple(x.shape[1:]) == (s[2], s[0], s[1])
+        and s[2] in (1, 3)
+        and s[0] not in (1, 3)
+    ):
+        return x.permute(0, 2, 3, 1).contiguous()
+    return x
+
+
 def _image_shape(shape: tuple[int, ...]) -> tuple[int, int, int] | None:
     """(C, H, W) of examples of ``shape`` (N, ...) when they look like images."""
     if len(shape) == 3:
