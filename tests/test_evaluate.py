@@ -303,10 +303,6 @@ def test_inference_gaps_match_their_closed_forms(linear_gaussian: MakeLG) -> Non
     assert gaps["approximation_gap"].mean() == pytest.approx(float(approximation), abs=0.03)
     assert gaps["amortization_gap"].mean() == pytest.approx(float(amortization.mean()), abs=0.03)
     assert gaps["log_likelihood"].mean() == pytest.approx(float(lg.log_px(x).mean()), abs=0.02)
-    torch.testing.assert_close(
-        gaps["approximation_gap"] + gaps["amortization_gap"],
-        gaps["log_likelihood"] - gaps["elbo"],
-    )
 
 
 def test_an_exact_posterior_leaves_no_gap(linear_gaussian: MakeLG) -> None:
