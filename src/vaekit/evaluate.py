@@ -410,9 +410,9 @@ def refine_posterior(
     ``lr``, decayed to 0 along a half cosine) on its ELBO, estimated with ``samples``
     reparameterised draws a step and the path-derivative gradient, which has no variance at the
     exact posterior (Roeder, Wu & Duvenaud 2017). Adam updates each coordinate on its own, so
-    no example's steps depend on the others in its batch. An example whose refined q scores below the encoder's on a last estimate
-    (``CHECK_SAMPLES`` common draws) keeps the encoder's. The model's weights get no gradient
-    and are not changed.
+    no example's steps depend on the others in its batch. An example whose refined q scores
+    below the encoder's on a last estimate (``CHECK_SAMPLES`` common draws) keeps the
+    encoder's. The model's weights get no gradient and are not changed.
 
     Returns q*(z|x): a diagonal Gaussian with batch shape (N,) and event shape (latent_dim,), on
     the model's device, without gradients. ``condition``: the conditions of a conditional model,
