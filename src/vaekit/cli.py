@@ -951,11 +951,13 @@ def _check_time_left(run: Path, info: dict[str, Any], limit: float, saved: Any) 
     finishes that epoch whatever the limit, so it is not refused."""
     if not limit or limit == saved or info.get("mid_epoch") or "seconds" not in info:
         return
+    from .train import no_epoch_fits
+
     try:
         spent, last = float(info["seconds"]), float(info.get("last_epoch_seconds") or 0.0)
     except (TypeError, ValueError):
         return
-    if spent + last > limit:
+    if no_epoch_fits(spent, last, limit):
         raise ConfigError(
             f"time limit {limit:g} s: the run in {str(run)!r} has trained for {spent:.1f} s and "
             f"its last epoch took {last:.1f} s, so no epoch fits; give more than "
@@ -1170,9 +1172,9 @@ def evaluate(
     out = _output(run, output, run / "eval.json", (".json",), inputs=(data,))
     model = _load_model(run)
     if gaps_n is not None:
-        from .evaluate import _check_refinable
+        from .evaluate import check_refinable
 
-        _check_refinable(model)
+        check_refinable(model)
     elif refine_steps is not None:
         raise ConfigError("--refine-steps goes with --gaps N (the examples to refine)")
     x, labels, dataset = _load_split(config, model, data, split)
@@ -1486,9 +1488,9 @@ def encode(
     out = _output(run, output, run / "latents.npy", (".npy", ".csv"), inputs=read)
     model = _load_model(run)
     if refine_steps is not None:
-        from .evaluate import _check_refinable
+        from .evaluate import check_refinable
 
-        _check_refinable(model)
+        check_refinable(model)
     kw: dict[str, Any] = {}
     if input_file is not None and _media(config) == "text":
         x, what = _read_texts(model, input_file, "input"), str(input_file)

@@ -345,7 +345,8 @@ REFINABLE_KINDS = ("vae", "text")
 CHECK_SAMPLES = 64
 
 
-def _check_refinable(model: VAE) -> None:
+def check_refinable(model: VAE) -> None:
+    """A :class:`ConfigError` unless ``model``'s kind is one :func:`refine_posterior` takes."""
     kind = getattr(model, "kind", "?")
     if kind not in REFINABLE_KINDS:
         raise ConfigError(
@@ -357,7 +358,7 @@ def _check_refinable(model: VAE) -> None:
 def _check_refinement(model: VAE, steps: int, lr: float, samples: int, batch_size: int) -> None:
     """A :class:`ConfigError` for a model kind or a setting that refinement cannot take, before
     any work is done."""
-    _check_refinable(model)
+    check_refinable(model)
     check_count("steps", steps, least=0)
     check_count("samples", samples)
     check_count("batch_size", batch_size)
@@ -383,9 +384,7 @@ def _gaussian_log_w(
 
 
 def _model_input(model: VAE, x: Tensor) -> Tensor:
-    """``x`` on the model's device, floating point in its dtype (text ids stay as they are)."""
-    if getattr(model, "kind", "") == "text":
-        return x.to(model.device)
+    """``x`` on the model's device in its float dtype (a text model reads its ids from floats)."""
     return x.to(model.device, next(model.parameters()).dtype)
 
 

@@ -913,13 +913,11 @@ def fit(
     # epoch would no longer fit, or after the epoch past which the next one would not. A run
     # stopped mid-epoch finishes that epoch first: the limit ends runs between epochs.
     out_of_time: list[bool] = []
-    mid_epoch = isinstance(loop, _EagerLoop) and loop.pos > 0
     if (
-        config.time_limit
-        and history
+        history
         and loop.epoch <= config.epochs
-        and not mid_epoch
-        and loop.elapsed + _last_epoch_seconds(history) > config.time_limit
+        and not loop.mid_epoch
+        and no_epoch_fits(loop.elapsed, _last_epoch_seconds(history), config.time_limit)
     ):
         out_of_time.append(True)
         history[-1]["stopped"] = "time_limit"
@@ -946,7 +944,7 @@ def fit(
             "step": loop.step,
             "finished": loop.epoch > config.epochs or bool(out_of_time),
             "time_limit_reached": bool(out_of_time),
-            "mid_epoch": isinstance(loop, _EagerLoop) and loop.pos > 0,
+            "mid_epoch": loop.mid_epoch,
             "seconds": loop.elapsed,
             "last_epoch_seconds": _last_epoch_seconds(history),
         }
@@ -1004,7 +1002,8 @@ def fit(
                 )
             if config.time_limit and loop.epoch <= config.epochs:
                 now = time.perf_counter()  # spent so far, and what one more epoch would add
-                if loop.elapsed + (now - arrived) + (now - cycle_start) > config.time_limit:
+                spent = loop.elapsed + (now - arrived)
+                if no_epoch_fits(spent, now - cycle_start, config.time_limit):
                     record["stopped"] = "time_limit"
                     out_of_time.append(True)
                 cycle_start = now
@@ -1206,6 +1205,11 @@ class _EagerLoop:
         self.seen = 0
         self.elapsed = 0.0  # seconds of training before this process
 
+    @property
+    def mid_epoch(self) -> bool:
+        """Whether the run stands inside an epoch (it stopped there)."""
+        return self.pos > 0
+
     def state(self) -> dict[str, Any]:
         """Everything needed to continue after the last finished step."""
         return {
@@ -1346,6 +1350,13 @@ class _EagerLoop:
             bar.close()
 
 
+def no_epoch_fits(spent: float, epoch_seconds: float, time_limit: float) -> bool:
+    """The rule of ``TrainConfig.time_limit``: another epoch, taking ``epoch_seconds`` as the
+    last one did, would take training past ``time_limit`` after ``spent`` seconds (all in
+    seconds; a limit of 0 is none)."""
+    return bool(time_limit) and spent + epoch_seconds > time_limit
+
+
 def _last_epoch_seconds(history: History) -> float:
     """Seconds the last finished epoch of ``history`` took, validation included (0 if none)."""
     if not history:
@@ -1376,6 +1387,9 @@ class _FastRun:
     examples and are gathered with them (a conditional model whose data must stream runs the
     eager loop).
     """
+
+    #: Its state is saved at epoch ends only.
+    mid_epoch = False
 
     def __init__(
         self,
