@@ -19,7 +19,8 @@ import torch
 from _common import environment, load_mnist, sync
 
 from vaekit import VAE
-from vaekit.evaluate import fused_applies, log_likelihood
+from vaekit.estimators import log_likelihood
+from vaekit.estimators.fused import fused_applies
 from vaekit.train import fit
 
 

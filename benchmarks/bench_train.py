@@ -29,7 +29,7 @@ from _common import (
 
 import vaekit.train
 from vaekit import VAE
-from vaekit.evaluate import log_likelihood
+from vaekit.estimators import log_likelihood
 from vaekit.train import fit
 
 

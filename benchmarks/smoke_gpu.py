@@ -11,7 +11,7 @@ import torch
 from _common import load_mnist
 
 from vaekit import VAE
-from vaekit.evaluate import log_likelihood
+from vaekit.estimators import log_likelihood
 from vaekit.train import TrainingInterrupted, fit
 
 data = load_mnist()

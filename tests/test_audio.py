@@ -14,8 +14,9 @@ import pytest
 import torch
 from conftest import run_cli
 
-from vaekit import audio, data
-from vaekit.audio import AudioSettings
+from vaekit import data
+from vaekit.data import audio
+from vaekit.data.audio import AudioSettings
 from vaekit.errors import DataError
 
 RATE = 8000

@@ -52,7 +52,7 @@ def test_every_default_output_of_a_command_is_a_derived_file() -> None:
 
     from vaekit.checkpoint import DERIVED_FILES, DERIVED_SOUND_FOLDERS
 
-    source = (REPO / "src" / "vaekit" / "cli.py").read_text()
+    source = (REPO / "src" / "vaekit" / "cli" / "__init__.py").read_text()
     files = set(re.findall(r'_output\(run, output, run / "([^"]+)"', source))
     files |= {f"figures/{n}" for n in re.findall(r'_figure_path\(run, "([^"]+)"\)', source)}
     folders = set(re.findall(r'_folder\(output, run / "([^"]+)"\)', source))
@@ -612,7 +612,7 @@ def test_label_column_gives_a_conditional_run_its_labels(
 def test_audio_settings_from_the_command_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from vaekit.audio import wav_bytes
+    from vaekit.data.audio import wav_bytes
 
     folder = tmp_path / "wavs"
     folder.mkdir()
@@ -657,7 +657,7 @@ def test_bad_data_options_are_one_line(
 def test_bad_audio_settings_are_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from vaekit.audio import wav_bytes
+    from vaekit.data.audio import wav_bytes
 
     folder = tmp_path / "wavs"
     folder.mkdir()

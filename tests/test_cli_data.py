@@ -178,7 +178,7 @@ def test_image_folders_as_cameras_and_other_machines_leave_them(capsys, tmp_path
 
 
 def test_wav_folders_skip_hidden_files(tmp_path):
-    from vaekit import audio
+    from vaekit.data import audio
 
     t = np.arange(4000) / 16000
     for i in range(3):

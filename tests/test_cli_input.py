@@ -140,8 +140,8 @@ def test_an_empty_data_is_one_line_not_the_default_data_set(
 def test_reconstruct_shows_a_small_split_whole_but_refuses_a_larger_n(
     capsys: pytest.CaptureFixture[str], small_run: Path, tmp_path: Path
 ) -> None:
-    from vaekit.checkpoint import load
     from vaekit.cli import _load_split, _read_run
+    from vaekit.models import load
 
     config = _read_run(small_run)
     x, _, _ = _load_split(config, load(small_run), None, "test")

@@ -225,7 +225,7 @@ def test_model_recipes_build_for_their_data(name: str, data_shape, image_shape) 
     from types import SimpleNamespace
 
     from vaekit.cli import resolve_config
-    from vaekit.model import build_model
+    from vaekit.models import build_model
 
     path = Path(__file__).resolve().parents[1] / "configs" / name
     dataset = SimpleNamespace(

@@ -17,8 +17,8 @@ from conftest import run_cli
 from PIL import Image
 
 from vaekit import data
-from vaekit.evaluate import evaluate
-from vaekit.model import VAE
+from vaekit.evaluation import evaluate
+from vaekit.models import VAE
 
 TINY = ["--epochs", "2", "--set", "hidden=[16]", "--set", "latent_dim=2", "-k", "3", "-q"]
 

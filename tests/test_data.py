@@ -23,7 +23,7 @@ from PIL import Image
 
 from vaekit import data
 from vaekit.data import DataError
-from vaekit.model import VAEConfig
+from vaekit.models import VAEConfig
 from vaekit.train import TrainConfig
 
 _SHARED = [Path(__file__).resolve().parents[2] / "shared" / "data"]

@@ -14,10 +14,11 @@ from torch import Tensor
 from torch.distributions import Bernoulli
 
 from vaekit import CategoricalConfig, CategoricalVAE, ConfigError, DataError, elbo, iwae
-from vaekit.checkpoint import load, save
-from vaekit.discrete import enumerate_values, log_likelihood_exact
-from vaekit.evaluate import evaluate, log_likelihood
-from vaekit.model import build_model, model_config, model_table
+from vaekit.checkpoint import save
+from vaekit.estimators import log_likelihood
+from vaekit.evaluation import evaluate
+from vaekit.models import build_model, load, model_config, model_table
+from vaekit.models.categorical import enumerate_values, log_likelihood_exact
 from vaekit.objectives import Terms
 
 
@@ -464,7 +465,7 @@ def test_activity_sums_the_variance_of_the_probabilities_over_categories() -> No
 def test_latent_stats_kl_is_the_whole_kl_by_enumeration() -> None:
     """latent_stats gives "kl" as every kind does: E_x KL(q(z|x) || p(z)), here against the
     sum over all values of z."""
-    from vaekit.evaluate import latent_stats
+    from vaekit.estimators import latent_stats
 
     model, x = tiny(prior="learned"), pixels(20, seed=4)
     with torch.no_grad():

@@ -14,9 +14,10 @@ from torch import Tensor
 from torch.distributions import kl_divergence
 
 from vaekit import VAE, ConfigError, DataError, evaluate, log_likelihood
-from vaekit.evaluate import elbo as evaluate_elbo
-from vaekit.evaluate import inference_gaps, latent_stats
-from vaekit.evaluate import refine_posterior as evaluate_refine
+from vaekit.estimators import elbo as evaluate_elbo
+from vaekit.estimators import latent_stats
+from vaekit.evaluation import inference_gaps
+from vaekit.evaluation import refine_posterior as evaluate_refine
 
 if TYPE_CHECKING:
     from conftest import LinearGaussian
@@ -221,7 +222,7 @@ def test_latent_stats_with_a_mixture_prior_are_monte_carlo_kls() -> None:
 def test_bits_per_dim_of_a_density_counts_bins_of_one_level_step() -> None:
     """For a continuous likelihood on data with 256 levels, bits/dim converts the density to
     the probability of a bin of width 1/255 (the levels' spacing on [0, 1])."""
-    from vaekit.evaluate import evaluate as evaluate_report
+    from vaekit.evaluation import evaluate as evaluate_report
 
     torch.manual_seed(0)
     m = VAE(data_shape=(4,), latent_dim=3, hidden=(5,), likelihood="gaussian_fixed").double()
@@ -234,7 +235,7 @@ def test_bits_per_dim_of_a_density_counts_bins_of_one_level_step() -> None:
 def test_active_units_count_dimensions_whose_mean_varies_by_more_than_001() -> None:
     """A linear encoder on x = +-1 whose means are 0.05 x, 0.2 x and x: activities 0.0025, 0.04
     and 1, so two units are active at Burda et al.'s threshold of 0.01."""
-    from vaekit.evaluate import evaluate as evaluate_report
+    from vaekit.evaluation import evaluate as evaluate_report
 
     m = VAE(data_shape=(1,), latent_dim=3, hidden=(), likelihood="gaussian_fixed").double()
     with torch.no_grad():
@@ -318,7 +319,7 @@ def test_the_refinement_log_weights_are_the_models_own(linear_gaussian: MakeLG) 
     """With the encoder's q and the same noise, the log-weights refinement averages are those
     of training and log p(x) (VAE.terms); their gradient is the path derivative, which is zero
     for every draw when q is the exact posterior (sticking the landing)."""
-    from vaekit.evaluate import _gaussian_log_w
+    from vaekit.evaluation.gaps import _gaussian_log_w
 
     lg, x = correlated_linear_gaussian(linear_gaussian)
     eps = torch.randn(3, 20, 2, generator=gen(3), dtype=torch.float64)
@@ -383,7 +384,7 @@ def test_refining_a_conditional_model_uses_the_conditions() -> None:
 
 
 def test_refining_a_model_without_one_gaussian_latent_is_one_line() -> None:
-    from vaekit.model import build_model, model_config
+    from vaekit.models import build_model, model_config
 
     table = {"kind": "hvae", "data_shape": [6], "hidden": [8], "latent_dim": 3, "hidden2": [4]}
     model = build_model(model_config({**table, "latent_dim2": 2}))
@@ -398,7 +399,7 @@ def test_refining_names_a_setting_it_cannot_take_before_any_work() -> None:
     """steps, samples, batch_size, lr and the K of log p(x) are each a ConfigError naming the
     value, not a TypeError or a reshape error from inside the loop; inference_gaps refuses K
     before it refines anything (a model that cannot refine shows the order)."""
-    from vaekit.evaluate import inference_gaps, refine_posterior
+    from vaekit.evaluation import inference_gaps, refine_posterior
 
     model = VAE(data_shape=(6,), latent_dim=2, hidden=(4,))
     x = (torch.rand(3, 6, generator=gen(6)) > 0.5).float()
@@ -416,7 +417,7 @@ def test_refining_names_a_setting_it_cannot_take_before_any_work() -> None:
 
 
 def test_refining_checks_its_data_as_the_estimates_do() -> None:
-    from vaekit.evaluate import inference_gaps, refine_posterior
+    from vaekit.evaluation import inference_gaps, refine_posterior
 
     model = VAE(data_shape=(6,), latent_dim=2, hidden=(4,))
     x = torch.rand(3, 6, dtype=torch.float64)
@@ -431,9 +432,9 @@ def test_estimates_put_back_the_model_s_training_mode() -> None:
     """An estimate in the middle of one's own training loop leaves the model training: a
     categorical model goes on with its exact ELBO (not the sampled terms of evaluation mode)."""
     from vaekit import CategoricalVAE, TextVAE
-    from vaekit.discrete import log_likelihood_exact
-    from vaekit.evaluate import latent_stats
-    from vaekit.text import evaluate_text
+    from vaekit.estimators import latent_stats
+    from vaekit.evaluation import evaluate_text
+    from vaekit.models.categorical import log_likelihood_exact
 
     cat = CategoricalVAE(data_shape=(6,), n_latents=1, n_categories=3, hidden=(4,))
     x = torch.rand(4, 6).round()

@@ -240,7 +240,7 @@ def test_fast_step_skips_a_non_finite_step_on_the_device():
 
 
 def test_closed_form_terms_match_the_distributions():
-    from vaekit.train import _fp32  # noqa: F401  (the distribution path stays importable)
+    from vaekit.models.base import _fp32  # noqa: F401  (the distribution path stays importable)
 
     for kw in ({}, {"likelihood": "gaussian"}, {"likelihood": "gaussian_fixed"},
                {"likelihood": "gaussian_shared", "prior": "learned_gaussian"},

@@ -15,8 +15,9 @@ from conftest import inverse_soft_clamp, run_cli
 from torch.distributions import MultivariateNormal
 
 from vaekit import HVAE, ConfigError, DataError, TrainConfig, fit, load
-from vaekit.evaluate import elbo, evaluate, latent_stats, log_likelihood
-from vaekit.model import MODELS, build_model, model_config
+from vaekit.estimators import elbo, latent_stats, log_likelihood
+from vaekit.evaluation import evaluate
+from vaekit.models import MODELS, build_model, model_config
 from vaekit.objectives import iwae
 from vaekit.train import _FastRun, select_path
 

@@ -11,8 +11,8 @@ import torch
 from torch.distributions import Independent, Normal
 
 from vaekit import VAE, ConfigError, DataError, VAEConfig
+from vaekit.distributions import rsample
 from vaekit.likelihoods import soft_clamp
-from vaekit.model import rsample
 
 
 def gen(seed: int = 0) -> torch.Generator:

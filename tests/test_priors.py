@@ -258,8 +258,8 @@ def test_vamp_prior_follows_a_copied_model() -> None:
 @pytest.mark.parametrize("name", ["mog", "vamp"])
 def test_bounds_keep_their_order_with_mixture_priors(name: str) -> None:
     """ELBO <= IWAE(K) <= log p(x) on average, with log p(x) from a very large K."""
-    from vaekit.evaluate import elbo as evaluate_elbo
-    from vaekit.evaluate import log_likelihood
+    from vaekit.estimators import elbo as evaluate_elbo
+    from vaekit.evaluation import log_likelihood
 
     torch.manual_seed(0)
     model = VAE(data_shape=(6,), latent_dim=2, hidden=(8,), prior=name, prior_components=4)
@@ -282,7 +282,7 @@ def test_evaluating_a_mixture_prior_holds_no_more_than_a_chunk_of_its_components
     3 chunks), and the values are those of the unchunked computation."""
     from torch.autograd.profiler import profile
 
-    from vaekit.evaluate import latent_stats, log_likelihood
+    from vaekit.estimators import latent_stats, log_likelihood
     from vaekit.priors import MIXTURE_CHUNK_FLOATS
 
     torch.manual_seed(0)

@@ -442,14 +442,14 @@ def test_importing_vaekit_leaves_torch_until_a_name_needs_it() -> None:
     code = (
         "import sys, vaekit\n"
         "assert 'torch' not in sys.modules, 'import vaekit imported torch'\n"
-        "from vaekit.model import model_config\n"  # every kind, whatever was imported before
+        "from vaekit.models import model_config\n"  # every kind, whatever was imported before
         "assert type(model_config({'kind': 'categorical'})).__name__ == 'CategoricalConfig'\n"
         "assert type(model_config({'kind': 'hvae'})).__name__ == 'HVAEConfig'\n"
         "from vaekit import VAE, fit\n"
-        "assert 'torch' in sys.modules and VAE.__module__ == 'vaekit.model'\n"
-        "assert set(vaekit.__all__) <= set(dir(vaekit)) and 'discrete' in dir(vaekit)\n"
-        "assert vaekit.discrete.log_likelihood_exact and vaekit.checkpoint.STATE_FILE\n"
-        "import vaekit.evaluate\n"  # the submodule does not hide the function of its name
+        "assert 'torch' in sys.modules and VAE.__module__ == 'vaekit.models.vae'\n"
+        "assert set(vaekit.__all__) <= set(dir(vaekit)) and 'models' in dir(vaekit)\n"
+        "assert vaekit.models.categorical.log_likelihood_exact and vaekit.runs.STATE_FILE\n"
+        "import vaekit.evaluation\n"  # the package of the report beside the function
         "from vaekit import evaluate\n"
         "assert vaekit.evaluate is evaluate and type(evaluate).__name__ == 'function'\n"
     )

@@ -15,8 +15,7 @@ from PIL import Image
 
 from vaekit import VAE, fit, load, viz
 from vaekit.cli import main, resolve_config
-from vaekit.hierarchical import HVAEConfig
-from vaekit.model import VAEConfig
+from vaekit.models import HVAEConfig, VAEConfig
 from vaekit.train import IWAE_PASSES
 
 REPO = Path(__file__).resolve().parents[1]

@@ -14,19 +14,13 @@ from conftest import run_cli
 
 import vaekit
 from vaekit import data
+from vaekit.data.text import load_text
 from vaekit.errors import ConfigError, DataError
-from vaekit.evaluate import elbo as elbo_of
-from vaekit.text import (
-    END,
-    PAD,
-    START,
-    UNK,
-    TextVAE,
-    Tokenizer,
-    evaluate_text,
-    load_text,
-    sequence_log_prob,
-)
+from vaekit.estimators import elbo as elbo_of
+from vaekit.evaluation import evaluate_text
+from vaekit.models import TextVAE
+from vaekit.models.text import sequence_log_prob
+from vaekit.tokenizer import END, PAD, START, UNK, Tokenizer
 
 WORDS = "cat car cart bat bar barn tar tarn can ban cab tab scan scar star bark dark park"
 WORDS = WORDS.split()
@@ -209,8 +203,8 @@ def words(tmp_path: Path) -> Path:
 
 def test_training_raises_the_bound_and_iw_estimate_is_above_elbo(words: Path) -> None:
     ds = load_text(words)
-    model = vaekit.model.build_model(  # from the data set's defaults, as vaekit train does
-        vaekit.model.model_config({**ds.defaults["model"], "hidden": [32], "latent_dim": 4})
+    model = vaekit.models.build_model(  # from the data set's defaults, as vaekit train does
+        vaekit.models.model_config({**ds.defaults["model"], "hidden": [32], "latent_dim": 4})
     )
     before = float(elbo_of(model, ds.train, seed=0).mean())
     history = model.fit(ds.train, epochs=15, batch_size=16, lr=3e-3, warmup_steps=20)
@@ -365,11 +359,11 @@ def test_free_bits_with_the_iwae_objective_is_one_line() -> None:
 def test_refined_posteriors_of_a_text_model_raise_its_elbo(words: Path) -> None:
     """Inference for given strings: q*(z|x) of each raises its ELBO above the encoder's, whose
     ELBO the refinement computes as the model's own (evaluate.elbo, eval mode)."""
-    from vaekit.evaluate import inference_gaps
+    from vaekit.evaluation import inference_gaps
 
     ds = load_text(words)
-    model = vaekit.model.build_model(
-        vaekit.model.model_config({**ds.defaults["model"], "hidden": [16], "latent_dim": 3})
+    model = vaekit.models.build_model(
+        vaekit.models.model_config({**ds.defaults["model"], "hidden": [16], "latent_dim": 3})
     )
     x = ds.train[:12]  # an untrained encoder: much to improve on
     gaps = inference_gaps(model, x, k=10, steps=40, samples=100)
@@ -383,7 +377,7 @@ def test_refined_posteriors_of_a_text_model_raise_its_elbo(words: Path) -> None:
 def test_inference_gaps_of_a_text_model_in_training_mode_are_its_evaluation_gaps() -> None:
     """A model left training (word dropout on) gets the gaps of its evaluation-mode decoder, the
     model it is, and is left training; the ELBOs were taken with word dropout before."""
-    from vaekit.evaluate import inference_gaps
+    from vaekit.evaluation import inference_gaps
 
     torch.manual_seed(0)
     model = TextVAE(vocab=("a", "b"), data_shape=(6,), latent_dim=2, embed_dim=3, hidden=(8,),

@@ -18,33 +18,32 @@ The names below load on first use (``from vaekit import VAE`` imports torch then
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
 #: Public name -> the module that defines it.
 _EXPORTS = {
-    "load": "checkpoint",
+    "load": "models",
     "save": "checkpoint",
-    "CategoricalConfig": "discrete",
-    "CategoricalVAE": "discrete",
+    "CategoricalConfig": "models",
+    "CategoricalVAE": "models",
     "CheckpointError": "errors",
     "ConfigError": "errors",
     "DataError": "errors",
     "VaekitError": "errors",
-    "evaluate": "evaluate",
-    "log_likelihood": "evaluate",
-    "HVAE": "hierarchical",
-    "HVAEConfig": "hierarchical",
-    "VAE": "model",
-    "VAEConfig": "model",
+    "evaluate": "evaluation",
+    "log_likelihood": "estimators",
+    "HVAE": "models",
+    "HVAEConfig": "models",
+    "Model": "models",
+    "VAE": "models",
+    "VAEConfig": "models",
     "Terms": "objectives",
     "elbo": "objectives",
     "iwae": "objectives",
-    "TextVAE": "text",
-    "TextVAEConfig": "text",
+    "TextVAE": "models",
+    "TextVAEConfig": "models",
     "TrainConfig": "train",
     "TrainingError": "train",
     "TrainingInterrupted": "train",
@@ -60,6 +59,7 @@ __all__ = [
     "ConfigError",
     "DataError",
     "HVAEConfig",
+    "Model",
     "Terms",
     "TextVAE",
     "TextVAEConfig",
@@ -69,7 +69,6 @@ __all__ = [
     "VAEConfig",
     "VaekitError",
     "__version__",
-    "audio",
     "data",
     "elbo",
     "evaluate",
@@ -78,21 +77,13 @@ __all__ = [
     "load",
     "log_likelihood",
     "save",
-    "text",
 ]
 
 
-class _Package(types.ModuleType):
-    """The package's module type: importing the submodule ``vaekit.evaluate`` binds it on the
-    package, which would hide the function ``vaekit.evaluate``; the function keeps the name."""
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if _EXPORTS.get(name) == name and isinstance(value, types.ModuleType):
-            return  # __getattr__ gives the function of that name
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
+#: Modules of the flat layout that moved into packages: ``vaekit.audio`` is ``vaekit.data.audio``
+#: and ``vaekit.text`` the text model's module (its tokenizer is :mod:`vaekit.tokenizer`, its data
+#: :mod:`vaekit.data.text`).
+_MOVED = {"audio": "data.audio", "text": "models.text"}
 
 
 def _submodules() -> set[str]:
@@ -103,6 +94,8 @@ def _submodules() -> set[str]:
 
 
 def __getattr__(name: str) -> Any:
+    if name in _MOVED:
+        return importlib.import_module(f".{_MOVED[name]}", __name__)
     if name not in _EXPORTS and name in _submodules():
         return importlib.import_module(f".{name}", __name__)
     if name in _EXPORTS:
@@ -117,13 +110,22 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from . import audio, data, text
-    from .checkpoint import load, save
-    from .discrete import CategoricalConfig, CategoricalVAE
+    from . import data
+    from .checkpoint import save
     from .errors import CheckpointError, ConfigError, DataError, VaekitError
-    from .evaluate import evaluate, log_likelihood
-    from .hierarchical import HVAE, HVAEConfig
-    from .model import VAE, VAEConfig
+    from .estimators import log_likelihood
+    from .evaluation import evaluate
+    from .models import (
+        HVAE,
+        VAE,
+        CategoricalConfig,
+        CategoricalVAE,
+        HVAEConfig,
+        Model,
+        TextVAE,
+        TextVAEConfig,
+        VAEConfig,
+        load,
+    )
     from .objectives import Terms, elbo, iwae
-    from .text import TextVAE, TextVAEConfig
     from .train import TrainConfig, TrainingError, TrainingInterrupted, fit

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -21,64 +20,25 @@ from safetensors.torch import load as from_safetensors_bytes
 from safetensors.torch import save as to_safetensors_bytes
 
 from . import __version__
+from .config import to_dict
 from .errors import CheckpointError, ConfigError
-from .model import VAE, build_model, model_table
-from .model import model_config as model_config_from_table
+from .files import atomic_write, write_file
+from .runs import (
+    CONFIG_FILE,
+    DERIVED_FILES,
+    DERIVED_SOUND_FOLDERS,
+    METRICS_FILE,
+    PREVIOUS_FOLDER,
+    RUN_NAMES,
+    STATE_FILE,
+    WEIGHTS_FILE,
+)
 
 #: Version of the on-disk layout. Bump when a reader of the old layout would misread the new one.
 FORMAT_VERSION = 1
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
-#: What the commands derive from a run's weights and write into its folder by default (the CLI's
-#: default output names). A new run started in the folder removes them with the old weights, so
-#: that none is left to describe a model it did not come from; other files are left alone.
-FIGURES = (
-    "samples",
-    "reconstructions",
-    "decoded",
-    "interpolation",
-    "manifold",
-    "latents",
-    "curves",
-)
-DERIVED_FILES = (
-    "eval.json",
-    "latents.npy",
-    "decoded.npy",
-    *(f"{name}.txt" for name in ("samples", "reconstructions", "decoded", "interpolation")),
-    *(f"figures/{name}.png" for name in FIGURES),
-)
-#: Folders of WAV files and their spectrograms that audio runs write by default.
-DERIVED_SOUND_FOLDERS = ("samples", "reconstructions", "decoded", "interpolation")
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that a crash leaves either the old file or the new one.
-
-    The file gets the permissions ``open`` would give it (0666 less the umask).
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        os.fchmod(fd, 0o666 & ~umask)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-def save(model: VAE, path: str | Path, **metadata: Any) -> Path:
+def save(model: Any, path: str | Path, **metadata: Any) -> Path:
     """Save ``model`` into the folder ``path`` (created if needed); returns the folder.
 
     ``metadata`` entries (JSON-ready values) are stored at the top level of config.json; a
@@ -116,11 +76,17 @@ def check_metadata(metadata: dict[str, Any]) -> None:
             ) from None
 
 
-def _config_bytes(model: VAE, metadata: dict[str, Any]) -> bytes:
+def model_table(model: Any) -> dict[str, Any]:
+    """The JSON-ready ``model`` table of config.json: the model's ``kind``, then its config's
+    fields."""
+    return {"kind": model.kind, **to_dict(model.config)}
+
+
+def _config_bytes(model: Any, metadata: dict[str, Any]) -> bytes:
     config = {
         "format_version": FORMAT_VERSION,
         "vaekit_version": __version__,
-        "model": model_table(model.config),
+        "model": model_table(model),
         **metadata,
     }
     return (json.dumps(config, indent=2) + "\n").encode()
@@ -164,15 +130,9 @@ def read_config(path: str | Path) -> dict[str, Any]:
     return config
 
 
-#: Model settings that fix the shapes of the weights: a model table of a kind with such a field
-#: must give it (a default would build a model that does not match the saved weights).
-SHAPE_FIELDS = ("data_shape", "latent_dim", "n_latents", "n_categories", "vocab")
-
-
 def _check_config(config: dict[str, Any], file: Path) -> None:
     """Raise :class:`CheckpointError` naming the key of a parsed config.json whose value has
     the wrong type (a hand-edited file), or a model table that lacks a shape setting."""
-    from .model import model_kinds
 
     def bad(key: str, what: str) -> CheckpointError:
         return CheckpointError(f"{str(file)!r}: {key} must be {what}; restore the file")
@@ -200,16 +160,6 @@ def _check_config(config: dict[str, Any], file: Path) -> None:
     media = data.get("media", {})
     if not isinstance(media, dict) or not isinstance(media.get("kind", ""), str):
         raise bad("data.media", "a table with a kind")
-    model = config["model"]
-    kind = model.get("kind", "vae")
-    cls = model_kinds().get(kind) if isinstance(kind, str) else None  # else load names the kind
-    if cls is not None:
-        fields = cls.config_class.__dataclass_fields__  # type: ignore[attr-defined]
-        for name in SHAPE_FIELDS:
-            if name in fields and name not in model:
-                raise CheckpointError(
-                    f"{str(file)!r} has no model.{name}; restore the file (vaekit writes it)"
-                )
 
 
 def usable_device(device: str | torch.device) -> torch.device:
@@ -228,55 +178,12 @@ def usable_device(device: str | torch.device) -> torch.device:
     return device
 
 
-def load(path: str | Path, device: str | torch.device = "cpu") -> VAE:
-    """Rebuild the model saved in the folder ``path`` and load its weights onto ``device``, in
-    the dtype they were saved in (a model saved after ``.double()`` comes back float64)."""
-    path = Path(path)
-    device = usable_device(device)
-    config = read_config(path)
-    try:
-        model_config = model_config_from_table(config.get("model"), section="model")
-    except ConfigError as err:
-        raise CheckpointError(f"{str(path / CONFIG_FILE)!r}: {err}") from None
-    file = path / WEIGHTS_FILE
-    if not file.exists():
-        if (path / STATE_FILE).is_file():
-            raise CheckpointError(
-                f"{str(path)!r} has no {WEIGHTS_FILE} yet: its training has not finished; "
-                f"continue it with vaekit train --resume {path}"
-            )
-        raise CheckpointError(f"{str(path)!r} has no {WEIGHTS_FILE}; the run did not finish saving")
-    try:
-        # One read of the whole file: a run that replaces it meanwhile is seen old or new, whole.
-        state = from_safetensors_bytes(file.read_bytes())
-        state = {k: v.to(device) for k, v in state.items()}
-    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
-        again = ""
-        if (path / STATE_FILE).is_file():
-            again = f"; vaekit train --resume {path} writes it again from the training state"
-        raise CheckpointError(f"{str(file)!r} is truncated or corrupt: {err}{again}") from None
-    model = build_model(model_config).to(device)
-    dtypes = {v.dtype for v in state.values() if v.is_floating_point()}
-    if len(dtypes) == 1:
-        model.to(dtypes.pop())  # else load_state_dict would round float64 weights to float32
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        first = str(err).strip().splitlines()
-        detail = first[1].strip() if len(first) > 1 else first[0]
-        raise CheckpointError(f"{str(file)!r} does not match its config.json: {detail}") from None
-    model.eval()
-    return model
-
-
 # -- training state ------------------------------------------------------------------------------
 #
 # A resumable training checkpoint is ONE safetensors file (so one atomic rename makes it
 # consistent): every tensor of the model, optimiser and random generators under a prefixed key,
 # and everything else (step, epoch, history, the non-tensor parts of the optimiser state) as JSON
 # in the file's metadata. Nested structures are flattened with tensors replaced by references.
-
-STATE_FILE = "checkpoint.safetensors"
 
 
 def flatten_state(obj: Any, prefix: str, tensors: dict[str, torch.Tensor]) -> Any:
@@ -407,29 +314,18 @@ def load_training_state(path: str | Path) -> dict[str, Any]:
 
 # -- the other files of a run in progress --------------------------------------------------------
 
-METRICS_FILE = "metrics.jsonl"
-#: The files that make a run folder.
-RUN_NAMES = (CONFIG_FILE, WEIGHTS_FILE, STATE_FILE, METRICS_FILE)
-
 
 def _write(file: Path, data: bytes) -> None:
-    try:
-        atomic_write(file, data)
-    except OSError as err:
-        raise CheckpointError(f"cannot write {str(file)!r}: {err.strerror or err}") from None
+    write_file(file, data, CheckpointError)
 
 
-def start_run(path: str | Path, model: VAE, **metadata: Any) -> None:
+def start_run(path: str | Path, model: Any, **metadata: Any) -> None:
     """Lay out a new run in the folder ``path``: config.json and an empty metrics.jsonl. A run
     already there was moved out of the way first (:func:`set_aside_run`), with its weights and
     what was derived from them."""
     path = Path(path)
     _write(path / CONFIG_FILE, _config_bytes(model, metadata))
     _write(path / METRICS_FILE, b"")
-
-
-#: Where a new run started in a folder keeps the run it replaces until it has trained.
-PREVIOUS_FOLDER = ".vaekit-previous"
 
 
 def _run_files(path: Path) -> list[Path]:
@@ -493,7 +389,7 @@ def drop_previous(path: str | Path) -> None:
     shutil.rmtree(Path(path) / PREVIOUS_FOLDER, ignore_errors=True)
 
 
-def write_config(path: str | Path, model: VAE, **metadata: Any) -> None:
+def write_config(path: str | Path, model: Any, **metadata: Any) -> None:
     """Write config.json alone (for a run whose weights are not written yet)."""
     _write(Path(path) / CONFIG_FILE, _config_bytes(model, metadata))
 

@@ -181,3 +181,12 @@ def parse_override(text: str) -> tuple[str, Any]:
     except tomllib.TOMLDecodeError:
         value = raw
     return key, value
+
+
+def check_count(name: str, value: Any, least: int = 1) -> int:
+    """``value`` as an int, or a :class:`ConfigError` naming ``name`` unless it is an integer of
+    at least ``least`` (the draws ``n`` of ``sample``, the samples ``k`` per example)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
+        what = "a positive integer" if least == 1 else f"an integer of at least {least}"
+        raise ConfigError(f"{name} must be {what}, got {value!r}")
+    return int(value)

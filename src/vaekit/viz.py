@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .checkpoint import atomic_write
 from .errors import ConfigError, DataError, VaekitError
+from .files import write_file
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -413,13 +413,3 @@ def save(picture: Any, path: str | Path) -> Path:
     else:
         picture.save(buffer, format="PNG", optimize=True)
     return write_file(path, buffer.getvalue())
-
-
-def write_file(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically, readable as the umask allows (like ``open``)."""
-    path = Path(path)
-    try:
-        atomic_write(path, data)
-    except OSError as err:
-        raise VaekitError(f"cannot write {str(path)!r}: {err.strerror or err}") from None
-    return path

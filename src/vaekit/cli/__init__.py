@@ -25,13 +25,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from . import __version__
-from .config import from_dict, parse_override, read_toml
-from .errors import CheckpointError, ConfigError, DataError, VaekitError
+from .. import __version__
+from ..config import from_dict, parse_override, read_toml
+from ..errors import CheckpointError, ConfigError, DataError, VaekitError
 
 if TYPE_CHECKING:
-    from .data import Dataset
-    from .model import VAE
+    from ..data import Dataset
+    from ..models import VAE
 
 SECTIONS = ("model", "train")
 #: Files of a run folder that no command other than ``train`` may replace.
@@ -59,8 +59,8 @@ def resolve_config(
     Returns (VAEConfig, TrainConfig, data name). ``--set`` keys are ``section.key`` or a bare key
     that belongs to exactly one section.
     """
-    from .model import model_config, model_kinds
-    from .train import TrainConfig
+    from ..models import model_config, model_kinds
+    from ..train import TrainConfig
 
     def settings(section: str) -> set[str]:
         if section == "train":
@@ -148,13 +148,13 @@ def _wrapped(label: str, text: str) -> str:
 
 
 def _read_run(run: Path) -> dict[str, Any]:
-    from .checkpoint import read_config
+    from ..models import read_config
 
     return read_config(run)
 
 
 def _load_model(run: Path) -> VAE:
-    from .checkpoint import load
+    from ..models import load
 
     return load(run)
 
@@ -200,7 +200,7 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def _write(path: Path, data: bytes) -> Path:
-    from .viz import write_file
+    from ..files import write_file
 
     return write_file(path, data)
 
@@ -229,7 +229,7 @@ def _read_array(path: Path, what: str, *, data: bool = False) -> np.ndarray:
         raise DataError(f"{what} file {str(path)!r} is a folder; give a {suffix} file")
     if not path.is_file():
         raise DataError(f"{what} file {str(path)!r} does not exist")
-    from .data import NUMPY_READ_ERRORS
+    from ..data import NUMPY_READ_ERRORS
 
     try:
         if suffix == ".npy":
@@ -237,7 +237,7 @@ def _read_array(path: Path, what: str, *, data: bool = False) -> np.ndarray:
             if not isinstance(a, np.ndarray):
                 raise ValueError("not a single array")
             if data:
-                from .data import _to_float, channels_first
+                from ..data import _to_float, channels_first
 
                 a = channels_first(a)  # as --data reads it
                 if a.dtype == np.uint8:
@@ -285,7 +285,7 @@ def _read_latents(path: Path, latent_dim: int) -> Tensor:
 
 def _check_examples(model: VAE, x: Tensor, where: str) -> Tensor:
     """``x`` reshaped to (N, *data_shape) and checked against the model's likelihood."""
-    from .data import channels_last_as_trained
+    from ..data import channels_last_as_trained
 
     shape = model.config.data_shape
     x = channels_last_as_trained(x, shape)  # not reshaped: that would mix up its pixels
@@ -384,14 +384,14 @@ def _load_data(config: dict[str, Any], model: VAE, source: str, seed: int) -> Da
     """The data set at ``source``, read as the run's model was trained (text in its vocabulary,
     audio with its spectrogram settings, image folders at its image size and in its colours (grey
     or RGB), CSV labels from its label column)."""
-    from . import data as datasets
+    from .. import data as datasets
 
     if _media(config) == "text":
-        from .text import load_text
+        from ..data.text import load_text
 
         return load_text(source, seed, tokenizer=model.tokenizer, length=model.config.data_dim)
     if _media(config) == "audio":
-        from .audio import AudioSettings, load_audio
+        from ..data.audio import AudioSettings, load_audio
 
         return load_audio(source, seed, settings=AudioSettings.from_media(config["data"]["media"]))
     entry = config.get("data") if isinstance(config.get("data"), dict) else {}
@@ -435,7 +435,7 @@ def _load_split(
 
 
 def _image_shape(config: dict[str, Any], model: VAE, given: str | None) -> tuple[int, ...]:
-    from .viz import image_shape, parse_image_shape
+    from ..viz import image_shape, parse_image_shape
 
     entry = config.get("data") if isinstance(config.get("data"), dict) else {}
     if _media(config) == "text":
@@ -446,7 +446,7 @@ def _image_shape(config: dict[str, Any], model: VAE, given: str | None) -> tuple
 
 def _need_continuous(model: VAE, command: str) -> None:
     """Refuse ``command`` for a model whose latent is discrete (it walks a continuous z)."""
-    if getattr(model, "discrete_latent", False):
+    if model.capabilities.discrete_latent:
         raise ConfigError(
             f"{command} walks a continuous latent space, but this run's model "
             f"({model.kind}) has categorical latents; use sample, reconstruct or encode"
@@ -455,12 +455,12 @@ def _need_continuous(model: VAE, command: str) -> None:
 
 def _condition_dim(model: VAE) -> int:
     """Width of the run's condition (0 for an unconditional model)."""
-    return int(getattr(model.config, "condition_dim", 0))
+    return int(model.config.condition_dim) if model.capabilities.conditional else 0
 
 
 def _split_conditions(model: VAE, labels: Tensor | None, where: str) -> Tensor | None:
     """One-hot conditions from the labels of ``where`` for a conditional run, else None."""
-    from .model import as_condition
+    from ..models import as_condition
 
     dim = _condition_dim(model)
     if not dim:
@@ -538,7 +538,7 @@ def _echo_lines(out: Path, lines: list[str]) -> None:
 
 def _read_texts(model: Any, path: Path, what: str) -> Tensor:
     """Token ids of the lines of a .txt file, in the text model's vocabulary."""
-    from .text import read_lines
+    from ..data.text import read_lines
 
     if path.suffix.lower() != ".txt":
         raise DataError(f"{what} file {str(path)!r} of a text run must be a .txt file")
@@ -566,8 +566,8 @@ def _write_sound(
     """Examples (N, 1, n_mels, frames) as ``folder/NAME.wav`` (Griffin-Lim), and ``picture``
     (their spectrograms, drawn with low frequencies at the bottom) as
     ``folder/spectrograms.png``."""
-    from . import viz
-    from .audio import AudioSettings, write_clips
+    from .. import viz
+    from ..data.audio import AudioSettings, write_clips
 
     settings = AudioSettings.from_media(config["data"]["media"])
     paths = write_clips(x, settings, folder, names)
@@ -578,7 +578,7 @@ def _write_sound(
 
 def _read_sound(config: dict[str, Any], path: Path) -> Tensor:
     """Examples of a .wav file or folder, made as the audio run's training data was."""
-    from .audio import AudioSettings, examples_of
+    from ..data.audio import AudioSettings, examples_of
 
     return examples_of(path, AudioSettings.from_media(config["data"]["media"]))
 
@@ -786,9 +786,9 @@ def train(
       vaekit train --resume runs/mnist --epochs 200
       vaekit train --config configs/iwae-iwae2-k50.toml --out runs/best --time-limit 10m
     """
-    from . import data as datasets
-    from .checkpoint import STATE_FILE
-    from .model import build_model
+    from .. import data as datasets
+    from ..models import build_model
+    from ..runs import STATE_FILE
 
     if k < 1:
         raise ConfigError(f"-k must be at least 1, got {k}")
@@ -828,8 +828,6 @@ def train(
         config_file, overrides, dataset, {"epochs": epochs, "time_limit": seconds, "seed": seed}
     )
     if dataset.media == {"kind": "text"}:
-        from .text import retokenize
-
         dataset, model_config = retokenize(dataset, model_config)
     torch.manual_seed(train_config.seed)
     model = build_model(model_config)
@@ -867,9 +865,9 @@ def _train_resume(
     quiet: bool,
 ) -> None:
     """``vaekit train --resume RUN``: the run's saved settings, with only RESUMABLE changes."""
-    from .checkpoint import read_training_info
-    from .model import build_model, model_config
-    from .train import RESUMABLE, TrainConfig
+    from ..checkpoint import read_training_info
+    from ..models import build_model, model_config
+    from ..train import RESUMABLE, TrainConfig
 
     if out is not None and out.resolve() != run.resolve():
         raise ConfigError(f"--resume continues {str(run)!r} in place; leave out --out")
@@ -951,7 +949,7 @@ def _check_time_left(run: Path, info: dict[str, Any], limit: float, saved: Any) 
     finishes that epoch whatever the limit, so it is not refused."""
     if not limit or limit == saved or info.get("mid_epoch") or "seconds" not in info:
         return
-    from .train import no_epoch_fits
+    from ..train import no_epoch_fits
 
     try:
         spent, last = float(info["seconds"]), float(info.get("last_epoch_seconds") or 0.0)
@@ -967,7 +965,7 @@ def _check_time_left(run: Path, info: dict[str, Any], limit: float, saved: Any) 
 
 def _time_limit_reached(run: Path) -> bool:
     """Whether the run's training state says its time limit ended it (and nothing since)."""
-    from .checkpoint import read_training_info
+    from ..checkpoint import read_training_info
 
     try:
         return bool(read_training_info(run).get("time_limit_reached"))
@@ -977,7 +975,7 @@ def _time_limit_reached(run: Path) -> bool:
 
 def _weights_readable(run: Path) -> bool:
     """Whether the run's model.safetensors loads (it may be missing, truncated or damaged)."""
-    from .checkpoint import load
+    from ..models import load
 
     try:
         load(run)
@@ -1012,12 +1010,12 @@ def _train_and_report(
     import signal
     import threading
 
-    from .checkpoint import STATE_FILE
-    from .config import to_dict
-    from .evaluate import elbo as elbo_per_example
-    from .evaluate import latent_stats, log_likelihood
-    from .model import model_table
-    from .train import TrainingInterrupted, as_tensor, binarize, check_data, fit
+    from ..config import to_dict
+    from ..estimators import elbo as elbo_per_example
+    from ..estimators import latent_stats, log_likelihood
+    from ..models import model_table
+    from ..runs import STATE_FILE
+    from ..train import TrainingInterrupted, as_tensor, binarize, check_data, fit
 
     name = dataset.name
     for split in ("train", "valid"):  # before the settings are printed: bad data is one line
@@ -1096,7 +1094,7 @@ def _train_and_report(
         )
     click.echo(f"valid ELBO            {valid_elbo:10.3f} nats")
     click.echo(f"valid log p(x), K={k:<4d} {valid_ll:10.3f} nats")
-    if getattr(model.config, "enumerable", False):  # a small discrete latent: the exact value
+    if model.capabilities.exact_likelihood:  # a small discrete latent: the exact value
         exact_ll = float(model.log_likelihood_exact(x_valid).mean())
         click.echo(f"valid log p(x), exact  {exact_ll:10.3f} nats")
     stats = latent_stats(model, x_valid, **kw)
@@ -1165,14 +1163,14 @@ def evaluate(
       vaekit evaluate runs/digits -k 5000
       vaekit evaluate runs/mnist --gaps 1000
     """
-    from .evaluate import evaluate as evaluate_model
-    from .train import binarize
+    from ..evaluation import evaluate as evaluate_model
+    from ..train import binarize
 
     config = _read_run(run)
     out = _output(run, output, run / "eval.json", (".json",), inputs=(data,))
     model = _load_model(run)
     if gaps_n is not None:
-        from .evaluate import check_refinable
+        from ..evaluation import check_refinable
 
         check_refinable(model)
     elif refine_steps is not None:
@@ -1187,7 +1185,7 @@ def evaluate(
     k = k or (100 if text else 5000)
     options = {}
     if text:
-        from .text import evaluate_text
+        from ..evaluation import evaluate_text
 
         report = evaluate_text(model, x, k=k, seed=seed, progress=_progress(quiet))
     else:
@@ -1266,7 +1264,7 @@ def _inference_gaps(
     quiet: bool,
 ) -> dict[str, Any]:
     """``vaekit evaluate --gaps``: the gaps of the first ``n`` examples, averaged (nats)."""
-    from .evaluate import inference_gaps
+    from ..evaluation import inference_gaps
 
     n = min(n, x.shape[0])
     kw = {} if condition is None else {"condition": condition[:n]}
@@ -1312,7 +1310,7 @@ def sample(
       vaekit sample runs/digits -n 64 --seed 1
       vaekit sample runs/mnist-cvae -n 64 --label 3
     """
-    from . import viz
+    from .. import viz
 
     config = _read_run(run)
     if _media(config) == "text":
@@ -1387,7 +1385,7 @@ def reconstruct(
     Example:
       vaekit reconstruct runs/digits -n 20
     """
-    from . import viz
+    from .. import viz
 
     config = _read_run(run)
     if _media(config) == "text":
@@ -1488,7 +1486,7 @@ def encode(
     out = _output(run, output, run / "latents.npy", (".npy", ".csv"), inputs=read)
     model = _load_model(run)
     if refine_steps is not None:
-        from .evaluate import check_refinable
+        from ..evaluation import check_refinable
 
         check_refinable(model)
     kw: dict[str, Any] = {}
@@ -1513,7 +1511,7 @@ def encode(
         kw = {} if condition is None else {"condition": condition}
     torch.manual_seed(seed)
     if refine_steps is not None:
-        from .evaluate import refine_posterior
+        from ..evaluation import refine_posterior
 
         qz_x = refine_posterior(
             model, x, steps=refine_steps, seed=seed, progress=_progress(False), **kw
@@ -1563,7 +1561,7 @@ def decode(
     Example:
       vaekit encode runs/digits && vaekit decode runs/digits runs/digits/latents.npy --png
     """
-    from . import viz
+    from .. import viz
 
     config = _read_run(run)
     if _media(config) == "text":
@@ -1654,7 +1652,7 @@ def interpolate(
       vaekit interpolate runs/digits 3 17 --steps 12
       vaekit interpolate runs/words --from house --to garden
     """
-    from . import viz
+    from .. import viz
 
     if len(indices) not in (0, 2):
         raise click.UsageError(f"give two indices or none, got {len(indices)}")
@@ -1761,8 +1759,8 @@ def manifold(
       vaekit manifold runs/digits -n 20
       vaekit manifold runs/digits --dims 0,3
     """
-    from . import viz
-    from .evaluate import latent_stats
+    from .. import viz
+    from ..estimators import latent_stats
 
     config = _read_run(run)
     out = _output(run, output, _figure_path(run, "manifold.png"), (".png",), inputs=(data,))
@@ -1818,7 +1816,7 @@ def latents(run: Path, data: str | None, split: str, n: int | None, output: Path
     Example:
       vaekit latents runs/digits --split test
     """
-    from . import viz
+    from .. import viz
 
     config = _read_run(run)
     out = _output(run, output, _figure_path(run, "latents.png"), (".png",), inputs=(data,))
@@ -1852,7 +1850,7 @@ def curves(run: Path, more: tuple[Path, ...], output: Path | None) -> None:
       vaekit curves runs/digits
       vaekit curves runs/z3 runs/z5 runs/z10 -o fig2.png
     """
-    from . import viz
+    from .. import viz
 
     runs = (run, *more)
     for folder in runs:
@@ -1885,7 +1883,7 @@ def info(run: Path) -> None:
     Example:
       vaekit info runs/digits
     """
-    from .viz import read_metrics
+    from ..viz import read_metrics
 
     config = _read_run(run)
     entry = config.get("data") if isinstance(config.get("data"), dict) else {}
@@ -1941,7 +1939,7 @@ def info(run: Path) -> None:
         except (OSError, ValueError, KeyError, TypeError):
             click.echo("eval   eval.json is unreadable")
     if not (run / "model.safetensors").is_file():
-        from .checkpoint import read_training_info
+        from ..checkpoint import read_training_info
 
         try:
             state = read_training_info(run)
@@ -1998,3 +1996,31 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     except click.exceptions.Exit as err:
         sys.exit(err.exit_code)
+
+
+def retokenize(ds: Any, config: Any) -> tuple[Any, Any]:
+    """The data set and the text model's config made to agree. The file was read at the data
+    set's defaults; a config that asks for another ``level`` (``--set level=word``) gets the
+    lines read again at that level, with the vocabulary and length that come from them, and one
+    that names its own ``vocab`` or ``data_shape`` gets the lines encoded with those."""
+    from dataclasses import replace
+
+    from ..data.text import load_text
+    from ..models import TextVAEConfig
+    from ..tokenizer import Tokenizer
+
+    if not isinstance(config, TextVAEConfig):
+        raise ConfigError(
+            f"{ds.name!r} is text: train it with the text model (kind 'text'), not "
+            f"{type(config).__name__}"
+        )
+    made = ds.defaults["model"]
+    if config.level != made["level"]:
+        ds = load_text(ds.source, 0, level=config.level)
+        made = ds.defaults["model"]
+        vocab, shape = tuple(made["vocab"]), tuple(made["data_shape"])
+        return ds, replace(config, vocab=vocab, data_shape=shape)
+    if config.vocab != tuple(made["vocab"]) or config.data_shape != ds.data_shape:
+        tok = Tokenizer(config.vocab, config.level)
+        ds = load_text(ds.source, 0, tokenizer=tok, length=config.data_dim)
+    return ds, config

@@ -29,16 +29,16 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
-from torch.distributions import Bernoulli, Distribution, Independent, Normal, kl_divergence
 from tqdm.auto import tqdm
 
-from .checkpoint import (
+from ..checkpoint import (
     CONFIG_FILE,
     STATE_FILE,
     append_metrics,
     check_metadata,
     drop_previous,
     load_training_state,
+    model_table,
     remove_temporaries,
     restore_run,
     save_training_state,
@@ -48,18 +48,27 @@ from .checkpoint import (
     write_config,
     write_metrics,
 )
-from .config import check_fields, configure, to_dict
-from .errors import CheckpointError, ConfigError, DataError, VaekitError
-from .evaluate import elbo as evaluate_elbo
-from .model import VAE, model_table
-from .objectives import OBJECTIVES, Terms
+from ..config import check_fields, configure, to_dict
+from ..data.checks import as_tensor
+from ..errors import CheckpointError, ConfigError, DataError, VaekitError
+from ..estimators import check_data
+from ..estimators import elbo as evaluate_elbo
+from ..models.base import Model, model_terms
+from ..objectives import OBJECTIVES
+from .optim import (
+    ADAGRAD_EPS,
+    COMPILE_OPTIONS,
+    FlatAdagrad,
+    FlatAdam,
+    FlatOptimizer,
+    adagrad_update,  # noqa: F401
+    adam_update,  # noqa: F401
+)
 
 #: One record per epoch: epoch, step, examples_seen, train_bound, valid_elbo, skipped_steps, ...
 History = list[dict[str, Any]]
 
 OPTIMIZERS = ("adam", "adagrad")
-#: Adagrad's epsilon (torch's default), on the eager and the fast loop alike.
-ADAGRAD_EPS = 1e-10
 LR_SCHEDULES = ("constant", "iwae", "iwae_scaled")
 #: Stages of the IWAE paper's schedule: stage i lasts 3^i passes at lr * 10^(-i/7), i = 0..7.
 IWAE_STAGES = 8
@@ -72,8 +81,6 @@ RESIDENT = ("auto", "yes", "no")
 #: per process) on top of the CUDA graph: the per-step saving measured on an H100 repays the
 #: compile time after about this many steps.
 AUTO_COMPILE_STEPS = 20_000
-#: Keyword arguments of torch.compile on the "compile" path, e.g. {"mode": "max-autotune"}.
-COMPILE_OPTIONS: dict[str, Any] = {}
 #: Fraction of the device's free memory the training set may take and still be made resident.
 RESIDENT_FRACTION = 0.5
 #: Seconds of training between two saves of the training state when ``checkpoint_every`` is 0.
@@ -201,83 +208,6 @@ class TrainConfig:
                 )
 
 
-def as_tensor(data: Any, name: str = "data", dtype: torch.dtype = torch.float32) -> Tensor:
-    """A ``dtype`` tensor from a tensor, a numpy array, nested lists of numbers, or a map-style
-    dataset of examples.
-
-    A dataset item may be an example or a tuple whose first element is the example (labels are
-    dropped).
-    """
-    if isinstance(data, Tensor):
-        return data.to(dtype)
-    if isinstance(data, np.ndarray):
-        return torch.from_numpy(np.ascontiguousarray(data)).to(dtype)
-    if isinstance(data, list | tuple):
-        try:  # numbers, nested, or arrays of one shape: the examples themselves
-            a = np.asarray(data)  # one copy (torch warns that lists of arrays are slow)
-            if a.dtype.kind in "biuf":
-                return torch.from_numpy(np.ascontiguousarray(a)).to(dtype)
-        except (TypeError, ValueError, RuntimeError):
-            pass  # (example, label) pairs, tensors: a dataset
-    if hasattr(data, "__len__") and hasattr(data, "__getitem__"):
-        items = [data[i] for i in range(len(data))]
-        items = [it[0] if isinstance(it, tuple | list) else it for it in items]
-        if not items:
-            raise DataError(f"{name} is empty")
-        return torch.stack([torch.as_tensor(it) for it in items]).to(dtype)
-    from .data import Dataset
-
-    kind = type(data).__name__
-    if isinstance(data, Dataset):
-        raise DataError(
-            f"{name} is a vaekit data set of splits; give one split, e.g. "
-            "fit(model, ds.train, valid=ds.valid)"
-        )
-    if hasattr(data, "dataset") and hasattr(data, "batch_size"):
-        raise DataError(
-            f"{name} is a {kind}, which hands out batches; give its dataset ({kind}.dataset) "
-            "or the tensor of examples: fit draws its own batches"
-        )
-    raise DataError(
-        f"{name} must be a tensor, a numpy array, a list of examples or a map-style dataset "
-        f"(len() and [i]), got {kind}"
-    )
-
-
-def check_data(model: VAE, x: Tensor, name: str = "data") -> None:
-    """Raise :class:`DataError` unless ``x`` is non-empty, finite, of the model's example shape and
-    inside the support of its likelihood."""
-    c = model.config
-    if x.shape[0] == 0:
-        raise DataError(f"{name} is empty")
-    if tuple(x.shape[1:]) != c.data_shape:
-        raise DataError(
-            f"{name} has example shape {tuple(x.shape[1:])} but the model expects {c.data_shape}"
-        )
-    bad = ~torch.isfinite(x)
-    if bad.any():
-        i = int(bad.reshape(x.shape[0], -1).any(1).nonzero()[0])
-        raise DataError(f"{name} holds NaN or infinite values (first in example {i}); clean it")
-    if model.likelihood.support == "unit":
-        lo, hi = float(x.min()), float(x.max())
-        if lo < 0 or hi > 1:
-            raise DataError(
-                f"{name} has values in [{lo:g}, {hi:g}] but the {c.likelihood} likelihood needs "
-                "[0, 1]; scale the data or choose a Gaussian likelihood"
-            )
-    levels = model.likelihood.levels
-    if levels is not None:
-        steps = x * (levels - 1)
-        off = (steps - steps.round()).abs() > 1e-3
-        if off.any():
-            v = float(x[off][0])
-            raise DataError(
-                f"{name} has values off the grid k/{levels - 1} (e.g. {v:g}) that the "
-                f"{c.likelihood} likelihood needs; give 8-bit data scaled by 1/{levels - 1} or "
-                "choose another likelihood"
-            )
-
-
 def bernoulli_16bit(p: Tensor, generator: torch.Generator | None = None) -> Tensor:
     """One draw of x ~ Bernoulli(p) for every element of ``p`` (values in [0, 1]); same shape
     and dtype as ``p``, values 0 and 1.
@@ -309,7 +239,7 @@ def binarize(x: Tensor, seed: int) -> Tensor:
     return torch.bernoulli(x, generator=g)
 
 
-def make_optimizer(model: VAE, config: TrainConfig) -> torch.optim.Optimizer:
+def make_optimizer(model: Model, config: TrainConfig) -> torch.optim.Optimizer:
     """Adam or Adagrad over all of the model's parameters.
 
     Adam uses torch's fused implementation (one pass over each parameter) where the parameters
@@ -355,7 +285,7 @@ def set_learning_rate(optimizer: torch.optim.Optimizer | FlatOptimizer, lr: floa
             group["lr"] = lr
 
 
-def select_path(model: VAE, config: TrainConfig, n: int) -> tuple[str, str | None]:
+def select_path(model: Model, config: TrainConfig, n: int) -> tuple[str, str | None]:
     """Which loop :func:`fit` runs: ``("graph" | "compile" | "off", notice)``.
 
     ``notice`` is one line saying why the fast path does not apply (None when it does, or when it
@@ -365,22 +295,17 @@ def select_path(model: VAE, config: TrainConfig, n: int) -> tuple[str, str | Non
         return "off", None
     device = model.device
     why = None
-    if (
-        getattr(model.config, "condition_dim", 0)
-        and isinstance(model, VAE)
-        and (not model._closed_form() or type(model).terms is not VAE.terms)
-    ):
+    caps = model.capabilities
+    if caps.conditional and not caps.closed_form:
         why = (
             f"{type(model).__name__} is conditional and overrides encode, decode or terms, "
             "which check their conditions at every step"
         )
     elif device.type != "cuda":
         why = f"CUDA graphs need a CUDA device, the model is on {device.type}"
-    elif not isinstance(model, VAE) and not callable(getattr(model, "terms", None)):
+    elif not caps.noise_terms:
         why = f"{type(model).__name__} has no terms(x, eps) for the fast path"
-    elif isinstance(model, VAE) and (
-        type(model).forward is not VAE.forward or type(model).encode is not VAE.encode
-    ):
+    elif not caps.forward_is_terms:
         why = f"{type(model).__name__} overrides forward or encode, which the fast path bypasses"
     elif n < config.batch_size:
         why = f"{n} training examples is fewer than batch_size {config.batch_size}"
@@ -412,239 +337,6 @@ def _has_triton() -> bool:
     except ImportError:  # pragma: no cover - older torch
         return False
     return bool(has_triton())
-
-
-def _flat_gradient(
-    flat: Tensor, grads: list[Tensor], bound_sum: Tensor, weight_decay: float, grad_clip: float
-) -> tuple[Tensor, Tensor]:
-    """The gradient (P,) an update of ``flat`` uses: ``grads`` concatenated, its global norm
-    clipped to ``grad_clip`` when positive (as ``clip_grad_norm_`` does), plus the L2 weight
-    decay term; and whether the step is finite (every gradient and ``bound_sum``), 0-dim bool."""
-    g = torch.cat([t.reshape(-1) for t in grads])  # (P,)
-    finite = torch.isfinite(g).all() & torch.isfinite(bound_sum)
-    if grad_clip > 0:
-        norm = torch.linalg.vector_norm(g)
-        g = g * torch.clamp(grad_clip / (norm + 1e-6), max=1.0)
-    if weight_decay:
-        g = g + weight_decay * flat
-    return g, finite
-
-
-def adam_update(
-    flat: Tensor,
-    grads: list[Tensor],
-    exp_avg: Tensor,
-    exp_avg_sq: Tensor,
-    step: Tensor,
-    lr: Tensor,
-    bound_sum: Tensor,
-    betas: tuple[float, float],
-    eps: float,
-    weight_decay: float,
-    grad_clip: float,
-) -> Tensor:
-    """One Adam step on the flat parameter vector ``flat`` (P,), skipped where it is not finite.
-
-    ``grads`` are the gradients of the tensors that view ``flat``, in order; ``exp_avg`` and
-    ``exp_avg_sq`` (P,) are Adam's moments and ``step`` (a 0-dim float tensor) its count of
-    steps taken; all four are updated in place. The update is torch.optim.Adam's (L2 weight
-    decay, bias-corrected moments), after clipping the global gradient norm to ``grad_clip``
-    when it is positive, as ``clip_grad_norm_`` does. When any gradient or ``bound_sum`` is not
-    finite, nothing changes. Returns that condition as a 0-dim bool tensor, with no host sync.
-    Pure tensor code: torch.compile turns it into a few kernels over the whole flat vector.
-    """
-    beta1, beta2 = betas
-    g, finite = _flat_gradient(flat, grads, bound_sum, weight_decay, grad_clip)
-    new_step = step + 1
-    m = torch.lerp(exp_avg, g, 1 - beta1)
-    v = exp_avg_sq * beta2 + (1 - beta2) * g * g
-    bias1 = 1 - torch.pow(beta1, new_step)
-    bias2_sqrt = torch.sqrt(1 - torch.pow(beta2, new_step))
-    new = flat - (lr / bias1) * m / (torch.sqrt(v) / bias2_sqrt + eps)
-    flat.copy_(torch.where(finite, new, flat))
-    exp_avg.copy_(torch.where(finite, m, exp_avg))
-    exp_avg_sq.copy_(torch.where(finite, v, exp_avg_sq))
-    step.copy_(torch.where(finite, new_step, step))
-    return finite
-
-
-def adagrad_update(
-    flat: Tensor,
-    grads: list[Tensor],
-    state_sum: Tensor,
-    step: Tensor,
-    lr: Tensor,
-    bound_sum: Tensor,
-    eps: float,
-    weight_decay: float,
-    grad_clip: float,
-) -> Tensor:
-    """One Adagrad step on ``flat`` (P,), skipped where it is not finite: :func:`adam_update`
-    for torch.optim.Adagrad's update (L2 weight decay, no lr decay, accumulator from 0):
-    ``state_sum`` (P,) += g^2, then ``flat`` -= lr * g / (sqrt(state_sum) + eps)."""
-    g, finite = _flat_gradient(flat, grads, bound_sum, weight_decay, grad_clip)
-    total = state_sum + g * g
-    new = flat - lr * (g / (torch.sqrt(total) + eps))
-    flat.copy_(torch.where(finite, new, flat))
-    state_sum.copy_(torch.where(finite, total, state_sum))
-    step.copy_(torch.where(finite, step + 1, step))
-    return finite
-
-
-class FlatOptimizer:
-    """An optimizer over parameters that view one flat buffer, for captured and compiled steps.
-
-    torch's fused Adam splits its work into chunks of 65,536 elements, one thread block each,
-    which leaves most of a large GPU idle for a model of a few hundred thousand parameters (it
-    took a third of a step on an H100). Here the parameters are moved into one flat buffer (P,)
-    that they then view, the optimizer's per-element state (``moments``) is flat buffers too, and
-    one update function changes all of them at once, elementwise, with the skip of a non-finite
-    step and gradient clipping in the same pass. The learning rate is a device tensor, so it can
-    change without recapture. :meth:`state_dict` gives the torch optimizer's state dict, so a run
-    can move between loops. Subclasses: :class:`FlatAdam`, :class:`FlatAdagrad`.
-    """
-
-    #: Names of the per-element state buffers, as in the torch optimizer's state dict.
-    moments: tuple[str, ...] = ()
-
-    def __init__(
-        self,
-        params: list[Tensor],
-        lr: float,
-        update: Callable[..., Tensor],
-        options: dict[str, Any],
-        compile: bool = False,
-    ) -> None:
-        if len({(p.device, p.dtype) for p in params}) != 1:
-            raise ValueError(f"{type(self).__name__} needs all parameters on one device and dtype")
-        self.params = params
-        self.flat = torch.cat([p.detach().reshape(-1) for p in params])  # (P,)
-        at = 0
-        for p in params:
-            p.data = self.flat[at : at + p.numel()].view_as(p)
-            at += p.numel()
-        for name in self.moments:
-            setattr(self, name, torch.zeros_like(self.flat))
-        self.step = torch.zeros((), device=self.flat.device, dtype=self.flat.dtype)
-        self.lr = torch.tensor(float(lr), device=self.flat.device, dtype=self.flat.dtype)
-        self.options = options
-        self.update = update
-        if compile:
-            self.update = torch.compile(update, dynamic=False, **COMPILE_OPTIONS)
-
-    def __call__(self, bound_sum: Tensor) -> Tensor:
-        """Step with the parameters' ``.grad``; returns whether the step was finite (0-dim)."""
-        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
-        state = [getattr(self, name) for name in self.moments]
-        return self.update(
-            self.flat, grads, *state, self.step, self.lr, bound_sum, **self.options
-        )  # fmt: skip
-
-    def zero_grad(self) -> None:
-        for p in self.params:
-            p.grad = None
-
-    def reset(self) -> None:
-        """Forget the moments and the step count (in place: captured graphs keep pointers)."""
-        for t in (*(getattr(self, name) for name in self.moments), self.step):
-            t.zero_()
-
-    def group(self) -> dict[str, Any]:
-        """The torch optimizer's settings (one parameter group, without ``params``)."""
-        raise NotImplementedError
-
-    def state_dict(self) -> dict[str, Any]:
-        """The state in the torch optimizer's layout (one group, parameters in order)."""
-        state, at = {}, 0
-        for i, p in enumerate(self.params):
-            n = p.numel()
-            state[i] = {"step": self.step.detach().clone()}
-            for name in self.moments:
-                state[i][name] = getattr(self, name)[at : at + n].view_as(p).clone()
-            at += n
-        group = {"lr": float(self.lr), **self.group(), "params": list(range(len(self.params)))}
-        return {"state": state, "param_groups": [group]}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Take the moments and step count from the torch optimizer's state dict of these
-        parameters."""
-        state = [state_dict["state"][i] for i in sorted(state_dict["state"])]
-        with torch.no_grad():
-            if not state:
-                self.reset()
-                return
-            for name in self.moments:
-                flat = torch.cat([st[name].reshape(-1) for st in state])
-                if flat.shape != self.flat.shape:
-                    raise ValueError(
-                        f"{name} holds {flat.numel()} values, the parameters {self.flat.numel()}"
-                    )
-                getattr(self, name).copy_(flat)
-            self.step.copy_(torch.as_tensor(state[0]["step"]))
-
-    def release(self) -> None:
-        """Give each parameter its own storage again (checkpoints refuse shared storage)."""
-        for p in self.params:
-            p.data = p.data.clone()
-
-
-class FlatAdam(FlatOptimizer):
-    """torch.optim.Adam (L2 weight decay, bias-corrected moments) as a :class:`FlatOptimizer`,
-    with :func:`adam_update`."""
-
-    moments = ("exp_avg", "exp_avg_sq")
-
-    def __init__(
-        self,
-        params: list[Tensor],
-        lr: float,
-        *,
-        betas: tuple[float, float] = (0.9, 0.999),
-        eps: float = 1e-8,
-        weight_decay: float = 0.0,
-        grad_clip: float = 0.0,
-        compile: bool = False,
-    ) -> None:
-        options = {"betas": betas, "eps": eps, "weight_decay": weight_decay, "grad_clip": grad_clip}
-        super().__init__(params, lr, adam_update, options, compile)
-
-    def group(self) -> dict[str, Any]:
-        o = self.options
-        return {
-            "betas": o["betas"],
-            "eps": o["eps"],
-            "weight_decay": o["weight_decay"],
-            "amsgrad": False,
-        }
-
-
-class FlatAdagrad(FlatOptimizer):
-    """torch.optim.Adagrad (the AEVB paper's optimizer; L2 weight decay, no lr decay) as a
-    :class:`FlatOptimizer`, with :func:`adagrad_update`."""
-
-    moments = ("sum",)
-
-    def __init__(
-        self,
-        params: list[Tensor],
-        lr: float,
-        *,
-        eps: float = ADAGRAD_EPS,
-        weight_decay: float = 0.0,
-        grad_clip: float = 0.0,
-        compile: bool = False,
-    ) -> None:
-        options = {"eps": eps, "weight_decay": weight_decay, "grad_clip": grad_clip}
-        super().__init__(params, lr, adagrad_update, options, compile)
-
-    def group(self) -> dict[str, Any]:
-        o = self.options
-        return {
-            "lr_decay": 0.0,
-            "eps": o["eps"],
-            "weight_decay": o["weight_decay"],
-            "initial_accumulator_value": 0.0,
-        }
 
 
 def flat_optimizer(params: list[Tensor], config: TrainConfig, compile: bool) -> FlatOptimizer:
@@ -705,74 +397,12 @@ class DeviceMetrics:
         return dict(zip(("bound_sum", "seen", "good", "skipped", "worst_run"), vals, strict=True))
 
 
-def _fp32(dist: Distribution) -> Distribution:
-    """The same distribution with float32 parameters (vaekit's Normal and Bernoulli families)."""
-    if isinstance(dist, Independent):
-        return Independent(_fp32(dist.base_dist), dist.reinterpreted_batch_ndims)
-    if isinstance(dist, Normal):
-        return Normal(dist.loc.float(), dist.scale.float(), validate_args=False)
-    if isinstance(dist, Bernoulli):
-        return Bernoulli(logits=dist.logits.float(), validate_args=False)
-    return dist
-
-
-def model_terms(
-    model: VAE,
-    x: Tensor,
-    eps: Tensor,
-    autocast: torch.dtype | None = None,
-    condition: Tensor | None = None,
-) -> Terms:
-    """``model(x, k)`` with the noise given: ``eps`` (k, B, noise_dim) standard normal, where
-    ``noise_dim`` is :func:`noise_dim` (the latent size for a one-layer VAE).
-
-    For a plain VAE this is :meth:`VAE.terms` (closed forms); a subclass that overrides encode or
-    decode gets its own distributions' log-densities; another model kind gives its own ``terms``.
-    ``condition`` (conditional VAEs): the batch's (B, condition_dim) conditions as
-    :meth:`VAE.condition` made them (fit checks them once, not at every step).
-
-    With ``autocast`` (e.g. torch.bfloat16) the networks run under autocast and the
-    distributions, log-densities and KL are computed in float32.
-    """
-    if not isinstance(model, VAE):
-        return model.terms(x, eps, autocast)
-    if type(model).terms is not VAE.terms:  # a subclass's own terms
-        return model.terms(x, eps, autocast, condition=condition)
-    if model._closed_form():
-        return model._terms(x, eps, autocast, condition)
-    kw = {} if condition is None else {"condition": condition}
-    ac = torch.autocast(
-        x.device.type, dtype=autocast or torch.bfloat16, enabled=autocast is not None
-    )
-    with ac:
-        qz_x = model.encode(x, **kw)
-    qz_x = _fp32(qz_x) if autocast is not None else qz_x
-    base = qz_x.base_dist
-    z = base.loc + base.scale * eps  # (k, B, latent_dim)
-    with ac:
-        px_z = model.decode(z, **kw)
-    px_z = _fp32(px_z) if autocast is not None else px_z
-    pz = model.pz()
-    return Terms(
-        log_px_z=px_z.log_prob(x.to(z.dtype)),
-        log_pz=pz.log_prob(z),
-        log_qz_x=qz_x.log_prob(z),
-        kl=kl_divergence(qz_x, pz) if model.prior.analytic_kl else None,
-    )
-
-
-def noise_dim(model: Any) -> int:
-    """Standard-normal numbers per sample that ``model.terms`` takes: the model's ``noise_dim``
-    where it has one (several stochastic layers), else its latent size."""
-    return int(getattr(model, "noise_dim", model.config.latent_dim))
-
-
 def _autocast_dtype(config: TrainConfig) -> torch.dtype | None:
     return torch.bfloat16 if config.precision == "bf16" else None
 
 
 def fit(
-    model: VAE,
+    model: Model,
     data: Any,
     *,
     valid: Any = None,
@@ -844,7 +474,7 @@ def fit(
         c_valid = _fit_conditions(model, valid_conditions, x_valid.shape[0], "validation data")
         if config.binarize == "dynamic":
             x_valid = binarize(x_valid, seed=config.seed + 1)
-    if _autocast_dtype(config) is not None and not callable(getattr(model, "terms", None)):
+    if _autocast_dtype(config) is not None and not model.capabilities.noise_terms:
         raise ConfigError(
             f"precision={config.precision!r} needs a model with terms(x, eps); "
             f"{type(model).__name__} does not have them: set precision=fp32"
@@ -853,7 +483,7 @@ def fit(
     out_dir = Path(out) if out is not None else None
     run_info: dict[str, Any] = {
         "train": to_dict(config),
-        "model": model_table(model.config),
+        "model": model_table(model),
         "data": {
             "train": fingerprint(x),
             "valid": fingerprint(x_valid) if x_valid is not None else None,
@@ -1157,7 +787,7 @@ def _load_optimizer_state(
                     value.copy_(entries[i][key].reshape(value.shape))
 
 
-def _load_weights(model: VAE, weights: dict[str, Tensor], out: Path | None) -> None:
+def _load_weights(model: Model, weights: dict[str, Tensor], out: Path | None) -> None:
     try:
         model.load_state_dict(weights, strict=True)
     except RuntimeError as err:
@@ -1167,9 +797,9 @@ def _load_weights(model: VAE, weights: dict[str, Tensor], out: Path | None) -> N
         raise CheckpointError(f"{where!r} does not match the model: {detail}") from None
 
 
-def _fit_conditions(model: VAE, values: Any, n: int, name: str) -> Tensor | None:
+def _fit_conditions(model: Model, values: Any, n: int, name: str) -> Tensor | None:
     """The conditions of ``n`` examples of ``name`` for a conditional model, else None."""
-    if not getattr(model.config, "condition_dim", 0):
+    if not model.capabilities.conditional:
         if values is not None:
             raise DataError(f"conditions were given for {name} but the model is not conditional")
         return None
@@ -1189,7 +819,9 @@ class _EagerLoop:
 
     kind = "eager"
 
-    def __init__(self, model: VAE, x: Tensor, config: TrainConfig, c: Tensor | None = None) -> None:
+    def __init__(
+        self, model: Model, x: Tensor, config: TrainConfig, c: Tensor | None = None
+    ) -> None:
         self.model, self.x, self.config = model, x, config
         self.c = c  # one condition per example for a conditional model, else None
         self.device = model.device
@@ -1270,7 +902,7 @@ class _EagerLoop:
         optimizer = self.optimizer
         # a plain conditional VAE takes its (checked) conditions straight to the closed forms;
         # a subclass's own forward gets them as any caller would give them
-        checked_conditions = isinstance(model, VAE) and type(model).forward is VAE.forward
+        checked_conditions = model.capabilities.forward_is_terms
         objective = OBJECTIVES[config.objective]
         autocast = _autocast_dtype(config)
         params = [p for p in model.parameters() if p.requires_grad]
@@ -1302,7 +934,7 @@ class _EagerLoop:
                         terms = model(xb, k=config.samples, generator=g, **kw)
                     else:
                         eps = torch.randn(
-                            (config.samples, xb.shape[0], noise_dim(model)),
+                            (config.samples, xb.shape[0], model.noise_dim),
                             generator=g,
                             device=device,
                             dtype=model._dtype,
@@ -1393,7 +1025,7 @@ class _FastRun:
 
     def __init__(
         self,
-        model: VAE,
+        model: Model,
         x: Tensor,
         config: TrainConfig,
         path: str,
@@ -1401,7 +1033,7 @@ class _FastRun:
     ) -> None:
         self.model, self.config, self.path = model, config, path
         device = self.device = model.device
-        B, k, L = config.batch_size, config.samples, noise_dim(model)
+        B, k, L = config.batch_size, config.samples, model.noise_dim
         self.n = x.shape[0]
         self.steps = self.n // B  # the ragged last batch is dropped
         self.G = min(config.steps_per_launch, self.steps)

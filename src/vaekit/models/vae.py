@@ -8,26 +8,21 @@ from which every bound in :mod:`vaekit.objectives` is computed.
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any
 
 import torch
-from torch import Tensor, nn
-from torch.distributions import Distribution, Independent, Normal, kl_divergence
+from torch import Tensor
+from torch.distributions import Distribution, Independent, Normal
 
-from .config import check_fields, configure
-from .errors import ConfigError, DataError
-from .likelihoods import HALF_LOG_2PI, LIKELIHOODS, soft_clamp
-from .nets import ACTIVATIONS, NETWORKS, NetSpec
-from .objectives import Terms
-from .priors import PRIORS, StandardNormalPrior
-
-if TYPE_CHECKING:
-    from .train import History
-
-M = TypeVar("M")
+from ..config import check_count, check_fields, configure
+from ..errors import ConfigError, DataError
+from ..likelihoods import HALF_LOG_2PI, LIKELIHOODS, soft_clamp
+from ..nets import ACTIVATIONS, NETWORKS, NetSpec
+from ..objectives import Terms
+from ..priors import PRIORS, StandardNormalPrior
+from .base import Capabilities, Model, as_condition, distribution_terms
+from .registry import register_model
 
 
 @dataclass(frozen=True)
@@ -133,78 +128,7 @@ class VAEConfig:
         return math.prod(self.data_shape)
 
 
-class Model(nn.Module):
-    """What every model kind shares: training, saving and loading, the bounds as methods, and the
-    device and dtype of its parameters. A kind adds ``encode``, ``decode``, ``forward`` (the
-    bound terms), ``sample`` and ``reconstruct``."""
-
-    def elbo(self, x: Tensor, *, samples: int = 1, seed: int = 0, batch_size: int = 1000) -> Tensor:
-        """Per-example ELBO in nats (N,), without gradients; see :func:`vaekit.evaluate.elbo`."""
-        from .evaluate import elbo
-
-        return elbo(self, x, samples=samples, seed=seed, batch_size=batch_size)
-
-    def log_likelihood(self, x: Tensor, k: int = 5000, *, seed: int = 0) -> Tensor:
-        """Importance-weighted estimate of log p(x) in nats (N,); see
-        :func:`vaekit.evaluate.log_likelihood`."""
-        from .evaluate import log_likelihood
-
-        return log_likelihood(self, x, k=k, seed=seed)
-
-    @property
-    def standard_normal_latents(self) -> bool:
-        """Whether z ~ p(z), what the decoder takes, is N(0, I) (then pictures place latents at
-        its exact quantiles; otherwise at quantiles of draws from :meth:`sample_latents`)."""
-        return False
-
-    @torch.no_grad()
-    def sample_latents(self, n: int) -> Tensor:
-        """``n`` draws z ~ p(z) of what the decoder takes, (n, latent_dim); torch's global RNG.
-        This default draws from ``pz()``; a kind whose decoder takes other latents overrides it."""
-        return self.pz().sample((n,))
-
-    def fit(self, data: Any, **kwargs: Any) -> History:
-        """Train in place; same arguments as :func:`vaekit.train.fit`. Returns the history."""
-        from .train import fit
-
-        return fit(self, data, **kwargs)
-
-    def save(self, path: str | Path, **metadata: Any) -> Path:
-        """Write ``config.json`` and ``model.safetensors`` into the folder ``path``."""
-        from .checkpoint import save
-
-        return save(self, path, **metadata)
-
-    @classmethod
-    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
-        """Rebuild a model from a folder written by :meth:`save` (no pickle involved)."""
-        from .checkpoint import load
-
-        return load(path, device=device)
-
-    @property
-    def _dtype(self) -> torch.dtype:
-        return next(self.parameters()).dtype
-
-    def _latents(self, z: Tensor, setting: str = "latent_dim") -> Tensor:
-        """``z`` (..., width) (a tensor or numpy array) on the model's device, in its dtype, for
-        a network; the width is the config's ``setting``. A :class:`DataError` names a z of
-        another width."""
-        z = torch.as_tensor(z)
-        width = getattr(self.config, setting)
-        if z.dim() == 0 or z.shape[-1] != width:
-            raise DataError(
-                f"latents of shape {tuple(z.shape)} do not fit the model's {setting} = {width}; "
-                f"give z of shape (..., {width})"
-            )
-        return z.to(device=self.device, dtype=self._dtype)
-
-    @property
-    def device(self) -> torch.device:
-        """Device of the model's parameters."""
-        return next(self.parameters()).device
-
-
+@register_model
 class VAE(Model):
     """Variational autoencoder with a diagonal Gaussian q(z|x) (Kingma & Welling 2014).
 
@@ -337,19 +261,6 @@ class VAE(Model):
         """
         k = check_count("k", k)
         x = torch.as_tensor(x).to(self.device)
-        if not self._closed_form():
-            kw = {} if condition is None else {"condition": condition}
-            qz_x = self.encode(x, **kw)
-            z = rsample(qz_x, k, generator)  # (k, B, latent_dim)
-            px_z = self.decode(z, **kw)
-            pz = self.pz()
-            kl = kl_divergence(qz_x, pz) if self.prior.analytic_kl else None
-            return Terms(
-                log_px_z=px_z.log_prob(x.to(self._dtype)),
-                log_pz=pz.log_prob(z),
-                log_qz_x=qz_x.log_prob(z),
-                kl=kl,
-            )
         if tuple(x.shape[1:]) != self.config.data_shape:
             self.encode(x, condition)  # raises the DataError that names the shapes
         eps_shape = (k, x.shape[0], self.config.latent_dim)
@@ -371,10 +282,10 @@ class VAE(Model):
         log-densities and KL are computed in float32.
         """
         if not self._closed_form():  # a subclass's encode or decode: use its distributions
-            from .train import model_terms
-
-            return model_terms(self, x, eps, autocast, condition)
-        return self._terms(x, eps, autocast, self.condition(condition, x.shape[0]))
+            return distribution_terms(self, x, eps, autocast, condition)
+        if not _prepared(condition, x.shape[0], self.config.condition_dim):
+            condition = self.condition(condition, x.shape[0])
+        return self._terms(x, eps, autocast, condition)
 
     def _terms(
         self, x: Tensor, eps: Tensor, autocast: torch.dtype | None, cond: Tensor | None
@@ -405,6 +316,17 @@ class VAE(Model):
         """True unless a subclass overrides encode or decode (then its distributions are used)."""
         return type(self).encode is VAE.encode and type(self).decode is VAE.decode
 
+    @property
+    def capabilities(self) -> Capabilities:
+        cls = type(self)
+        return Capabilities(
+            noise_terms=True,
+            closed_form=self._closed_form() and cls.terms is VAE.terms,
+            forward_is_terms=cls.forward is VAE.forward and cls.encode is VAE.encode,
+            conditional=self.config.condition_dim > 0,
+            refinable=True,
+        )
+
     # -- conveniences ------------------------------------------------------------------------
 
     @torch.no_grad()
@@ -432,137 +354,14 @@ class VAE(Model):
         """E[x|z] at z = the posterior mean of q(z|x); shape of ``x``."""
         return self.decode(self.encode(x, condition).mean, condition).mean
 
-    def elbo(
-        self,
-        x: Tensor,
-        *,
-        samples: int = 1,
-        seed: int = 0,
-        batch_size: int = 1000,
-        condition: Any = None,
-    ) -> Tensor:
-        """Per-example ELBO in nats (N,), without gradients; see :func:`vaekit.evaluate.elbo`."""
-        from .evaluate import elbo
 
-        return elbo(self, x, samples=samples, seed=seed, batch_size=batch_size, condition=condition)
-
-    def log_likelihood(
-        self, x: Tensor, k: int = 5000, *, seed: int = 0, condition: Any = None
-    ) -> Tensor:
-        """Importance-weighted estimate of log p(x) in nats (N,); see
-        :func:`vaekit.evaluate.log_likelihood`."""
-        from .evaluate import log_likelihood
-
-        return log_likelihood(self, x, k=k, seed=seed, condition=condition)
-
-
-def check_count(name: str, value: Any, least: int = 1) -> int:
-    """``value`` as an int, or a :class:`ConfigError` naming ``name`` unless it is an integer of
-    at least ``least`` (the draws ``n`` of ``sample``, the samples ``k`` per example)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
-        what = "a positive integer" if least == 1 else f"an integer of at least {least}"
-        raise ConfigError(f"{name} must be {what}, got {value!r}")
-    return int(value)
-
-
-def as_condition(values: Any, condition_dim: int) -> Tensor:
-    """Conditions as floats: integer labels (N,) or one int become one-hot (N, condition_dim) or
-    (condition_dim,); float vectors (N, condition_dim) or (condition_dim,) pass through.
-
-    Raises DataError for a label outside [0, condition_dim), a vector of the wrong width, or
-    values that are not finite.
-    """
-    c = torch.as_tensor(values)
-    if not (c.is_floating_point() or c.dtype == torch.bool):
-        if c.dim() > 1:
-            raise DataError(f"labels must be one integer per example, got shape {tuple(c.shape)}")
-        if c.numel() and (int(c.min()) < 0 or int(c.max()) >= condition_dim):
-            bad = int(c.min()) if int(c.min()) < 0 else int(c.max())
-            raise DataError(
-                f"label {bad} is outside 0..{condition_dim - 1}; the model has condition_dim = "
-                f"{condition_dim} (one per class)"
-            )
-        return torch.nn.functional.one_hot(c.long(), condition_dim).float()
-    c = c.float()
-    if c.dim() not in (1, 2) or c.shape[-1] != condition_dim:
-        raise DataError(
-            f"conditions of shape {tuple(c.shape)} do not match condition_dim = {condition_dim}; "
-            f"give (N, {condition_dim}) vectors or integer labels"
-        )
-    if not torch.isfinite(c).all():
-        raise DataError("conditions hold NaN or infinite values")
-    return c
-
-
-def rsample(qz_x: Distribution, k: int, generator: torch.Generator | None = None) -> Tensor:
-    """``k`` reparameterised draws z = mu + sigma * eps from a diagonal Gaussian, (k, B, D).
-
-    With a ``generator`` the noise eps is drawn from it, so results repeat exactly under a seed.
-    """
-    base = qz_x.base_dist if isinstance(qz_x, Independent) else qz_x
-    loc, scale = base.loc, base.scale
-    eps = torch.randn((k, *loc.shape), generator=generator, device=loc.device, dtype=loc.dtype)
-    return loc + scale * eps
-
-
-# -- model kinds -------------------------------------------------------------------------------
-#
-# config.json's model table names the kind of model ("vae" when absent); each kind is a class
-# with a ``kind`` name and a frozen ``config_class`` whose fields are its constructor's arguments.
-
-MODELS: dict[str, type[nn.Module]] = {"vae": VAE}
-#: The modules of vaekit's other kinds, which register them when imported.
-KIND_MODULES = ("hierarchical", "discrete", "text")
-
-
-def model_kinds() -> dict[str, type[nn.Module]]:
-    """:data:`MODELS` with vaekit's own kinds in it, whichever modules were imported so far."""
-    import importlib
-
-    for name in KIND_MODULES:
-        importlib.import_module(f"vaekit.{name}")
-    return MODELS
-
-
-def register_model(cls: type[M]) -> type[M]:
-    """Class decorator: make ``cls`` (with ``kind`` and ``config_class``) buildable by name."""
-    MODELS[cls.kind] = cls  # type: ignore[attr-defined]
-    return cls
-
-
-def model_config(data: Any, *, section: str = "model") -> Any:
-    """The config dataclass described by a model table such as config.json's ``model``.
-
-    The table's ``kind`` (default ``"vae"``) picks the model class; the other keys are the
-    fields of that class's config, checked by name and type.
-    """
-    from .config import from_dict
-
-    if not isinstance(data, dict):
-        raise ConfigError(f"{section} must be a table of settings, got {data!r}")
-    fields = dict(data)
-    kind = fields.pop("kind", "vae")
-    kinds = model_kinds()
-    if kind not in kinds:
-        raise ConfigError(f"unknown {section}.kind {kind!r}; choose one of {', '.join(kinds)}")
-    return from_dict(kinds[kind].config_class, fields, section=section)  # type: ignore[attr-defined]
-
-
-def model_table(config: Any) -> dict[str, Any]:
-    """The JSON-ready model table of ``config``: its ``kind`` and then its fields."""
-    from .config import to_dict
-
-    return {"kind": model_class(config).kind, **to_dict(config)}  # type: ignore[attr-defined]
-
-
-def model_class(config: Any) -> type[nn.Module]:
-    """The registered model class whose config class is ``type(config)``."""
-    for cls in model_kinds().values():
-        if type(config) is cls.config_class:  # type: ignore[attr-defined]
-            return cls
-    raise ConfigError(f"no model kind is configured by {type(config).__name__}")
-
-
-def build_model(config: Any) -> nn.Module:
-    """A freshly initialised model of the kind ``config`` configures."""
-    return model_class(config)(config)
+def _prepared(condition: Any, n: int, dim: int) -> bool:
+    """Whether ``condition`` is already as :meth:`VAE.condition` makes it for ``n`` examples (a
+    float tensor (n, dim)), judged from its type and shape alone (no value is read back)."""
+    if condition is None:
+        return dim == 0
+    return (
+        isinstance(condition, Tensor)
+        and condition.is_floating_point()
+        and tuple(condition.shape) == (n, dim)
+    )

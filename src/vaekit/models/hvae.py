@@ -20,22 +20,21 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution, Independent, Normal
 
-from .config import check_fields, configure
-from .errors import ConfigError, DataError
-from .likelihoods import HALF_LOG_2PI, LIKELIHOODS, soft_clamp
-from .model import Model, VAEConfig, check_count, register_model
-from .nets import MLP
-from .objectives import Terms
-from .priors import StandardNormalPrior
-
-if TYPE_CHECKING:
-    pass
+from ..config import check_count, check_fields, configure
+from ..errors import ConfigError, DataError
+from ..likelihoods import HALF_LOG_2PI, LIKELIHOODS, soft_clamp
+from ..nets import MLP
+from ..objectives import Terms
+from ..priors import StandardNormalPrior
+from .base import Capabilities, Model
+from .registry import register_model
+from .vae import VAEConfig
 
 
 @dataclass(frozen=True)
@@ -201,6 +200,10 @@ class HVAE(Model):
         )
         return self.terms(x, eps)
 
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(noise_terms=True, closed_form=True, forward_is_terms=True)
+
     def terms(self, x: Tensor, eps: Tensor, autocast: torch.dtype | None = None) -> Terms:
         """The terms of :meth:`forward` for given noise ``eps`` (k, B, noise_dim), N(0, I).
 
@@ -257,7 +260,7 @@ class HVAE(Model):
 
     @torch.no_grad()
     def latent_stats(
-        self, x: Tensor, *, batch_size: int = 1000, seed: int = 0
+        self, x: Tensor, *, batch_size: int = 1000, seed: int = 0, **_: Any
     ) -> dict[str, Tensor]:
         """Statistics of the bottom layer z1 over a data set ``x`` (N, *data_shape).
 

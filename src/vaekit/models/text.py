@@ -1,9 +1,5 @@
-"""Text: a tokenizer, text-file data sets and a sequence VAE (model kind ``"text"``).
-
-A string becomes a row of token ids: its characters (or words, with ``level="word"``), then the
-end token, then padding up to a fixed length T = max_len + 1. Ids 0-3 are the special tokens
-``<pad>``, ``<end>``, ``<start>`` and ``<unk>``; the vocabulary (the other tokens, in id order) is
-part of the model's config, so config.json restores it with the weights (no pickle).
+"""A sequence VAE of strings (model kind ``"text"``); strings are rows of token ids as
+:mod:`vaekit.tokenizer` makes them, and the vocabulary is part of the config.
 
 :class:`TextVAE` (Bowman et al. 2016, "Generating sentences from a continuous space") encodes a
 string with a bidirectional GRU into a diagonal Gaussian q(z|x) and decodes with a GRU whose first
@@ -23,256 +19,27 @@ probability, so the decoder must lean on z). Evaluation reports KL and active un
 from __future__ import annotations
 
 import math
-from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution, Independent, Normal, kl_divergence
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from .config import check_fields, configure
-from .data import Dataset
-from .errors import ConfigError, DataError
-from .evaluate import keeps_mode
-from .likelihoods import Likelihood, soft_clamp
-from .model import Model, check_count, register_model, rsample
-from .objectives import Terms
-from .priors import PRIORS
+from ..config import check_count, check_fields, configure
+from ..distributions import rsample
+from ..errors import ConfigError, DataError
+from ..likelihoods import Likelihood, soft_clamp
+from ..objectives import Terms
+from ..priors import PRIORS
+from ..tokenizer import END, PAD, START, UNK, Tokenizer, lengths
+from .base import Capabilities, Model
+from .registry import register_model
 
-if TYPE_CHECKING:
-    pass
-
-PAD, END, START, UNK = 0, 1, 2, 3
-SPECIALS = ("<pad>", "<end>", "<start>", "<unk>")
-LEVELS = ("char", "word")
-#: Longest line, in tokens, that a text data set may hold.
-MAX_TOKENS = 256
-#: Most frequent words kept in a word-level vocabulary; rarer ones become ``<unk>``.
-MAX_WORDS = 20_000
 #: Priors of the text model: factorised Gaussians, whose KL splits by latent dimension.
 TEXT_PRIORS = ("standard_normal", "learned_gaussian")
-
-
-# -- tokenizer --------------------------------------------------------------------------------
-
-
-class Tokenizer:
-    """Strings <-> rows of token ids (float32, as every vaekit data set) of a fixed length.
-
-    vocab: the tokens after the four specials, in id order (id = position + 4).
-    level: "char" (each character a token) or "word" (whitespace-separated words, joined by one
-        space when decoded).
-    """
-
-    def __init__(self, vocab: Sequence[str], level: str = "char") -> None:
-        if level not in LEVELS:
-            raise ConfigError(f"unknown text level {level!r}; choose one of {', '.join(LEVELS)}")
-        self.vocab = tuple(vocab)
-        self.level = level
-        self.ids = {t: i + len(SPECIALS) for i, t in enumerate(self.vocab)}
-        if len(self.ids) != len(self.vocab):
-            raise ConfigError("the text vocabulary lists a token twice; each must appear once")
-
-    @classmethod
-    def build(cls, lines: Sequence[str], level: str = "char", max_words: int = MAX_WORDS):
-        """The vocabulary of ``lines``: every character (sorted), or the ``max_words`` most
-        frequent words (ties in sorted order)."""
-        if level == "char":
-            return cls(sorted({c for line in lines for c in line}), level)
-        counts = Counter(w for line in lines for w in line.split())
-        ranked = sorted(counts, key=lambda w: (-counts[w], w))[:max_words]
-        return cls(sorted(ranked), level)
-
-    @property
-    def size(self) -> int:
-        """Number of token ids, specials included."""
-        return len(SPECIALS) + len(self.vocab)
-
-    def tokens(self, line: str) -> list[str]:
-        return list(line) if self.level == "char" else line.split()
-
-    def encode(self, lines: Sequence[str], length: int, where: str = "text") -> Tensor:
-        """Token ids (N, length) float32: tokens, ``<end>``, then ``<pad>`` (0).
-
-        Unknown tokens become ``<unk>``. A line with more than ``length - 1`` tokens is a
-        :class:`DataError` naming it.
-        """
-        out = torch.zeros((len(lines), length), dtype=torch.float32)
-        for i, line in enumerate(lines):
-            toks = self.tokens(line)
-            if len(toks) > length - 1:
-                raise DataError(
-                    f"line {i + 1} of {where} has {len(toks)} {self._unit(len(toks))} but the "
-                    f"model takes at most {length - 1}; shorten or split it ({line[:40]!r})"
-                )
-            ids = [self.ids.get(t, UNK) for t in toks] + [END]
-            out[i, : len(ids)] = torch.tensor(ids, dtype=torch.float32)
-        return out
-
-    def decode(self, ids: Tensor) -> list[str]:
-        """Strings of rows of ids (N, T): tokens up to the first ``<end>``; ``<unk>`` shows as
-        U+FFFD; ``<pad>`` and ``<start>`` are skipped."""
-        rows = ids.detach().to("cpu", torch.int64).tolist()
-        sep = "" if self.level == "char" else " "
-        out = []
-        for row in rows:
-            toks = []
-            for t in row:
-                if t == END:
-                    break
-                if t == UNK:
-                    toks.append("\ufffd")
-                elif t >= len(SPECIALS) and t < self.size:
-                    toks.append(self.vocab[t - len(SPECIALS)])
-            out.append(sep.join(toks))
-        return out
-
-    def _unit(self, n: int) -> str:
-        word = "character" if self.level == "char" else "word"
-        return word if n == 1 else word + "s"
-
-
-def lengths(x: Tensor) -> Tensor:
-    """Tokens per row of ids (B, T), the end token included: (B,) int64."""
-    return (x != PAD).sum(-1).to(torch.int64)
-
-
-# -- data -------------------------------------------------------------------------------------
-
-
-@dataclass
-class TextDataset(Dataset):
-    """A :class:`vaekit.data.Dataset` of token ids that also keeps each split's lines."""
-
-    texts: dict[str, list[str]] = field(default_factory=dict)
-
-
-def read_lines(path: str | Path, at_least: int = 3) -> list[str]:
-    """The non-empty lines of a UTF-8 text file, without their line endings (or a byte-order
-    mark at its start); fewer than ``at_least`` is a :class:`DataError`."""
-    return numbered_lines(path, at_least)[1]
-
-
-def numbered_lines(path: str | Path, at_least: int = 3) -> tuple[list[int], list[str]]:
-    """(line numbers in the file, counted from 1; lines) of :func:`read_lines`."""
-    path = Path(path)
-    where = repr(str(path))
-    if not path.is_file():
-        raise DataError(f"text file {where} does not exist")
-    try:
-        text = path.read_text(encoding="utf-8-sig")  # Notepad's UTF-8 starts with a BOM
-    except UnicodeDecodeError as err:
-        raise DataError(
-            f"{where} is not UTF-8 text (byte {err.start}); convert it, e.g. with iconv"
-        ) from None
-    except OSError as err:
-        raise DataError(f"cannot read {where}: {err.strerror or err}") from None
-    every = [line.rstrip("\r") for line in text.split("\n")]
-    numbers = [i + 1 for i, line in enumerate(every) if line.strip()]
-    if len(numbers) < at_least:
-        raise DataError(
-            f"{where} holds {len(numbers)} non-empty lines; it needs one example per line and at "
-            f"least {at_least}"
-        )
-    return numbers, [every[i - 1] for i in numbers]
-
-
-def load_text(
-    path: str | Path,
-    seed: int = 0,
-    *,
-    level: str = "char",
-    tokenizer: Tokenizer | None = None,
-    length: int | None = None,
-) -> Dataset:
-    """A text file with one example per line, split 80/10/10 under ``seed``, as token ids.
-
-    The vocabulary and the length T (the longest line plus the end token, at most
-    ``MAX_TOKENS + 1``) come from the file, unless ``tokenizer`` and ``length`` are given (a
-    trained model's, to read other text the way it was trained). ``Dataset.texts`` holds the lines
-    of each split; ``defaults`` configure a :class:`TextVAE` for them.
-    """
-    from .data import split
-
-    path = Path(path)
-    where = repr(str(path))
-    numbers, lines = numbered_lines(path)
-    tok = tokenizer or Tokenizer.build(lines, level)
-    counts = [len(tok.tokens(line)) for line in lines]
-    longest = max(counts)
-    if length is None:
-        if longest > MAX_TOKENS:
-            i = counts.index(longest)
-            raise DataError(
-                f"line {numbers[i]} of {where} has {longest} {tok._unit(longest)}; text examples "
-                f"may have at most {MAX_TOKENS}: shorten or split it"
-            )
-        length = longest + 1
-    ids = tok.encode(lines, length, where)
-    parts, _ = split(torch.arange(len(lines)), None, (0.1, 0.1), seed)
-    train, valid, test = (ids[p] for p in parts)
-    return TextDataset(
-        path.stem,
-        train,
-        valid,
-        test,
-        binary=False,
-        defaults=text_defaults(tok, length, len(train)),
-        source=str(path),
-        media={"kind": "text"},
-        texts={
-            name: [lines[i] for i in part.tolist()]
-            for name, part in zip(("train", "valid", "test"), parts, strict=True)
-        },
-    )
-
-
-def retokenize(ds: TextDataset, config: Any) -> tuple[TextDataset, Any]:
-    """The data set and the text model's config made to agree. The file was read at the data
-    set's defaults; a config that asks for another ``level`` (``--set level=word``) gets the
-    lines read again at that level, with the vocabulary and length that come from them, and one
-    that names its own ``vocab`` or ``data_shape`` gets the lines encoded with those."""
-    if not isinstance(config, TextVAEConfig):
-        raise ConfigError(
-            f"{ds.name!r} is text: train it with the text model (kind 'text'), not "
-            f"{type(config).__name__}"
-        )
-    made = ds.defaults["model"]
-    if config.level != made["level"]:
-        ds = load_text(ds.source, 0, level=config.level)
-        made = ds.defaults["model"]
-        vocab, shape = tuple(made["vocab"]), tuple(made["data_shape"])
-        return ds, replace(config, vocab=vocab, data_shape=shape)
-    if config.vocab != tuple(made["vocab"]) or config.data_shape != ds.data_shape:
-        tok = Tokenizer(config.vocab, config.level)
-        ds = load_text(ds.source, 0, tokenizer=tok, length=config.data_dim)
-    return ds, config
-
-
-def text_defaults(tok: Tokenizer, length: int, n_train: int) -> dict[str, dict[str, Any]]:
-    """Settings for a text data set: the text model for its vocabulary and length, and KL
-    warm-up over about two epochs (at least 500 steps)."""
-    batch = 64
-    return {
-        "model": {
-            "kind": "text",
-            "vocab": list(tok.vocab),
-            "level": tok.level,
-            "data_shape": [length],
-            "likelihood": "categorical",
-        },
-        "train": {
-            "epochs": 20,
-            "batch_size": batch,
-            "lr": 1e-3,
-            "grad_clip": 5.0,
-            "warmup_steps": max(500, 2 * math.ceil(n_train / batch)),
-        },
-    }
 
 
 # -- the distribution p(x|z) ------------------------------------------------------------------
@@ -613,66 +380,15 @@ class TextVAE(Model):
         """The greedy string at z = the posterior mean of q(z|x); ids of ``x``'s shape."""
         return self.decode(self.encode(x).mean).mean
 
-    def log_likelihood(self, x: Tensor, k: int = 1000, *, seed: int = 0) -> Tensor:
+    def log_likelihood(
+        self, x: Tensor, k: int = 1000, *, seed: int = 0, condition: Any = None
+    ) -> Tensor:
         """Importance-weighted log p(x) in nats per string (N,)."""
-        from .evaluate import log_likelihood
+        return super().log_likelihood(x, k, seed=seed, condition=condition)
 
-        return log_likelihood(self, x, k=k, seed=seed)
-
-    def _closed_form(self) -> bool:
-        return False
-
-
-# -- evaluation -------------------------------------------------------------------------------
-
-
-@keeps_mode
-@torch.no_grad()
-def evaluate_text(
-    model: TextVAE, x: Tensor, *, k: int = 100, seed: int = 0, progress: bool = False
-) -> dict[str, Any]:
-    """The report on strings ``x`` (N, T) of token ids (a tensor or numpy array) as plain
-    numbers.
-
-    Keys: ``n``, ``elbo`` and ``log_likelihood`` (nats per string, the latter a K-sample
-    importance-weighted estimate), ``k``, ``tokens_per_string`` (end token included),
-    ``bits_per_char`` (-log2 p(x) per token, end token included; ``bits_per_word`` instead for a
-    word-level model, whose tokens are words; also as ``bits_per_dim``),
-    ``kl`` (nats) and ``kl_per_dim``, ``active_units`` (Var_x E[z_d|x] > 0.01), and of the
-    greedy reconstructions at E[z|x]: ``exact_reconstruction`` (fraction of strings) and
-    ``token_accuracy`` (fraction of tokens, end token included).
-    """
-    from .evaluate import elbo, examples, latent_stats, log_likelihood
-
-    x = examples(model, x)  # a numpy array of ids too, checked once
-    model.eval()
-    elbos = elbo(model, x, seed=seed)
-    ll = log_likelihood(model, x, k=k, seed=seed, progress=progress)
-    stats = latent_stats(model, x)
-    n_tokens = lengths(x)
-    exact = hits = 0
-    for i in range(0, x.shape[0], 1000):
-        xb = x[i : i + 1000].to(model.device)
-        rec = model.reconstruct(xb)
-        mask = xb != PAD
-        hits += int(((rec == xb) & mask).sum())
-        exact += int((rec == xb).all(-1).sum())
-    total_tokens = int(n_tokens.sum())
-    bits = float(-ll.sum() / (total_tokens * math.log(2)))
-    return {
-        "n": int(x.shape[0]),
-        "elbo": float(elbos.mean()),
-        "log_likelihood": float(ll.mean()),
-        "k": int(k),
-        "tokens_per_string": total_tokens / x.shape[0],
-        f"bits_per_{'word' if model.config.level == 'word' else 'char'}": bits,
-        "bits_per_dim": bits,
-        "kl": float(stats["kl_per_dim"].sum()),
-        "kl_per_dim": [round(float(v), 6) for v in stats["kl_per_dim"]],
-        "active_units": int((stats["activity"] > 0.01).sum()),
-        "exact_reconstruction": exact / x.shape[0],
-        "token_accuracy": hits / total_tokens,
-    }
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(refinable=True, tokens=True)
 
 
 def interpolate(model: TextVAE, a: str, b: str, steps: int = 8) -> list[str]:

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .errors import DataError
+from ..errors import DataError
 
 WAV_SUFFIXES = (".wav", ".wave")
 #: Floor added to mel power before the log (about -100 dB below full scale).
@@ -360,7 +360,7 @@ def write_clips(
     x: Tensor, s: AudioSettings, folder: Path, names: Sequence[str], seed: int = 0
 ) -> list[Path]:
     """Write examples (N, 1, n_mels, frames) as ``folder/NAME.wav`` files (atomically)."""
-    from .viz import write_file
+    from ..files import write_file
 
     waves = to_waveforms(x, s, seed)
     return [
@@ -374,7 +374,7 @@ def write_clips(
 
 def _wav_files(folder: Path) -> list[Path]:
     """The WAV files of a folder, sorted, hidden ones (macOS's ``._NAME.wav``) left out."""
-    from .data import hidden
+    from . import hidden
 
     return sorted(
         p
@@ -385,7 +385,7 @@ def _wav_files(folder: Path) -> list[Path]:
 
 def _sub_folders(folder: Path) -> list[Path]:
     """The sub-folders of a folder that are not hidden, sorted."""
-    from .data import hidden
+    from . import hidden
 
     return sorted(d for d in folder.iterdir() if d.is_dir() and not hidden(d))
 
@@ -443,7 +443,7 @@ def load_audio(path: str | Path, seed: int = 0, *, settings: AudioSettings | Non
     otherwise the clip length comes from the data and the normalisation from its training split.
     ``Dataset.media`` holds the settings used.
     """
-    from .data import Dataset, class_folder, split
+    from . import Dataset, class_folder, split
 
     path = Path(path)
     where = repr(str(path))

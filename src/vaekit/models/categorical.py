@@ -32,23 +32,21 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributions import Categorical, Distribution, register_kl
 
-from .config import check_fields, configure
-from .errors import ConfigError, DataError
-from .evaluate import keeps_mode
-from .likelihoods import LIKELIHOODS
-from .model import Model, check_count, register_model
-from .nets import ACTIVATIONS, MLP
-from .objectives import Terms
-
-if TYPE_CHECKING:
-    pass
+from ..config import check_count, check_fields, configure
+from ..errors import ConfigError, DataError
+from ..estimators import examples, keeps_mode
+from ..likelihoods import LIKELIHOODS
+from ..nets import ACTIVATIONS, MLP
+from ..objectives import Terms, elbo
+from .base import Capabilities, Model
+from .registry import register_model
 
 ESTIMATORS = ("auto", "exact", "gumbel", "reinforce")
 CATEGORICAL_PRIORS = ("uniform", "learned")
@@ -472,19 +470,20 @@ class CategoricalVAE(Model):
     def elbo_exact(self, x: Tensor) -> Tensor:
         """Per-example ELBO by enumeration in nats (N,), without gradients. ``x``: a tensor or
         numpy array, checked as :func:`vaekit.evaluate.log_likelihood` checks it."""
-        from .evaluate import examples
-        from .objectives import elbo
-
         return elbo(self.enumerated_terms(examples(self, x).to(self.device)))
 
     def log_likelihood_exact(self, x: Tensor, **kwargs: Any) -> Tensor:
         """Exact log p(x) in nats (N,); see :func:`log_likelihood_exact`."""
         return log_likelihood_exact(self, x, **kwargs)
 
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(discrete_latent=True, exact_likelihood=self.config.enumerable)
+
     @keeps_mode
     @torch.no_grad()
     def latent_stats(
-        self, x: Tensor, *, batch_size: int = 1000, seed: int = 0
+        self, x: Tensor, *, batch_size: int = 1000, seed: int = 0, **_: Any
     ) -> dict[str, Tensor]:
         """Per latent variable (n_latents,): ``kl_per_dim``, the mean KL(q(z_l|x) || p(z_l)) in
         nats, and ``activity``, sum over its categories of Var_x(q(z_l = c | x)); and ``kl`` (),
@@ -520,8 +519,6 @@ def log_likelihood_exact(
     (N, *data_shape), a tensor or numpy array, checked as
     :func:`vaekit.evaluate.log_likelihood` checks it.
     """
-    from .evaluate import examples
-
     x = examples(model, x)
     model.eval()
     c = model.config

@@ -34,7 +34,6 @@ import urllib.request
 import zlib
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -42,7 +41,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .errors import DataError
+from ..errors import DataError
+from .checks import as_tensor, check_examples  # noqa: F401  (public names)
+from .dataset import Dataset
 
 #: sha256 of the classic ``mnist.pkl.gz`` (50k / 10k / 10k, float32 in [0, 1]).
 MNIST_PKL_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
@@ -150,48 +151,6 @@ DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
         "train": {"epochs": 50, "batch_size": 100, "optimizer": "adam", "lr": 1e-3},
     },
 }
-
-
-@dataclass
-class Dataset:
-    """Train / valid / test splits of shape (N, *data_shape) with optional labels (N,).
-
-    Values are float32: in [0, 1] for images (8-bit pixels are divided by 255), as given for a
-    user's real-valued data.
-
-    binary: the data suits a Bernoulli likelihood (intensities in [0, 1]); False for 8-bit
-        images, integer counts and data outside [0, 1].
-    defaults: settings that suit this data set, ``{"model": {...}, "train": {...}}``; a user's
-        config and ``--set`` overrides take precedence.
-    image_shape: (C, H, W) to view one example as an image (for plots), or None.
-    label_names: class name of each label value, where known.
-    binarization: "static" when the values were replaced by one fixed Bernoulli draw, else "none".
-    source: the file or folder the data was read from ("" for built-in data).
-    media: what the examples stand for when they are not arrays or images, saved with a run so
-        its commands write them back as files: ``{"kind": "text"}`` (token ids, see
-        :mod:`vaekit.text`) or ``{"kind": "audio", ...}`` (log-mel spectrograms and the
-        settings that made them, see :mod:`vaekit.audio`); None otherwise.
-    """
-
-    name: str
-    train: Tensor
-    valid: Tensor
-    test: Tensor
-    train_labels: Tensor | None = None
-    valid_labels: Tensor | None = None
-    test_labels: Tensor | None = None
-    binary: bool = False
-    defaults: dict | None = None
-    image_shape: tuple[int, int, int] | None = None
-    label_names: list[str] | None = None
-    binarization: str = "none"
-    source: str = ""
-    media: dict | None = None
-
-    @property
-    def data_shape(self) -> tuple[int, ...]:
-        """Shape of one example."""
-        return tuple(self.train.shape[1:])
 
 
 # -- where files live ------------------------------------------------------------------------

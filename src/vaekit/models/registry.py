@@ -1,0 +1,132 @@
+"""Model kinds by name: config.json's ``model`` table names its kind ("vae" when absent), and
+each kind is a class with a ``kind`` name and a frozen ``config_class`` whose fields are its
+constructor's arguments. Kinds register themselves with :func:`register_model` when their module
+is imported; importing :mod:`vaekit.models` imports vaekit's own.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as from_safetensors_bytes
+from torch import nn
+
+from .. import checkpoint
+from ..checkpoint import usable_device
+from ..config import from_dict, to_dict
+from ..errors import CheckpointError, ConfigError
+from ..runs import CONFIG_FILE, STATE_FILE, WEIGHTS_FILE
+
+M = TypeVar("M")
+
+#: Kind name -> model class.
+MODELS: dict[str, type[nn.Module]] = {}
+#: Model settings that fix the shapes of the weights: a model table of a kind with such a field
+#: must give it (a default would build a model that does not match the saved weights).
+SHAPE_FIELDS = ("data_shape", "latent_dim", "n_latents", "n_categories", "vocab")
+
+
+def model_kinds() -> dict[str, type[nn.Module]]:
+    """:data:`MODELS`: every registered kind."""
+    return MODELS
+
+
+def register_model(cls: type[M]) -> type[M]:
+    """Class decorator: make ``cls`` (with ``kind`` and ``config_class``) buildable by name."""
+    MODELS[cls.kind] = cls  # type: ignore[attr-defined]
+    return cls
+
+
+def model_config(data: Any, *, section: str = "model") -> Any:
+    """The config dataclass described by a model table such as config.json's ``model``.
+
+    The table's ``kind`` (default ``"vae"``) picks the model class; the other keys are the
+    fields of that class's config, checked by name and type.
+    """
+    if not isinstance(data, dict):
+        raise ConfigError(f"{section} must be a table of settings, got {data!r}")
+    fields = dict(data)
+    kind = fields.pop("kind", "vae")
+    if kind not in MODELS:
+        raise ConfigError(f"unknown {section}.kind {kind!r}; choose one of {', '.join(MODELS)}")
+    return from_dict(MODELS[kind].config_class, fields, section=section)  # type: ignore[attr-defined]
+
+
+def model_table(config: Any) -> dict[str, Any]:
+    """The JSON-ready model table of ``config``: its ``kind`` and then its fields."""
+    return {"kind": model_class(config).kind, **to_dict(config)}  # type: ignore[attr-defined]
+
+
+def model_class(config: Any) -> type[nn.Module]:
+    """The registered model class whose config class is ``type(config)``."""
+    for cls in MODELS.values():
+        if type(config) is cls.config_class:  # type: ignore[attr-defined]
+            return cls
+    raise ConfigError(f"no model kind is configured by {type(config).__name__}")
+
+
+def build_model(config: Any) -> nn.Module:
+    """A freshly initialised model of the kind ``config`` configures."""
+    return model_class(config)(config)
+
+
+def read_config(path: str | Path) -> dict[str, Any]:
+    """The parsed config.json of a run folder (:func:`vaekit.checkpoint.read_config`), whose
+    model table also gives every setting that fixes the shape of the weights."""
+    config = checkpoint.read_config(path)
+    model = config["model"]
+    kind = model.get("kind", "vae")
+    cls = MODELS.get(kind) if isinstance(kind, str) else None  # else load names the kind
+    if cls is not None:
+        fields = cls.config_class.__dataclass_fields__  # type: ignore[attr-defined]
+        for name in SHAPE_FIELDS:
+            if name in fields and name not in model:
+                raise CheckpointError(
+                    f"{str(Path(path) / CONFIG_FILE)!r} has no model.{name}; restore the file "
+                    "(vaekit writes it)"
+                )
+    return config
+
+
+def load(path: str | Path, device: str | torch.device = "cpu") -> Any:
+    """Rebuild the model saved in the folder ``path`` and load its weights onto ``device``, in
+    the dtype they were saved in (a model saved after ``.double()`` comes back float64)."""
+    path = Path(path)
+    device = usable_device(device)
+    config = read_config(path)
+    try:
+        settings = model_config(config.get("model"), section="model")
+    except ConfigError as err:
+        raise CheckpointError(f"{str(path / CONFIG_FILE)!r}: {err}") from None
+    file = path / WEIGHTS_FILE
+    if not file.exists():
+        if (path / STATE_FILE).is_file():
+            raise CheckpointError(
+                f"{str(path)!r} has no {WEIGHTS_FILE} yet: its training has not finished; "
+                f"continue it with vaekit train --resume {path}"
+            )
+        raise CheckpointError(f"{str(path)!r} has no {WEIGHTS_FILE}; the run did not finish saving")
+    try:
+        # One read of the whole file: a run that replaces it meanwhile is seen old or new, whole.
+        state = from_safetensors_bytes(file.read_bytes())
+        state = {k: v.to(device) for k, v in state.items()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+        again = ""
+        if (path / STATE_FILE).is_file():
+            again = f"; vaekit train --resume {path} writes it again from the training state"
+        raise CheckpointError(f"{str(file)!r} is truncated or corrupt: {err}{again}") from None
+    model = build_model(settings).to(device)
+    dtypes = {v.dtype for v in state.values() if v.is_floating_point()}
+    if len(dtypes) == 1:
+        model.to(dtypes.pop())  # else load_state_dict would round float64 weights to float32
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()
+        detail = first[1].strip() if len(first) > 1 else first[0]
+        raise CheckpointError(f"{str(file)!r} does not match its config.json: {detail}") from None
+    model.eval()
+    return model
