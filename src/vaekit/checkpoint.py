@@ -21,7 +21,7 @@ from safetensors.torch import save as to_safetensors_bytes
 
 from . import __version__
 from .config import to_dict
-from .errors import CheckpointError, ConfigError
+from .errors import CheckpointError, ConfigError, Remedy
 from .files import atomic_write, write_file
 from .runs import (
     CONFIG_FILE,
@@ -252,8 +252,7 @@ def _read_state(path: str | Path, header_only: bool) -> tuple[dict[str, str], by
     _check_run_folder(Path(path))
     if not file.is_file():
         raise CheckpointError(
-            f"{str(path)!r} has no {STATE_FILE} to resume from; start the run again with "
-            f"vaekit train --out {path} --overwrite"
+            f"{str(path)!r} has no {STATE_FILE} to resume from", remedy=Remedy("restart", str(path))
         )
     try:
         with file.open("rb") as f:
