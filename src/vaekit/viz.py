@@ -22,18 +22,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .data import image_shape_hint
 from .errors import ConfigError, DataError, VaekitError
 from .files import write_file
 
 if TYPE_CHECKING:
     from PIL.Image import Image
-
-#: Image shapes of flat data sets whose example size is not a square, by data set name.
-IMAGE_SHAPES: dict[str, tuple[int, ...]] = {
-    "frey-face": (28, 20),
-    "frey_face": (28, 20),
-    "freyface": (28, 20),
-}
 
 #: Smallest side, in pixels, that a tile of an image grid is scaled up to by default.
 MIN_TILE = 32
@@ -76,12 +70,13 @@ def image_shape(
 ) -> tuple[int, ...]:
     """How to show one example of ``data_shape``: (H, W) or (C, H, W) with C in {1, 3}.
 
-    ``given`` (e.g. from ``--image-shape``) wins; then a known data set ``name``; then the data
-    shape itself: (D,) with D a square is sqrt(D) x sqrt(D), (H, W) and (C, H, W) are used as is.
+    ``given`` (the setting image_shape) wins; then the shape a built-in data set ``name`` hints
+    (:func:`vaekit.data.image_shape_hint`, Frey Face's 28 x 20); then the data shape itself:
+    (D,) with D a square is sqrt(D) x sqrt(D), (H, W) and (C, H, W) are used as is.
     """
     data_shape = tuple(int(d) for d in data_shape)
     size = math.prod(data_shape)
-    shape = tuple(given) if given else IMAGE_SHAPES.get(name or "")
+    shape = tuple(given) if given else image_shape_hint(name)
     if shape is None:
         if len(data_shape) == 1:
             side = math.isqrt(size)

@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 
 from ..errors import DataError
+from .dataset import Dataset, class_folder, hidden, split
 
 WAV_SUFFIXES = (".wav", ".wave")
 #: Floor added to mel power before the log (about -100 dB below full scale).
@@ -85,11 +86,11 @@ class AudioSettings:
         if self.frames < 0:
             raise DataError(f"audio frames must be >= 0 (0 = from the data), got {self.frames}")
         if self.n_fft < 2:
-            raise DataError(f"audio n_fft={self.n_fft} is too small; use --audio n_fft=2 or more")
+            raise DataError(f"audio n_fft={self.n_fft} is too small; use audio n_fft=2 or more")
         if self.hop >= self.n_fft:
             raise DataError(
                 f"audio hop={self.hop} must be less than n_fft={self.n_fft} (Hann windows that "
-                f"do not overlap cannot be turned back into sound); use --audio "
+                f"do not overlap cannot be turned back into sound); use audio "
                 f"hop={max(1, self.n_fft // 4)}"
             )
         if self.n_mels > self.n_fft // 2 + 1:
@@ -98,7 +99,7 @@ class AudioSettings:
             raise DataError(
                 f"audio frames={self.frames} is too few for n_fft={self.n_fft} and "
                 f"hop={self.hop}: a clip's (frames - 1) * hop samples must exceed n_fft // 2; "
-                f"use --audio frames={self.min_frames} or more (or frames=0 to fit the data)"
+                f"use audio frames={self.min_frames} or more (or frames=0 to fit the data)"
             )
 
     @property
@@ -374,8 +375,6 @@ def write_clips(
 
 def _wav_files(folder: Path) -> list[Path]:
     """The WAV files of a folder, sorted, hidden ones (macOS's ``._NAME.wav``) left out."""
-    from . import hidden
-
     return sorted(
         p
         for p in folder.iterdir()
@@ -385,8 +384,6 @@ def _wav_files(folder: Path) -> list[Path]:
 
 def _sub_folders(folder: Path) -> list[Path]:
     """The sub-folders of a folder that are not hidden, sorted."""
-    from . import hidden
-
     return sorted(d for d in folder.iterdir() if d.is_dir() and not hidden(d))
 
 
@@ -443,8 +440,6 @@ def load_audio(path: str | Path, seed: int = 0, *, settings: AudioSettings | Non
     otherwise the clip length comes from the data and the normalisation from its training split.
     ``Dataset.media`` holds the settings used.
     """
-    from . import Dataset, class_folder, split
-
     path = Path(path)
     where = repr(str(path))
     s = settings or AudioSettings()

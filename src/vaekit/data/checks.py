@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -54,8 +55,8 @@ def as_tensor(data: Any, name: str = "data", dtype: torch.dtype = torch.float32)
 
 
 def check_examples(
-    x: Tensor,
-    shape: tuple[int, ...],
+    x: Tensor | np.ndarray,
+    shape: tuple[int, ...] | None = None,
     *,
     support: str = "real",
     levels: int | None = None,
@@ -65,17 +66,28 @@ def check_examples(
     """Raise :class:`DataError` unless ``x`` (N, *shape) is non-empty, finite, of the example
     ``shape`` and inside a likelihood's support: ``support="unit"`` needs values in [0, 1], and
     ``levels`` (e.g. 256) values on the grid k / (levels - 1). ``likelihood`` names the
-    likelihood in the messages."""
-    if x.shape[0] == 0:
+    likelihood in the messages.
+
+    With ``shape`` None (data as a loader reads it, a tensor or a numpy array of any dtype) any
+    example shape will do, but there must be an example axis and some examples; only floating
+    values are checked for NaN and infinities.
+    """
+    if shape is None:
+        if x.ndim < 2 or x.shape[0] == 0 or math.prod(x.shape) == 0:
+            raise DataError(
+                f"{name} has shape {x.shape}; expected (examples, ...) with some examples"
+            )
+    elif x.shape[0] == 0:
         raise DataError(f"{name} is empty")
-    if tuple(x.shape[1:]) != tuple(shape):
+    elif tuple(x.shape[1:]) != tuple(shape):
         raise DataError(
             f"{name} has example shape {tuple(x.shape[1:])} but the model expects {tuple(shape)}"
         )
-    bad = ~torch.isfinite(x)
-    if bad.any():
-        i = int(bad.reshape(x.shape[0], -1).any(1).nonzero()[0])
+    i = _first_non_finite(x)
+    if i is not None:
         raise DataError(f"{name} holds NaN or infinite values (first in example {i}); clean it")
+    if isinstance(x, np.ndarray) and (support == "unit" or levels is not None):
+        x = torch.from_numpy(np.asarray(x, dtype=np.float64))
     if support == "unit":
         lo, hi = float(x.min()), float(x.max())
         if lo < 0 or hi > 1:
@@ -93,3 +105,16 @@ def check_examples(
                 f"{likelihood} likelihood needs; give 8-bit data scaled by 1/{levels - 1} or "
                 "choose another likelihood"
             )
+
+
+def _first_non_finite(x: Tensor | np.ndarray) -> int | None:
+    """The index of the first example (along axis 0) holding NaN or an infinity, or None."""
+    if isinstance(x, np.ndarray):
+        if not np.issubdtype(x.dtype, np.floating):
+            return None
+        bad = ~np.isfinite(x.reshape(x.shape[0], -1)).all(axis=1)
+        return int(np.flatnonzero(bad)[0]) if bad.any() else None
+    bad = ~torch.isfinite(x)
+    if not bad.any():
+        return None
+    return int(bad.reshape(x.shape[0], -1).any(1).nonzero()[0])

@@ -11,7 +11,7 @@ import torch
 
 from ..errors import DataError
 from ..tokenizer import MAX_TOKENS, Tokenizer
-from .dataset import Dataset
+from .dataset import Dataset, split
 
 
 @dataclass
@@ -66,8 +66,6 @@ def load_text(
     trained model's, to read other text the way it was trained). ``Dataset.texts`` holds the lines
     of each split; ``defaults`` configure a :class:`TextVAE` for them.
     """
-    from . import split
-
     path = Path(path)
     where = repr(str(path))
     numbers, lines = numbered_lines(path)

@@ -22,11 +22,11 @@ import torch
 from PIL import Image
 
 from vaekit import data
-from vaekit.data import DataError
+from vaekit.data import DataError, frey, mnist
 from vaekit.models import VAEConfig
 from vaekit.train import TrainConfig
 
-_SHARED = [Path(__file__).resolve().parents[2] / "shared" / "data"]
+_SHARED = [Path(__file__).resolve().parents[3] / "shared" / "data"]
 if os.environ.get("VAEKIT_DATA"):
     _SHARED.insert(0, Path(os.environ["VAEKIT_DATA"]))
 _REAL_URLOPEN = urllib.request.urlopen
@@ -121,7 +121,7 @@ def test_mnist_cache_checks_published_md5_of_gz_files():
 def test_fashion_mnist_from_its_own_subfolder(monkeypatch):
     arrays = write_idx_set(cache() / "fashion-mnist", gz=True)
     md5s = {n: md5_of(cache() / "fashion-mnist" / n) for n in data.IDX_FILES}
-    monkeypatch.setattr(data, "FASHION_IDX_MD5", md5s)
+    monkeypatch.setattr(mnist, "FASHION_IDX_MD5", md5s)
     ds = data.load("Fashion_MNIST")
     assert ds.name == "fashion-mnist" and ds.train.shape == (10, 784)
     assert ds.label_names[0] == "T-shirt/top"
@@ -363,7 +363,7 @@ def test_download_is_used_when_online(monkeypatch, tmp_path):
     monkeypatch.setenv("VAEKIT_OFFLINE", "0")
     server = tmp_path / "server"
     write_frey(server / "frey_rawface.mat", n=10)
-    monkeypatch.setattr(data, "FREY_URL", (server / "frey_rawface.mat").as_uri())
+    monkeypatch.setattr(frey, "FREY_URL", (server / "frey_rawface.mat").as_uri())
     ds = data.load("frey-face")
     assert ds.train.shape == (8, 560)
     assert (cache() / "frey-face" / "frey_rawface.mat").is_file()
@@ -373,15 +373,15 @@ def test_downloaded_mnist_idx_files_are_md5_checked(monkeypatch, tmp_path):
     monkeypatch.setenv("VAEKIT_OFFLINE", "0")
     server = tmp_path / "server"
     write_idx_set(server, gz=True)
-    monkeypatch.setattr(data, "MNIST_URLS", (server.as_uri() + "/",))
-    monkeypatch.setattr(data, "MNIST_IDX_MD5", {n: md5_of(server / n) for n in data.IDX_FILES})
+    monkeypatch.setattr(mnist, "MNIST_URLS", (server.as_uri() + "/",))
+    monkeypatch.setattr(mnist, "MNIST_IDX_MD5", {n: md5_of(server / n) for n in data.IDX_FILES})
     assert data.load("mnist").train.shape == (10, 784)
     assert sorted(p.name for p in (cache() / "mnist").iterdir()) == sorted(data.IDX_FILES)
 
 
 def test_failed_download_message(monkeypatch, tmp_path):
     monkeypatch.setenv("VAEKIT_OFFLINE", "0")
-    monkeypatch.setattr(data, "FREY_URL", (tmp_path / "nowhere.mat").as_uri())
+    monkeypatch.setattr(frey, "FREY_URL", (tmp_path / "nowhere.mat").as_uri())
     message = error(data.load, "frey-face")
     assert "download from" in message and "failed" in message and "frey_rawface.mat" in message
 
@@ -389,7 +389,7 @@ def test_failed_download_message(monkeypatch, tmp_path):
 def test_download_of_bad_frey_file_is_discarded(monkeypatch, tmp_path):
     monkeypatch.setenv("VAEKIT_OFFLINE", "0")
     (tmp_path / "bad.mat").write_bytes(b"garbage" * 20)
-    monkeypatch.setattr(data, "FREY_URL", (tmp_path / "bad.mat").as_uri())
+    monkeypatch.setattr(frey, "FREY_URL", (tmp_path / "bad.mat").as_uri())
     assert "cannot read" in error(data.load, "frey-face")
     assert not (cache() / "frey-face" / "frey_rawface.mat").exists()
 
@@ -755,3 +755,36 @@ def test_any_csv_is_a_data_set_or_a_data_error(tmp_path, rows, tsv):
     file = tmp_path / ("t.tsv" if tsv else "t.csv")
     file.write_text("\n".join(sep.join(r) for r in rows))
     loads_or_data_error(file)
+
+
+# -- one module per source -------------------------------------------------------------------
+
+
+def test_each_built_in_loader_keeps_its_defaults_beside_it():
+    from vaekit.data import cifar, digits
+
+    assert data.DEFAULTS["digits"] is digits.DEFAULTS and data.DEFAULTS["cifar10"] is cifar.DEFAULTS
+    assert data.DEFAULTS["mnist"] is data.DEFAULTS["fashion-mnist"] is mnist.DEFAULTS
+    assert data.DEFAULTS["frey-face"] is frey.DEFAULTS
+
+
+@pytest.mark.parametrize(
+    ("name", "hint"),
+    [("frey-face", (28, 20)), ("frey_face", (28, 20)), ("freyface", (28, 20)), ("mnist", None),
+     ("digits", None), ("my-table", None), (None, None)],
+)  # fmt: skip
+def test_image_shape_hint_comes_from_the_loader(name, hint):
+    assert data.image_shape_hint(name) == hint
+
+
+def test_one_validator_for_loaded_arrays_and_model_input():
+    check = data.check_examples
+    assert "expected (examples, ...)" in error(check, np.zeros(5), name="'a.npy'")
+    assert "expected (examples, ...)" in error(check, np.zeros((0, 3)), name="'a.npy'")
+    bad = np.zeros((4, 2), np.float32)
+    bad[2, 1] = np.nan
+    assert "first in example 2" in error(check, bad, name="'a.npy'")
+    assert "first in example 2" in error(check, torch.from_numpy(bad), (2,))
+    check(np.array([["a", "b"]]), name="'labels'")  # text is no float: nothing to check
+    check(np.ones((3, 2)), (2,), support="unit", levels=256)
+    assert "[0, 1]" in error(check, np.full((3, 2), 2.0), (2,), support="unit")
