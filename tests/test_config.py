@@ -374,3 +374,37 @@ def test_models_and_fit_take_a_dict_of_settings_and_name_unknown_ones() -> None:
     assert fit(model, x, config={"epochs": 2, "batch_size": 4})[-1]["step"] == 4
     with pytest.raises(ConfigError, match="unknown setting epoch of TrainConfig; known"):
         fit(model, x, epoch=2)
+
+
+# -- declared constraints --------------------------------------------------------------------------
+
+
+def test_check_settings_runs_a_declared_table() -> None:
+    """A config of another area adopts the constraint tables: types first, then each entry."""
+    from dataclasses import dataclass
+
+    from vaekit.config import below, check_settings, one_of, positive_int
+
+    @dataclass(frozen=True)
+    class Settings:
+        n: int = 1
+        mode: str = "a"
+        lo: float = 0.0
+        hi: float = 1.0
+
+        def __post_init__(self) -> None:
+            check_settings(
+                self,
+                {"n": positive_int, "mode": one_of(("a", "b")), ("lo", "hi"): below},
+                prefix="audio ",
+            )
+
+    assert Settings(n=2, lo=-1).lo == -1.0
+    with pytest.raises(ConfigError, match="audio n must be a positive integer, got 0"):
+        Settings(n=0)
+    with pytest.raises(ConfigError, match="unknown audio mode 'c'; choose one of a, b"):
+        Settings(mode="c")
+    with pytest.raises(ConfigError, match=r"audio lo must be below audio hi, got 2\.0"):
+        Settings(lo=2)
+    with pytest.raises(ConfigError, match=r"n must be an integer, got 1\.5"):
+        Settings(n=1.5)

@@ -16,7 +16,6 @@ the usual way a Gaussian VAE's training blows up.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
@@ -24,28 +23,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributions import Bernoulli, Distribution, Independent, Normal
 
+from .distributions import HALF_LOG_2PI, gaussian_log_prob, soft_clamp
 from .errors import ConfigError, DataError
-
-HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
-
-
-def gaussian_log_prob(
-    x: Tensor, mean: Tensor, logvar: Tensor, reduce: Callable[[Tensor], Tensor]
-) -> Tensor:
-    """``reduce`` of log N(x; mean, exp(logvar)) elementwise, in closed form."""
-    return -reduce(0.5 * ((x - mean) ** 2 * torch.exp(-logvar) + logvar) + HALF_LOG_2PI)
-
-
-def soft_clamp(x: Tensor, lo: float, hi: float) -> Tensor:
-    """Smoothly squash ``x`` into ``(lo, hi)``; approximately the identity away from the ends.
-
-    ``lo + softplus(x - lo) - softplus(x - hi)``, which is increasing and bounded by ``lo`` and
-    ``hi``; below the midpoint it is evaluated in that form, above it in the equal form
-    ``hi - softplus(hi - x) + softplus(lo - x)``, so no large terms cancel.
-    """
-    below = lo + (F.softplus(x - lo) - F.softplus(x - hi))
-    above = hi - (F.softplus(hi - x) - F.softplus(lo - x))
-    return torch.where(x < 0.5 * (lo + hi), below, above)
 
 
 class Likelihood(nn.Module):

@@ -12,15 +12,13 @@ from torch import Tensor, nn
 from torch.distributions import (
     Categorical,
     Distribution,
-    Independent,
     MixtureSameFamily,
-    Normal,
     kl_divergence,
 )
 
+from .distributions import HALF_LOG_2PI, diag_normal
 from .errors import ConfigError, DataError
 
-HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 #: Floats of the (rows, K, D) per-coordinate array that a mixture prior's log-density holds at
 #: once when no gradient is recorded (evaluation): larger inputs go through in chunks of rows.
 MIXTURE_CHUNK_FLOATS = 2**21
@@ -61,7 +59,7 @@ class Prior(nn.Module):
                 f"{type(self).__name__} has no closed-form KL (analytic_kl is False); estimate "
                 "it from samples z ~ q(z|x): log q(z|x) - prior.log_prob(z)"
             )
-        qz_x = Independent(Normal(loc, torch.exp(0.5 * logvar), validate_args=False), 1)
+        qz_x = diag_normal(loc, logvar)
         return kl_divergence(qz_x, self())
 
     def marginal_log_prob(self, z: Tensor) -> Tensor:
@@ -94,7 +92,7 @@ class StandardNormalPrior(Prior):
         self.register_buffer("scale", torch.ones(self.latent_dim), persistent=False)
 
     def forward(self) -> Distribution:
-        return Independent(Normal(self.loc, self.scale, validate_args=False), 1)
+        return diag_normal(self.loc, scale=self.scale)
 
     def log_prob(self, z: Tensor) -> Tensor:
         self._check(z)
@@ -117,7 +115,7 @@ class LearnedGaussianPrior(Prior):
         self.log_scale = nn.Parameter(torch.zeros(self.latent_dim))
 
     def forward(self) -> Distribution:
-        return Independent(Normal(self.loc, self.log_scale.exp(), validate_args=False), 1)
+        return diag_normal(self.loc, scale=self.log_scale.exp())
 
     def log_prob(self, z: Tensor) -> Tensor:
         self._check(z)
@@ -163,7 +161,7 @@ class _GaussianMixturePrior(Prior):
         log_weights, loc, log_scale = self.components()
         return MixtureSameFamily(
             Categorical(logits=log_weights, validate_args=False),
-            Independent(Normal(loc, log_scale.exp(), validate_args=False), 1),
+            diag_normal(loc, scale=log_scale.exp()),
             validate_args=False,
         )
 

@@ -46,10 +46,7 @@ def seeded_generator(device: torch.device, seed: int) -> torch.Generator:
 def _rows_per_chunk(model: VAE, device: torch.device) -> int:
     """How many (sample, example) pairs fit in one chunk of the budget."""
     c = model.config
-    hidden = sum(
-        getattr(m, "floats_per_row", sum(c.hidden)) for m in (model.encoder, model.decoder)
-    )
-    row_cost = model.likelihood.n_params * c.data_dim + hidden + 4 * c.latent_dim
+    row_cost = model.likelihood.n_params * c.data_dim + model.floats_per_row + 4 * c.latent_dim
     budget = CHUNK_BUDGET.get(device.type, CHUNK_BUDGET["cpu"])
     return max(1, budget // row_cost)
 

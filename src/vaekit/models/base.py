@@ -3,12 +3,18 @@
 A kind is an ``nn.Module`` subclass of :class:`Model` with a ``kind`` name, a frozen
 ``config_class`` whose fields are its constructor's arguments, and the methods below:
 
-- ``pz()`` -> p(z); ``encode(x)`` -> q(z|x); ``decode(z)`` -> p(x|z), each a distribution;
-- ``forward(x, k, generator)`` -> :class:`vaekit.objectives.Terms` of shape (k, B): the
-  per-example log-densities every bound is computed from;
-- ``sample(n)``, ``reconstruct(x)``, ``sample_latents(n)`` and ``latent_stats(x)``;
+- ``pz()`` -> p(z); ``encode(x, condition)`` -> q(z|x); ``decode(z, condition)`` -> p(x|z),
+  each a distribution;
+- ``forward(x, k, generator, condition)`` -> :class:`vaekit.objectives.Terms` of shape (k, B):
+  the per-example log-densities every bound is computed from;
+- ``sample(n, mean=, condition=)``, ``reconstruct(x, condition)``, ``sample_latents(n)`` and
+  ``latent_stats(x)``;
 - ``capabilities``: a :class:`Capabilities` record of what else it offers (noise-driven
-  ``terms`` for the fast path, a condition, discrete or enumerable latents, ...).
+  ``terms(x, eps, autocast, condition)`` for the fast path, a condition, discrete or
+  enumerable latents, ...); ``noise_dim`` and ``free_bits`` for the trainer.
+
+Every kind takes ``condition=None`` in the same places; :meth:`Model.condition` makes it what
+the networks take, and refuses one given to a kind that is not conditional.
 
 Nothing here knows the trainer, the evaluator, data sets or the command line: the bounds as
 methods (``elbo``, ``log_likelihood``) come from :mod:`vaekit.estimators` and saving from
@@ -84,12 +90,37 @@ class Model(nn.Module):
         kind has several stochastic layers)."""
         return int(self.config.latent_dim)
 
+    @property
+    def floats_per_row(self) -> int:
+        """Activation floats that one (sample, example) pair takes through the encoder and the
+        decoder; the estimators size their chunks of work by it."""
+        return 2 * sum(self.config.hidden)
+
+    @property
+    def free_bits(self) -> float:
+        """Nats per latent dimension below which training holds the KL term constant (free
+        bits; 0: none). The trainer reads this: free bits act on the ELBO's KL term only."""
+        return 0.0
+
     def condition(self, condition: Any, n: int) -> Tensor | None:
         """The condition of ``n`` examples as the model takes it; None for a model without one
         (then a condition given is a :class:`DataError`)."""
         if condition is not None:
             raise DataError("this model is not conditional (condition_dim = 0); give no condition")
         return None
+
+    def terms(
+        self,
+        x: Tensor,
+        eps: Tensor,
+        autocast: torch.dtype | None = None,
+        condition: Any = None,
+    ) -> Terms:
+        """The terms of ``forward`` for given standard normal noise ``eps`` (k, B, noise_dim);
+        only a kind whose capabilities include ``noise_terms`` has them."""
+        raise NotImplementedError(
+            f"model kind {self.kind!r} has no noise terms (capabilities.noise_terms is False)"
+        )
 
     def elbo(
         self,
@@ -154,12 +185,12 @@ class Model(nn.Module):
     def _dtype(self) -> torch.dtype:
         return next(self.parameters()).dtype
 
-    def _latents(self, z: Tensor, setting: str = "latent_dim") -> Tensor:
+    def _latents(self, z: Tensor, width: int | None = None, setting: str = "latent_dim") -> Tensor:
         """``z`` (..., width) (a tensor or numpy array) on the model's device, in its dtype, for
-        a network; the width is the config's ``setting``. A :class:`DataError` names a z of
-        another width."""
+        a network; ``width`` (default: the config's latent_dim) is the config's ``setting``. A
+        :class:`DataError` names a z of another width."""
         z = torch.as_tensor(z)
-        width = getattr(self.config, setting)
+        width = int(self.config.latent_dim) if width is None else width
         if z.dim() == 0 or z.shape[-1] != width:
             raise DataError(
                 f"latents of shape {tuple(z.shape)} do not fit the model's {setting} = {width}; "
@@ -214,7 +245,7 @@ def _fp32(dist: Distribution) -> Distribution:
 
 
 def distribution_terms(
-    model: Any,
+    model: Model,
     x: Tensor,
     eps: Tensor,
     autocast: torch.dtype | None = None,
@@ -259,4 +290,4 @@ def model_terms(
     condition_dim) conditions as :meth:`Model.condition` made them (a loop checks them once, not
     at every step); none for an unconditional model."""
     kw = {} if condition is None else {"condition": condition}
-    return model.terms(x, eps, autocast, **kw)  # type: ignore[attr-defined]
+    return model.terms(x, eps, autocast, **kw)

@@ -39,7 +39,20 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributions import Categorical, Distribution, register_kl
 
-from ..config import check_count, check_fields, configure
+from ..config import (
+    Constraints,
+    check_count,
+    check_settings,
+    configure,
+    int_at_least,
+    non_negative_number,
+    not_above,
+    one_of,
+    positive_int,
+    positive_number,
+    shape,
+    sizes,
+)
 from ..errors import ConfigError, DataError
 from ..estimators import examples, keeps_mode
 from ..likelihoods import LIKELIHOODS
@@ -47,6 +60,7 @@ from ..nets import ACTIVATIONS, MLP
 from ..objectives import Terms, elbo
 from .base import Capabilities, Model
 from .registry import register_model
+from .vae import LIKELIHOOD_CONSTRAINTS
 
 ESTIMATORS = ("auto", "exact", "gumbel", "reinforce")
 CATEGORICAL_PRIORS = ("uniform", "learned")
@@ -90,58 +104,7 @@ class CategoricalConfig:
     decoder_std: float = 0.1
 
     def __post_init__(self) -> None:
-        check_fields(self)
-        if not self.data_shape or any(d <= 0 for d in self.data_shape):
-            raise ConfigError(f"data_shape must be positive sizes, got {list(self.data_shape)}")
-        if self.n_latents < 1:
-            raise ConfigError(f"n_latents must be a positive integer, got {self.n_latents}")
-        if self.n_categories < 2:
-            raise ConfigError(f"n_categories must be 2 or more, got {self.n_categories}")
-        if self.likelihood_components < 1:
-            raise ConfigError(
-                "likelihood_components must be a positive integer, got "
-                f"{self.likelihood_components}"
-            )
-        if self.enumerate_limit < 1:
-            raise ConfigError(
-                f"enumerate_limit must be a positive integer, got {self.enumerate_limit}"
-            )
-        if any(h <= 0 for h in self.hidden):
-            raise ConfigError(f"hidden sizes must be positive, got {list(self.hidden)}")
-        for name, options in (
-            ("activation", tuple(ACTIVATIONS)),
-            ("likelihood", tuple(LIKELIHOODS)),
-            ("prior", CATEGORICAL_PRIORS),
-            ("estimator", ESTIMATORS),
-        ):
-            if getattr(self, name) not in options:
-                raise ConfigError(
-                    f"unknown {name} {getattr(self, name)!r}; choose one of {', '.join(options)}"
-                )
-        for name in ("temperature", "temperature_min"):
-            v = getattr(self, name)
-            if not (math.isfinite(v) and v > 0):
-                raise ConfigError(f"{name} must be a positive number, got {v}")
-        if self.temperature_min > self.temperature:
-            raise ConfigError(
-                f"temperature_min {self.temperature_min} must not exceed temperature "
-                f"{self.temperature}"
-            )
-        if not (math.isfinite(self.anneal_rate) and self.anneal_rate >= 0):
-            raise ConfigError(f"anneal_rate must be zero or more, got {self.anneal_rate}")
-        if self.estimator == "exact" and not self.enumerable:
-            raise ConfigError(
-                f"estimator 'exact' enumerates {self.n_categories}**{self.n_latents} values of z, "
-                f"more than enumerate_limit {self.enumerate_limit}; raise enumerate_limit or "
-                "choose estimator gumbel or reinforce"
-            )
-        if not self.decoder_min_logvar < self.decoder_max_logvar:
-            raise ConfigError(
-                "decoder_min_logvar must be below decoder_max_logvar, got "
-                f"{self.decoder_min_logvar}"
-            )
-        if not (self.decoder_std > 0 and math.isfinite(self.decoder_std)):
-            raise ConfigError(f"decoder_std must be a positive number, got {self.decoder_std}")
+        check_settings(self, CATEGORICAL_CONSTRAINTS)
 
     @property
     def data_dim(self) -> int:
@@ -169,6 +132,36 @@ class CategoricalConfig:
         if self.estimator != "auto":
             return self.estimator
         return "exact" if self.enumerable else "gumbel"
+
+
+def _enumerable(names: tuple[str, ...], values: tuple[Any, ...]) -> None:
+    estimator, n_latents, n_categories, limit = values
+    if estimator == "exact" and n_categories**n_latents > limit:
+        raise ConfigError(
+            f"estimator 'exact' enumerates {n_categories}**{n_latents} values of z, "
+            f"more than enumerate_limit {limit}; raise enumerate_limit or "
+            "choose estimator gumbel or reinforce"
+        )
+
+
+CATEGORICAL_CONSTRAINTS: Constraints = {
+    "data_shape": shape,
+    "n_latents": positive_int,
+    "n_categories": int_at_least(2),
+    "likelihood_components": positive_int,
+    "enumerate_limit": positive_int,
+    "hidden": sizes,
+    "activation": one_of(ACTIVATIONS),
+    "likelihood": one_of(LIKELIHOODS),
+    "prior": one_of(CATEGORICAL_PRIORS),
+    "estimator": one_of(ESTIMATORS),
+    "temperature": positive_number,
+    "temperature_min": positive_number,
+    ("temperature_min", "temperature"): not_above,
+    "anneal_rate": non_negative_number,
+    ("estimator", "n_latents", "n_categories", "enumerate_limit"): _enumerable,
+    **LIKELIHOOD_CONSTRAINTS,
+}
 
 
 class Categoricals(Distribution):
@@ -283,8 +276,6 @@ class CategoricalVAE(Model):
 
     kind = "categorical"
     config_class: type = CategoricalConfig
-    #: The latent is discrete: commands that need a continuous one (manifold, interpolate) refuse.
-    discrete_latent = True
 
     def __init__(
         self, config: CategoricalConfig | dict[str, Any] | None = None, /, **fields: Any
@@ -311,14 +302,15 @@ class CategoricalVAE(Model):
         """The prior p(z): batch shape (), event shape (latent_dim,)."""
         return self.prior()
 
-    def encode(self, x: Tensor) -> Categoricals:
+    def encode(self, x: Tensor, condition: Any = None) -> Categoricals:
         """q(z|x): independent categoricals, batch shape (B,), event shape (latent_dim,).
 
         Its ``.mean`` holds the probabilities q(z_l = c | x) and ``.mode`` the one-hot argmax.
+        The model is not conditional: ``condition`` must be None.
         """
-        return Categoricals(self._encode_logits(x))
+        return Categoricals(self._encode_logits(x, condition))
 
-    def _encode_logits(self, x: Tensor) -> Tensor:
+    def _encode_logits(self, x: Tensor, condition: Any = None) -> Tensor:
         """Normalised log q(z_l = c | x), (B, n_latents, n_categories)."""
         c = self.config
         x = torch.as_tensor(x)
@@ -326,16 +318,18 @@ class CategoricalVAE(Model):
             raise DataError(
                 f"input has example shape {tuple(x.shape[1:])} but the model expects {c.data_shape}"
             )
+        self.condition(condition, x.shape[0])
         h = self.encoder(x.reshape(x.shape[0], -1).to(self.device, self._dtype))
         return torch.log_softmax(h.reshape(x.shape[0], c.n_latents, c.n_categories), -1)
 
-    def decode(self, z: Tensor) -> Distribution:
+    def decode(self, z: Tensor, condition: Any = None) -> Distribution:
         """p(x|z) for z (..., latent_dim): batch shape (...), event shape data_shape.
 
         z is one-hot per latent for the model's own values; other points of the simplex (the
         probabilities ``encode`` gives, relaxed samples) are decoded as the same network reads them.
-        z is read in the model's dtype, on its device.
+        z is read in the model's dtype, on its device. ``condition`` must be None.
         """
+        self.condition(condition, 1)
         return self.likelihood(self._decode_params(self._latents(z)))
 
     def _decode_params(self, z: Tensor) -> Tensor:
@@ -343,7 +337,13 @@ class CategoricalVAE(Model):
         params = self.decoder(z.to(self._dtype))
         return params.reshape(*z.shape[:-1], self.likelihood.n_params, *self.config.data_shape)
 
-    def forward(self, x: Tensor, k: int = 1, generator: torch.Generator | None = None) -> Terms:
+    def forward(
+        self,
+        x: Tensor,
+        k: int = 1,
+        generator: torch.Generator | None = None,
+        condition: Any = None,
+    ) -> Terms:
         """Terms of the bounds for ``x`` (B, *data_shape): log p(x|z), log p(z), log q(z|x).
 
         In evaluation mode: ``k`` draws z ~ q(z|x) (shape (k, B)), with ``pathwise=False`` so
@@ -351,7 +351,7 @@ class CategoricalVAE(Model):
         the configured estimator, enumerated (rows: all values of z) for "exact". The closed-form
         KL (B,) is always given. ``generator`` makes the draws reproducible.
         """
-        log_q = self._encode_logits(x)  # (B, L, C)
+        log_q = self._encode_logits(x, condition)  # (B, L, C)
         x, k = torch.as_tensor(x).to(self.device, self._dtype), check_count("k", k)
         if not self.training:
             return self._sampled_terms(x, log_q, k, generator)
@@ -455,16 +455,17 @@ class CategoricalVAE(Model):
     # -- conveniences ------------------------------------------------------------------------
 
     @torch.no_grad()
-    def sample(self, n: int, *, mean: bool = True) -> Tensor:
+    def sample(self, n: int, *, mean: bool = True, condition: Any = None) -> Tensor:
         """``n`` draws (n, *data_shape): z ~ p(z), then E[x|z] (``mean=True``) or x ~ p(x|z).
         Uses torch's global RNG."""
+        self.condition(condition, n)
         px_z = self.decode(self.pz().sample((check_count("n", n),)))
         return px_z.mean if mean else px_z.sample()
 
     @torch.no_grad()
-    def reconstruct(self, x: Tensor) -> Tensor:
+    def reconstruct(self, x: Tensor, condition: Any = None) -> Tensor:
         """E[x|z] at the most probable z under q(z|x) (each latent's argmax); shape of ``x``."""
-        return self.decode(self.encode(x).mode).mean
+        return self.decode(self.encode(x, condition).mode).mean
 
     @torch.no_grad()
     def elbo_exact(self, x: Tensor) -> Tensor:

@@ -24,17 +24,27 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.distributions import Distribution, Independent, Normal
+from torch.distributions import Distribution
 
-from ..config import check_count, check_fields, configure
-from ..errors import ConfigError, DataError
-from ..likelihoods import HALF_LOG_2PI, LIKELIHOODS, soft_clamp
+from ..config import Constraints, check_count, check_settings, configure, positive_int, sizes
+from ..distributions import diag_normal, gaussian_log_prob, gaussian_log_prob_eps, soft_clamp
+from ..errors import DataError
+from ..likelihoods import LIKELIHOODS
 from ..nets import MLP
 from ..objectives import Terms
 from ..priors import StandardNormalPrior
 from .base import Capabilities, Model
 from .registry import register_model
-from .vae import VAEConfig
+from .vae import ENCODER_CONSTRAINTS, LIKELIHOOD_CONSTRAINTS, MLP_CONSTRAINTS
+
+#: The settings an :class:`HVAEConfig` shares with a :class:`VAEConfig`, checked alike.
+HVAE_CONSTRAINTS: Constraints = {
+    **MLP_CONSTRAINTS,
+    **LIKELIHOOD_CONSTRAINTS,
+    **ENCODER_CONSTRAINTS,
+    "latent_dim2": positive_int,
+    "hidden2": sizes,
+}
 
 
 @dataclass(frozen=True)
@@ -67,35 +77,12 @@ class HVAEConfig:
     encoder_max_logvar: float = 6.0
 
     def __post_init__(self) -> None:
-        check_fields(self)
-        # The fields shared with the one-layer VAE are checked by its config, with its messages.
-        VAEConfig(
-            data_shape=self.data_shape,
-            latent_dim=self.latent_dim,
-            hidden=self.hidden,
-            activation=self.activation,
-            likelihood=self.likelihood,
-            likelihood_components=self.likelihood_components,
-            decoder_min_logvar=self.decoder_min_logvar,
-            decoder_max_logvar=self.decoder_max_logvar,
-            decoder_std=self.decoder_std,
-            encoder_min_logvar=self.encoder_min_logvar,
-            encoder_max_logvar=self.encoder_max_logvar,
-        )
-        if self.latent_dim2 <= 0:
-            raise ConfigError(f"latent_dim2 must be a positive integer, got {self.latent_dim2}")
-        if any(h <= 0 for h in self.hidden2):
-            raise ConfigError(f"hidden2 sizes must be positive, got {list(self.hidden2)}")
+        check_settings(self, HVAE_CONSTRAINTS)
 
     @property
     def data_dim(self) -> int:
         """Number of scalars in one example."""
         return math.prod(self.data_shape)
-
-
-def gaussian_log_prob_eps(eps: Tensor, logvar: Tensor) -> Tensor:
-    """log N(loc + exp(logvar / 2) * eps; loc, exp(logvar)) summed over the last dim, (...)."""
-    return -(0.5 * (eps * eps + logvar) + HALF_LOG_2PI).sum(-1)
 
 
 @register_model
@@ -156,37 +143,48 @@ class HVAE(Model):
         """The top prior p(z2) = N(0, I), event shape ``(latent_dim2,)``."""
         return self.prior()
 
-    def encode(self, x: Tensor) -> Distribution:
+    def encode(self, x: Tensor, condition: Any = None) -> Distribution:
         """q(z1|x): a diagonal Gaussian with batch shape (B,) and event shape (latent_dim,).
 
-        Its ``.mean`` is the embedding of ``x``.
+        Its ``.mean`` is the embedding of ``x``. The model is not conditional: ``condition``
+        must be None.
         """
         x = torch.as_tensor(x)
         self._check(x)
+        self.condition(condition, x.shape[0])
         x = x.reshape(x.shape[0], -1).to(self.device, self._dtype)
         loc, logvar = self._gaussian(self.encoder, x)
-        return Independent(Normal(loc, torch.exp(0.5 * logvar), validate_args=False), 1)
+        return diag_normal(loc, logvar)
 
     def encode2(self, z1: Tensor) -> Distribution:
         """q(z2|z1) for z1 (..., latent_dim): batch shape (...), event shape (latent_dim2,)."""
         loc, logvar = self._gaussian(self.encoder2, self._latents(z1))
-        return Independent(Normal(loc, torch.exp(0.5 * logvar), validate_args=False), 1)
+        return diag_normal(loc, logvar)
 
     def pz1_z2(self, z2: Tensor) -> Distribution:
         """p(z1|z2) for z2 (..., latent_dim2): batch shape (...), event shape (latent_dim,)."""
-        loc, logvar = self._gaussian(self.decoder2, self._latents(z2, "latent_dim2"))
-        return Independent(Normal(loc, torch.exp(0.5 * logvar), validate_args=False), 1)
+        loc, logvar = self._gaussian(
+            self.decoder2, self._latents(z2, self.config.latent_dim2, "latent_dim2")
+        )
+        return diag_normal(loc, logvar)
 
-    def decode(self, z: Tensor) -> Distribution:
+    def decode(self, z: Tensor, condition: Any = None) -> Distribution:
         """p(x|z1) for z1 of shape (..., latent_dim): batch shape (...), event shape data_shape.
-        z1 is read in the model's dtype, on its device."""
+        z1 is read in the model's dtype, on its device. ``condition`` must be None."""
+        self.condition(condition, 1)
         return self.likelihood(self._decode_params(self._latents(z)))
 
     def _decode_params(self, z1: Tensor) -> Tensor:
         params = self.decoder(z1)  # (..., n_params * D)
         return params.reshape(*z1.shape[:-1], self.likelihood.n_params, *self.config.data_shape)
 
-    def forward(self, x: Tensor, k: int = 1, generator: torch.Generator | None = None) -> Terms:
+    def forward(
+        self,
+        x: Tensor,
+        k: int = 1,
+        generator: torch.Generator | None = None,
+        condition: Any = None,
+    ) -> Terms:
         """Terms of the bounds for ``x`` (B, *data_shape) with ``k`` samples of (z1, z2) each.
 
         log p(x|z1), log p(z1|z2) + log p(z2) and log q(z1|x) + log q(z2|z1), each (k, B);
@@ -194,6 +192,7 @@ class HVAE(Model):
         """
         x = torch.as_tensor(x)
         self._check(x)
+        self.condition(condition, x.shape[0])
         x, k = x.to(self.device), check_count("k", k)
         eps = torch.randn(
             (k, x.shape[0], self.noise_dim), generator=generator, device=x.device, dtype=self._dtype
@@ -204,13 +203,20 @@ class HVAE(Model):
     def capabilities(self) -> Capabilities:
         return Capabilities(noise_terms=True, closed_form=True, forward_is_terms=True)
 
-    def terms(self, x: Tensor, eps: Tensor, autocast: torch.dtype | None = None) -> Terms:
+    def terms(
+        self,
+        x: Tensor,
+        eps: Tensor,
+        autocast: torch.dtype | None = None,
+        condition: Any = None,
+    ) -> Terms:
         """The terms of :meth:`forward` for given noise ``eps`` (k, B, noise_dim), N(0, I).
 
         z1 = mu1(x) + sigma1(x) * eps[..., :latent_dim], z2 = mu2(z1) + sigma2(z1) * eps[...,
         latent_dim:]. With ``autocast`` (e.g. torch.bfloat16) the networks run under autocast
-        and the log-densities are computed in float32.
+        and the log-densities are computed in float32. ``condition`` must be None.
         """
+        self.condition(condition, x.shape[0])
         c = self.config
         ac = torch.autocast(
             x.device.type, dtype=autocast or torch.bfloat16, enabled=autocast is not None
@@ -229,9 +235,7 @@ class HVAE(Model):
             ploc1, plogvar1 = self._gaussian(self.decoder2, z2)
             params = self._decode_params(z1)
         ploc1, plogvar1, params = f32(ploc1), f32(plogvar1), f32(params)
-        log_pz1_z2 = -(
-            0.5 * ((z1 - ploc1) ** 2 * torch.exp(-plogvar1) + plogvar1) + HALF_LOG_2PI
-        ).sum(-1)
+        log_pz1_z2 = gaussian_log_prob(z1, ploc1, plogvar1, lambda t: t.sum(-1))
         return Terms(
             log_px_z=self.likelihood.log_prob(params, x.to(z1.dtype)),
             log_pz=log_pz1_z2 + self.prior.log_prob(z2),
@@ -242,9 +246,10 @@ class HVAE(Model):
     # -- conveniences ------------------------------------------------------------------------
 
     @torch.no_grad()
-    def sample(self, n: int, *, mean: bool = True) -> Tensor:
+    def sample(self, n: int, *, mean: bool = True, condition: Any = None) -> Tensor:
         """``n`` draws from the model, shape (n, *data_shape): z2 ~ p(z2), z1 ~ p(z1|z2), then
         E[x|z1] (``mean=True``, the default) or x ~ p(x|z1). Uses torch's global RNG."""
+        self.condition(condition, n)
         px_z = self.decode(self.sample_latents(check_count("n", n)))
         return px_z.mean if mean else px_z.sample()
 
@@ -254,9 +259,9 @@ class HVAE(Model):
         return self.pz1_z2(self.pz().sample((n,))).sample()
 
     @torch.no_grad()
-    def reconstruct(self, x: Tensor) -> Tensor:
+    def reconstruct(self, x: Tensor, condition: Any = None) -> Tensor:
         """E[x|z1] at z1 = the posterior mean of q(z1|x); shape of ``x``."""
-        return self.decode(self.encode(x).mean).mean
+        return self.decode(self.encode(x, condition).mean).mean
 
     @torch.no_grad()
     def latent_stats(

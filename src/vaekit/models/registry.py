@@ -17,7 +17,7 @@ from torch import nn
 from .. import checkpoint
 from ..checkpoint import usable_device
 from ..config import from_dict, to_dict
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError, ConfigError, Remedy
 from ..runs import CONFIG_FILE, STATE_FILE, WEIGHTS_FILE
 
 M = TypeVar("M")
@@ -105,8 +105,8 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> Any:
     if not file.exists():
         if (path / STATE_FILE).is_file():
             raise CheckpointError(
-                f"{str(path)!r} has no {WEIGHTS_FILE} yet: its training has not finished; "
-                f"continue it with vaekit train --resume {path}"
+                f"{str(path)!r} has no {WEIGHTS_FILE} yet: its training has not finished",
+                remedy=Remedy("resume", str(path)),
             )
         raise CheckpointError(f"{str(path)!r} has no {WEIGHTS_FILE}; the run did not finish saving")
     try:
@@ -114,10 +114,9 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> Any:
         state = from_safetensors_bytes(file.read_bytes())
         state = {k: v.to(device) for k, v in state.items()}
     except (SafetensorError, OSError, ValueError, RuntimeError) as err:
-        again = ""
-        if (path / STATE_FILE).is_file():
-            again = f"; vaekit train --resume {path} writes it again from the training state"
-        raise CheckpointError(f"{str(file)!r} is truncated or corrupt: {err}{again}") from None
+        remedy = Remedy("rewrite", str(path)) if (path / STATE_FILE).is_file() else None
+        message = f"{str(file)!r} is truncated or corrupt: {err}"
+        raise CheckpointError(message, remedy=remedy) from None
     model = build_model(settings).to(device)
     dtypes = {v.dtype for v in state.values() if v.is_floating_point()}
     if len(dtypes) == 1:

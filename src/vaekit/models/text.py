@@ -25,18 +25,19 @@ from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
-from torch.distributions import Distribution, Independent, Normal, kl_divergence
+from torch.distributions import Distribution, kl_divergence
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from ..config import check_count, check_fields, configure
-from ..distributions import rsample
+from ..config import Constraints, check_count, check_settings, configure, fraction, positive_int
+from ..distributions import diag_normal, rsample, soft_clamp
 from ..errors import ConfigError, DataError
-from ..likelihoods import Likelihood, soft_clamp
+from ..likelihoods import Likelihood
 from ..objectives import Terms
 from ..priors import PRIORS
 from ..tokenizer import END, PAD, START, UNK, Tokenizer, lengths
 from .base import Capabilities, Model
 from .registry import register_model
+from .vae import ENCODER_CONSTRAINTS
 
 #: Priors of the text model: factorised Gaussians, whose KL splits by latent dimension.
 TEXT_PRIORS = ("standard_normal", "learned_gaussian")
@@ -151,37 +152,7 @@ class TextVAEConfig:
     encoder_max_logvar: float = 6.0
 
     def __post_init__(self) -> None:
-        check_fields(self)
-        Tokenizer(self.vocab, self.level)  # checks level and duplicates
-        if any(t == "" or (self.level == "char" and len(t) != 1) for t in self.vocab):
-            raise ConfigError("a character-level vocab holds single characters only")
-        if len(self.data_shape) != 1 or self.data_shape[0] < 2:
-            raise ConfigError(
-                f"text data_shape must be [T] with T >= 2 positions, got {list(self.data_shape)}"
-            )
-        for name in ("latent_dim", "embed_dim"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)}")
-        if not self.hidden or any(h <= 0 for h in self.hidden) or len(set(self.hidden)) != 1:
-            raise ConfigError(
-                f"hidden must list one positive GRU width per layer, all equal; got "
-                f"{list(self.hidden)}"
-            )
-        if not 0 <= self.word_dropout < 1:
-            raise ConfigError(f"word_dropout must be in [0, 1), got {self.word_dropout}")
-        if not (self.free_bits >= 0 and math.isfinite(self.free_bits)):
-            raise ConfigError(f"free_bits must be zero or more nats, got {self.free_bits}")
-        if self.likelihood != "categorical":
-            raise ConfigError(
-                f"the text model's likelihood is 'categorical', got {self.likelihood!r}"
-            )
-        if self.prior not in TEXT_PRIORS:
-            raise ConfigError(
-                f"prior {self.prior!r} does not suit the text model (free bits need a factorised "
-                f"Gaussian); choose one of {', '.join(TEXT_PRIORS)}"
-            )
-        if not self.encoder_min_logvar < self.encoder_max_logvar:
-            raise ConfigError("encoder_min_logvar must be below encoder_max_logvar")
+        check_settings(self, TEXT_CONSTRAINTS)
 
     @property
     def data_dim(self) -> int:
@@ -192,6 +163,57 @@ class TextVAEConfig:
     def max_len(self) -> int:
         """Most tokens a string may have (T - 1, the end token aside)."""
         return self.data_shape[0] - 1
+
+
+def _vocab(names: tuple[str, str], values: tuple[tuple[str, ...], str]) -> None:
+    vocab, level = values
+    Tokenizer(vocab, level)  # checks level and duplicates
+    if any(t == "" or (level == "char" and len(t) != 1) for t in vocab):
+        raise ConfigError("a character-level vocab holds single characters only")
+
+
+def _positions(name: str, value: tuple[int, ...]) -> None:
+    if len(value) != 1 or value[0] < 2:
+        raise ConfigError(f"text data_shape must be [T] with T >= 2 positions, got {list(value)}")
+
+
+def _gru_widths(name: str, value: tuple[int, ...]) -> None:
+    if not value or any(h <= 0 for h in value) or len(set(value)) != 1:
+        raise ConfigError(
+            f"hidden must list one positive GRU width per layer, all equal; got {list(value)}"
+        )
+
+
+def _nats(name: str, value: float) -> None:
+    if not (value >= 0 and math.isfinite(value)):
+        raise ConfigError(f"{name} must be zero or more nats, got {value}")
+
+
+def _categorical(name: str, value: str) -> None:
+    if value != "categorical":
+        raise ConfigError(f"the text model's likelihood is 'categorical', got {value!r}")
+
+
+def _text_prior(name: str, value: str) -> None:
+    if value not in TEXT_PRIORS:
+        raise ConfigError(
+            f"prior {value!r} does not suit the text model (free bits need a factorised "
+            f"Gaussian); choose one of {', '.join(TEXT_PRIORS)}"
+        )
+
+
+TEXT_CONSTRAINTS: Constraints = {
+    ("vocab", "level"): _vocab,
+    "data_shape": _positions,
+    "latent_dim": positive_int,
+    "embed_dim": positive_int,
+    "hidden": _gru_widths,
+    "word_dropout": fraction,
+    "free_bits": _nats,
+    "likelihood": _categorical,
+    "prior": _text_prior,
+    **ENCODER_CONSTRAINTS,
+}
 
 
 @register_model
@@ -231,9 +253,11 @@ class TextVAE(Model):
         """The prior p(z), event shape (latent_dim,)."""
         return self.prior()
 
-    def encode(self, x: Tensor) -> Distribution:
-        """q(z|x) for ids (B, T): a diagonal Gaussian, batch shape (B,), event (latent_dim,)."""
+    def encode(self, x: Tensor, condition: Any = None) -> Distribution:
+        """q(z|x) for ids (B, T): a diagonal Gaussian, batch shape (B,), event (latent_dim,).
+        The model is not conditional: ``condition`` must be None."""
         ids = self._check(x)
+        self.condition(condition, ids.shape[0])
         c = self.config
         emb = self.embedding(ids)  # (B, T, E)
         n_tokens = lengths(ids).cpu()
@@ -242,21 +266,28 @@ class TextVAE(Model):
         h_last = torch.cat([h_n[-2], h_n[-1]], dim=-1)  # last layer, both directions (B, 2H)
         loc, raw = self.to_q(h_last).chunk(2, dim=-1)
         logvar = soft_clamp(raw, c.encoder_min_logvar, c.encoder_max_logvar)
-        return Independent(Normal(loc, torch.exp(0.5 * logvar), validate_args=False), 1)
+        return diag_normal(loc, logvar)
 
-    def decode(self, z: Tensor) -> SequenceDistribution:
+    def decode(self, z: Tensor, condition: Any = None) -> SequenceDistribution:
         """p(x|z) for z (..., latent_dim): batch shape (...), event shape (T,). z is read in the
-        model's dtype, on its device."""
+        model's dtype, on its device. ``condition`` must be None."""
+        self.condition(condition, 1)
         return SequenceDistribution(self, self._latents(z))
 
-    def forward(self, x: Tensor, k: int = 1, generator: torch.Generator | None = None) -> Terms:
+    def forward(
+        self,
+        x: Tensor,
+        k: int = 1,
+        generator: torch.Generator | None = None,
+        condition: Any = None,
+    ) -> Terms:
         """Bound terms for ids ``x`` (B, T) with ``k`` samples each: log p(x|z), log p(z),
         log q(z|x) of shape (k, B) and the closed-form KL (B,) where the prior has one.
 
         In training mode the KL carries free bits (see :class:`TextVAEConfig`), and the decoder
         inputs word dropout; in eval mode both are off and the terms are the model's own.
         """
-        qz_x = self.encode(x)
+        qz_x = self.encode(x, condition)
         z = rsample(qz_x, check_count("k", k), generator)  # (k, B, latent_dim)
         pz = self.pz()
         kl = None
@@ -369,16 +400,17 @@ class TextVAE(Model):
         return self.tokenizer.encode(lines, self.config.data_dim, where)
 
     @torch.no_grad()
-    def sample(self, n: int, *, mean: bool = True) -> Tensor:
+    def sample(self, n: int, *, mean: bool = True, condition: Any = None) -> Tensor:
         """``n`` strings as ids (n, T) for z ~ p(z): greedy (``mean=True``) or drawn."""
+        self.condition(condition, n)
         z = self.pz().sample((check_count("n", n),))
         px_z = self.decode(z)
         return px_z.mean if mean else px_z.sample()
 
     @torch.no_grad()
-    def reconstruct(self, x: Tensor) -> Tensor:
+    def reconstruct(self, x: Tensor, condition: Any = None) -> Tensor:
         """The greedy string at z = the posterior mean of q(z|x); ids of ``x``'s shape."""
-        return self.decode(self.encode(x).mean).mean
+        return self.decode(self.encode(x, condition).mean).mean
 
     def log_likelihood(
         self, x: Tensor, k: int = 1000, *, seed: int = 0, condition: Any = None
@@ -389,6 +421,11 @@ class TextVAE(Model):
     @property
     def capabilities(self) -> Capabilities:
         return Capabilities(refinable=True, tokens=True)
+
+    @property
+    def free_bits(self) -> float:
+        """The config's ``free_bits``: nats per latent dimension (see :class:`TextVAEConfig`)."""
+        return self.config.free_bits
 
 
 def interpolate(model: TextVAE, a: str, b: str, steps: int = 8) -> list[str]:

@@ -13,16 +13,64 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.distributions import Distribution, Independent, Normal
+from torch.distributions import Distribution
 
-from ..config import check_count, check_fields, configure
+from ..config import (
+    Constraints,
+    below,
+    check_count,
+    check_settings,
+    configure,
+    non_negative_int,
+    one_of,
+    positive_int,
+    positive_number,
+    shape,
+    sizes,
+)
+from ..distributions import diag_normal, gaussian_log_prob_eps, soft_clamp
 from ..errors import ConfigError, DataError
-from ..likelihoods import HALF_LOG_2PI, LIKELIHOODS, soft_clamp
+from ..likelihoods import LIKELIHOODS
 from ..nets import ACTIVATIONS, NETWORKS, NetSpec
 from ..objectives import Terms
 from ..priors import PRIORS, StandardNormalPrior
 from .base import Capabilities, Model, as_condition, distribution_terms
 from .registry import register_model
+
+#: The likelihood settings every kind with a p(x|z) from :mod:`vaekit.likelihoods` shares.
+LIKELIHOOD_CONSTRAINTS: Constraints = {
+    "data_shape": shape,
+    "likelihood": one_of(LIKELIHOODS),
+    "likelihood_components": positive_int,
+    ("decoder_min_logvar", "decoder_max_logvar"): below,
+    "decoder_std": positive_number,
+}
+#: The networks' settings shared by the kinds built of MLPs.
+MLP_CONSTRAINTS: Constraints = {
+    "latent_dim": positive_int,
+    "hidden": sizes,
+    "activation": one_of(ACTIVATIONS),
+}
+#: Soft bounds on a Gaussian q(z|x)'s log-variance.
+ENCODER_CONSTRAINTS: Constraints = {("encoder_min_logvar", "encoder_max_logvar"): below}
+
+
+def _image_shape(names: tuple[str, str], values: tuple[tuple[int, ...], tuple[int, ...]]) -> None:
+    image_shape, data_shape = values
+    if image_shape and (len(image_shape) != 3 or math.prod(image_shape) != math.prod(data_shape)):
+        raise ConfigError(
+            f"image_shape {list(image_shape)} must be [C, H, W] with C*H*W equal to the "
+            f"{math.prod(data_shape)} values of data_shape {list(data_shape)}"
+        )
+
+
+def _vamp_unconditioned(names: tuple[str, str], values: tuple[int, str]) -> None:
+    condition_dim, prior = values
+    if condition_dim and prior == "vamp":
+        raise ConfigError(
+            "prior 'vamp' has no condition for its pseudo-inputs; a conditional model "
+            "(condition_dim > 0) needs another prior, e.g. mog"
+        )
 
 
 @dataclass(frozen=True)
@@ -73,59 +121,27 @@ class VAEConfig:
     encoder_max_logvar: float = 6.0
 
     def __post_init__(self) -> None:
-        check_fields(self)
-        if not self.data_shape or any(d <= 0 for d in self.data_shape):
-            raise ConfigError(f"data_shape must be positive sizes, got {list(self.data_shape)}")
-        if self.latent_dim <= 0:
-            raise ConfigError(f"latent_dim must be a positive integer, got {self.latent_dim}")
-        for name in ("likelihood_components", "prior_components"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)}")
-        if any(h <= 0 for h in self.hidden):
-            raise ConfigError(f"hidden sizes must be positive, got {list(self.hidden)}")
-        if any(h <= 0 for h in self.channels):
-            raise ConfigError(f"channels must be positive, got {list(self.channels)}")
-        for name in ("res_blocks", "condition_dim"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name} must be zero or more, got {getattr(self, name)}")
-        if self.image_shape and (
-            len(self.image_shape) != 3 or math.prod(self.image_shape) != self.data_dim
-        ):
-            raise ConfigError(
-                f"image_shape {list(self.image_shape)} must be [C, H, W] with C*H*W equal to the "
-                f"{self.data_dim} values of data_shape {list(self.data_shape)}"
-            )
-        if self.condition_dim and self.prior == "vamp":
-            raise ConfigError(
-                "prior 'vamp' has no condition for its pseudo-inputs; a conditional model "
-                "(condition_dim > 0) needs another prior, e.g. mog"
-            )
-        for name, table in (
-            ("activation", ACTIVATIONS),
-            ("network", NETWORKS),
-            ("likelihood", LIKELIHOODS),
-            ("prior", PRIORS),
-        ):
-            if getattr(self, name) not in table:
-                raise ConfigError(
-                    f"unknown {name} {getattr(self, name)!r}; choose one of {', '.join(table)}"
-                )
-        for lo, hi in (
-            ("decoder_min_logvar", "decoder_max_logvar"),
-            ("encoder_min_logvar", "encoder_max_logvar"),
-        ):
-            for name in (lo, hi):
-                if not math.isfinite(getattr(self, name)):
-                    raise ConfigError(f"{name} must be a finite number, got {getattr(self, name)}")
-            if not getattr(self, lo) < getattr(self, hi):
-                raise ConfigError(f"{lo} must be below {hi}, got {getattr(self, lo)}")
-        if not (self.decoder_std > 0 and math.isfinite(self.decoder_std)):
-            raise ConfigError(f"decoder_std must be a positive number, got {self.decoder_std}")
+        check_settings(self, VAE_CONSTRAINTS)
 
     @property
     def data_dim(self) -> int:
         """Number of scalars in one example."""
         return math.prod(self.data_shape)
+
+
+VAE_CONSTRAINTS: Constraints = {
+    **MLP_CONSTRAINTS,
+    **LIKELIHOOD_CONSTRAINTS,
+    "network": one_of(NETWORKS),
+    "channels": sizes,
+    "res_blocks": non_negative_int,
+    ("image_shape", "data_shape"): _image_shape,
+    "condition_dim": non_negative_int,
+    "prior": one_of(PRIORS),
+    "prior_components": positive_int,
+    ("condition_dim", "prior"): _vamp_unconditioned,
+    **ENCODER_CONSTRAINTS,
+}
 
 
 @register_model
@@ -191,7 +207,7 @@ class VAE(Model):
                 f"input has example shape {tuple(x.shape[1:])} but the model expects {c.data_shape}"
             )
         loc, logvar = self._encode_params(x, self.condition(condition, x.shape[0]))
-        return Independent(Normal(loc, torch.exp(0.5 * logvar), validate_args=False), 1)
+        return diag_normal(loc, logvar)
 
     def _encode_params(self, x: Tensor, condition: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """q(z|x)'s mean and soft-clamped log-variance, each (B, latent_dim)."""
@@ -229,11 +245,7 @@ class VAE(Model):
         """
         dim = self.config.condition_dim
         if not dim:
-            if condition is not None:
-                raise DataError(
-                    "this model is not conditional (condition_dim = 0); give no condition"
-                )
-            return None
+            return super().condition(condition, n)  # refuses one given
         if condition is None:
             raise DataError(
                 f"this model is conditional (condition_dim = {dim}): give a condition for the "
@@ -304,7 +316,7 @@ class VAE(Model):
             params = self._decode_params(z, cond)
         if autocast is not None:
             params = params.float()
-        log_qz_x = -(0.5 * (eps * eps + logvar) + HALF_LOG_2PI).sum(-1)
+        log_qz_x = gaussian_log_prob_eps(eps, logvar)
         return Terms(
             log_px_z=self.likelihood.log_prob(params, x.to(z.dtype)),
             log_pz=self.prior.log_prob(z),
@@ -326,6 +338,10 @@ class VAE(Model):
             conditional=self.config.condition_dim > 0,
             refinable=True,
         )
+
+    @property
+    def floats_per_row(self) -> int:
+        return self.encoder.floats_per_row + self.decoder.floats_per_row
 
     # -- conveniences ------------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from vaekit.estimators import elbo, latent_stats, log_likelihood
 from vaekit.evaluation import evaluate
 from vaekit.models import MODELS, build_model, model_config
 from vaekit.objectives import iwae
-from vaekit.train import _FastRun, select_path
+from vaekit.train import FastRun, select_path
 
 
 class LinearGaussian2:
@@ -235,7 +235,7 @@ def test_fast_loop_runs_it_and_agrees_with_the_eager_loop() -> None:
     x = torch.rand(400, 12, generator=torch.Generator().manual_seed(2))
     cfg = TrainConfig(epochs=3, batch_size=50, binarize="dynamic", seed=3, steps_per_launch=3)
     assert "CUDA" in select_path(small(), cfg, 400)[1]  # on CPU fit itself stays eager
-    fast = list(_FastRun(small(), x, cfg, "graph").epochs(False))
+    fast = list(FastRun(small(), x, cfg, "graph").epochs(False))
     eager = fit(small(), x, config=cfg)
     assert fast[-1]["step"] == 3 * 8 and fast[-1]["skipped_steps"] == 0
     assert abs(fast[-1]["train_bound"] - eager[-1]["train_bound"]) < 0.5

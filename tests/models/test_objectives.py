@@ -238,7 +238,7 @@ def test_mean_reparameterized_gradient_is_gradient_of_expected_elbo(
 
 # -- the score-function learning signals, term by term ---------------------------------------------
 # With pathwise=False the gradient of a bound with respect to log q(z_k|x) is its pathwise part
-# plus the learning signal of sample k. The unbiasedness tests (test_discrete.py) cannot see a
+# plus the learning signal of sample k. The unbiasedness tests (test_categorical.py) cannot see a
 # baseline that is off by a constant or leaves out an example; these check the signals exactly.
 
 

@@ -485,3 +485,18 @@ def test_exact_values_take_numpy_arrays_and_refuse_bad_data() -> None:
         model.log_likelihood_exact(torch.linspace(0, 3, 8).reshape(2, 4))
     with pytest.raises(DataError, match="NaN or infinite values"):
         model.elbo_exact(torch.full((2, 4), math.nan))
+
+
+def test_kinds_without_a_condition_refuse_one_alike() -> None:
+    from vaekit import HVAE, TextVAE
+
+    models = [
+        tiny(),
+        HVAE(data_shape=(6,), hidden=(4,), latent_dim=2, hidden2=(4,), latent_dim2=2),
+        TextVAE(vocab=("a", "b"), data_shape=(4,), latent_dim=2, embed_dim=3, hidden=(4,)),
+    ]
+    for model in models:
+        assert model.free_bits == (0.125 if model.kind == "text" else 0.0)
+        assert not model.capabilities.conditional
+        with pytest.raises(DataError, match="not conditional"):
+            model.sample(2, condition=0)
