@@ -18,7 +18,7 @@ from _common import environment, load_mnist
 from torch.profiler import ProfilerActivity, profile
 
 from vaekit import VAE
-from vaekit.train import TrainConfig, _FastRun
+from vaekit.train import FastRun, TrainConfig
 
 
 def main() -> None:
@@ -38,7 +38,7 @@ def main() -> None:
             cfg = TrainConfig(
                 epochs=1, batch_size=a.batch_size, binarize="dynamic", fast=path, precision=prec
             )
-            run = _FastRun(model, x, cfg, path)
+            run = FastRun(model, x, cfg, path)
             order = torch.randperm(run.n, device=dev)
             run._fill(order, 0, run.G, 0)
             for _ in range(20):

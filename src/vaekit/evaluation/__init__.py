@@ -58,9 +58,9 @@ def evaluate(
     ``bits_per_dim`` (from the IW estimate), ``reconstruction_mse`` (mean squared error of the
     reconstruction at the posterior mean, per dimension), ``kl`` (nats), ``kl_per_dim`` (list),
     ``active_units`` (count of dims with activity > 0.01). ``condition``: the conditions of a
-    conditional model, one per example. For a model whose latent takes few
-    enough values to enumerate (``model.config.enumerable``), also ``exact_log_likelihood``
-    (nats, by :func:`vaekit.discrete.log_likelihood_exact`).
+    conditional model, one per example. For a model whose latent takes few enough values to
+    enumerate (``model.capabilities.exact_likelihood``), also ``exact_log_likelihood`` (nats, by
+    the model's ``log_likelihood_exact``).
 
     ``bin_levels`` (e.g. 256) says the data are discrete, k / (levels - 1): a continuous
     likelihood's density is then turned into the probability of each value's bin of width

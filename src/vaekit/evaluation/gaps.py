@@ -9,10 +9,11 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.distributions import Distribution, Independent, Normal
+from torch.distributions import Distribution
 from tqdm.auto import tqdm
 
 from ..config import check_count
+from ..distributions import diag_normal
 from ..errors import ConfigError
 from ..estimators import (
     condition_rows,
@@ -71,7 +72,7 @@ def _gaussian_log_w(
     Wu & Duvenaud 2017), whose variance vanishes as q reaches the posterior."""
     std = log_std.exp()
     z = loc + std * eps  # (S, B, latent_dim)
-    log_qz_x = Independent(Normal(loc.detach(), std.detach(), validate_args=False), 1).log_prob(z)
+    log_qz_x = diag_normal(loc.detach(), scale=std.detach()).log_prob(z)
     log_pz = model.prior.log_prob(z)  # closed form; a mixture goes in chunks without gradients
     return model.decode(z, **kw).log_prob(x) + log_pz - log_qz_x
 
@@ -143,7 +144,7 @@ def refine_posterior(
         bar.update(xb.shape[0])
     bar.close()
     loc_all, scale_all = torch.cat(locs), torch.cat(scales)
-    return Independent(Normal(loc_all, scale_all, validate_args=False), 1)
+    return diag_normal(loc_all, scale=scale_all)
 
 
 @keeps_mode

@@ -1,13 +1,18 @@
-"""Optimizers over one flat parameter vector, whose step is a few fused tensor operations: the
-fast path's (captured in a CUDA graph) and the per-example refinement's."""
+"""The optimizers of training and their learning rate: torch's Adam or Adagrad for the eager loop
+(:func:`make_optimizer`), the same updates over one flat parameter vector for the fast path and the
+per-example refinement (:class:`FlatOptimizer`, :func:`flat_optimizer`: a few fused tensor
+operations, captured in a CUDA graph), and the schedule (:func:`learning_rate`)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor
+
+from .config import IWAE_PASSES, IWAE_STAGES, TrainConfig
 
 #: Adagrad's epsilon (torch's default), on the eager and the fast loop alike.
 ADAGRAD_EPS = 1e-10
@@ -96,13 +101,13 @@ class FlatOptimizer:
     """An optimizer over parameters that view one flat buffer, for captured and compiled steps.
 
     torch's fused Adam splits its work into chunks of 65,536 elements, one thread block each,
-    which leaves most of a large GPU idle for a model of a few hundred thousand parameters (it
-    took a third of a step on an H100). Here the parameters are moved into one flat buffer (P,)
-    that they then view, the optimizer's per-element state (``moments``) is flat buffers too, and
-    one update function changes all of them at once, elementwise, with the skip of a non-finite
-    step and gradient clipping in the same pass. The learning rate is a device tensor, so it can
-    change without recapture. :meth:`state_dict` gives the torch optimizer's state dict, so a run
-    can move between loops. Subclasses: :class:`FlatAdam`, :class:`FlatAdagrad`.
+    which leaves most of a large GPU idle for a model of a few hundred thousand parameters. Here
+    the parameters are moved into one flat buffer (P,) that they then view, the optimizer's
+    per-element state (``moments``) is flat buffers too, and one update function changes all of
+    them at once, elementwise, with the skip of a non-finite step and gradient clipping in the
+    same pass. The learning rate is a device tensor, so it can change without recapture.
+    :meth:`state_dict` gives the torch optimizer's state dict, so a run can move between loops.
+    Subclasses: :class:`FlatAdam`, :class:`FlatAdagrad`.
     """
 
     #: Names of the per-element state buffers, as in the torch optimizer's state dict.
@@ -246,3 +251,55 @@ class FlatAdagrad(FlatOptimizer):
             "weight_decay": o["weight_decay"],
             "initial_accumulator_value": 0.0,
         }
+
+
+def flat_optimizer(params: list[Tensor], config: TrainConfig, compile: bool) -> FlatOptimizer:
+    """The :class:`FlatOptimizer` of ``config.optimizer`` over ``params`` (one device and dtype);
+    ``compile``: its update compiled by torch.compile."""
+    common = {"weight_decay": config.weight_decay, "grad_clip": config.grad_clip}
+    if config.optimizer == "adagrad":
+        return FlatAdagrad(params, config.lr, compile=compile, **common)
+    return FlatAdam(params, config.lr, eps=config.adam_eps, compile=compile, **common)
+
+
+def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """torch's Adam or Adagrad (``config.optimizer``) over all of the model's parameters, for the
+    eager loop. Adam is torch's fused implementation (one pass over each parameter) where the
+    parameters allow it: on CPU its step takes a fraction of the multi-tensor one's time."""
+    params = list(model.parameters())
+    if config.optimizer == "adagrad":
+        return torch.optim.Adagrad(
+            params, lr=config.lr, eps=ADAGRAD_EPS, weight_decay=config.weight_decay
+        )
+    fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
+    return torch.optim.Adam(
+        params,
+        lr=config.lr,
+        eps=config.adam_eps,
+        weight_decay=config.weight_decay,
+        fused=fused or None,
+    )
+
+
+def learning_rate(config: TrainConfig, epoch: int) -> float:
+    """The learning rate of epoch ``epoch`` (1-based) under ``config.lr_schedule``."""
+    if config.lr_schedule == "constant":
+        return config.lr
+    passes = epoch - 1  # passes already made
+    if config.lr_schedule == "iwae_scaled":
+        passes = passes * IWAE_PASSES / config.epochs
+    # stage i covers passes [(3^i - 1) / 2, (3^(i+1) - 1) / 2)
+    stage = min(IWAE_STAGES - 1, int(math.log(2 * passes + 1, 3) + 1e-9))
+    return config.lr * 10 ** (-stage / 7)
+
+
+def set_learning_rate(optimizer: torch.optim.Optimizer | FlatOptimizer, lr: float) -> None:
+    """Set every parameter group's lr, in place where it is a tensor (captured graphs)."""
+    if isinstance(optimizer, FlatOptimizer):
+        optimizer.lr.fill_(lr)
+        return
+    for group in optimizer.param_groups:
+        if isinstance(group["lr"], Tensor):
+            group["lr"].fill_(lr)
+        else:
+            group["lr"] = lr

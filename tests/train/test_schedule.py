@@ -9,8 +9,9 @@ import pytest
 import torch
 
 import vaekit.train as train
+import vaekit.train.step as step
 from vaekit import VAE, ConfigError, TrainConfig, fit
-from vaekit.train import IWAE_PASSES, _FastRun, learning_rate
+from vaekit.train import IWAE_PASSES, FastRun, learning_rate
 
 
 def paper_staircase(lr: float) -> list[float]:
@@ -64,7 +65,7 @@ def test_eager_loop_steps_with_the_scheduled_rate(monkeypatch: pytest.MonkeyPatc
         opt.register_step_pre_hook(lambda o, a, k: seen.append(float(o.param_groups[0]["lr"])))
         return opt
 
-    monkeypatch.setattr(train, "make_optimizer", spy)
+    monkeypatch.setattr(step, "make_optimizer", spy)
     cfg = TrainConfig(epochs=5, batch_size=20, lr=1e-2, lr_schedule="iwae", adam_eps=1e-4)
     history = fit(model(), data(), config=cfg)
     per_epoch = [learning_rate(cfg, e) for e in range(1, 6) for _ in range(2)]
@@ -75,7 +76,7 @@ def test_eager_loop_steps_with_the_scheduled_rate(monkeypatch: pytest.MonkeyPatc
 
 def test_fast_loop_reads_the_rate_from_a_device_tensor() -> None:
     cfg = TrainConfig(epochs=5, batch_size=20, lr=1e-2, lr_schedule="iwae_scaled", adam_eps=1e-4)
-    run = _FastRun(model(), data(), cfg, "graph")
+    run = FastRun(model(), data(), cfg, "graph")
     history = list(run.epochs(False))
     lr = run.optimizer.lr
     assert isinstance(lr, torch.Tensor) and float(lr) == pytest.approx(learning_rate(cfg, 5))

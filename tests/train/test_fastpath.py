@@ -10,12 +10,12 @@ import torch
 from vaekit import VAE
 from vaekit.train import (
     DeviceMetrics,
+    FastRun,
     FlatAdagrad,
     FlatAdam,
     TrainConfig,
-    _FastRun,
-    _load_optimizer_state,
     fit,
+    load_optimizer_state,
     select_path,
 )
 
@@ -130,9 +130,9 @@ def test_flat_optimizer_state_moves_to_and_from_torch_s(pair):
         for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
             pb.copy_(pa)
     ref = torch_class(b.parameters(), lr=0.01)
-    _load_optimizer_state(ref, flat.state_dict(), in_place=False)
+    load_optimizer_state(ref, flat.state_dict(), in_place=False)
     again = flat_class(list(small_model().double().parameters()), lr=0.01)
-    _load_optimizer_state(again, ref.state_dict(), in_place=True)
+    load_optimizer_state(again, ref.state_dict(), in_place=True)
     assert torch.equal(again.step, flat.step) and float(again.step) == 1
     for name in moments:
         assert torch.equal(getattr(again, name), getattr(flat, name))
@@ -200,7 +200,7 @@ def test_static_shape_loop_drops_the_ragged_batch_and_matches_the_eager_loop(opt
     cfg = TrainConfig(
         epochs=4, batch_size=64, binarize="dynamic", seed=3, steps_per_launch=5, **optimizer
     )
-    fast = list(_FastRun(small_model(), x, cfg, "graph").epochs(False))
+    fast = list(FastRun(small_model(), x, cfg, "graph").epochs(False))
     eager = fit(small_model(), x, config=cfg)
     assert fast[-1]["dropped_per_epoch"] == 2000 % 64
     assert fast[-1]["step"] == 4 * (2000 // 64)  # 31 steps an epoch: 6 launches of 5, 1 of 1
@@ -211,8 +211,8 @@ def test_static_shape_loop_drops_the_ragged_batch_and_matches_the_eager_loop(opt
 
 def test_fast_loop_is_deterministic_on_cpu():
     cfg = TrainConfig(epochs=2, batch_size=50, seed=7)
-    a = list(_FastRun(small_model(), data(), cfg, "graph").epochs(False))
-    b = list(_FastRun(small_model(), data(), cfg, "graph").epochs(False))
+    a = list(FastRun(small_model(), data(), cfg, "graph").epochs(False))
+    b = list(FastRun(small_model(), data(), cfg, "graph").epochs(False))
     assert a[-1]["train_bound"] == b[-1]["train_bound"]
 
 
@@ -224,7 +224,7 @@ def test_bf16_runs_on_cpu():
 def test_fast_step_skips_a_non_finite_step_on_the_device():
     """A step whose bound is NaN leaves parameters and Adam state as they were and is counted."""
     cfg = TrainConfig(epochs=1, batch_size=50, seed=7, steps_per_launch=2)
-    run = _FastRun(small_model(), data(), cfg, "graph")
+    run = FastRun(small_model(), data(), cfg, "graph")
     run.idx.copy_(torch.arange(100).view(2, 50))
     run.eps.normal_()
     run._step(0)  # a good step: Adam state exists
@@ -283,7 +283,7 @@ def test_fast_loop_runs_mixture_priors_the_logistic_likelihood_and_conv_nets(kw)
     assert (t.kl is None) == ("prior" in kw)
     x = torch.randint(0, 256, (300, 12), generator=torch.Generator().manual_seed(5)) / 255
     cfg = TrainConfig(epochs=2, batch_size=50, seed=7, objective="iwae", samples=2)
-    fast = list(_FastRun(small_model(**kw), x, cfg, "graph").epochs(False))
+    fast = list(FastRun(small_model(**kw), x, cfg, "graph").epochs(False))
     eager = fit(small_model(**kw), x, config=cfg)
     assert fast[-1]["skipped_steps"] == 0 and math.isfinite(fast[-1]["train_bound"])
     assert abs(fast[-1]["train_bound"] - eager[-1]["train_bound"]) < 0.05 * abs(
@@ -300,15 +300,15 @@ def test_fast_loop_resumes_at_an_epoch_end_in_place_and_bit_for_bit(tmp_path):
 
     x = data()
     cfg = TrainConfig(epochs=4, batch_size=50, seed=7, binarize="dynamic", steps_per_launch=4)
-    whole = _FastRun(small_model(), x, cfg, "graph")
+    whole = FastRun(small_model(), x, cfg, "graph")
     records = list(whole.epochs(False))
-    half = _FastRun(small_model(), x, replace(cfg, epochs=2), "graph")
+    half = FastRun(small_model(), x, replace(cfg, epochs=2), "graph")
     list(half.epochs(False))
     save_training_state(tmp_path, {"loop": half.state()})
     state = load_training_state(tmp_path)["loop"]
 
     torch.manual_seed(5)
-    rest = _FastRun(VAE(data_shape=(12,), latent_dim=3, hidden=(16,)), x, cfg, "graph")
+    rest = FastRun(VAE(data_shape=(12,), latent_dim=3, hidden=(16,)), x, cfg, "graph")
     opt = rest.optimizer
     tensors = [*rest.params, opt.flat, opt.exp_avg, opt.exp_avg_sq, opt.step]
     addresses = [t.data_ptr() for t in tensors]
@@ -348,17 +348,17 @@ def test_conditional_models_take_the_fast_loop_with_their_conditions():
     assert select_path(small_model(condition_dim=3), cfg, 2000)[1] == "fast path off: CUDA " \
         "graphs need a CUDA device, the model is on cpu; ran the eager loop"  # fmt: skip
     fast_model = small_model(condition_dim=3)
-    fast = list(_FastRun(fast_model, x, cfg, "graph", c).epochs(False))
+    fast = list(FastRun(fast_model, x, cfg, "graph", c).epochs(False))
     eager = fit(small_model(condition_dim=3), x, conditions=labels, config=cfg)
     assert abs(fast[-1]["train_bound"] - eager[-1]["train_bound"]) < 0.1
-    again = list(_FastRun(small_model(condition_dim=3), x, cfg, "graph", c).epochs(False))
+    again = list(FastRun(small_model(condition_dim=3), x, cfg, "graph", c).epochs(False))
     assert again[-1]["train_bound"] == fast[-1]["train_bound"]
     # trained with its labels, the model scores the examples better under the right label
     wrong = torch.nn.functional.one_hot((labels + 1) % 3, 3).float()
     right_elbo = fast_model.elbo(x, condition=c, samples=4).mean()
     assert right_elbo > fast_model.elbo(x, condition=wrong, samples=4).mean() + 0.05
     # and the loop that ignores conditions (the old one) cannot tell them apart
-    blind = list(_FastRun(small_model(), x, cfg, "graph").epochs(False))
+    blind = list(FastRun(small_model(), x, cfg, "graph").epochs(False))
     assert blind[-1]["train_bound"] < fast[-1]["train_bound"]
 
 
@@ -378,7 +378,7 @@ def test_a_fast_step_reads_nothing_back_to_the_host(kw, monkeypatch):
         else None
     )
     cfg = TrainConfig(epochs=1, batch_size=50, binarize="dynamic", seed=3, steps_per_launch=2)
-    run = _FastRun(small_model(**kw), x, cfg, "graph", c)
+    run = FastRun(small_model(**kw), x, cfg, "graph", c)
 
     def read_back(*args, **kwargs):
         raise AssertionError("a host read inside a fast step")
@@ -405,7 +405,7 @@ def test_a_conditional_subclass_gets_its_conditions_on_every_path():
     c = torch.nn.functional.one_hot(labels, 2).float()
     cfg = TrainConfig(epochs=1, batch_size=50, seed=1)
     assert math.isfinite(
-        list(_FastRun(model, data(), cfg, "graph", c).epochs(False))[-1]["train_bound"]
+        list(FastRun(model, data(), cfg, "graph", c).epochs(False))[-1]["train_bound"]
     )
 
 
@@ -423,5 +423,5 @@ def test_the_fast_loop_warms_beta_up_as_the_eager_loop_does(monkeypatch):
 
     monkeypatch.setitem(train.OBJECTIVES, "elbo", spy)
     cfg = TrainConfig(epochs=4, batch_size=16, warmup_steps=10, beta=0.5, steps_per_launch=2)
-    list(_FastRun(small_model(), data(64), cfg, "graph").epochs(False))
+    list(FastRun(small_model(), data(64), cfg, "graph").epochs(False))
     assert betas[-16:] == pytest.approx([0.5 * min(1.0, s / 10) for s in range(1, 17)])

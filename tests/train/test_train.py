@@ -13,6 +13,8 @@ import torch
 from torch import Tensor
 
 import vaekit.train as train
+import vaekit.train.fast as fast
+import vaekit.train.step as step
 from vaekit import VAE, ConfigError, DataError, Terms, TrainConfig, TrainingError, fit, load
 from vaekit.checkpoint import read_training_info
 from vaekit.objectives import elbo, iwae
@@ -69,7 +71,7 @@ class OptimizerSpy:
 @pytest.fixture
 def optimizer_spy(monkeypatch: pytest.MonkeyPatch) -> OptimizerSpy:
     spy = OptimizerSpy()
-    monkeypatch.setattr(train, "make_optimizer", spy)
+    monkeypatch.setattr(step, "make_optimizer", spy)
     return spy
 
 
@@ -320,11 +322,11 @@ def test_16bit_bernoulli_matches_per_pixel_probabilities() -> None:
 def test_the_gradient_check_sees_any_non_finite_element(bad: float) -> None:
     params = [torch.nn.Parameter(torch.zeros(3, 4)), torch.nn.Parameter(torch.zeros(5))]
     params[0].grad, params[1].grad = torch.ones(3, 4), torch.ones(5)
-    assert float(train._grad_sum(params)) == 17.0
+    assert float(step._grad_sum(params)) == 17.0
     params[1].grad[2] = bad
-    assert not torch.isfinite(train._grad_sum(params))
+    assert not torch.isfinite(step._grad_sum(params))
     params[0].grad[0, 0] = -bad  # +inf and -inf in different tensors still show
-    assert not torch.isfinite(train._grad_sum(params))
+    assert not torch.isfinite(step._grad_sum(params))
 
 
 def test_dynamic_binarization_needs_bernoulli() -> None:
@@ -527,7 +529,7 @@ def test_a_time_limit_ends_a_fast_loop_run_with_weights_in_their_own_storage(
 ) -> None:
     """The fast loop's optimizer shares one buffer among the parameters; a run the limit ends,
     after an epoch or before any, gives them their own storage back as any finished run does."""
-    monkeypatch.setattr(train, "select_path", lambda *args: ("graph", None))
+    monkeypatch.setattr(fast, "select_path", lambda *args: ("graph", None))
     x, out = synthetic(48), tmp_path / "run"
     history = fit(small_model(), x, epochs=3, batch_size=16, time_limit=1e-9, out=out)
     assert [(r["epoch"], r["path"]) for r in history] == [(1, "graph")]
@@ -600,7 +602,7 @@ def test_a_mid_epoch_eager_checkpoint_resumes_on_the_eager_loop_under_fast_auto(
     x, x_valid = binary(40, 1), binary(10, 2)
     with pytest.raises(train.TrainingInterrupted):
         fit(small_model("bernoulli"), x, valid=x_valid, out=out, stop=stop_after(4), **RESUME)
-    monkeypatch.setattr(train, "select_path", lambda *args: ("graph", None))
+    monkeypatch.setattr(fast, "select_path", lambda *args: ("graph", None))
     model = small_model("bernoulli", seed=9)
     history = fit(model, x, valid=x_valid, out=out, resume=True, **RESUME)
     assert history[-1]["path"] == "eager" and "mid-epoch" in history[-1]["notice"]

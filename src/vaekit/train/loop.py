@@ -1,0 +1,165 @@
+"""``fit``: the training loop as one plain function -- check the data and settings, open the run
+folder, choose the loop, then one pass per epoch: validate, apply the time limit, record."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..config import configure
+from ..data.checks import as_tensor
+from ..errors import ConfigError, DataError
+from ..estimators import check_data
+from ..estimators import elbo as evaluate_elbo
+from ..models.base import Model
+from .config import History, TrainConfig, TrainingError
+from .fast import choose_loop
+from .run import RunFolder, no_epoch_fits, run_record
+from .step import autocast_dtype, binarize
+
+
+def fit(
+    model: Model,
+    data: Any,
+    *,
+    valid: Any = None,
+    config: TrainConfig | dict[str, Any] | None = None,
+    out: str | Path | None = None,
+    metadata: dict[str, Any] | None = None,
+    progress: bool = False,
+    resume: bool = False,
+    stop: Callable[[], bool] | None = None,
+    conditions: Any = None,
+    valid_conditions: Any = None,
+    **overrides: Any,
+) -> History:
+    """Train ``model`` in place on ``data`` (N, *data_shape) and return the per-epoch history.
+
+    ``data`` and ``valid``: tensors, numpy arrays, nested lists or map-style data sets (see
+    :func:`as_tensor`), read as float32, or float64 for a model in float64. ``config`` (a
+    :class:`TrainConfig` or a dict of its fields), or keyword overrides of its fields (e.g.
+    ``epochs=5``), sets the run. With ``valid``, the validation ELBO (nats, one sample, fixed
+    seed) is computed after each epoch. Steps whose loss or gradient is not finite are skipped
+    and counted; a run that ends with no good step at all raises :class:`TrainingError` and
+    saves no model.
+
+    With ``out``, the run lives in that folder: ``checkpoint.safetensors`` holds the whole
+    training state, written at the start, as ``config.checkpoint_every`` says, at the end and
+    when stopped, atomically and never with non-finite weights; each epoch's record is appended
+    to ``metrics.jsonl``; ``config.json`` (with ``metadata``) and ``model.safetensors`` are
+    written at the end. A run already in ``out`` is set aside (in ``out/.vaekit-previous``)
+    while the new one trains and put back if it fails or is stopped in its first epoch. With
+    ``resume``, training continues from ``out``'s checkpoint, on CPU bit for bit as a run never
+    stopped; only ``RESUMABLE`` settings may change.
+
+    ``stop`` is polled before every step; when it returns True the state is saved (on the fast
+    path, the last epoch's end is kept) and :class:`TrainingInterrupted` is raised. fit installs
+    no signal handler: a caller that wants Ctrl-C to stop cleanly sets a flag from its handler.
+    Each record names the loop that ran (``path``: "eager", "graph" or "compile") and, where the
+    fast path did not apply, why (``notice``). A conditional model needs ``conditions`` for
+    ``data`` (and ``valid_conditions`` for ``valid``): integer labels (N,) or vectors (N,
+    condition_dim).
+    """
+    config = configure(TrainConfig, config, overrides)
+    dtype = torch.float64 if model._dtype == torch.float64 else torch.float32
+    x = as_tensor(data, "training data", dtype)
+    check_data(model, x, "training data")
+    c_train = _conditions(model, conditions, x.shape[0], "training data")
+    _check_settings(model, config)
+    x_valid, c_valid = _validation_data(model, valid, valid_conditions, config, dtype)
+
+    run = RunFolder(out, config, run_record(model, config, x, x_valid, c_train, c_valid))
+    state = run.prepare(metadata, resume)
+    loop, path, notice = choose_loop(model, x, config, c_train, state)
+    run.open(model, loop, state)
+
+    epochs = loop.epochs(progress, run.save, stop)
+    with run.training():  # what becomes of the run folder if training fails or is stopped
+        try:
+            cycle_start = time.perf_counter()
+            for record in [] if run.time_limit_reached else epochs:
+                arrived = time.perf_counter()
+                record["path"] = "eager" if path == "off" else path
+                if notice is not None:
+                    record["notice"] = notice
+                if x_valid is not None:
+                    kw = {} if c_valid is None else {"condition": c_valid}
+                    valid_elbo = evaluate_elbo(model, x_valid, seed=config.seed, **kw)
+                    record["valid_elbo"] = float(valid_elbo.mean())
+                if config.time_limit and loop.epoch <= config.epochs:
+                    now = time.perf_counter()  # spent so far, and what one more epoch would add
+                    spent = loop.elapsed + (now - arrived)
+                    if no_epoch_fits(spent, now - cycle_start, config.time_limit):
+                        record["stopped"] = "time_limit"
+                        run.time_limit_reached = True
+                    cycle_start = now
+                run.add(record)
+                if run.time_limit_reached:
+                    break
+            if loop.step == 0 and loop.skipped > 0:
+                raise TrainingError(
+                    f"no step of the run had a finite loss and gradient ({loop.skipped} "
+                    f"skipped), so there is no model to save; check the data's scale, lower lr "
+                    f"(now {config.lr:g}), set grad_clip, or bound the decoder variance "
+                    "(decoder_min_logvar)"
+                )
+        finally:
+            epochs.close()
+            loop.close()  # also when the time limit left no epoch to run
+    model.eval()
+    run.finish(model)
+    return run.history
+
+
+def _check_settings(model: Model, config: TrainConfig) -> None:
+    """A :class:`ConfigError` for settings the model cannot train with."""
+    if config.binarize == "dynamic" and model.likelihood.support != "unit":
+        raise ConfigError("binarize='dynamic' needs the bernoulli likelihood")
+    free_bits = model.free_bits
+    if free_bits and config.objective != "elbo":
+        raise ConfigError(
+            f"free_bits ({free_bits} nats) hold up the ELBO's KL term, which objective "
+            f"{config.objective!r} does not have: set free_bits=0, or objective=elbo"
+        )
+    if autocast_dtype(config) is not None and not model.capabilities.noise_terms:
+        raise ConfigError(
+            f"precision={config.precision!r} needs a model with terms(x, eps); "
+            f"{type(model).__name__} does not have them: set precision=fp32"
+        )
+
+
+def _validation_data(
+    model: Model, valid: Any, conditions: Any, config: TrainConfig, dtype: torch.dtype
+) -> tuple[Tensor | None, Tensor | None]:
+    """The validation data (N, *data_shape) on the model's device, binarised once (seed + 1)
+    under dynamic binarisation, and its conditions; (None, None) without ``valid``."""
+    if valid is None:
+        if conditions is not None:
+            raise DataError("valid_conditions were given without valid, the data they belong to")
+        return None, None
+    x_valid = as_tensor(valid, "validation data", dtype).to(model.device)
+    check_data(model, x_valid, "validation data")
+    c_valid = _conditions(model, conditions, x_valid.shape[0], "validation data")
+    if config.binarize == "dynamic":
+        x_valid = binarize(x_valid, seed=config.seed + 1)
+    return x_valid, c_valid
+
+
+def _conditions(model: Model, values: Any, n: int, name: str) -> Tensor | None:
+    """The conditions of ``n`` examples of ``name`` for a conditional model, else None."""
+    if not model.capabilities.conditional:
+        if values is not None:
+            raise DataError(f"conditions were given for {name} but the model is not conditional")
+        return None
+    if values is None:
+        raise DataError(
+            f"the model is conditional (condition_dim = {model.config.condition_dim}): give "
+            f"conditions (labels or vectors) for the {name}"
+        )
+    return model.condition(values if isinstance(values, Tensor) else np.asarray(values), n)
