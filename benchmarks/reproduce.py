@@ -30,10 +30,10 @@ from _common import ROOT, environment
 
 from vaekit import data as datasets
 from vaekit import viz
-from vaekit.cli import resolve_config
 from vaekit.config import to_dict
 from vaekit.estimators import elbo, log_likelihood
 from vaekit.models import build_model, model_table
+from vaekit.settings import resolve_config
 from vaekit.train import binarize, fit
 
 #: Test log p(x) in nats of Burda et al. (2016), table 1, MNIST, K = 5000.

@@ -97,6 +97,9 @@ FORBIDDEN = {
     "vaekit.checkpoint": ("vaekit.models", "vaekit.train", "vaekit.cli", "vaekit.data"),
     "vaekit.train": ("vaekit.evaluation", "vaekit.cli", "vaekit.viz"),
     "vaekit.evaluation": ("vaekit.cli", "vaekit.viz"),
+    "vaekit.media": ("vaekit.train", "vaekit.evaluation", "vaekit.cli"),
+    "vaekit.settings": ("vaekit.evaluation", "vaekit.cli", "vaekit.viz"),
+    "vaekit.viz": ("vaekit.train", "vaekit.evaluation", "vaekit.cli"),
 }
 
 

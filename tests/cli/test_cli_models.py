@@ -227,7 +227,7 @@ def test_model_recipes_build_for_their_data(name: str, data_shape, image_shape) 
     from vaekit.cli import resolve_config
     from vaekit.models import build_model
 
-    path = Path(__file__).resolve().parents[1] / "configs" / name
+    path = Path(__file__).resolve().parents[2] / "configs" / name
     dataset = SimpleNamespace(
         name="x", defaults=None, data_shape=data_shape, binary=False, image_shape=image_shape
     )

@@ -140,11 +140,9 @@ def test_an_empty_data_is_one_line_not_the_default_data_set(
 def test_reconstruct_shows_a_small_split_whole_but_refuses_a_larger_n(
     capsys: pytest.CaptureFixture[str], small_run: Path, tmp_path: Path
 ) -> None:
-    from vaekit.cli import _load_split, _read_run
-    from vaekit.models import load
+    from vaekit.cli.run import Run
 
-    config = _read_run(small_run)
-    x, _, _ = _load_split(config, load(small_run), None, "test")
+    x, _, _ = Run(small_run).split(None, "test")
     size = x.shape[0]
     assert 0 < size < 20  # fewer than reconstruct's default -n: the case under test
     code, out, err = run_cli(capsys, "reconstruct", small_run, "-o", tmp_path / "r.png")

@@ -18,7 +18,7 @@ from conftest import png, run_cli, snapshot
 
 from vaekit.cli import main, resolve_config
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TINY = ["--epochs", "2", "--set", "hidden=[16]", "--set", "latent_dim=3", "-k", "5", "-q"]
 
 
@@ -45,20 +45,28 @@ def flat_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # -- train, info, evaluate ---------------------------------------------------------------------
 
 
-def test_every_default_output_of_a_command_is_a_derived_file() -> None:
-    """train --overwrite removes checkpoint.DERIVED_FILES: every default output name in the CLI
-    must be listed there (sound folders in DERIVED_SOUND_FOLDERS)."""
-    import re
+def test_every_default_output_of_a_command_is_a_derived_file(
+    run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """train --overwrite removes runs.DERIVED_FILES: every file a command writes into the run
+    folder by default must be listed there (sound folders in DERIVED_SOUND_FOLDERS)."""
+    from vaekit.runs import DERIVED_FILES, RUN_NAMES
 
-    from vaekit.checkpoint import DERIVED_FILES, DERIVED_SOUND_FOLDERS
-
-    source = (REPO / "src" / "vaekit" / "cli" / "__init__.py").read_text()
-    files = set(re.findall(r'_output\(run, output, run / "([^"]+)"', source))
-    files |= {f"figures/{n}" for n in re.findall(r'_figure_path\(run, "([^"]+)"\)', source)}
-    folders = set(re.findall(r'_folder\(output, run / "([^"]+)"\)', source))
-    assert len(files) >= 14 and len(folders) == 4  # the patterns still find the defaults
-    assert files <= set(DERIVED_FILES), files - set(DERIVED_FILES)
-    assert folders == set(DERIVED_SOUND_FOLDERS)
+    work = tmp_path / "run"
+    shutil.copytree(run, work)
+    before = {p for p in work.rglob("*") if p.is_file()}
+    commands = [["evaluate", work, "-k", "2"], ["sample", work, "-n", "4"],
+                ["reconstruct", work, "-n", "2"], ["encode", work],
+                ["decode", work, work / "latents.npy", "--png"], ["interpolate", work],
+                ["manifold", work, "-n", "3"], ["latents", work], ["curves", work]]  # fmt: skip
+    for command in commands:
+        code, _, err = run_cli(capsys, *command)
+        assert code == 0, (command, err)
+    new = {str(p.relative_to(work)) for p in work.rglob("*") if p.is_file()} - {
+        str(p.relative_to(work)) for p in before
+    }
+    assert len(new) >= 10, new  # every command wrote its default output
+    assert new <= set(DERIVED_FILES) | set(RUN_NAMES), new - set(DERIVED_FILES)
 
 
 def test_overwrite_removes_what_the_old_run_wrote(
@@ -542,8 +550,8 @@ from hypothesis import strategies as st  # noqa: E402
 @given(raw=st.binary(max_size=200) | st.text(alphabet="0123456789.,-enaif \n", max_size=60).map(
     str.encode), suffix=st.sampled_from([".npy", ".csv"]))  # fmt: skip
 def test_any_latents_file_is_an_array_or_a_data_error(tmp_path: Path, raw: bytes, suffix: str):
-    from vaekit.cli import _read_array
     from vaekit.errors import DataError
+    from vaekit.media import read_array as _read_array
 
     file = tmp_path / f"z{suffix}"
     file.write_bytes(raw)
@@ -680,7 +688,7 @@ def test_bad_audio_settings_are_one_line(
     [("600", 600.0), ("90s", 90.0), ("10m", 600.0), ("5min", 300.0), ("1.5h", 5400.0), ("0", 0.0)],
 )
 def test_time_limit_durations(text: str, seconds: float) -> None:
-    from vaekit.cli import _duration
+    from vaekit.cli.params import duration as _duration
 
     assert _duration(text, "--time-limit") == seconds
 
@@ -742,7 +750,7 @@ def test_an_image_size_past_the_cap_is_one_line_before_any_resizing(
     photos = _images(tmp_path / "photos", [(8, 8)] * 3)
     side = data.MAX_IMAGE_SIDE
     assert data.load(photos, image_size=(1, side)).data_shape == (1, 1, side)
-    with pytest.raises(data.DataError, match=rf"image_size 1x{side + 1} .*--image-size"):
+    with pytest.raises(data.DataError, match=rf"image_size 1x{side + 1} .*image_size"):
         data.load(photos, image_size=(1, side + 1))
     out = tmp_path / "run"
     code, _, err = run_cli(capsys, "train", "--data", photos, "--out", out,

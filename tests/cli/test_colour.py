@@ -85,8 +85,8 @@ def test_cifar10_by_name(tmp_path: Path, capsys, monkeypatch) -> None:
     tarball = folder / data.CIFAR10_TARBALL
     cifar_tarball(tarball)
     # vaekit unpickles only a tarball whose checksums are the published ones: publish this one's
-    monkeypatch.setattr(data, "CIFAR10_TARBALL_MD5", data.md5(tarball))
-    monkeypatch.setattr(data, "CIFAR10_TARBALL_SHA256", data.sha256(tarball))
+    monkeypatch.setattr(data.cifar, "CIFAR10_TARBALL_MD5", data.md5(tarball))
+    monkeypatch.setattr(data.cifar, "CIFAR10_TARBALL_SHA256", data.sha256(tarball))
     monkeypatch.setenv("VAEKIT_DATA", str(tmp_path / "cache"))
     monkeypatch.setenv("VAEKIT_OFFLINE", "1")
     run = tmp_path / "cifar-run"

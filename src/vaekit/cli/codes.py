@@ -1,0 +1,207 @@
+"""``vaekit encode`` and ``vaekit decode``: examples to latents and back, as files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..errors import ConfigError, DataError
+from ..media import array_bytes, read_array
+from ..runs import DECODED_FILE, LATENTS_FILE, figure
+from .output import check_folder, check_output, echo_and_write, write, wrote
+from .params import (
+    data_option,
+    image_option,
+    label_option,
+    output_option,
+    run_argument,
+    scale_option,
+    seed_option,
+    split_option,
+)
+from .run import Run
+from .train import progress
+
+
+def _read_latents(path: Path, latent_dim: int) -> Tensor:
+    z = read_array(path, "latent")
+    if z.ndim == 1 and z.shape[0] == latent_dim:
+        z = z[None]
+    if z.ndim != 2 or z.shape[1] != latent_dim:
+        raise DataError(
+            f"latents in {str(path)!r} have shape {z.shape} but the run's latent_dim is "
+            f"{latent_dim}; expected (N, {latent_dim})"
+        )
+    return torch.from_numpy(z)
+
+
+@click.command()
+@run_argument
+@data_option
+@split_option
+@click.option(
+    "--input",
+    "input_file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Encode the rows of this .npy/.csv (.txt for text) instead of a data set (uint8 "
+    ".npy values are divided by 255, as --data does).",
+)
+@click.option("--sample", "draw", is_flag=True, help="Draw z ~ q(z|x) instead of its mean.")
+@click.option(
+    "--refine",
+    "refine_steps",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="STEPS",
+    help="Refine q(z|x) for each example by STEPS Adam steps on its ELBO, the model held fixed "
+    "(e.g. 500; kinds vae and text).",
+)
+@label_option
+@seed_option
+@output_option
+def encode(
+    run: Run,
+    data: str | None,
+    split: str,
+    input_file: Path | None,
+    draw: bool,
+    refine_steps: int | None,
+    label: int | None,
+    seed: int,
+    output: Path | None,
+) -> None:
+    """Map examples to latents: E[z|x] by default, or one draw z ~ q(z|x) with --sample.
+
+    Writes an (N, latent_dim) array to RUN/latents.npy, or to --output (.npy or .csv). For a
+    categorical latent (kind "categorical") E[z|x] is the probabilities q(z_l = c | x), one
+    block of n_categories columns per latent (argmax of a block: its most probable value), and
+    --sample writes one-hot draws. A conditional run encodes a data set's examples with their
+    labels, --input rows with --label. For a text run, --input is a .txt file with one string a
+    line; for an audio run, a .wav file or a folder of them (every clip of each).
+
+    --refine STEPS answers the inference question for each x on its own: starting at the
+    encoder's q(z|x), the diagonal Gaussian of largest ELBO with the model held fixed (an example
+    it cannot improve keeps the encoder's q).
+
+    \b
+    Example:
+      vaekit encode runs/digits --output runs/digits/test-z.csv
+      vaekit encode runs/digits --input my_images.npy --sample --output z.npy
+      vaekit encode runs/digits --refine 500 --output refined-z.npy
+    """
+    read = (input_file, data)
+    out = check_output(run, output, run / LATENTS_FILE, (".npy", ".csv"), inputs=read)
+    model = run.model
+    if refine_steps is not None:
+        from ..evaluation import check_refinable
+
+        check_refinable(model)
+    kw: dict[str, Any] = {}
+    if input_file is not None:
+        if run.kind is None:  # arrays: conditioned by --label (strings and sounds are not)
+            kw = run.label_condition(label, "encode --input rows")
+        x, what = run.media.read(input_file), str(input_file)
+    else:
+        if label is not None:
+            raise ConfigError("--label goes with --input; a data set's examples use their labels")
+        x, labels, dataset = run.split(data, split)
+        what = f"the {split} split of {dataset.name}"
+        condition = run.conditions(labels, what)
+        kw = {} if condition is None else {"condition": condition}
+    torch.manual_seed(seed)
+    if refine_steps is not None:
+        from ..evaluation import refine_posterior
+
+        qz_x = refine_posterior(
+            model, x, steps=refine_steps, seed=seed, progress=progress(False), **kw
+        )
+    else:
+        with torch.no_grad():
+            qz_x = model.encode(x, **kw)
+    with torch.no_grad():
+        z = qz_x.sample() if draw else qz_x.mean  # (N, latent_dim)
+    z_np = z.detach().cpu().numpy().astype(np.float32)
+    write(out, array_bytes(z_np, out.suffix.lower(), "z"))
+    q = "q(z|x)" if refine_steps is None else f"q(z|x) refined by {refine_steps} steps"
+    kind = f"draws from {q}" if draw else f"means of {q}"
+    click.echo(f"encoded {x.shape[0]} examples of {what}: {kind}, shape {z_np.shape}")
+    wrote(out)
+
+
+@click.command()
+@run_argument
+@click.argument("latents", type=click.Path(path_type=Path))
+@click.option("--png", "png", is_flag=True, help="Also draw the decoded means as images.")
+@click.option("--ncols", type=click.IntRange(min=1), default=None, help="Images per row.")
+@label_option
+@image_option
+@scale_option
+@output_option
+def decode(
+    run: Run,
+    latents: Path,
+    png: bool,
+    ncols: int | None,
+    label: int | None,
+    image_shape: str | None,
+    scale: int | None,
+    output: Path | None,
+) -> None:
+    """Map latents (N, latent_dim) from a .npy/.csv file to decoded means E[x|z].
+
+    A text run prints the greedy strings and writes them to RUN/decoded.txt (or --output); an
+    audio run writes WAV files into the folder RUN/decoded/ (or --output).
+
+    Writes an (N, *data_shape) array to RUN/decoded.npy (or --output, .npy or .csv); with
+    --png also RUN/figures/decoded.png (beside --output when given). A conditional run decodes
+    them all as class --label.
+
+    \b
+    Example:
+      vaekit encode runs/digits && vaekit decode runs/digits runs/digits/latents.npy --png
+    """
+    from .. import viz
+
+    if run.kind == "text":
+        default = run / run.media_type.output("decoded")
+        out = check_output(run, output, default, (".txt",), inputs=(latents,))
+        model = run.model
+        z = _read_latents(latents, model.config.latent_dim)
+        click.echo(f"decoded {z.shape[0]} latents from {latents} (greedy strings)")
+        with torch.no_grad():
+            echo_and_write(out, model.texts(model.decode(z).mean))
+        return
+    if run.kind == "audio":
+        folder = check_folder(output, run / run.media_type.output("decoded"))
+        model = run.model
+        z = _read_latents(latents, model.config.latent_dim)
+        with torch.no_grad():
+            x = model.decode(z).mean
+        names = [f"decoded-{i:03d}" for i in range(z.shape[0])]
+        click.echo(f"decoded {z.shape[0]} latents from {latents} as sound (Griffin-Lim)")
+        wrote(*run.media.write(x, folder, names))
+        return
+    out = check_output(run, output, run / DECODED_FILE, (".npy", ".csv"), inputs=(latents,))
+    picture = None
+    if png:
+        default = out.with_suffix(".png") if output else run / figure("decoded")
+        picture = check_output(run, None, default, (".png",))
+    model = run.model
+    shape = run.image_shape(image_shape) if png else None
+    kw = run.label_condition(label, "decode")
+    z = _read_latents(latents, model.config.latent_dim)
+    with torch.no_grad():
+        x = model.decode(z, **kw).mean  # (N, *data_shape)
+    x_np = x.cpu().numpy().astype(np.float32)
+    write(out, array_bytes(x_np, out.suffix.lower(), "x"))
+    written = [out]
+    if picture is not None and shape is not None:
+        written.append(viz.save(viz.example_grid(x, shape, ncols, scale=scale), picture))
+    click.echo(f"decoded {z.shape[0]} latents from {latents}: shape {x_np.shape}")
+    wrote(*written)

@@ -1,0 +1,232 @@
+"""A run folder as one command sees it: its config, model, media and data, each read once.
+
+In the manner of Flask's ScriptInfo: a command takes a :class:`Run` (the RUN argument) and asks
+it for what it needs; nothing is read before it is asked for, so a command checks its outputs
+before loading a model.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from torch import Tensor
+
+from ..errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from ..data import Dataset
+    from ..media import Arrays
+    from ..models import VAE
+
+
+def check_data_option(data: str | None) -> None:
+    """Refuse an empty --data (it would otherwise mean the default data set)."""
+    if data is not None and not data.strip():
+        raise ConfigError(f"--data is empty ({data!r}); give a data set name or a path")
+
+
+def data_entry(config: dict[str, Any]) -> dict[str, Any]:
+    """The ``data`` table of a run's config (empty when it has none)."""
+    entry = config.get("data")
+    return entry if isinstance(entry, dict) else {}
+
+
+def data_source(config: dict[str, Any], data: str | None) -> tuple[str, int]:
+    """The data set to read (``data``, else the run's own) and its split seed."""
+    check_data_option(data)
+    entry = data_entry(config)
+    source = data or entry.get("source") or entry.get("name")
+    if not source:
+        raise DataError("the run does not record its data set; give one with --data NAME|PATH")
+    return str(source), int(entry.get("split_seed", 0)) if not data else 0
+
+
+def load_data(config: dict[str, Any], model: VAE, source: str, seed: int) -> Dataset:
+    """The data set at ``source``, read as the run's model was trained (text in its vocabulary,
+    audio with its spectrogram settings, image folders at its image size and in its colours (grey
+    or RGB), CSV labels from its label column)."""
+    from .. import data as datasets
+    from ..media import media_kind
+
+    kind = media_kind(config)
+    if kind == "text":
+        from ..data.text import load_text
+
+        return load_text(source, seed, tokenizer=model.tokenizer, length=model.config.data_dim)
+    if kind == "audio":
+        from ..data.audio import AudioSettings, load_audio
+
+        return load_audio(source, seed, settings=AudioSettings.from_media(config["data"]["media"]))
+    entry = data_entry(config)
+    applies = datasets.load_options(source)
+    options: dict[str, Any] = {}
+    shape = entry.get("image_shape")
+    if "image_size" in applies and isinstance(shape, list) and len(shape) == 3:
+        options["image_size"] = (int(shape[1]), int(shape[2]))
+    if "label_column" in applies and entry.get("label_column") is not None:
+        options["label_column"] = entry["label_column"]
+    dataset = datasets.load(source, seed=seed, **options)
+    if "image_size" in options:  # and in the run's colours: grey images for a colour run
+        dataset = datasets.with_channels(dataset, int(shape[0]))
+    trained = tuple(model.config.data_shape)  # (H, W, C) arrays of a run from before they were
+    if tuple(dataset.data_shape) != trained:  # read channels first: as the run saw them
+        splits = [
+            datasets.channels_last_as_trained(x, trained)
+            for x in (dataset.train, dataset.valid, dataset.test)
+        ]
+        if tuple(splits[0].shape[1:]) == trained:
+            dataset.train, dataset.valid, dataset.test = splits
+            dataset.image_shape = None
+    return dataset
+
+
+class Run:
+    """The run folder ``path``: its config.json, model and media, read when first asked for."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    def __truediv__(self, name: str) -> Path:
+        return self.path / name
+
+    @cached_property
+    def config(self) -> dict[str, Any]:
+        """The run's config.json as a dict."""
+        from ..models import read_config
+
+        return read_config(self.path)
+
+    @cached_property
+    def model(self) -> VAE:
+        """The run's model, loaded from its weights."""
+        from ..models import load
+
+        return load(self.path)
+
+    @cached_property
+    def media(self) -> Arrays:
+        """What the run's examples stand for (reads the model: text needs its vocabulary)."""
+        from ..media import media_of
+
+        return media_of(self.config, self.model)
+
+    @property
+    def media_type(self) -> type[Arrays]:
+        """The class of the run's media, without loading its model."""
+        from ..media import media_type
+
+        return media_type(self.config)
+
+    @property
+    def kind(self) -> str | None:
+        """The run's media kind ("text", "audio", or None) without loading its model."""
+        from ..media import media_kind
+
+        return media_kind(self.config)
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """The ``data`` table of the run's config."""
+        return data_entry(self.config)
+
+    def split(self, data: str | None, split: str) -> tuple[Tensor, Tensor | None, Dataset]:
+        """The ``split`` of the run's data set (or of ``data``): examples, labels (or None) and
+        the data set."""
+        from ..media import examples
+
+        source, seed = data_source(self.config, data)
+        try:
+            dataset = load_data(self.config, self.model, source, seed)
+        except DataError as err:
+            if data:
+                raise
+            raise DataError(f"{err} (the run's data set; give another with --data)") from None
+        x = getattr(dataset, split)
+        labels = getattr(dataset, f"{split}_labels", None)
+        x = examples(self.model, x, f"the {split} split of {dataset.name}")
+        return x, labels, dataset
+
+    def image_shape(self, given: str | None) -> tuple[int, ...]:
+        """How to draw one example: ``given`` (HxW or CxHxW), else the run's recorded shape."""
+        from ..viz import image_shape, parse_image_shape
+
+        if self.kind == "text":
+            raise ConfigError(
+                "the run's data is text: it has no pictures; try sample or interpolate"
+            )
+        hint = parse_image_shape(given) if given else self.data.get("image_shape")
+        return image_shape(self.model.config.data_shape, hint, self.data.get("name"))
+
+    def need_continuous(self, command: str) -> None:
+        """Refuse ``command`` for a model whose latent is discrete (it walks a continuous z)."""
+        model = self.model
+        if model.capabilities.discrete_latent:
+            raise ConfigError(
+                f"{command} walks a continuous latent space, but this run's model "
+                f"({model.kind}) has categorical latents; use sample, reconstruct or encode"
+            )
+
+    @property
+    def classes(self) -> int:
+        """Width of the run's condition (0 for an unconditional model)."""
+        return condition_dim(self.model)
+
+    def conditions(self, labels: Tensor | None, where: str) -> Tensor | None:
+        """One-hot conditions from the labels of ``where`` for a conditional run, else None."""
+        return split_conditions(self.model, labels, where)
+
+    def label_condition(self, label: int | None, what: str) -> dict[str, int]:
+        """``{"condition": label}`` for a conditional run (which needs --label), else {}."""
+        dim = self.classes
+        if not dim:
+            if label is not None:
+                raise ConfigError(
+                    "--label needs a conditional run (condition_dim > 0); this run has none"
+                )
+            return {}
+        if label is None:
+            raise ConfigError(
+                f"the run is conditional (condition_dim = {dim}): give --label 0..{dim - 1} to "
+                f"{what}"
+            )
+        if label >= dim:
+            raise ConfigError(f"--label {label} is outside 0..{dim - 1} (condition_dim = {dim})")
+        return {"condition": label}
+
+
+def condition_dim(model: VAE) -> int:
+    """Width of a model's condition (0 for an unconditional model)."""
+    return int(model.config.condition_dim) if model.capabilities.conditional else 0
+
+
+def split_conditions(model: VAE, labels: Tensor | None, where: str) -> Tensor | None:
+    """One-hot conditions from the labels of ``where`` for a conditional model, else None.
+
+    The label range is checked by :func:`vaekit.models.as_condition`; the CLI words its
+    messages for data sets (how to renumber classes)."""
+    from ..models import as_condition
+
+    dim = condition_dim(model)
+    if not dim:
+        return None
+    if labels is None:
+        raise DataError(
+            f"{where} has no labels, but the run is conditional (condition_dim = {dim}); give a "
+            "labelled data set"
+        )
+    if labels.numel() and int(labels.min()) < 0:
+        raise DataError(
+            f"{where} has label {int(labels.min())}; a conditional run needs classes numbered "
+            f"0..{dim - 1}: renumber them (text labels in a CSV file are numbered for you)"
+        )
+    if labels.numel() and int(labels.max()) >= dim:
+        raise DataError(
+            f"{where} has label {int(labels.max())} but condition_dim = {dim} takes labels "
+            f"0..{dim - 1}: number the classes from 0 and set condition_dim to their number"
+        )
+    return as_condition(labels, dim)

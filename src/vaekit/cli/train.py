@@ -1,0 +1,500 @@
+"""``vaekit train``: a new run, ``--resume`` of one, Ctrl-C and SIGTERM, and the end-of-training
+report."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import textwrap
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+import torch
+
+from ..config import from_dict, parse_override, read_toml
+from ..errors import CheckpointError, ConfigError, DataError
+from ..runs import CONFIG_FILE, METRICS_FILE, STATE_FILE, WEIGHTS_FILE
+from ..settings import resolve_config, retokenize
+from .output import check_writable, wrote
+from .params import Duration, ImageSize, KeyValue, LabelColumn, seed_range
+from .run import check_data_option, condition_dim, data_source, load_data, split_conditions
+
+if TYPE_CHECKING:
+    from ..data import Dataset
+    from ..models import VAE
+
+#: train's options of how data is read: data.load's keyword -> (flag, the data it is for).
+DATA_OPTIONS = {
+    "image_size": ("--image-size", "folders of images"),
+    "label_column": ("--label-column", "CSV and TSV files"),
+    "audio": ("--audio", "WAV files and folders of them"),
+}
+
+
+def progress(quiet: bool) -> bool:
+    """Whether to show progress bars: not asked to be quiet, and stderr is a terminal."""
+    return not quiet and sys.stderr.isatty()
+
+
+def settings_line(config: dict[str, Any]) -> str:
+    """Settings as ``key=value`` words (a long list, e.g. a vocabulary, as its length)."""
+
+    def show(v: Any) -> str:
+        if isinstance(v, list) and len(v) > 12:  # a text model's vocabulary
+            return f"[{len(v)} items]"
+        return json.dumps(v) if isinstance(v, str) else str(v)
+
+    return " ".join(f"{k}={show(v)}" for k, v in config.items())
+
+
+def wrapped(label: str, text: str) -> str:
+    """``text`` after ``label``, wrapped at 100 columns."""
+    return textwrap.fill(text, width=100, initial_indent=f"{label:<7}", subsequent_indent=" " * 7)
+
+
+@click.command()
+@click.option("--data", "data", default=None, help="Data set name or file [default: digits].")
+@click.option("--out", "out", type=click.Path(path_type=Path), default=None, help="Run folder.")
+@click.option(
+    "--resume",
+    "resume",
+    type=click.Path(path_type=Path),
+    default=None,
+    metavar="RUN",
+    help="Continue the run in RUN from its last checkpoint, with its own settings.",
+)
+@click.option("--epochs", type=int, default=None, help="Passes over the training set.")
+@click.option(
+    "--time-limit",
+    "time_limit",
+    type=Duration(),
+    default=None,
+    metavar="DURATION",
+    help="End the run before an epoch that would take training past DURATION (600, 90s, 10m, "
+    "1.5h).",
+)
+@click.option(
+    "--seed", type=seed_range, default=None, help="Seed of initialisation, order and noise."
+)
+@click.option("--config", "config_file", default=None, help="TOML file with [model] and [train].")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a setting.")
+@click.option("-k", "k", type=int, default=1000, show_default=True, help="Samples for log p(x).")
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace a run already in --out (put back if the new one fails or is stopped in its "
+    "first epoch).",
+)
+@click.option(
+    "--image-size",
+    type=ImageSize(),
+    default=None,
+    metavar="SIZE",
+    help="Image folders: resize every image to SIZE (e.g. 64, or 48x64 for height x width).",
+)
+@click.option(
+    "--label-column",
+    type=LabelColumn(),
+    default=None,
+    metavar="COL",
+    help="CSV/TSV files: the column of labels (index, negative from the end, or header name).",
+)
+@click.option(
+    "--audio",
+    "audio",
+    type=KeyValue(),
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="WAV data: spectrogram setting (sample_rate, n_fft, hop, n_mels, frames, trim_db, "
+    "griffin_lim_iters).",
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def train(
+    data: str | None,
+    out: Path | None,
+    resume: Path | None,
+    epochs: int | None,
+    time_limit: float | None,
+    seed: int | None,
+    config_file: str | None,
+    overrides: tuple[str, ...],
+    k: int,
+    overwrite: bool,
+    image_size: tuple[int, int] | None,
+    label_column: int | str | None,
+    audio: tuple[tuple[str, Any], ...],
+    quiet: bool,
+) -> None:
+    """Train a VAE and save it in a run folder.
+
+    Settings come from the data set's defaults, then --config, then --epochs, --time-limit and
+    --seed, then --set. The resolved config is printed and saved in RUN/config.json. The training
+    state is saved in RUN/checkpoint.safetensors once a minute (or every N steps with --set
+    checkpoint_every=N; on a GPU's fast path at the first epoch end due) and at the end; Ctrl-C
+    saves it and stops. --resume RUN continues from it with the run's own settings (--epochs may
+    extend a finished run, --time-limit one that its time limit ended); on CPU the result is bit for
+    bit that of a run never stopped. --time-limit ends the run, as finished, before an epoch that
+    would take its training past the limit.
+
+    \b
+    Example:
+      vaekit train --data digits --out runs/digits --epochs 50 --set latent_dim=2
+      vaekit train --config configs/aevb-mnist.toml --out runs/mnist --epochs 100
+      vaekit train --data photos/ --image-size 64 --out runs/photos
+      vaekit train --resume runs/mnist --epochs 200
+      vaekit train --config configs/iwae-iwae2-k50.toml --out runs/best --time-limit 10m
+    """
+    from .. import data as datasets
+    from ..models import build_model
+
+    if k < 1:
+        raise ConfigError(f"-k must be at least 1, got {k}")
+    check_data_option(data)
+    load_options = {
+        key: value
+        for key, value in (
+            ("image_size", image_size),
+            ("label_column", label_column),
+            ("audio", dict(audio) if audio else None),
+        )
+        if value is not None
+    }
+    seconds = time_limit
+    if resume is not None:
+        if load_options:
+            flag = DATA_OPTIONS[next(iter(load_options))][0]
+            raise ConfigError(f"--resume reads the run's data as it was read; leave out {flag}")
+        _train_resume(
+            resume, out, data, epochs, seconds, seed, config_file, overrides, k, overwrite, quiet
+        )
+        return
+    if out is None:
+        raise click.UsageError("give --out for a new run, or --resume RUN to continue one")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {str(out)!r} is a file; give a folder for the run")
+    if not overwrite and (out / STATE_FILE).exists() and not (out / WEIGHTS_FILE).exists():
+        raise ConfigError(
+            f"{str(out)!r} holds an unfinished run; continue it with vaekit train --resume "
+            f"{out}, or replace it with --overwrite"
+        )
+    if (out / CONFIG_FILE).exists() and not overwrite:
+        raise ConfigError(f"{str(out)!r} already holds a run; choose another --out or --overwrite")
+    check_writable(out, "--out")
+    if data is None and config_file:
+        data = read_toml(config_file).get("data")
+        if data is not None and not isinstance(data, str):
+            raise ConfigError(f"'data' in {config_file!r} must be a data set name or a path")
+    data = data or "digits"
+    for option in datasets.misplaced_options(data, list(load_options)):
+        flag, fits = DATA_OPTIONS[option]
+        raise ConfigError(f"{flag} does not apply to {data!r}: it is for {fits}")
+    dataset = datasets.load(data, seed=0, **load_options)
+    model_config, train_config, name = resolve_config(
+        config_file, overrides, dataset, {"epochs": epochs, "time_limit": seconds, "seed": seed}
+    )
+    if dataset.media == {"kind": "text"}:
+        dataset, model_config = retokenize(dataset, model_config)
+    torch.manual_seed(train_config.seed)
+    model = build_model(model_config)
+    metadata = _metadata(data, name, dataset, load_options)
+    _train_and_report(model, dataset, train_config, out, metadata, k, quiet, resume=False)
+
+
+def _metadata(
+    data: str, name: str, dataset: Dataset, load_options: dict[str, Any]
+) -> dict[str, Any]:
+    """The run record of a new run's data: its name, where it came from and how it was read."""
+    from .. import data as datasets
+
+    # A data set's name wins over a file or folder of that name, as in data.load.
+    is_file = datasets.builtin_name(data) is None
+    image_shape = dataset.image_shape
+    return {
+        "data": {
+            "name": name,
+            "source": str(Path(data).resolve()) if is_file else data,
+            "split_seed": 0,
+            **({"image_shape": list(image_shape)} if image_shape else {}),
+            **(
+                {"label_column": load_options["label_column"]}
+                if "label_column" in load_options
+                else {}
+            ),
+            **({"media": dataset.media} if dataset.media else {}),
+        }
+    }
+
+
+def _train_resume(
+    run: Path,
+    out: Path | None,
+    data: str | None,
+    epochs: int | None,
+    time_limit: float | None,
+    seed: int | None,
+    config_file: str | None,
+    overrides: tuple[str, ...],
+    k: int,
+    overwrite: bool,
+    quiet: bool,
+) -> None:
+    """``vaekit train --resume RUN``: the run's saved settings, with only RESUMABLE changes."""
+    from ..checkpoint import read_training_info
+    from ..models import build_model, model_config
+    from ..train import RESUMABLE, TrainConfig, check_resumable
+
+    if out is not None and out.resolve() != run.resolve():
+        raise ConfigError(f"--resume continues {str(run)!r} in place; leave out --out")
+    given_flags = {"--seed": seed is not None, "--config": config_file, "--overwrite": overwrite}
+    for flag, given in given_flags.items():
+        if given:
+            raise ConfigError(
+                f"--resume continues {str(run)!r} with its saved settings and {flag} would change "
+                "them; start a new run with --out instead"
+            )
+    info = read_training_info(run)
+    changes: dict[str, Any] = {} if epochs is None else {"epochs": epochs}
+    if time_limit is not None:
+        changes["time_limit"] = time_limit
+    for text in overrides:
+        key, value = parse_override(text)
+        section, _, name = key.rpartition(".")
+        if section not in ("", "train") or name not in RESUMABLE:
+            raise ConfigError(
+                f"--set {text!r}: a resumed run keeps its settings (only "
+                f"{', '.join(RESUMABLE)} may change); start a new run with --out to change {name}"
+            )
+        changes[name] = value
+    try:
+        saved_train = dict(info["train"])
+        saved_model = model_config(info["model"], section="model")
+        metadata = dict(info.get("metadata") or {})
+        done = int(info.get("epochs_done", 0))
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(
+            f"{str(run)!r}: its checkpoint's run record is damaged ({err})"
+        ) from None
+    train_config = from_dict(TrainConfig, {**saved_train, **changes}, section="train")
+    rewrite = bool(info.get("finished")) and not _weights_readable(run)
+    if info.get("finished") and not rewrite:
+        limit = float(saved_train.get("time_limit") or 0)
+        if train_config.epochs == done:
+            click.echo(
+                f"{run} has already finished its {done} epochs; to train further give --epochs N "
+                f"with N more than {done}"
+            )
+            return
+        if info.get("time_limit_reached") and train_config.time_limit == limit:
+            click.echo(
+                f"{run} reached its time limit of {limit:g} s after {done} epochs; to train "
+                f"further give a longer --time-limit (or 0 for none)"
+            )
+            return
+    # the saved model and data with RESUMABLE changes: check_resumable checks the epochs done
+    check_resumable(info, {"model": info["model"], "train": {}, "data": {}}, train_config, run)
+    _check_time_left(run, info, train_config.time_limit, saved_train.get("time_limit"))
+    source, split_seed = data_source(metadata, data)
+    torch.manual_seed(train_config.seed)
+    model = build_model(saved_model)
+    try:
+        dataset = load_data(metadata, model, source, split_seed)
+    except DataError as err:
+        if data:
+            raise
+        raise DataError(f"{err} (the run's data set; give it with --data)") from None
+    if rewrite and train_config.epochs == done:
+        click.echo(
+            f"{run}: model.safetensors is missing or unreadable; writing it again from the "
+            f"training state ({done} epochs)"
+        )
+    else:
+        click.echo(
+            f"resume {run} at epoch {done + 1} of {train_config.epochs}, step {info.get('step')}"
+        )
+    _train_and_report(model, dataset, train_config, run, metadata, k, quiet, resume=True)
+
+
+def _check_time_left(run: Path, info: dict[str, Any], limit: float, saved: Any) -> None:
+    """Refuse a new time limit (seconds) that leaves a resumed run no epoch to train: the run's
+    training seconds so far plus its last epoch's would pass it. A run stopped mid-epoch
+    finishes that epoch whatever the limit, so it is not refused."""
+    if not limit or limit == saved or info.get("mid_epoch") or "seconds" not in info:
+        return
+    from ..train import no_epoch_fits
+
+    try:
+        spent, last = float(info["seconds"]), float(info.get("last_epoch_seconds") or 0.0)
+    except (TypeError, ValueError):
+        return
+    if no_epoch_fits(spent, last, limit):
+        raise ConfigError(
+            f"time limit {limit:g} s: the run in {str(run)!r} has trained for {spent:.1f} s and "
+            f"its last epoch took {last:.1f} s, so no epoch fits; give more than "
+            f"{math.ceil(spent + last)} s (or 0 for no limit)"
+        )
+
+
+def time_limit_reached(run: Path) -> bool:
+    """Whether the run's training state says its time limit ended it (and nothing since)."""
+    from ..checkpoint import read_training_info
+
+    try:
+        return bool(read_training_info(run).get("time_limit_reached"))
+    except CheckpointError:
+        return False
+
+
+def _weights_readable(run: Path) -> bool:
+    """Whether the run's model.safetensors loads (it may be missing, truncated or damaged)."""
+    from ..models import load
+
+    try:
+        load(run)
+    except CheckpointError:
+        return False
+    return True
+
+
+def _train_and_report(
+    model: VAE,
+    dataset: Dataset,
+    train_config: Any,
+    out: Path,
+    metadata: dict[str, Any],
+    k: int,
+    quiet: bool,
+    resume: bool,
+) -> None:
+    """Run fit with Ctrl-C (and SIGTERM) saving the state and stopping; then print the report."""
+    from ..config import to_dict
+    from ..models import model_table
+    from ..train import as_tensor, check_data
+
+    name = dataset.name
+    for split in ("train", "valid"):  # before the settings are printed: bad data is one line
+        check_data(model, as_tensor(getattr(dataset, split)), f"{name}'s {split} split")
+    conditions = {}
+    if condition_dim(model):
+        conditions = {
+            "conditions": split_conditions(model, dataset.train_labels, f"{name}'s train split"),
+            "valid_conditions": split_conditions(
+                model, dataset.valid_labels, f"{name}'s valid split"
+            ),
+        }
+    sizes = f"{len(dataset.train)} train / {len(dataset.valid)} valid / {len(dataset.test)} test"
+    click.echo(wrapped("data", f"{name} {tuple(dataset.data_shape)}, {sizes}"))
+    click.echo(wrapped("model", settings_line(model_table(model.config))))
+    click.echo(wrapped("train", settings_line(to_dict(train_config))))
+    history = _fit(model, dataset, train_config, out, metadata, conditions, quiet, resume)
+    valid = conditions.get("valid_conditions")
+    _report(model, dataset, train_config, history, valid, k, quiet)
+    wrote(*(out / f for f in (CONFIG_FILE, WEIGHTS_FILE, METRICS_FILE, STATE_FILE)))
+
+
+def _fit(
+    model: VAE,
+    dataset: Dataset,
+    train_config: Any,
+    out: Path,
+    metadata: dict[str, Any],
+    conditions: dict[str, Any],
+    quiet: bool,
+    resume: bool,
+) -> list[dict[str, Any]]:
+    """``fit``, with the first Ctrl-C (or SIGTERM) saving the state and stopping, a second
+    stopping at once; an interrupted run is a line on stderr and exit status 128 + signal."""
+    import shlex
+    import signal
+    import threading
+
+    from ..train import TrainingInterrupted, fit
+
+    stop = threading.Event()
+    received: list[int] = []
+
+    def handler(signum: int, frame: Any) -> None:
+        if stop.is_set():  # a second Ctrl-C: stop at once (files are written atomically)
+            raise KeyboardInterrupt
+        received.append(signum)
+        stop.set()
+
+    handled = (signal.SIGINT, signal.SIGTERM)
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        previous = {sig: signal.signal(sig, handler) for sig in handled}
+    try:
+        return fit(
+            model,
+            dataset.train,
+            valid=dataset.valid,
+            **conditions,
+            config=train_config,
+            out=out,
+            metadata=metadata,
+            progress=progress(quiet),
+            resume=resume,
+            stop=stop.is_set,
+        )
+    except TrainingInterrupted as err:
+        if err.restored:
+            click.echo(
+                f"vaekit: interrupted before the new run's first epoch ended; the run that was "
+                f"in {out} is back",
+                err=True,
+            )
+            sys.exit(128 + (received[0] if received else signal.SIGINT))
+        click.echo(
+            f"vaekit: interrupted at step {err.step}; continue with: vaekit train --resume "
+            f"{shlex.quote(str(out))}",
+            err=True,
+        )
+        sys.exit(128 + (received[0] if received else signal.SIGINT))
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _report(
+    model: VAE,
+    dataset: Dataset,
+    train_config: Any,
+    history: list[dict[str, Any]],
+    valid_conditions: Any,
+    k: int,
+    quiet: bool,
+) -> None:
+    """The end-of-training report: the validation split's ELBO, log p(x) and KL (nats)."""
+    from ..estimators import elbo as elbo_per_example
+    from ..estimators import latent_stats, log_likelihood
+    from ..train import binarize
+
+    x_valid = dataset.valid
+    if train_config.binarize == "dynamic":
+        x_valid = binarize(x_valid, seed=train_config.seed + 1)
+    kw = {} if valid_conditions is None else {"condition": valid_conditions}
+    valid_elbo = float(elbo_per_example(model, x_valid, **kw).mean())
+    valid_ll = float(log_likelihood(model, x_valid, k=k, progress=progress(quiet), **kw).mean())
+    last = history[-1]
+    click.echo(
+        f"trained {last['epoch']} epochs ({last['step']} steps, {last['seconds']:.1f} s, "
+        f"{last['skipped_steps']} skipped) on {dataset.name} {tuple(dataset.data_shape)}"
+    )
+    if last.get("stopped") == "time_limit" and train_config.time_limit > 0:
+        click.echo(
+            f"stopped by the time limit ({train_config.time_limit:g} s) after {last['epoch']} "
+            f"of {train_config.epochs} epochs"
+        )
+    click.echo(f"valid ELBO            {valid_elbo:10.3f} nats")
+    click.echo(f"valid log p(x), K={k:<4d} {valid_ll:10.3f} nats")
+    if model.capabilities.exact_likelihood:  # a small discrete latent: the exact value
+        exact_ll = float(model.log_likelihood_exact(x_valid).mean())
+        click.echo(f"valid log p(x), exact  {exact_ll:10.3f} nats")
+    stats = latent_stats(model, x_valid, **kw)
+    active = int((stats["activity"] > 0.01).sum())
+    kl_valid = float(stats["kl"] if "kl" in stats else stats["kl_per_dim"].sum())
+    click.echo(
+        f"valid KL              {kl_valid:10.3f} nats, "
+        f"{active} of {len(stats['kl_per_dim'])} latent dims active"
+    )

@@ -1,0 +1,120 @@
+"""Settings of a new run from their sources: data-set defaults < TOML file < flags < overrides.
+
+Library logic under the ``vaekit train`` command: which section a bare ``key=value`` belongs to,
+which of a data set's model defaults a kind keeps, and the likelihood and binarisation a data set
+implies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from .config import from_dict, parse_override, read_toml
+from .errors import ConfigError
+
+#: The tables of a config file (besides ``data``, the data set's name or path).
+SECTIONS = ("model", "train")
+
+
+def resolve_config(
+    config_file: str | None, overrides: tuple[str, ...], dataset: Any, cli: dict[str, Any]
+) -> tuple[Any, Any, str]:
+    """Merge data-set defaults < config file < command-line flags < ``--set`` overrides.
+
+    Returns (VAEConfig, TrainConfig, data name). ``--set`` keys are ``section.key`` or a bare key
+    that belongs to exactly one section.
+    """
+    from .models import model_config, model_kinds
+    from .train import TrainConfig
+
+    def settings(section: str) -> set[str]:
+        if section == "train":
+            return set(TrainConfig.__dataclass_fields__)
+        kinds = model_kinds()
+        cls = kinds.get(merged["model"].get("kind", "vae"), kinds["vae"])
+        return {"kind", *cls.config_class.__dataclass_fields__}  # type: ignore[attr-defined]
+
+    merged: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
+    given: set[str] = set()  # model settings from the config file or --set, not the data set
+    for source in (dataset.defaults or {}, read_toml(config_file) if config_file else {}):
+        for key, value in source.items():
+            if key == "data":
+                continue
+            if key not in SECTIONS:
+                raise ConfigError(f"unknown config section {key!r}; use [model] and [train]")
+            if not isinstance(value, dict):
+                raise ConfigError(f"config section {key!r} must be a table")
+            merged[key].update(value)
+            if key == "model" and source is not dataset.defaults:
+                given.update(value)
+    merged["train"].update({k: v for k, v in cli.items() if v is not None})
+    parsed = [(text, *parse_override(text)) for text in overrides]
+    for _, key, value in parsed:  # the model kind first: it decides which settings exist
+        if key in ("kind", "model.kind"):
+            merged["model"]["kind"] = value
+    for text, key, value in parsed:
+        section, _, name = key.rpartition(".")
+        if not section:
+            owners = [s for s in SECTIONS if name in settings(s)]
+            if len(owners) > 1:
+                raise ConfigError(
+                    f"setting {name!r} in --set {text!r} is in {' and '.join(owners)}: write "
+                    f"{owners[0]}.{name}=... or {owners[1]}.{name}=..."
+                )
+            if not owners:
+                kind = merged["model"].get("kind", "vae")
+                raise ConfigError(
+                    f"unknown setting {name!r} in --set {text!r}; the {kind} model has "
+                    f"{', '.join(sorted(settings('model') - {'kind'}))}; training has "
+                    f"{', '.join(sorted(settings('train')))}"
+                )
+            section = owners[0]
+        if section not in SECTIONS:
+            raise ConfigError(f"unknown config section {section!r} in --set {text!r}")
+        merged[section][name] = value
+        if section == "model":
+            given.add(name)
+    # The data set's model defaults suit its default kind; another kind keeps only those it has.
+    known = settings("model")
+    model_cfg = {k: v for k, v in merged["model"].items() if k in known or k in given}
+    model_cfg.setdefault("data_shape", list(dataset.data_shape))
+    model_cfg.setdefault("likelihood", "bernoulli" if dataset.binary else "gaussian")
+    image = getattr(dataset, "image_shape", None)  # a data set of splits, or one like it
+    if model_cfg.get("network", "mlp") != "mlp" and image and len(dataset.data_shape) != 3:
+        model_cfg.setdefault("image_shape", list(image))  # flat images: the conv nets' view
+    train_cfg = dict(merged["train"])
+    if dataset.binary and model_cfg["likelihood"] == "bernoulli":
+        train_cfg.setdefault("binarize", "dynamic")
+    return (
+        model_config(model_cfg),
+        from_dict(TrainConfig, train_cfg, section="train"),
+        dataset.name,
+    )
+
+
+def retokenize(ds: Any, config: Any) -> tuple[Any, Any]:
+    """The data set and the text model's config made to agree. The file was read at the data
+    set's defaults; a config that asks for another ``level`` (``--set level=word``) gets the
+    lines read again at that level, with the vocabulary and length that come from them, and one
+    that names its own ``vocab`` or ``data_shape`` gets the lines encoded with those."""
+
+    from .data.text import load_text
+    from .models import TextVAEConfig
+    from .tokenizer import Tokenizer
+
+    if not isinstance(config, TextVAEConfig):
+        raise ConfigError(
+            f"{ds.name!r} is text: train it with the text model (kind 'text'), not "
+            f"{type(config).__name__}"
+        )
+    made = ds.defaults["model"]
+    if config.level != made["level"]:
+        ds = load_text(ds.source, 0, level=config.level)
+        made = ds.defaults["model"]
+        vocab, shape = tuple(made["vocab"]), tuple(made["data_shape"])
+        return ds, replace(config, vocab=vocab, data_shape=shape)
+    if config.vocab != tuple(made["vocab"]) or config.data_shape != ds.data_shape:
+        tok = Tokenizer(config.vocab, config.level)
+        ds = load_text(ds.source, 0, tokenizer=tok, length=config.data_dim)
+    return ds, config
