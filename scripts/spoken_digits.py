@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-DIGITS = "zero one two three four five six seven eight nine".split()
+DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 VOICES = ["en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-029"]
 VARIANTS = ["", "+f3"]  # espeak-ng's default male voice and a female variant
 PITCHES = [35, 50, 65]
