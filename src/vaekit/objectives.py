@@ -4,9 +4,9 @@ their negative mean.
 Shapes: K samples per example, B examples. All values are in nats per example, summed over data
 and latent dimensions.
 
-Two flags of :class:`Terms` serve discrete latents (:mod:`vaekit.discrete`) and cost nothing on
-the Gaussian path. ``enumerated``: the K rows are every value of z, so each bound is computed
-exactly as an expectation under q(z|x). ``pathwise=False``: z was drawn without
+Two flags of :class:`Terms` serve discrete latents (:class:`vaekit.CategoricalVAE`) and cost
+nothing on the Gaussian path. ``enumerated``: the K rows are every value of z, so each bound is
+computed exactly as an expectation under q(z|x). ``pathwise=False``: z was drawn without
 reparameterisation, so autograd alone misses the score-function part of the gradient; each bound
 then adds a term whose value is exactly zero and whose gradient is that part, with leave-one-out
 baselines, as Pyro's surrogate losses do (:func:`score_function_term`).

@@ -231,8 +231,8 @@ def latent_stats(
     unit "active" (Burda et al. 2016). The KLs are in closed form for a factorised Gaussian prior
     and Monte Carlo estimates with ``samples`` draws per example (seeded) for a mixture prior.
     A model with a ``latent_stats`` method of its own (the two-layer
-    :class:`vaekit.hierarchical.HVAE`, whose p(z1) has no closed form, and
-    :class:`vaekit.discrete.CategoricalVAE`, whose latents are categorical) gives them itself.
+    :class:`vaekit.HVAE`, whose p(z1) has no closed form, and
+    :class:`vaekit.CategoricalVAE`, whose latents are categorical) gives them itself.
     """
     check_count("batch_size", batch_size)
     x = examples(model, x)

@@ -71,9 +71,10 @@ def evaluate(
     ``x`` may be a tensor or a numpy array; data that is empty, not finite, of another example
     shape or outside the likelihood's support is a :class:`vaekit.DataError`, as in ``fit``.
 
-    A text model (:class:`vaekit.TextVAE`) gets :func:`vaekit.text.evaluate_text`'s report,
-    whose bits are per token and whose reconstructions are counted in strings and tokens (the
-    squared error of token ids and bits per padded position would mean nothing).
+    A text model (:class:`vaekit.TextVAE`) gets the report of
+    :func:`vaekit.evaluation.text.evaluate_text`, whose bits are per token and whose
+    reconstructions are counted in strings and tokens (the squared error of token ids and bits
+    per padded position would mean nothing).
     """
     if model.capabilities.tokens:
         if condition is not None or bin_levels is not None:

@@ -25,7 +25,7 @@ uses the configured ``estimator``:
   ``gumbel``.
 
 In evaluation mode ``forward`` always returns K draws from q(z|x), the terms that
-:func:`vaekit.evaluate.log_likelihood` and :func:`vaekit.evaluate.elbo` expect.
+:func:`vaekit.estimators.log_likelihood` and :func:`vaekit.estimators.elbo` expect.
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ class CategoricalConfig:
     n_categories: values each takes. hidden, activation: the MLPs (the decoder mirrors the
     encoder). likelihood: one of ``vaekit.likelihoods.LIKELIHOODS``. prior: "uniform" or
     "learned" (a learned product of categoricals). estimator: "auto", "exact", "gumbel" or
-    "reinforce" (see :mod:`vaekit.discrete`). temperature, temperature_min, anneal_rate: the
+    "reinforce" (see the module's docstring). temperature, temperature_min, anneal_rate: the
     Gumbel-softmax temperature, its floor, and its decay per training step. straight_through: the
     decoder sees one-hot samples (True) or relaxed ones (False) under "gumbel".
     enumerate_limit: the most values of z the model enumerates (the exact estimator, whose
@@ -264,7 +264,7 @@ class CategoricalPrior(nn.Module):
 
 @register_model
 class CategoricalVAE(Model):
-    """VAE whose latent is ``n_latents`` categorical variables (see :mod:`vaekit.discrete`).
+    """VAE whose latent is ``n_latents`` categorical variables (see the module's docstring).
 
     Build it from a :class:`CategoricalConfig` or its fields::
 
@@ -470,7 +470,7 @@ class CategoricalVAE(Model):
     @torch.no_grad()
     def elbo_exact(self, x: Tensor) -> Tensor:
         """Per-example ELBO by enumeration in nats (N,), without gradients. ``x``: a tensor or
-        numpy array, checked as :func:`vaekit.evaluate.log_likelihood` checks it."""
+        numpy array, checked as :func:`vaekit.estimators.log_likelihood` checks it."""
         return elbo(self.enumerated_terms(examples(self, x).to(self.device)))
 
     def log_likelihood_exact(self, x: Tensor, **kwargs: Any) -> Tensor:
@@ -518,7 +518,7 @@ def log_likelihood_exact(
     ``batch_size`` examples, combined with a running logsumexp in float64. Raises
     :class:`ConfigError` when z takes more than the model's ``enumerate_limit`` values. ``x``:
     (N, *data_shape), a tensor or numpy array, checked as
-    :func:`vaekit.evaluate.log_likelihood` checks it.
+    :func:`vaekit.estimators.log_likelihood` checks it.
     """
     x = examples(model, x)
     model.eval()

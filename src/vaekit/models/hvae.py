@@ -57,7 +57,7 @@ class HVAEConfig:
     latent_dim: size of z1, the bottom stochastic layer.
     hidden2: deterministic layers between z1 and z2 (q(z2|z1); p(z1|z2) mirrors them).
     latent_dim2: size of z2, the top stochastic layer, whose prior is N(0, I).
-    activation, likelihood, likelihood_components, decoder_*: as in :class:`vaekit.model.VAEConfig`.
+    activation, likelihood, likelihood_components, decoder_*: as in :class:`vaekit.VAEConfig`.
     encoder_min_logvar, encoder_max_logvar: soft bounds on the log-variance of every Gaussian
     layer of latents: q(z1|x), q(z2|z1) and p(z1|z2).
     """
