@@ -8,6 +8,7 @@ unknown keys and wrong types with a message naming the key.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import math
 import numbers
@@ -210,10 +211,16 @@ def configure(cls: type[C], config: Any = None, fields: dict[str, Any] | None = 
     unknown = sorted(set(fields or {}) - known)
     if unknown:
         raise ConfigError(
-            f"unknown setting {unknown[0]} of {cls.__name__}; known settings: "
-            f"{', '.join(sorted(known))}"
+            f"unknown setting {unknown[0]} of {cls.__name__}{did_you_mean(unknown[0], known)}; "
+            f"known settings: {', '.join(sorted(known))}"
         )
     return dataclasses.replace(config, **fields) if fields else config  # type: ignore[type-var]
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the known name closest to ``name``, or "" if none is close."""
+    close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.7)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def from_dict(cls: type[C], data: dict[str, Any], *, section: str = "") -> C:
@@ -227,7 +234,10 @@ def from_dict(cls: type[C], data: dict[str, Any], *, section: str = "") -> C:
     if unknown:
         name = f"{prefix}{unknown[0]!s}"
         name = name if name.isprintable() else repr(name)  # one line, whatever the key holds
-        raise ConfigError(f"unknown setting {name}; known settings: {', '.join(sorted(fields))}")
+        hint = did_you_mean(str(unknown[0]), fields)
+        raise ConfigError(
+            f"unknown setting {name}{hint}; known settings: {', '.join(sorted(fields))}"
+        )
     kwargs = {k: check_value(prefix + k, v, hints[k], from_file=True) for k, v in data.items()}
     return cls(**kwargs)
 

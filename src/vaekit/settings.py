@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from .config import from_dict, parse_override, read_toml
+from .config import did_you_mean, from_dict, parse_override, read_toml
 from .errors import ConfigError
 
 #: The tables of a config file (besides ``data``, the data set's name or path).
@@ -64,8 +64,10 @@ def resolve_config(
                 )
             if not owners:
                 kind = merged["model"].get("kind", "vae")
+                every = (settings("model") - {"kind"}) | settings("train")
                 raise ConfigError(
-                    f"unknown setting {name!r} in --set {text!r}; the {kind} model has "
+                    f"unknown setting {name!r} in --set {text!r}{did_you_mean(name, every)}; "
+                    f"the {kind} model has "
                     f"{', '.join(sorted(settings('model') - {'kind'}))}; training has "
                     f"{', '.join(sorted(settings('train')))}"
                 )

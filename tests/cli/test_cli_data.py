@@ -76,11 +76,18 @@ def test_csv_files_as_spreadsheets_write_them(capsys, tmp_path):
         return _one_line(*run_cli(capsys, "train", "--data", tmp_path / name, "--out",
                                   tmp_path / "no", *TINY))  # fmt: skip
 
+    # the separator is read from the file: semicolons (with decimal commas, as spreadsheets in
+    # many locales write them) in a .csv or a .tsv load as the same table
     semicolons = "a;b;c\n" + "".join(";".join(map(str, r)) + "\n" for r in rows)
-    err = refused("semi.csv", semicolons.encode())
-    assert "row 1 of" in err and "';'" in err and "commas between values" in err
-    err = refused("semi.tsv", semicolons.encode())
-    assert "tabs between values" in err
+    decimal = semicolons.replace(".", ",")  # 0,25;0,5;0,75
+    for name, text in (("semi.csv", semicolons), ("semi.tsv", semicolons),
+                       ("decimal.csv", decimal)):  # fmt: skip
+        (tmp_path / name).write_text(text)
+        ds = data.load(tmp_path / name)
+        every = np.concatenate([ds.train.numpy(), ds.valid.numpy(), ds.test.numpy()])
+        assert sorted(map(tuple, every.tolist())) == sorted(map(tuple, rows)), name
+    err = refused("uneven.csv", b"a;b\n1;2\n3;4;5\n6;7\n")  # no separator splits it evenly
+    assert "row 1 of" in err and "';'" in err and "one separator between values" in err
     err = refused("latin1.csv", "café,b\n1,2\n3,4\n5,6\n".encode("latin-1"))
     assert "latin1.csv" in err and "not UTF-8" in err and "save it as UTF-8" in err
     species = "x,y,species\n" + "".join(f"{i},{i},{'ab'[i % 2]}\n" for i in range(9))

@@ -196,6 +196,12 @@ def test_messages_name_what_was_given_and_what_to_give(
                              "kind=categorical", "--set", "latent_dim=4"))  # fmt: skip
     assert "unknown setting 'latent_dim'" in err and "the categorical model has " in err
     assert "n_latents" in err and "training has " in err and "time_limit" in err
+    err = _one_line(*run_cli(capsys, "train", "--out", tmp_path / "typo", "--set",
+                             "latnet_dim=4"))  # fmt: skip
+    assert (
+        "unknown setting 'latnet_dim' in --set 'latnet_dim=4' (did you mean 'latent_dim'?)" in err
+    )
+    assert not (tmp_path / "typo").exists()
 
 
 def test_a_damaged_model_file_says_how_to_mend_it_and_resume_writes_it_again(

@@ -4,6 +4,7 @@ array loader shares (float32 from any numeric dtype, channels first, a Dataset f
 from __future__ import annotations
 
 import csv
+import io
 import re
 import tokenize
 import zlib
@@ -287,13 +288,15 @@ def load_csv(
 
 
 def _read_rows(path: Path, where: str, tsv: bool) -> Rows:
-    """The non-empty rows of a UTF-8 table; one value per row holding another separator (a
-    semicolon-separated .csv, a comma-separated .tsv) is a DataError."""
+    """The non-empty rows of a UTF-8 table, split at its separator (see :func:`_separator`);
+    one value per row holding another separator is a DataError."""
     if not path.is_file():
         raise DataError(f"data file {where} does not exist")
     try:
         with path.open(newline="", encoding="utf-8-sig") as f:
-            rows = list(csv.reader(f, delimiter="\t" if tsv else ","))
+            text = f.read()
+        sep = _separator(text, "\t" if tsv else ",")
+        rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=sep))
     except UnicodeDecodeError as err:
         raise DataError(
             f"{where} is not UTF-8 text (byte {err.start}); save it as UTF-8 (or convert it, "
@@ -302,26 +305,52 @@ def _read_rows(path: Path, where: str, tsv: bool) -> Rows:
     except (OSError, csv.Error) as err:
         raise DataError(f"cannot read {where} as CSV text: {err}") from None
     numbered = [
-        (i + 1, [c.strip() for c in r]) for i, r in enumerate(rows) if any(c.strip() for c in r)
+        (i + 1, [_decimal_point(c.strip(), sep) for c in r])
+        for i, r in enumerate(rows)
+        if any(c.strip() for c in r)
     ]
     if not numbered:
         raise DataError(f"{where} holds no rows; it needs one example per row")
     if all(len(cells) == 1 for _, cells in numbered):
         for line, (cell,) in numbered:
-            other = next((c for c in (";", "\t", ",", "|") if c in cell), None)
+            other = next((c for c in _SEPARATORS if c in cell), None)
             if other is not None:
                 raise DataError(
-                    f"row {line} of {where} is one value {cell[:40]!r} holding {other!r}; "
-                    "vaekit reads .csv files as comma-separated and .tsv files as tab-separated: "
-                    + (
-                        "write the file with tabs between values (or name a comma-separated "
-                        "file .csv)"
-                        if tsv
-                        else "write the file with commas between values (or name a "
-                        "tab-separated file .tsv)"
-                    )
+                    f"row {line} of {where} is one value {cell[:40]!r} holding {other!r}, and "
+                    f"the rows do not split into the same number of values at {other!r}; "
+                    "write the file with one separator between values"
                 )
     return numbered
+
+
+#: The separators a table may use; the file's own kind (comma for .csv, tab for .tsv) first.
+_SEPARATORS = (",", ";", "\t", "|")
+_DECIMAL_COMMA = re.compile(r"[+-]?[0-9]*,[0-9]+(?:[eE][+-]?[0-9]+)?")
+
+
+def _separator(text: str, default: str) -> str:
+    """The separator that splits the first 100 rows of ``text`` best: every row into the same
+    number (> 1) of values, with the most of them numbers (a value such as ``1,5`` counts as a
+    number with a decimal comma where the separator is not a comma). Ties keep ``default``, so
+    a table in one column, or one no separator splits evenly, reads as it always did."""
+    lines = [line for line in text.splitlines()[:100] if line.strip()]
+    best, best_score = default, -1.0
+    for sep in (default, *(s for s in _SEPARATORS if s != default)):
+        rows = list(csv.reader(lines, delimiter=sep))
+        widths = {len(r) for r in rows[1:] or rows}
+        width = widths.pop() if len(widths) == 1 else 1
+        if width == 1 or len(rows[0]) not in (width, width - 1):  # a header may lack a last ""
+            continue
+        cells = [c.strip() for r in rows[1:] or rows for c in r]
+        score = sum(_is_number(_decimal_point(c, sep)) for c in cells) / len(cells)
+        if score > best_score:
+            best, best_score = sep, score
+    return best
+
+
+def _decimal_point(cell: str, sep: str) -> str:
+    """``cell`` with a decimal comma written as a point, in a table not separated by commas."""
+    return cell.replace(",", ".") if sep != "," and _DECIMAL_COMMA.fullmatch(cell) else cell
 
 
 def _drop_trailing_empty_column(rows: Rows) -> Rows:
