@@ -140,6 +140,41 @@ def test_a_device_the_machine_lacks_is_named_not_the_file(saved: Path, device: s
         load(saved, device=device)
 
 
+@pytest.mark.parametrize("fields", CONFIGS)
+def test_a_safetensors_name_saves_one_file(tmp_path: Path, fields: dict[str, Any]) -> None:
+    from safetensors import safe_open
+
+    model = perturbed(VAE(**fields))
+    file = tmp_path / "model.safetensors"
+    assert model.save(file, note="hello") == file and file.is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.safetensors"]
+    loaded = load(file)
+    assert loaded.config == model.config and not loaded.training
+    state, loaded_state = model.state_dict(), loaded.state_dict()
+    assert state.keys() == loaded_state.keys()
+    assert all(torch.equal(state[k], loaded_state[k]) for k in state)
+    with safe_open(file, "pt") as f:  # config.json's text in the file's metadata
+        config = json.loads(f.metadata()["vaekit_config"])
+    assert config["note"] == "hello" and config["format_version"] == FORMAT_VERSION
+    assert config["model"]["latent_dim"] == model.config.latent_dim
+
+
+def test_a_safetensors_file_without_vaekit_config_is_named(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(2)}, tmp_path / "other.safetensors")
+    with pytest.raises(CheckpointError, match=r"other\.safetensors' is not a model file .*config"):
+        load(tmp_path / "other.safetensors")
+    (tmp_path / "cut.safetensors").write_bytes(b"\xff" * 12)
+    with pytest.raises(CheckpointError, match=r"cut\.safetensors' is not a model file"):
+        load(tmp_path / "cut.safetensors")
+    with pytest.raises(CheckpointError, match=r"model file .*absent\.safetensors' does not exist"):
+        load(tmp_path / "absent.safetensors")
+    (tmp_path / "dir.safetensors").mkdir()
+    with pytest.raises(CheckpointError, match="is a folder; give a new file name"):
+        save(VAE(**CONFIGS[0]), tmp_path / "dir.safetensors")
+
+
 def test_methods_on_the_model(tmp_path: Path) -> None:
     model = perturbed(VAE(**CONFIGS[0]))
     assert model.save(tmp_path / "run", note="hello") == tmp_path / "run"

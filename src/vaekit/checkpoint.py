@@ -41,6 +41,8 @@ FORMAT_VERSION = 1
 def save(model: Any, path: str | Path, **metadata: Any) -> Path:
     """Save ``model`` into the folder ``path`` (created if needed); returns the folder.
 
+    A ``path`` ending in ``.safetensors`` is one file instead: the weights, with config.json's
+    text in the file's metadata (key ``vaekit_config``); :func:`vaekit.load` reads either.
     ``metadata`` entries (JSON-ready values) are stored at the top level of config.json; a
     reserved key or a value JSON cannot hold is a :class:`ConfigError`, raised before anything
     is written.
@@ -49,6 +51,15 @@ def save(model: Any, path: str | Path, **metadata: Any) -> Path:
     check_metadata(metadata)
     config = _config_bytes(model, metadata)
     state = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
+    if is_single_file(path):
+        if path.is_dir():
+            raise CheckpointError(f"{str(path)!r} is a folder; give a new file name to save to")
+        header = {"format_version": str(FORMAT_VERSION), SINGLE_FILE_KEY: config.decode()}
+        try:
+            atomic_write(path, to_safetensors_bytes(state, metadata=header))
+        except OSError as err:
+            raise CheckpointError(f"cannot write {str(path)!r}: {err.strerror}") from None
+        return path
     try:
         atomic_write(
             path / WEIGHTS_FILE,
@@ -101,18 +112,61 @@ def _check_run_folder(path: Path) -> None:
         raise CheckpointError(f"run folder {str(path)!r} does not exist")
 
 
+#: The metadata key of a one-file model (``model.save("x.safetensors")``) holding config.json.
+SINGLE_FILE_KEY = "vaekit_config"
+
+
+def is_single_file(path: Path) -> bool:
+    """Whether ``path`` names a one-file model rather than a run folder."""
+    return path.suffix.lower() == ".safetensors"
+
+
+def read_single_file(path: Path) -> tuple[dict[str, Any], bytes]:
+    """(the checked config, the file's bytes) of a one-file model written by :func:`save`."""
+    try:
+        blob = path.read_bytes()
+    except FileNotFoundError:
+        raise CheckpointError(f"model file {str(path)!r} does not exist") from None
+    except OSError as err:
+        raise CheckpointError(f"cannot read {str(path)!r}: {err.strerror}") from None
+    size = int.from_bytes(blob[:8], "little") if len(blob) >= 8 else -1
+    try:
+        if not 0 < size <= len(blob) - 8:
+            raise ValueError("its header is cut off")
+        header = json.loads(blob[8 : 8 + size])
+        text = header["__metadata__"][SINGLE_FILE_KEY]
+    except (ValueError, KeyError, TypeError, RecursionError) as err:
+        reason = "it holds no vaekit config" if isinstance(err, KeyError | TypeError) else err
+        raise CheckpointError(
+            f"{str(path)!r} is not a model file written by vaekit's save: {reason}"
+        ) from None
+    return _parse_config(text, path, path), blob
+
+
 def read_config(path: str | Path) -> dict[str, Any]:
-    """The parsed config.json of a run folder, after checking its format version."""
+    """The parsed config.json of a run folder (or the config of a one-file model), after
+    checking its format version."""
     path = Path(path)
+    if is_single_file(path) and not path.is_dir():
+        return read_single_file(path)[0]
     file = path / CONFIG_FILE
     _check_run_folder(path)
     try:
-        config = json.loads(file.read_text())
+        text = file.read_text()
     except FileNotFoundError:
         raise CheckpointError(
             f"{str(path)!r} is not a vaekit run folder: no {CONFIG_FILE}"
         ) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+    except (OSError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{str(file)!r} is unreadable or corrupt: {err}") from None
+    return _parse_config(text, file, path)
+
+
+def _parse_config(text: str, file: Path, path: Path) -> dict[str, Any]:
+    """config.json's ``text`` (read from ``file`` of the run or model ``path``), checked."""
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as err:
         raise CheckpointError(f"{str(file)!r} is unreadable or corrupt: {err}") from None
     except RecursionError:
         raise CheckpointError(

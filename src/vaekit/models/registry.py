@@ -77,6 +77,18 @@ def read_config(path: str | Path) -> dict[str, Any]:
     """The parsed config.json of a run folder (:func:`vaekit.checkpoint.read_config`), whose
     model table also gives every setting that fixes the shape of the weights."""
     config = checkpoint.read_config(path)
+    _check_shape_settings(config, _config_file(Path(path)))
+    return config
+
+
+def _config_file(path: Path) -> Path:
+    """Where the config of the run folder or one-file model ``path`` is read from."""
+    return path if checkpoint.is_single_file(path) and not path.is_dir() else path / CONFIG_FILE
+
+
+def _check_shape_settings(config: dict[str, Any], file: Path) -> None:
+    """A :class:`CheckpointError` naming a setting of the model's kind that fixes the shape of
+    its weights and that ``config``'s model table (read from ``file``) lacks."""
     model = config["model"]
     kind = model.get("kind", "vae")
     cls = MODELS.get(kind) if isinstance(kind, str) else None  # else load names the kind
@@ -85,24 +97,26 @@ def read_config(path: str | Path) -> dict[str, Any]:
         for name in SHAPE_FIELDS:
             if name in fields and name not in model:
                 raise CheckpointError(
-                    f"{str(Path(path) / CONFIG_FILE)!r} has no model.{name}; restore the file "
-                    "(vaekit writes it)"
+                    f"{str(file)!r} has no model.{name}; restore the file (vaekit writes it)"
                 )
-    return config
 
 
 def load(path: str | Path, device: str | torch.device = "cpu") -> Any:
-    """Rebuild the model saved in the folder ``path`` and load its weights onto ``device``, in
-    the dtype they were saved in (a model saved after ``.double()`` comes back float64)."""
+    """Rebuild the model saved in the folder ``path`` (or the one file ``path.safetensors``) and
+    load its weights onto ``device``, in the dtype they were saved in (a model saved after
+    ``.double()`` comes back float64)."""
     path = Path(path)
     device = usable_device(device)
-    config = read_config(path)
+    if checkpoint.is_single_file(path) and not path.is_dir():
+        (config, blob), file = checkpoint.read_single_file(path), path
+        _check_shape_settings(config, path)
+    else:
+        config, blob, file = read_config(path), None, path / WEIGHTS_FILE
     try:
         settings = model_config(config.get("model"), section="model")
     except ConfigError as err:
-        raise CheckpointError(f"{str(path / CONFIG_FILE)!r}: {err}") from None
-    file = path / WEIGHTS_FILE
-    if not file.exists():
+        raise CheckpointError(f"{str(_config_file(path))!r}: {err}") from None
+    if blob is None and not file.exists():
         if (path / STATE_FILE).is_file():
             raise CheckpointError(
                 f"{str(path)!r} has no {WEIGHTS_FILE} yet: its training has not finished",
@@ -111,7 +125,7 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> Any:
         raise CheckpointError(f"{str(path)!r} has no {WEIGHTS_FILE}; the run did not finish saving")
     try:
         # One read of the whole file: a run that replaces it meanwhile is seen old or new, whole.
-        state = from_safetensors_bytes(file.read_bytes())
+        state = from_safetensors_bytes(file.read_bytes() if blob is None else blob)
         state = {k: v.to(device) for k, v in state.items()}
     except (SafetensorError, OSError, ValueError, RuntimeError) as err:
         remedy = Remedy("rewrite", str(path)) if (path / STATE_FILE).is_file() else None
