@@ -26,6 +26,7 @@ from ..settings import SECTIONS, resolve_config, retokenize
 from .codes import decode, encode
 from .draw import interpolate, latents, manifold, reconstruct, sample
 from .evaluate import curves, evaluate, info
+from .group import joined
 from .train import train
 
 __all__ = ["RUN_FILES", "SECTIONS", "cli", "main", "resolve_config", "retokenize"]
@@ -87,7 +88,8 @@ for command in (
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI; vaekit errors and usage mistakes become one line, exit status 2."""
     try:
-        cli.main(args=argv, prog_name="vaekit", standalone_mode=False)
+        with joined():  # under torchrun: the run's process group
+            cli.main(args=argv, prog_name="vaekit", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("vaekit: interrupted", err=True)
         sys.exit(130)

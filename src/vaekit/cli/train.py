@@ -17,6 +17,7 @@ from ..config import from_dict, parse_override, read_toml
 from ..errors import CheckpointError, ConfigError, DataError
 from ..runs import CONFIG_FILE, METRICS_FILE, STATE_FILE, WEIGHTS_FILE
 from ..settings import resolve_config, retokenize
+from .group import description, placed
 from .output import check_writable, wrote
 from .params import Duration, ImageSize, KeyValue, LabelColumn, seed_range
 from .run import check_data_option, condition_dim, data_source, load_data, split_conditions
@@ -197,7 +198,7 @@ def train(
     if dataset.media == {"kind": "text"}:
         dataset, model_config = retokenize(dataset, model_config)
     torch.manual_seed(train_config.seed)
-    model = build_model(model_config)
+    model = placed(build_model(model_config))
     metadata = _metadata(data, name, dataset, load_options)
     _train_and_report(model, dataset, train_config, out, metadata, k, quiet, resume=False)
 
@@ -297,7 +298,7 @@ def _train_resume(
     _check_time_left(run, info, train_config.time_limit, saved_train.get("time_limit"))
     source, split_seed = data_source(metadata, data)
     torch.manual_seed(train_config.seed)
-    model = build_model(saved_model)
+    model = placed(build_model(saved_model))
     try:
         dataset = load_data(metadata, model, source, split_seed)
     except DataError as err:
@@ -387,6 +388,8 @@ def _train_and_report(
     click.echo(wrapped("data", f"{name} {tuple(dataset.data_shape)}, {sizes}"))
     click.echo(wrapped("model", settings_line(model_table(model.config))))
     click.echo(wrapped("train", settings_line(to_dict(train_config))))
+    if description() is not None:  # under torchrun: the processes that share the run
+        click.echo(wrapped("dist", description()))
     history = _fit(model, dataset, train_config, out, metadata, conditions, quiet, resume)
     valid = conditions.get("valid_conditions")
     _report(model, dataset, train_config, history, valid, k, quiet)
@@ -466,8 +469,9 @@ def _report(
     quiet: bool,
 ) -> None:
     """The end-of-training report: the validation split's ELBO, log p(x) and KL (nats)."""
-    from ..estimators import elbo as elbo_per_example
-    from ..estimators import latent_stats, log_likelihood
+    from ..estimators import latent_stats
+    from ..estimators.sharded import elbo as elbo_per_example
+    from ..estimators.sharded import log_likelihood
     from ..train import binarize
 
     x_valid = dataset.valid

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..dist import Group, all_reduce_sum, any_of
 from ..errors import ConfigError
 from ..models.base import Model
 from .config import AUTO_COMPILE_STEPS, RESIDENT_FRACTION, TrainConfig, TrainingInterrupted
@@ -75,9 +76,11 @@ def choose_loop(
     config: TrainConfig,
     conditions: Tensor | None,
     state: dict[str, Any] | None,
+    group: Group | None = None,
 ) -> tuple[Loop, str, str | None]:
     """The loop that trains ``model`` on ``x`` (N, *data_shape), the name of its path ("off" for
-    the eager loop) and a notice saying why the fast path does not run (or None).
+    the eager loop) and a notice saying why the fast path does not run (or None). ``group``:
+    the processes that share each step (None: this one alone).
 
     A run that stopped mid-epoch on the eager loop (``state``) finishes that epoch there under
     ``fast="auto"``. Where the fast path fails to start, ``compile`` chosen automatically is
@@ -98,7 +101,7 @@ def choose_loop(
     while path != "off":
         try:
             with matmul_precision(config.precision == "tf32"):  # graphs capture their kernels
-                return FastRun(model, x, config, path, conditions), path, notice
+                return FastRun(model, x, config, path, conditions, group), path, notice
         except Exception as err:  # capture or compile failed: graph or eager still can run
             model.zero_grad(set_to_none=True)
             if path == "compile" and config.fast == "auto":
@@ -109,7 +112,7 @@ def choose_loop(
             path = "off"
     if notice is not None and config.fast in ("graph", "compile"):
         warnings.warn(notice, RuntimeWarning, stacklevel=3)
-    return EagerLoop(model, x.to(model.device), config, conditions), path, notice
+    return EagerLoop(model, x.to(model.device), config, conditions, group), path, notice
 
 
 def _roomy_recompile_limit() -> AbstractContextManager[None]:
@@ -193,6 +196,12 @@ class FastRun(Loop):
     ``conditions`` (N, condition_dim), for a conditional model, stay on the device beside the
     examples and are gathered with them (a conditional model whose data must stream runs the
     eager loop). Its state is saved at epoch ends only.
+
+    With a ``group`` of several processes, each draws the numbers of the whole global batch
+    (order, uniforms, noise) and keeps its share's rows in the static buffers; each step's
+    gradients and bound sum are copied into one flat buffer, summed by one all-reduce (inside
+    the captured graph on CUDA: NCCL collectives are captured), and every process takes the same
+    update from the summed buffer, which the parameters' ``.grad`` view.
     """
 
     kind = "fast"
@@ -205,12 +214,16 @@ class FastRun(Loop):
         config: TrainConfig,
         path: str,
         conditions: Tensor | None = None,
+        group: Group | None = None,
     ) -> None:
         self.model, self.config, self.path = model, config, path
+        self.group = group if group is not None else Group()
         device = self.device = model.device
-        B, k, L = config.batch_size, config.samples, model.noise_dim
+        k, L = config.samples, model.noise_dim
+        self.rows = self.group.shard(config.batch_size)  # this process's rows of each batch
+        B = self.rows[1] - self.rows[0]
         self.n = x.shape[0]
-        self.steps = self.n // B  # the ragged last batch is dropped
+        self.steps = self.n // config.batch_size  # the ragged last batch is dropped
         self.G = min(config.steps_per_launch, self.steps)
         # Off CUDA (tests) the same loop runs step by step, without graphs.
         self.capture = device.type == "cuda"
@@ -251,6 +264,14 @@ class FastRun(Loop):
 
         params = [p for p in model.parameters() if p.requires_grad]
         self.params = params
+        if self.group.active:  # the summed gradients (P,) and bound sum, which .grad views
+            dtype = params[0].dtype if params else torch.float32
+            sizes = [p.numel() for p in params]
+            self.reduced = torch.zeros(sum(sizes) + 1, device=device, dtype=dtype)
+            self.reduced_grads = [
+                part.view_as(p)
+                for p, part in zip(params, self.reduced[:-1].split(sizes), strict=True)
+            ]
         # Adam or Adagrad over one flat buffer, the skip of a non-finite step and clipping in one
         # pass; its lr is a device tensor, so captured graphs read the value a schedule sets.
         self.closed = False
@@ -348,22 +369,43 @@ class FastRun(Loop):
             xb = (u < xb).to(xb.dtype)
         beta = kl_weight(self.config, good + 1)
         loss, bound = batch_loss(self.model, self.config, xb, beta, eps=eps, condition=cb)
+        if self.group.active:  # this share's part of the global batch's mean
+            loss = -bound.sum() / self.config.batch_size
         return loss, bound.detach().sum()
 
     def _step(self, j: int) -> None:
         loss, bound_sum = self.loss_fn(*self._inputs(j), self.eps[j], self.metrics.good)
         self.optimizer.zero_grad()
         loss.backward()
+        if self.group.active:
+            bound_sum = self._all_reduce(bound_sum)
         finite = self.optimizer(bound_sum)
         self.account(finite, bound_sum)
+
+    def _all_reduce(self, bound_sum: Tensor) -> Tensor:
+        """The gradients and ``bound_sum`` summed over the processes in one all-reduce of the
+        flat buffer ``reduced``; the parameters' ``.grad`` then view it. Returns the summed
+        bound sum (0-dim)."""
+        flat = self.reduced
+        with torch.no_grad():
+            for p, part in zip(self.params, self.reduced_grads, strict=True):
+                if p.grad is None:
+                    part.zero_()
+                else:
+                    part.copy_(p.grad)
+            flat[-1].copy_(bound_sum)
+        all_reduce_sum(self.group, flat)
+        for p, part in zip(self.params, self.reduced_grads, strict=True):
+            p.grad = part
+        return flat[-1]
 
     def _account(self, finite: Tensor, bound_sum: Tensor) -> None:
         self.metrics.update(finite, bound_sum, self.config.batch_size)
 
     def _fill(self, order: Tensor, first: int, steps: int, buf: int) -> None:
         """Put steps [first, first + steps) of the epoch into the static buffers."""
-        B = self.config.batch_size
-        idx = order[first * B : (first + steps) * B].view(steps, B)
+        B, (lo, hi) = self.config.batch_size, self.rows
+        idx = order[first * B : (first + steps) * B].view(steps, B)[:, lo:hi]
         if self.resident:
             self.idx[:steps].copy_(idx)
         else:
@@ -372,12 +414,21 @@ class FastRun(Loop):
             torch.index_select(self.x, 0, idx.reshape(-1), out=pinned.view(-1, *self.x.shape[1:]))
             self.batch[:steps].copy_(pinned, non_blocking=True)
             self.copied[buf].record()
+        if not self.group.active:
+            if self.u is not None:
+                u = self.u[:steps]
+                torch.rand(u.shape, generator=self.g, device=self.device, out=u)
+            eps = self.eps[:steps]
+            torch.randn(eps.shape, generator=self.g, device=self.device, out=eps)
+            return
+        # several processes: the whole batch's numbers drawn, this share's rows kept
         if self.u is not None:
-            torch.rand(
-                self.u[:steps].shape, generator=self.g, device=self.device, out=self.u[:steps]
-            )
-        eps = self.eps[:steps]
-        torch.randn(eps.shape, generator=self.g, device=self.device, out=eps)
+            shape = (steps, B, *self.u.shape[2:])
+            u = torch.rand(shape, generator=self.g, device=self.device, dtype=self.u.dtype)
+            self.u[:steps].copy_(u[:, lo:hi])
+        shape = (steps, self.eps.shape[1], B, self.eps.shape[3])
+        eps = torch.randn(shape, generator=self.g, device=self.device, dtype=self.eps.dtype)
+        self.eps[:steps].copy_(eps[:, :, lo:hi])
 
     def _own_state(self) -> dict[str, Any]:
         return {"generator_order": self.g_order.get_state() if self.g_order is not self.g else None}
@@ -420,7 +471,7 @@ class FastRun(Loop):
         self.metrics.new_epoch()
         order = torch.randperm(self.n, generator=self.g_order, device=self.g_order.device)
         for first in range(0, self.steps, self.G):
-            if stop is not None and stop():
+            if any_of(self.group, stop is not None and stop()):  # all processes stop together
                 raise TrainingInterrupted(self.step, self.epoch)
             steps = min(self.G, self.steps - first)
             self._fill(order, first, steps, self.buf)

@@ -14,9 +14,10 @@ from torch import Tensor
 
 from ..config import configure
 from ..data.checks import as_tensor
-from ..errors import ConfigError, DataError
+from ..dist import Group, PeerLost, any_of, check_same, current
+from ..errors import ConfigError, DataError, Remedy
 from ..estimators import check_data
-from ..estimators import elbo as evaluate_elbo
+from ..estimators.sharded import elbo as evaluate_elbo
 from ..models.base import Model
 from .config import History, TrainConfig, TrainingError
 from .fast import choose_loop
@@ -65,21 +66,37 @@ def fit(
     fast path did not apply, why (``notice``). A conditional model needs ``conditions`` for
     ``data`` (and ``valid_conditions`` for ``valid``): integer labels (N,) or vectors (N,
     condition_dim).
+
+    Inside a process group (``torchrun``, or ``torch.distributed.init_process_group`` called
+    before fit), the processes train one model: ``batch_size`` stays the global batch, each
+    process takes its share of every batch and of the validation set, draws each step's random
+    numbers for the whole batch and keeps its rows, and the gradients are summed over the
+    processes in one all-reduce; the run is the one-process run up to the order of floating-point
+    sums, whatever the number of processes. Every process gives the same arguments (checked);
+    rank 0 alone writes ``out`` and shows progress.
     """
     config = configure(TrainConfig, config, overrides)
+    group = current()
     dtype = torch.float64 if model._dtype == torch.float64 else torch.float32
     x = as_tensor(data, "training data", dtype)
     check_data(model, x, "training data")
     c_train = _conditions(model, conditions, x.shape[0], "training data")
     _check_settings(model, config)
+    _check_group(model, config, x.shape[0], group)
     x_valid, c_valid = _validation_data(model, valid, valid_conditions, config, dtype)
 
-    run = RunFolder(out, config, run_record(model, config, x, x_valid, c_train, c_valid))
+    record = run_record(model, config, x, x_valid, c_train, c_valid)
+    run = RunFolder(out, config, record, writer=group.main)
     state = run.prepare(metadata, resume)
-    loop, path, notice = choose_loop(model, x, config, c_train, state)
+    if group.active:  # before any process writes: all of them run the same run
+        saved = (state or {}).get("run") or {}
+        at = {key: saved.get(key) for key in ("epochs_done", "step", "mid_epoch")}
+        same = {key: record[key] for key in ("train", "model", "data")}
+        check_same(group, {**same, "resume": resume, "checkpoint": at}, "settings")
+    loop, path, notice = choose_loop(model, x, config, c_train, state, group)
     run.open(model, loop, state)
 
-    epochs = loop.epochs(progress, run.save, stop)
+    epochs = loop.epochs(progress and group.main, run.save, stop)
     with run.training():  # what becomes of the run folder if training fails or is stopped
         try:
             cycle_start = time.perf_counter()
@@ -90,12 +107,12 @@ def fit(
                     record["notice"] = notice
                 if x_valid is not None:
                     kw = {} if c_valid is None else {"condition": c_valid}
-                    valid_elbo = evaluate_elbo(model, x_valid, seed=config.seed, **kw)
+                    valid_elbo = evaluate_elbo(model, x_valid, seed=config.seed, group=group, **kw)
                     record["valid_elbo"] = float(valid_elbo.mean())
                 if config.time_limit and loop.epoch <= config.epochs:
                     now = time.perf_counter()  # spent so far, and what one more epoch would add
                     spent = loop.elapsed + (now - arrived)
-                    if no_epoch_fits(spent, now - cycle_start, config.time_limit):
+                    if any_of(group, no_epoch_fits(spent, now - cycle_start, config.time_limit)):
                         record["stopped"] = "time_limit"
                         run.time_limit_reached = True
                     cycle_start = now
@@ -109,6 +126,9 @@ def fit(
                     f"(now {config.lr:g}), set grad_clip, or bound the decoder variance "
                     "(decoder_min_logvar)"
                 )
+        except PeerLost as err:  # the checkpoint (rank 0's) continues the run
+            remedy = Remedy("resume", str(out)) if out is not None else None
+            raise PeerLost(err.message, remedy=remedy) from None
         finally:
             epochs.close()
             loop.close()  # also when the time limit left no epoch to run
@@ -131,6 +151,29 @@ def _check_settings(model: Model, config: TrainConfig) -> None:
         raise ConfigError(
             f"precision={config.precision!r} needs a model with terms(x, eps); "
             f"{type(model).__name__} does not have them: set precision=fp32"
+        )
+
+
+def _check_group(model: Model, config: TrainConfig, n: int, group: Group) -> None:
+    """A :class:`ConfigError` where the processes of ``group`` cannot share the run."""
+    if not group.active:
+        return
+    caps = model.capabilities
+    if not (caps.noise_terms and caps.forward_is_terms):
+        raise ConfigError(
+            f"{type(model).__name__} draws its own noise inside forward, so {group.world_size} "
+            "processes would not train the one-process run; train it in one process (kinds vae "
+            "and hvae train in several)"
+        )
+    if group.world_size > n:
+        raise ConfigError(
+            f"{group.world_size} processes for {n} training examples: each needs at least one; "
+            "use fewer processes"
+        )
+    if group.world_size > config.batch_size:
+        raise ConfigError(
+            f"batch_size {config.batch_size} is the global batch, which {group.world_size} "
+            "processes share: give a batch_size of at least the number of processes"
         )
 
 

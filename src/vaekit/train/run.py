@@ -72,9 +72,16 @@ class RunFolder:
     """
 
     def __init__(
-        self, path: str | Path | None, config: TrainConfig, record: dict[str, Any]
+        self,
+        path: str | Path | None,
+        config: TrainConfig,
+        record: dict[str, Any],
+        writer: bool = True,
     ) -> None:
         self.path = Path(path) if path is not None else None
+        #: Whether this process writes the folder (rank 0 of a run over several processes;
+        #: the others read a resumed run's checkpoint and write nothing).
+        self.writer = writer
         self.config = config
         #: The run record of config.json's checkpoint: train, model, data, metadata.
         self.record = record
@@ -127,6 +134,8 @@ class RunFolder:
                 self.history[-1]["stopped"] = "time_limit"
         self.saved_records = len(self.history)
         self.last_save = (time.perf_counter(), loop.step + loop.skipped)
+        if not self.writer:
+            return
         if self.path is not None and state is None:
             self._lay_out(model)
         elif self.path is not None:
@@ -159,7 +168,7 @@ class RunFolder:
         """Write the training state; unless ``force``, only when a save is due (``config.
         checkpoint_every`` steps, or ``CHECKPOINT_SECONDS``, since the last). Weights that are
         not finite are never saved: the last good checkpoint stays."""
-        if self.path is None or self.loop is None:
+        if self.path is None or self.loop is None or not self.writer:
             return
         loop, config = self.loop, self.config
         steps = loop.step + loop.skipped
@@ -194,7 +203,7 @@ class RunFolder:
         assert self.loop is not None
         self.history.append(record)
         self.save(force=self.loop.epoch > self.config.epochs or self.time_limit_reached)
-        if self.path is not None:
+        if self.path is not None and self.writer:
             append_metrics(self.path, record)
 
     @contextmanager
@@ -207,6 +216,8 @@ class RunFolder:
         try:
             yield
         except BaseException as err:
+            if not self.writer:  # another process keeps the folder
+                raise
             path = self.path
             stopped = isinstance(err, TrainingInterrupted | KeyboardInterrupt)
             if self.set_aside and (not stopped or not self.history):
@@ -232,7 +243,7 @@ class RunFolder:
     def finish(self, model: nn.Module) -> None:
         """Write the trained model (config.json, model.safetensors) and drop the run set aside
         (also one a killed process left before this run resumed)."""
-        if self.path is not None:
+        if self.path is not None and self.writer:
             model.save(self.path, train=to_dict(self.config), **self.metadata)  # type: ignore[operator]
             drop_previous(self.path)
 

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from ..dist import Group, all_reduce_sum
 from ..errors import CheckpointError, ConfigError
 from ..models.base import Model, model_terms
 from ..objectives import OBJECTIVES
@@ -51,6 +52,20 @@ def bernoulli_16bit(p: Tensor, generator: torch.Generator | None = None) -> Tens
     words = torch.empty((n + 3) // 4, dtype=torch.int64, device=p.device)
     words.random_(-(2**63), None, generator=generator)  # all 64 bits uniform
     u = words.view(torch.int16)[:n].view(p.shape)  # uniform on -32768..32767
+    return (u < p * 65536.0 - 32768.0).to(p.dtype)
+
+
+def bernoulli_16bit_rows(
+    p: Tensor, rows: int, first: int, generator: torch.Generator | None = None
+) -> Tensor:
+    """Rows ``first`` .. ``first + len(p)`` of :func:`bernoulli_16bit` of a batch of ``rows``
+    examples whose rows those are: ``p`` (r, *shape) holds just them. The bits are drawn for the
+    whole batch (the generator moves on as for it) and the other rows' are dropped, so a process
+    that holds a share of a batch binarises its rows exactly as one process holding all of it."""
+    n = rows * math.prod(p.shape[1:])
+    words = torch.empty((n + 3) // 4, dtype=torch.int64, device=p.device)
+    words.random_(-(2**63), None, generator=generator)
+    u = words.view(torch.int16)[:n].view(rows, *p.shape[1:])[first : first + p.shape[0]]
     return (u < p * 65536.0 - 32768.0).to(p.dtype)
 
 
@@ -274,10 +289,17 @@ class EagerLoop(Loop):
     kind = "eager"
 
     def __init__(
-        self, model: Model, x: Tensor, config: TrainConfig, c: Tensor | None = None
+        self,
+        model: Model,
+        x: Tensor,
+        config: TrainConfig,
+        c: Tensor | None = None,
+        group: Group | None = None,
     ) -> None:
         self.model, self.x, self.config = model, x, config
         self.c = c  # one condition per example for a conditional model, else None
+        #: The processes that share each step (one: this one alone).
+        self.group = group if group is not None else Group()
         self.device = model.device
         self.g = torch.Generator(device=self.device).manual_seed(config.seed)
         self.optimizer = make_optimizer(model, config)
@@ -328,12 +350,20 @@ class EagerLoop(Loop):
             self.bound_sum = torch.zeros((), device=self.device, dtype=torch.float64)
             self.seen = 0
         B, per_epoch = self.config.batch_size, self.steps_per_epoch
+        shared = self.group.active
         while self.pos < per_epoch:
-            if stop is not None and stop():
+            if not shared and stop is not None and stop():
                 self.elapsed = time.perf_counter() - start
                 save()
                 raise TrainingInterrupted(self.step, self.epoch)
-            self.train_step(self.order[self.pos * B : (self.pos + 1) * B])
+            rows = self.order[self.pos * B : (self.pos + 1) * B]
+            if shared:  # the processes agree to stop after the step one of them was asked to
+                if self.shared_step(rows, stop is not None and stop()):
+                    self.elapsed = time.perf_counter() - start
+                    save()
+                    raise TrainingInterrupted(self.step, self.epoch)
+            else:
+                self.train_step(rows)
             bar.update()
             if self.pos < per_epoch:
                 self.elapsed = time.perf_counter() - start
@@ -384,3 +414,65 @@ class EagerLoop(Loop):
             self.bad_in_row += 1
             if self.bad_in_row >= config.max_bad_steps:
                 raise too_many_bad(self.bad_in_row, self.step, config)
+
+    def shared_step(self, rows: Tensor, stop: bool = False) -> bool:
+        """:meth:`train_step` shared by the processes of ``group``: each draws the step's random
+        numbers (binarisation, noise) for all of ``rows`` (B,) from the run's generator, computes
+        its share's bound, and one all-reduce of a flat buffer sums the gradients of the shares'
+        ``-bound.sum() / B``, those sums, which parameters have a gradient, and the requests to
+        ``stop``. Every process then takes the same update (or skips it). Returns whether some
+        process was asked to stop."""
+        model, config, g = self.model, self.config, self.g
+        B = rows.shape[0]
+        lo, hi = self.group.shard(B)
+        xb = torch.index_select(self.x, 0, rows[lo:hi])
+        condition = None if self.c is None else self.c[rows[lo:hi]]
+        if config.binarize == "dynamic":
+            xb = bernoulli_16bit_rows(xb, B, lo, g)
+        shape = (config.samples, B, model.noise_dim)
+        eps = torch.randn(shape, generator=g, device=self.device, dtype=model._dtype)[:, lo:hi]
+        beta = kl_weight(config, self.step + 1)
+        self.optimizer.zero_grad(set_to_none=True)
+        bound_sum = torch.zeros((), device=self.device)
+        if hi > lo:
+            _, bound = batch_loss(model, config, xb, beta, eps=eps, condition=condition)
+            (-bound.sum() / B).backward()
+            bound_sum = bound.detach().sum()
+        total = self.reduce(bound_sum, stop)
+        if config.grad_clip > 0:
+            grad_check = torch.nn.utils.clip_grad_norm_(self.params, config.grad_clip)
+        else:
+            grad_check = _grad_sum(self.params)
+        self.pos += 1
+        if math.isfinite(float(total[0])) and math.isfinite(grad_check.item()):
+            self.optimizer.step()
+            self.step += 1
+            self.bad_in_row = 0
+            self.bound_sum += total[0].double()
+            self.seen += B
+        else:
+            self.skipped += 1
+            self.bad_in_row += 1
+            if self.bad_in_row >= config.max_bad_steps:
+                raise too_many_bad(self.bad_in_row, self.step, config)
+        return bool(total[1] > 0)
+
+    def reduce(self, bound_sum: Tensor, stop: bool) -> Tensor:
+        """One all-reduce (sum) of every gradient, a flag per parameter for whether it has one,
+        ``bound_sum`` and ``stop``, in one flat buffer of the parameters' dtype (the bytes on the
+        wire are the parameters' bytes); the gradients come back summed (a parameter no process
+        has a gradient for keeps none). Returns (bound sum, stops)."""
+        params = self.params
+        sizes = [p.numel() for p in params]
+        dtype = params[0].dtype if params else torch.float32
+        flat = torch.zeros(sum(sizes) + len(params) + 2, device=self.device, dtype=dtype)
+        grads, flags = flat[: sum(sizes)].split(sizes), flat[sum(sizes) : -2]
+        for p, part, i in zip(params, grads, range(len(params)), strict=True):
+            if p.grad is not None:
+                part.copy_(p.grad.reshape(-1))
+                flags[i] = 1.0
+        flat[-2], flat[-1] = bound_sum, float(stop)
+        all_reduce_sum(self.group, flat)
+        for p, part, flag in zip(params, grads, flags.tolist(), strict=True):
+            p.grad = part.view_as(p) if flag > 0 else None
+        return flat[-2:]
