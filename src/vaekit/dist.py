@@ -17,6 +17,7 @@ import datetime
 import hashlib
 import json
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -161,9 +162,12 @@ def finish() -> None:
 
 
 def first_line(err: BaseException) -> str:
-    """The first line of an error's message (at most 200 characters)."""
+    """The first sentence of an error's first line, without the source location that gloo
+    and c10d put in front (at most 160 characters)."""
     lines = str(err).strip().splitlines()
-    return (lines[0] if lines else type(err).__name__)[:200]
+    text = re.sub(r"^(\[[^\]]*\]\s*)+", "", lines[0] if lines else "")
+    text = text.split(". ")[0].rstrip(".")
+    return (text or type(err).__name__)[:160]
 
 
 @contextmanager

@@ -12,6 +12,7 @@ from typing import Any
 import click
 import torch
 
+from ..dist import current
 from ..errors import CheckpointError, ConfigError, DataError
 from ..media import eight_bit
 from ..runs import EVAL_FILE, METRICS_FILE, WEIGHTS_FILE, figure
@@ -130,7 +131,8 @@ def evaluate(
         **report,
         "seconds": round(time.perf_counter() - start, 3),
     }
-    write(out, (json.dumps(report, indent=2) + "\n").encode())
+    if current().main:  # under torchrun, rank 0 writes
+        write(out, (json.dumps(report, indent=2) + "\n").encode())
     _print_report(report, model, k, text)
     wrote(out)
 

@@ -21,6 +21,7 @@ from ..estimators import (
     keeps_mode,
     latent_stats,
     log_likelihood,
+    sharded,
 )
 from .gaps import check_refinable, inference_gaps, refine_posterior
 from .text import evaluate_text
@@ -85,8 +86,9 @@ def evaluate(
     d = model.config.data_dim
     condition = conditions_of(model, condition, x.shape[0])
     kw = {} if condition is None else {"condition": condition}
-    elbos = elbo(model, x, seed=seed, **kw)
-    ll = log_likelihood(model, x, k=k, seed=seed, progress=progress, **kw)
+    # inside a process group (torchrun) the processes share the examples: same numbers
+    elbos = sharded.elbo(model, x, seed=seed, **kw)
+    ll = sharded.log_likelihood(model, x, k=k, seed=seed, progress=progress, **kw)
     stats = latent_stats(model, x, seed=seed, **kw)
     sq_err = 0.0
     for i in range(0, x.shape[0], 1000):

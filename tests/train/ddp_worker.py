@@ -1,0 +1,86 @@
+"""One process of a run over several processes, for test_distributed.py (not a test itself).
+
+``python ddp_worker.py MODE RANK WORLD INIT OUT`` joins a gloo process group through the file
+INIT (``init_method="file://..."``) as RANK of WORLD, as a user who sets up the group before
+calling ``vaekit.fit`` would, and runs MODE:
+
+- ``fit``: :func:`vaekit.fit` of :func:`setup`'s model and data into OUT;
+- ``fast``: the static-shape fast loop (``FastRun``, step by step off CUDA) under the group;
+  rank 0 writes its weights and records to OUT;
+- ``mismatch``: fit with a seed that differs between the ranks;
+- ``tiny``: fit on fewer examples than processes.
+
+A vaekit error is one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save_file
+
+import vaekit
+from vaekit.errors import VaekitError
+from vaekit.train import FastRun, TrainConfig
+
+SETTINGS: dict[str, Any] = {
+    "epochs": 2,
+    "batch_size": 50,
+    "binarize": "dynamic",
+    "seed": 3,
+    "fast": "off",
+}
+
+
+def setup() -> tuple[vaekit.VAE, torch.Tensor, torch.Tensor]:
+    """A small VAE (seeded) and the digits' train and valid splits."""
+    torch.manual_seed(0)
+    model = vaekit.VAE(data_shape=(64,), latent_dim=4, hidden=(32,))
+    digits = vaekit.data.load("digits")
+    return model, torch.as_tensor(digits.train), torch.as_tensor(digits.valid)
+
+
+def run(mode: str, rank: int, out: Path) -> None:
+    model, x, valid = setup()
+    if mode == "fit":
+        vaekit.fit(model, x, valid=valid, out=out, **SETTINGS)
+    elif mode == "fast":
+        group = vaekit.dist.current()
+        cfg = TrainConfig(**{**SETTINGS, "fast": "graph", "steps_per_launch": 4})
+        records = list(FastRun(model, x, cfg, "graph", group=group).epochs(False))
+        if group.main:
+            out.mkdir(parents=True, exist_ok=True)
+            weights = {k: v.contiguous() for k, v in model.state_dict().items()}
+            save_file(weights, out / "fast.safetensors")
+            (out / "fast.json").write_text(json.dumps(records))
+    elif mode == "mismatch":
+        vaekit.fit(model, x, out=out, **{**SETTINGS, "seed": rank})
+    elif mode == "tiny":
+        vaekit.fit(model, x[:1], out=out, **SETTINGS)
+
+
+def main() -> None:
+    mode, rank, world, init, out = sys.argv[1:6]
+    torch.distributed.init_process_group(
+        "gloo",
+        init_method=f"file://{init}",
+        rank=int(rank),
+        world_size=int(world),
+        timeout=datetime.timedelta(seconds=60),
+    )
+    try:
+        run(mode, int(rank), Path(out))
+    except VaekitError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()
