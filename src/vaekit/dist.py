@@ -102,9 +102,15 @@ def launched() -> bool:
 def local_device() -> torch.device:
     """The device of this process under torchrun: its own GPU (``LOCAL_RANK``) where CUDA is
     available, else the CPU."""
-    if torch.cuda.is_available():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    return torch.device("cpu")
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    local, count = int(os.environ.get("LOCAL_RANK", "0")), torch.cuda.device_count()
+    if local >= count:
+        raise ConfigError(
+            f"local rank {local} has no GPU of its own: this node has {count}; start at most "
+            f"{count} processes per node (torchrun --nproc_per_node {count})"
+        )
+    return torch.device("cuda", local)
 
 
 def timeout_seconds() -> float:

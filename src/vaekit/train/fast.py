@@ -104,6 +104,11 @@ def choose_loop(
                 return FastRun(model, x, config, path, conditions, group), path, notice
         except Exception as err:  # capture or compile failed: graph or eager still can run
             model.zero_grad(set_to_none=True)
+            if group is not None and group.active:  # the others may be capturing: no fallback
+                raise ConfigError(
+                    f"the fast path ({path}) failed to start on rank {group.rank} "
+                    f"({type(err).__name__}: {str(err).strip()[:160]}); set fast='off'"
+                ) from None
             if path == "compile" and config.fast == "auto":
                 path = "graph"  # compile chosen automatically: retry without it, silently
                 continue
