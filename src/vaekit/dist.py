@@ -198,6 +198,15 @@ def all_reduce_sum(group: Group, t: Tensor, what: str = "a gradient all-reduce")
     return t
 
 
+def broadcast(group: Group, tensors: list[Tensor], what: str) -> None:
+    """Copy rank 0's ``tensors`` into every other process's, in place (``what`` names them)."""
+    if not group.active:
+        return
+    with collective(group, f"the broadcast of {what}"), torch.no_grad():
+        for t in tensors:
+            torch.distributed.broadcast(t, src=0)
+
+
 def any_of(group: Group, flag: bool, what: str = "an agreement to stop") -> bool:
     """Whether ``flag`` holds on any process (every process gets the same answer): decisions
     that each takes from its own clock or signals, and that all must take together."""

@@ -4,7 +4,8 @@
 INIT (``init_method="file://..."``) as RANK of WORLD, as a user who sets up the group before
 calling ``vaekit.fit`` would, and runs MODE:
 
-- ``fit``: :func:`vaekit.fit` of :func:`setup`'s model and data into OUT;
+- ``fit``: :func:`vaekit.fit` of :func:`setup`'s model (initialised differently on each rank:
+  fit starts from rank 0's) and data into OUT;
 - ``fast``: the static-shape fast loop (``FastRun``, step by step off CUDA) under the group;
   rank 0 writes its weights and records to OUT;
 - ``mismatch``: fit with a seed that differs between the ranks;
@@ -37,16 +38,17 @@ SETTINGS: dict[str, Any] = {
 }
 
 
-def setup() -> tuple[vaekit.VAE, torch.Tensor, torch.Tensor]:
-    """A small VAE (seeded) and the digits' train and valid splits."""
-    torch.manual_seed(0)
+def setup(init_seed: int = 0) -> tuple[vaekit.VAE, torch.Tensor, torch.Tensor]:
+    """A small VAE (initialised under ``init_seed``) and the digits' train and valid splits."""
+    torch.manual_seed(init_seed)
     model = vaekit.VAE(data_shape=(64,), latent_dim=4, hidden=(32,))
     digits = vaekit.data.load("digits")
     return model, torch.as_tensor(digits.train), torch.as_tensor(digits.valid)
 
 
 def run(mode: str, rank: int, out: Path) -> None:
-    model, x, valid = setup()
+    # fit starts from rank 0's weights: the others' differ here and are replaced
+    model, x, valid = setup(init_seed=rank if mode == "fit" else 0)
     if mode == "fit":
         vaekit.fit(model, x, valid=valid, out=out, **SETTINGS)
     elif mode == "fast":

@@ -14,7 +14,7 @@ from torch import Tensor
 
 from ..config import configure
 from ..data.checks import as_tensor
-from ..dist import Group, PeerLost, any_of, check_same, current
+from ..dist import Group, PeerLost, any_of, broadcast, check_same, current
 from ..errors import ConfigError, DataError, Remedy
 from ..estimators import check_data
 from ..estimators.sharded import elbo as evaluate_elbo
@@ -73,7 +73,8 @@ def fit(
     numbers for the whole batch and keeps its rows, and the gradients are summed over the
     processes in one all-reduce; the run is the one-process run up to the order of floating-point
     sums, whatever the number of processes. Every process gives the same arguments (checked);
-    rank 0 alone writes ``out`` and shows progress.
+    the model's weights at the start are rank 0's (sent to the others); rank 0 alone writes
+    ``out`` and shows progress.
     """
     config = configure(TrainConfig, config, overrides)
     group = current()
@@ -95,6 +96,7 @@ def fit(
         check_same(group, {**same, "resume": resume, "checkpoint": at}, "settings")
     loop, path, notice = choose_loop(model, x, config, c_train, state, group)
     run.open(model, loop, state)
+    broadcast(group, list(model.state_dict().values()), "the model's weights")  # rank 0's
 
     epochs = loop.epochs(progress and group.main, run.save, stop)
     with run.training():  # what becomes of the run folder if training fails or is stopped
