@@ -97,6 +97,13 @@ FORBIDDEN = {
     "vaekit.checkpoint": ("vaekit.models", "vaekit.train", "vaekit.cli", "vaekit.data"),
     "vaekit.train": ("vaekit.evaluation", "vaekit.cli", "vaekit.viz"),
     "vaekit.evaluation": ("vaekit.cli", "vaekit.viz"),
+    "vaekit.export": (
+        "vaekit.train",
+        "vaekit.evaluation",
+        "vaekit.cli",
+        "vaekit.viz",
+        "vaekit.data",
+    ),
     "vaekit.media": ("vaekit.train", "vaekit.evaluation", "vaekit.cli"),
     "vaekit.settings": ("vaekit.evaluation", "vaekit.cli", "vaekit.viz"),
     "vaekit.viz": ("vaekit.train", "vaekit.evaluation", "vaekit.cli"),

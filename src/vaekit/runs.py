@@ -30,6 +30,9 @@ DERIVED_SOUND_FOLDERS = ("samples", "reconstructions", "decoded", "interpolation
 EVAL_FILE = "eval.json"
 LATENTS_FILE = "latents.npy"
 DECODED_FILE = "decoded.npy"
+#: Where ``vaekit export`` writes a run's ONNX files by default, and the files it writes there.
+ONNX_FOLDER = "onnx"
+ONNX_FILES = ("encoder.onnx", "decoder.onnx", "prior.onnx", "export.json")
 #: What the commands derive from a run's weights and write into its folder by default. A new
 #: run started in the folder removes them with the old weights, so that none is left to describe
 #: a model it did not come from; other files are left alone.
@@ -39,6 +42,7 @@ DERIVED_FILES = (
     DECODED_FILE,
     *(f"{name}.txt" for name in DERIVED_SOUND_FOLDERS),
     *(f"figures/{name}.png" for name in FIGURES),
+    *(f"{ONNX_FOLDER}/{name}" for name in ONNX_FILES),
 )
 
 

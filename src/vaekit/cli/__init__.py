@@ -26,6 +26,7 @@ from ..settings import SECTIONS, resolve_config, retokenize
 from .codes import decode, encode
 from .draw import interpolate, latents, manifold, reconstruct, sample
 from .evaluate import curves, evaluate, info
+from .export import export
 from .group import joined
 from .train import train
 
@@ -80,7 +81,7 @@ def cli() -> None:
 
 for command in (
     train, evaluate, sample, reconstruct, encode, decode, interpolate, manifold, latents, curves,
-    info,
+    info, export,
 ):  # fmt: skip
     cli.add_command(command)
 
