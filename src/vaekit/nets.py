@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .errors import ConfigError
@@ -183,6 +185,35 @@ class ConvDecoder(nn.Module):
         lead = z.shape[:-1]
         features = self.act(self.mlp(z, condition)).reshape(-1, *self.start)
         return self.convs(features).reshape(*lead, self.out_features)
+
+
+#: The FactorVAE paper's discriminator: six layers of 1000 units (Kim & Mnih 2018, table 2).
+DISCRIMINATOR_HIDDEN = (1000,) * 6
+
+
+class Discriminator(nn.Module):
+    """An MLP from z (..., in_features) to one logit (...): linear layers of widths ``hidden``
+    with leaky ReLU (slope 0.2) between them (FactorVAE's discriminator).
+
+    ``frozen=True`` computes the same function with the weights detached, so gradients reach
+    the input and not the weights (a generator's loss through a fixed discriminator).
+    """
+
+    def __init__(self, in_features: int, hidden: Sequence[int]) -> None:
+        super().__init__()
+        widths = [in_features, *hidden, 1]
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(widths))
+
+    def forward(self, z: Tensor, frozen: bool = False) -> Tensor:
+        h = z
+        for i, layer in enumerate(self.layers):
+            w, b = layer.weight, layer.bias
+            if frozen:
+                w, b = w.detach(), b.detach()
+            h = F.linear(h, w, b)
+            if i + 1 < len(self.layers):
+                h = F.leaky_relu(h, 0.2)
+        return h.squeeze(-1)
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,8 @@ class Prior(nn.Module):
 
     #: True when ``kl_divergence(q(z|x), p(z))`` has a closed form for a diagonal Gaussian q.
     analytic_kl: bool = False
+    #: True when p(z) = prod_d p(z_d) (the dimension-wise KL of beta-TCVAE needs it).
+    factorised: bool = False
 
     def __init__(self, latent_dim: int) -> None:
         super().__init__()
@@ -85,6 +87,7 @@ class StandardNormalPrior(Prior):
     """p(z) = N(0, I)."""
 
     analytic_kl = True
+    factorised = True
 
     def __init__(self, latent_dim: int) -> None:
         super().__init__(latent_dim)
@@ -108,6 +111,7 @@ class LearnedGaussianPrior(Prior):
     N(0, I))."""
 
     analytic_kl = True
+    factorised = True
 
     def __init__(self, latent_dim: int) -> None:
         super().__init__(latent_dim)

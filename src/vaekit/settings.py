@@ -12,6 +12,7 @@ from typing import Any
 
 from .config import did_you_mean, from_dict, parse_override, read_toml
 from .errors import ConfigError
+from .nets import DISCRIMINATOR_HIDDEN
 
 #: The tables of a config file (besides ``data``, the data set's name or path).
 SECTIONS = ("model", "train")
@@ -88,6 +89,8 @@ def resolve_config(
     train_cfg = dict(merged["train"])
     if dataset.binary and model_cfg["likelihood"] == "bernoulli":
         train_cfg.setdefault("binarize", "dynamic")
+    if train_cfg.get("objective") == "factorvae" and "discriminator" in known:
+        model_cfg.setdefault("discriminator", list(DISCRIMINATOR_HIDDEN))  # the paper's
     return (
         model_config(model_cfg),
         from_dict(TrainConfig, train_cfg, section="train"),

@@ -13,7 +13,7 @@ from torch import Tensor
 from torch.func import functional_call
 
 from vaekit import VAE, Terms, elbo, iwae
-from vaekit.objectives import OBJECTIVES, logmeanexp
+from vaekit.objectives import OBJECTIVES, btcvae, factorvae, logmeanexp
 
 if TYPE_CHECKING:
     from conftest import LinearGaussian
@@ -26,7 +26,7 @@ def gen(seed: int = 0) -> torch.Generator:
 
 
 def test_objectives_are_named_by_config() -> None:
-    assert {"elbo": elbo, "iwae": iwae} == OBJECTIVES
+    assert {"elbo": elbo, "iwae": iwae, "btcvae": btcvae, "factorvae": factorvae} == OBJECTIVES
 
 
 # -- the exact posterior -----------------------------------------------------------------------

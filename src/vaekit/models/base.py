@@ -275,6 +275,9 @@ def distribution_terms(
         log_pz=pz.log_prob(z),
         log_qz_x=qz_x.log_prob(z),
         kl=kl_divergence(qz_x, pz) if model.prior.analytic_kl else None,
+        z=z,
+        qz_loc=base.loc,
+        qz_logvar=2 * base.scale.log(),
     )
 
 

@@ -31,7 +31,7 @@ from ..config import (
 from ..distributions import diag_normal, gaussian_log_prob_eps, soft_clamp
 from ..errors import ConfigError, DataError
 from ..likelihoods import LIKELIHOODS
-from ..nets import ACTIVATIONS, NETWORKS, NetSpec
+from ..nets import ACTIVATIONS, NETWORKS, Discriminator, NetSpec
 from ..objectives import Terms
 from ..priors import PRIORS, StandardNormalPrior
 from .base import Capabilities, Model, as_condition, distribution_terms
@@ -99,6 +99,10 @@ class VAEConfig:
     decoder_min_logvar, decoder_max_logvar: soft bounds on a Gaussian decoder's log-variance.
     decoder_std: standard deviation of the ``gaussian_fixed`` likelihood, in data units.
     encoder_min_logvar, encoder_max_logvar: soft bounds on q(z|x)'s log-variance.
+    discriminator: widths of the hidden layers of a discriminator on z, part of the model, that
+        objective "factorvae" trains alongside it to estimate the total correlation of q(z)
+        (``vaekit.nets.DISCRIMINATOR_HIDDEN``, six layers of 1000, is the paper's); empty:
+        none. It takes no part in p(x), q(z|x) or any bound the model reports.
     """
 
     data_shape: tuple[int, ...] = (784,)
@@ -119,6 +123,7 @@ class VAEConfig:
     decoder_std: float = 0.1
     encoder_min_logvar: float = -12.0
     encoder_max_logvar: float = 6.0
+    discriminator: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         check_settings(self, VAE_CONSTRAINTS)
@@ -141,6 +146,7 @@ VAE_CONSTRAINTS: Constraints = {
     "prior_components": positive_int,
     ("condition_dim", "prior"): _vamp_unconditioned,
     **ENCODER_CONSTRAINTS,
+    "discriminator": sizes,
 }
 
 
@@ -185,6 +191,9 @@ class VAE(Model):
         )
         self.encoder, self.decoder = NETWORKS[c.network](spec)
         self.prior.bind(self._encode_params)
+        widths = getattr(c, "discriminator", ())
+        #: FactorVAE's discriminator on z (None without one); see VAEConfig.discriminator.
+        self.discriminator = Discriminator(c.latent_dim, widths) if widths else None
 
     # -- the model ---------------------------------------------------------------------------
 
@@ -322,6 +331,9 @@ class VAE(Model):
             log_pz=self.prior.log_prob(z),
             log_qz_x=log_qz_x,
             kl=self.prior.kl(loc, logvar) if self.prior.analytic_kl else None,
+            z=z,
+            qz_loc=loc,
+            qz_logvar=logvar,
         )
 
     def _closed_form(self) -> bool:

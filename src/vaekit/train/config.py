@@ -9,7 +9,7 @@ from typing import Any
 
 from ..config import check_fields
 from ..errors import ConfigError, VaekitError
-from ..objectives import OBJECTIVES
+from ..objectives import OBJECTIVES, TC_ESTIMATORS
 
 #: One record per epoch: epoch, step, examples_seen, train_bound, valid_elbo, skipped_steps, ...
 History = list[dict[str, Any]]
@@ -74,9 +74,17 @@ class TrainConfig:
     lr_schedule: "constant"; "iwae", Burda et al.'s staircase: 3^i passes at lr * 10^(-i/7)
     for i = 0..7 (3280 passes; a shorter run stops part way down, a longer one stays at the
     last rate); "iwae_scaled", the same eight stages stretched or squeezed to ``epochs``.
-    objective: "elbo" or "iwae". samples: L for the ELBO, K for IWAE (per example).
-    beta: weight of the KL term (1 is the ELBO). warmup_steps: beta rises linearly from 0 over
-    this many steps (0 = no warm-up). grad_clip: max global gradient norm (0 = no clipping).
+    objective: "elbo" or "iwae"; or "btcvae" (beta-TCVAE, Chen et al. 2018) or "factorvae"
+    (Kim & Mnih 2018), which penalise the total correlation of q(z) (see
+    :mod:`vaekit.train.objective`). samples: L for the ELBO, K for IWAE (per example).
+    beta: weight of the KL term (1 is the ELBO); of the total correlation under "btcvae".
+    warmup_steps: beta rises linearly from 0 over this many steps (0 = no warm-up), and with it
+    alpha and gamma. alpha: "btcvae"'s weight of the index-code mutual information (1).
+    gamma: "btcvae"'s weight of the dimension-wise KL, "factorvae"'s of the total correlation;
+    None: 1 and 10. tc_estimator: how "btcvae" estimates q(z) from a minibatch, "mws"
+    (minibatch-weighted) or "mss" (minibatch-stratified sampling). dataset_size: the N of that
+    estimate; 0: the number of training examples, filled in by fit.
+    grad_clip: max global gradient norm (0 = no clipping).
     binarize: "dynamic" resamples x ~ Bernoulli(x) every time a batch is drawn; validation data is
     binarised once with a fixed seed. seed: seeds data order and noise.
     max_bad_steps: stop after this many non-finite steps in a row (on the fast path the count is
@@ -111,6 +119,10 @@ class TrainConfig:
     samples: int = 1
     beta: float = 1.0
     warmup_steps: int = 0
+    alpha: float = 1.0
+    gamma: float | None = None
+    tc_estimator: str = "mws"
+    dataset_size: int = 0
     grad_clip: float = 0.0
     binarize: str = "none"
     seed: int = 0
@@ -126,7 +138,7 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "samples", "max_bad_steps", "steps_per_launch"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)}")
-        for name in ("warmup_steps", "checkpoint_every"):
+        for name in ("warmup_steps", "checkpoint_every", "dataset_size"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be zero or more, got {getattr(self, name)}")
         if not 0 <= self.seed < 2**63:
@@ -135,14 +147,17 @@ class TrainConfig:
             raise ConfigError(
                 f"time_limit must be 0 (no limit) or a number of seconds, got {self.time_limit}"
             )
-        for name in ("lr", "adam_eps", "beta", "grad_clip", "weight_decay"):
+        for name in ("lr", "adam_eps", "beta", "grad_clip", "weight_decay", "alpha", "gamma"):
             v = getattr(self, name)
+            if v is None:  # gamma: the objective's default
+                continue
             if not math.isfinite(v) or v < 0 or (name in ("lr", "adam_eps") and v == 0):
                 raise ConfigError(f"{name} must be a positive number, got {v}")
         for name, options in (
             ("optimizer", OPTIMIZERS),
             ("lr_schedule", LR_SCHEDULES),
             ("objective", tuple(OBJECTIVES)),
+            ("tc_estimator", TC_ESTIMATORS),
             ("binarize", BINARIZE),
             ("fast", FAST),
             ("precision", PRECISIONS),

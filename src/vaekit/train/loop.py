@@ -21,6 +21,7 @@ from ..estimators.sharded import elbo as evaluate_elbo
 from ..models.base import Model
 from .config import History, TrainConfig, TrainingError
 from .fast import choose_loop
+from .objective import check_objective
 from .run import RunFolder, no_epoch_fits, run_record
 from .step import autocast_dtype, binarize
 
@@ -84,6 +85,7 @@ def fit(
     c_train = _conditions(model, conditions, x.shape[0], "training data")
     _check_settings(model, config)
     _check_group(model, config, x.shape[0], group)
+    config = check_objective(model, config, x.shape[0], group.world_size)
     x_valid, c_valid = _validation_data(model, valid, valid_conditions, config, dtype)
 
     record = run_record(model, config, x, x_valid, c_train, c_valid)

@@ -5,7 +5,9 @@ follows the history."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,6 +35,7 @@ from ..checkpoint import (
 )
 from ..config import to_dict
 from ..errors import CheckpointError, ConfigError, DataError, VaekitError
+from ..models.registry import MODELS
 from ..runs import CONFIG_FILE, STATE_FILE
 from .config import (
     CHECKPOINT_SECONDS,
@@ -283,8 +286,8 @@ def check_resumable(
 ) -> None:
     """Raise unless a run with settings ``now`` may continue the checkpoint whose run record is
     ``saved``: same model, same data, settings equal but for :data:`RESUMABLE`."""
-    if saved.get("model") != now["model"]:
-        old, new = saved.get("model") or {}, now["model"]
+    old, new = _with_defaults(saved.get("model") or {}, now["model"]), now["model"]
+    if old != new:
         key = next((k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)), "model")
         raise ConfigError(
             f"the model's {key} is {new.get(key)!r} but the run in {str(out)!r} has "
@@ -312,6 +315,21 @@ def check_resumable(
                 f"(sha256 {now['data'][split] and now['data'][split][:12]} vs {old_fp[:12]}); "
                 "resume with the same data or start a new run"
             )
+
+
+def _with_defaults(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """A saved model table with the settings it predates (in ``new``, not in ``old``) at their
+    defaults: a run saved before a setting existed was trained with its default."""
+    cls = MODELS.get(new.get("kind", "vae"))
+    if cls is None or not isinstance(old, dict):
+        return old
+    fields = {f.name: f for f in dataclasses.fields(cls.config_class)}  # type: ignore[attr-defined]
+    added = {
+        k: json.loads(json.dumps(fields[k].default))
+        for k in new
+        if k not in old and k in fields and fields[k].default is not dataclasses.MISSING
+    }
+    return {**old, **added}
 
 
 def no_epoch_fits(spent: float, epoch_seconds: float, time_limit: float) -> bool:

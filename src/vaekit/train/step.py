@@ -26,6 +26,7 @@ from ..errors import CheckpointError, ConfigError
 from ..models.base import Model, model_terms
 from ..objectives import OBJECTIVES
 from .config import TrainConfig, TrainingError, TrainingInterrupted
+from .objective import objective_options
 from .optim import FlatOptimizer, learning_rate, make_optimizer, set_learning_rate
 from .run import load_optimizer_state, load_weights
 
@@ -120,7 +121,8 @@ def batch_loss(
         terms = model(x, k=config.samples, generator=generator, **kw)
     else:
         terms = model_terms(model, x, eps, autocast_dtype(config), **kw)
-    bound = OBJECTIVES[config.objective](terms, beta)  # (B,)
+    options = objective_options(model, config, beta)  # btcvae's and factorvae's settings
+    bound = OBJECTIVES[config.objective](terms, beta, **options)  # (B,)
     return -bound.mean(), bound
 
 
