@@ -425,3 +425,54 @@ def test_export_command_bad_input(
     assert code == 2 and err == f"vaekit: error: {ONNX_EXTRA}\n"
     assert ONNX_EXTRA == "ONNX export needs the onnx extra: pip install 'vaekit[onnx]'"
     assert not (tmp_path / "new").exists() and snapshot(run) == before
+
+
+def _write_wavs(folder: Path) -> None:
+    import wave
+
+    for label, f0 in (("low", 440), ("high", 660)):
+        (folder / label).mkdir(parents=True)
+        for i in range(8):
+            t = np.arange(4000) / 16000
+            y = (0.3 * np.sin(2 * np.pi * (f0 + 10 * i) * t) * 32767).astype(np.int16)
+            with wave.open(str(folder / label / f"{i}.wav"), "wb") as w:
+                w.setnchannels(1)
+                w.setsampwidth(2)
+                w.setframerate(16000)
+                w.writeframes(y.tobytes())
+
+
+@pytest.mark.parametrize("media", ["text", "audio"])
+def test_export_command_for_text_and_audio_runs(
+    media: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Runs of strings and of sounds export their networks; an audio run says, in one line,
+    that the spectrogram and Griffin-Lim steps are not in the files."""
+    if media == "text":
+        data = tmp_path / "lines.txt"
+        data.write_text("the cat sat\non the mat\nhello world\nfoo bar baz\n" * 8)
+    else:
+        data = tmp_path / "sounds"
+        _write_wavs(data)
+    run = tmp_path / "run"
+    code, _, err = run_cli(capsys, "train", "--data", data, "--out", run, "--epochs", "1",
+                           "--set", "hidden=[16]", "--set", "latent_dim=3", "-q")  # fmt: skip
+    assert code == 0, err
+    code, out, err = run_cli(capsys, "export", run)
+    assert code == 0, err
+    notes = [line for line in out.splitlines() if line.startswith("not exported: ")]
+    assert len(notes) == (media == "audio")
+    description = json.loads((run / "onnx" / "export.json").read_text())
+    assert description["media"]["kind"] == media and description["not_exported"] == [
+        line.removeprefix("not exported: ") for line in notes
+    ]
+    model = vaekit.load(run)
+    session = _session((run / "onnx" / "encoder.onnx").read_bytes())
+    g = torch.Generator().manual_seed(0)
+    x = _ids(model, 5, g) if media == "text" else torch.randn((5, *model.config.data_shape))
+    with torch.no_grad():
+        mean = model.encode(x).mean
+    assert (
+        max_abs_diff(mean, _run(session, **{"ids" if media == "text" else "x": x})["mean"])
+        <= TOLERANCE
+    )
