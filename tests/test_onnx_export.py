@@ -476,3 +476,26 @@ def test_export_command_for_text_and_audio_runs(
         max_abs_diff(mean, _run(session, **{"ids" if media == "text" else "x": x})["mean"])
         <= TOLERANCE
     )
+
+
+def test_save_onnx_checks_the_folder_first(tmp_path: Path) -> None:
+    from vaekit.export import save_onnx
+
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "mine.txt").write_text("the user's")
+    with pytest.raises(vaekit.ConfigError, match="holds other files"):
+        save_onnx(_build("mlp"), tmp_path / "busy")
+    result = save_onnx(_build("categorical"), tmp_path / "new")
+    assert sorted(p.name for p in (tmp_path / "new").iterdir()) == sorted(result.files)
+
+
+def test_export_command_without_onnxruntime(
+    run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """onnxruntime is optional for exporting: the files are then checked by onnx.checker only,
+    and export.json holds no comparison."""
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    code, out, err = run_cli(capsys, "export", run, "-o", tmp_path / "out")
+    assert code == 0, err
+    assert "checked with onnx.checker only" in out.splitlines()[0]
+    assert "check" not in json.loads((tmp_path / "out" / "export.json").read_text())

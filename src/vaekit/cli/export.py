@@ -64,4 +64,6 @@ def export(run: Run, fmt: str, output: Path | None) -> None:
             f"onnxruntime {check['onnxruntime']} agrees with PyTorch to {worst:.1e} (max abs) "
             f"at batch sizes {', '.join(map(str, check['batch_sizes']))}"
         )
+    else:
+        click.echo("onnxruntime is not installed: the files were checked with onnx.checker only")
     wrote(*write_export(result, folder))

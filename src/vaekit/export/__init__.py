@@ -6,7 +6,11 @@ dynamic batch axis, in float32, checks each file with ``onnx.checker`` and, wher
 installed, compares its outputs with PyTorch's on random inputs at batch sizes 1, 3 and 17. It
 returns the files' bytes and export.json, the description of every input and output (names,
 dtypes, shapes with "batch" first, meanings), the likelihood, the latent size, the prior's
-parameters and the vaekit version. :func:`write_export` writes them into a folder.
+parameters and the vaekit version. :func:`write_export` writes them into a folder;
+:func:`save_onnx` does both::
+
+    from vaekit.export import save_onnx
+    save_onnx(vaekit.load("runs/digits"), "deploy/digits")
 
 Only the networks are exported: turning WAV files into the log-mel spectrograms an audio model
 takes (and Griffin-Lim back to sound) and a text model's token-by-token generation loop stay
@@ -46,7 +50,9 @@ __all__ = [
     "ExportError",
     "export_onnx",
     "graphs",
+    "max_abs_diff",
     "require_onnx",
+    "save_onnx",
     "write_export",
 ]
 
@@ -376,3 +382,12 @@ def write_export(export: Export, folder: str | Path) -> list[Path]:
     for name in sorted(stale):
         (folder / name).unlink(missing_ok=True)
     return written
+
+
+def save_onnx(model: Any, folder: str | Path, *, media: dict[str, Any] | None = None) -> Export:
+    """Export ``model`` (:func:`export_onnx`) into ``folder`` (:func:`write_export`), the folder
+    checked first; returns the :class:`Export`, whose ``notes`` name any part left out."""
+    check_export_folder(Path(folder))
+    export = export_onnx(model, media=media)
+    write_export(export, folder)
+    return export
