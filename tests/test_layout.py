@@ -107,6 +107,8 @@ FORBIDDEN = {
     "vaekit.media": ("vaekit.train", "vaekit.evaluation", "vaekit.cli"),
     "vaekit.settings": ("vaekit.evaluation", "vaekit.cli", "vaekit.viz"),
     "vaekit.viz": ("vaekit.train", "vaekit.evaluation", "vaekit.cli"),
+    # the server sits at the top beside the command line: it serves trained models
+    "vaekit.serve": ("vaekit.cli", "vaekit.train"),
 }
 
 
@@ -130,6 +132,15 @@ def test_nothing_below_the_command_line_imports_it() -> None:
         if not _within(m, "vaekit.cli") and any(_within(t, "vaekit.cli") for t in targets)
     )
     assert users == ["vaekit._entry"], users
+
+
+def test_only_the_command_line_imports_the_server() -> None:
+    users = sorted(
+        m
+        for m, targets in _graph().items()
+        if not _within(m, "vaekit.serve") and any(_within(t, "vaekit.serve") for t in targets)
+    )
+    assert users == ["vaekit.cli.serve"], users
 
 
 def test_a_cycle_is_found_where_there_is_one() -> None:

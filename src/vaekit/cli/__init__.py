@@ -28,6 +28,7 @@ from .draw import interpolate, latents, manifold, reconstruct, sample
 from .evaluate import curves, evaluate, info
 from .export import export
 from .group import joined
+from .serve import serve
 from .train import train
 
 __all__ = ["RUN_FILES", "SECTIONS", "cli", "main", "resolve_config", "retokenize"]
@@ -81,7 +82,7 @@ def cli() -> None:
 
 for command in (
     train, evaluate, sample, reconstruct, encode, decode, interpolate, manifold, latents, curves,
-    info, export,
+    info, export, serve,
 ):  # fmt: skip
     cli.add_command(command)
 
