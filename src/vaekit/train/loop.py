@@ -91,11 +91,7 @@ def fit(
     record = run_record(model, config, x, x_valid, c_train, c_valid)
     run = RunFolder(out, config, record, writer=group.main)
     state = run.prepare(metadata, resume)
-    if group.active:  # before any process writes: all of them run the same run
-        saved = (state or {}).get("run") or {}
-        at = {key: saved.get(key) for key in ("epochs_done", "step", "mid_epoch")}
-        same = {key: record[key] for key in ("train", "model", "data")}
-        check_same(group, {**same, "resume": resume, "checkpoint": at}, "settings")
+    _same_run(group, record, resume, state)  # before any process writes
     loop, path, notice = choose_loop(model, x, config, c_train, state, group)
     run.open(model, loop, state)
     broadcast(group, list(model.state_dict().values()), "the model's weights")  # rank 0's
@@ -107,12 +103,9 @@ def fit(
             for record in [] if run.time_limit_reached else epochs:
                 arrived = time.perf_counter()
                 record["path"] = "eager" if path == "off" else path
-                if notice is not None:
-                    record["notice"] = notice
+                record.update({} if notice is None else {"notice": notice})
                 if x_valid is not None:
-                    kw = {} if c_valid is None else {"condition": c_valid}
-                    valid_elbo = evaluate_elbo(model, x_valid, seed=config.seed, group=group, **kw)
-                    record["valid_elbo"] = float(valid_elbo.mean())
+                    record["valid_elbo"] = _valid_elbo(model, x_valid, c_valid, config, group)
                 if config.time_limit and loop.epoch <= config.epochs:
                     now = time.perf_counter()  # spent so far, and what one more epoch would add
                     spent = loop.elapsed + (now - arrived)
@@ -123,13 +116,7 @@ def fit(
                 run.add(record)
                 if run.time_limit_reached:
                     break
-            if loop.step == 0 and loop.skipped > 0:
-                raise TrainingError(
-                    f"no step of the run had a finite loss and gradient ({loop.skipped} "
-                    f"skipped), so there is no model to save; check the data's scale, lower lr "
-                    f"(now {config.lr:g}), set grad_clip, or bound the decoder variance "
-                    "(decoder_min_logvar)"
-                )
+            _check_some_good_step(loop.step, loop.skipped, config)
         except PeerLost as err:  # the checkpoint (rank 0's) continues the run
             remedy = Remedy("resume", str(out)) if out is not None else None
             raise PeerLost(err.message, remedy=remedy) from None
@@ -139,6 +126,36 @@ def fit(
     model.eval()
     run.finish(model)
     return run.history
+
+
+def _same_run(
+    group: Group, record: dict[str, Any], resume: bool, state: dict[str, Any] | None
+) -> None:
+    """A :class:`ConfigError` on every process of ``group`` unless all of them start the same
+    run: settings, model, data fingerprints and, resuming, the checkpoint's position."""
+    if group.active:
+        saved = (state or {}).get("run") or {}
+        at = {key: saved.get(key) for key in ("epochs_done", "step", "mid_epoch")}
+        same = {key: record[key] for key in ("train", "model", "data")}
+        check_same(group, {**same, "resume": resume, "checkpoint": at}, "settings")
+
+
+def _valid_elbo(
+    model: Model, x: Tensor, c: Tensor | None, config: TrainConfig, group: Group
+) -> float:
+    """The mean validation ELBO (nats; one sample, seed ``config.seed``), shared by ``group``."""
+    kw = {} if c is None else {"condition": c}
+    return float(evaluate_elbo(model, x, seed=config.seed, group=group, **kw).mean())
+
+
+def _check_some_good_step(step: int, skipped: int, config: TrainConfig) -> None:
+    """A :class:`TrainingError` for a run whose every step (``skipped`` of them) was skipped."""
+    if step == 0 and skipped > 0:
+        raise TrainingError(
+            f"no step of the run had a finite loss and gradient ({skipped} skipped), so there "
+            f"is no model to save; check the data's scale, lower lr (now {config.lr:g}), set "
+            "grad_clip, or bound the decoder variance (decoder_min_logvar)"
+        )
 
 
 def _check_settings(model: Model, config: TrainConfig) -> None:
