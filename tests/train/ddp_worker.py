@@ -8,6 +8,7 @@ calling ``vaekit.fit`` would, and runs MODE:
   fit starts from rank 0's) and data into OUT;
 - ``fast``: the static-shape fast loop (``FastRun``, step by step off CUDA) under the group;
   rank 0 writes its weights and records to OUT;
+- ``resume``: fit continuing the run that OUT holds;
 - ``mismatch``: fit with a seed that differs between the ranks;
 - ``tiny``: fit on fewer examples than processes.
 
@@ -60,6 +61,8 @@ def run(mode: str, rank: int, out: Path) -> None:
             weights = {k: v.contiguous() for k, v in model.state_dict().items()}
             save_file(weights, out / "fast.safetensors")
             (out / "fast.json").write_text(json.dumps(records))
+    elif mode == "resume":
+        vaekit.fit(model, x, valid=valid, out=out, resume=True, **SETTINGS)
     elif mode == "mismatch":
         vaekit.fit(model, x, out=out, **{**SETTINGS, "seed": rank})
     elif mode == "tiny":

@@ -270,6 +270,29 @@ def test_fit_in_a_process_group_trains_the_one_process_run(tmp_path: Path) -> No
     same_metrics(metrics(one), metrics(two))
 
 
+def test_a_run_stopped_in_one_process_resumes_in_two(tmp_path: Path) -> None:
+    worker = load_worker()
+    model, x, valid = worker.setup()
+    calls = iter(range(10**6))  # stop before the 16th step: mid-epoch (26 steps an epoch)
+    with pytest.raises(vaekit.TrainingInterrupted):
+        vaekit.fit(
+            model,
+            x,
+            valid=valid,
+            out=tmp_path / "resume",
+            stop=lambda: next(calls) >= 15,
+            **worker.SETTINGS,
+        )
+    assert read_training_info(tmp_path / "resume")["mid_epoch"]
+    for p in workers("resume", tmp_path):
+        assert p.returncode == 0, p.stderr[-3000:]
+    model, x, valid = worker.setup()
+    vaekit.fit(model, x, valid=valid, out=tmp_path / "one", **worker.SETTINGS)
+    one, two = tmp_path / "one", tmp_path / "resume"
+    assert max_weight_diff(one / "model.safetensors", two / "model.safetensors") <= WEIGHTS_TOL
+    same_metrics(metrics(one), metrics(two))
+
+
 def test_the_fast_loop_under_a_process_group_is_the_one_process_loop(tmp_path: Path) -> None:
     worker = load_worker()
     for p in workers("fast", tmp_path):
