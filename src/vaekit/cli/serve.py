@@ -134,6 +134,7 @@ def serve(
       curl -s localhost:8000/decode -H 'Content-Type: application/json' \\
            -d '{"z": [[0, 0, 0, 0, 0, 0, 0, 0]], "format": "png"}'
     """
+    from ..models import read_config
     from ..serve import ServedRun, ServeSettings, build_app, exposure_warning, require_serve
     from ..serve.server import address, listen, run
 
@@ -147,6 +148,8 @@ def serve(
     )
     named = run_paths(runs)
     sources = data_sources(data, [name for name, _ in named])
+    for _, folder in named:  # every RUN a run before anything is loaded or bound
+        read_config(folder)
     warning = exposure_warning(host, token)
     if warning:
         click.echo(f"vaekit serve: {warning}", err=True)

@@ -134,7 +134,7 @@ class Guard:
 
 def _field(loc: tuple[Any, ...]) -> str:
     """The request field a validation error's location names: ``x``, ``labels``, ``body``."""
-    parts = [p for p in loc if p != "body"]
+    parts = [p for p in loc if p not in ("body", "path", "query")]
     if not parts or isinstance(parts[0], int):
         return "body"
     return str(parts[0])
