@@ -10,7 +10,8 @@ calling ``vaekit.fit`` would, and runs MODE:
   rank 0 writes its weights and records to OUT;
 - ``resume``: fit continuing the run that OUT holds;
 - ``mismatch``: fit with a seed that differs between the ranks;
-- ``tiny``: fit on fewer examples than processes.
+- ``tiny``: fit on fewer examples than processes;
+- ``hang``: rank 1 stops answering (sleeps), rank 0 fits under a group timeout of 5 s.
 
 A vaekit error is one line on stderr and exit status 2.
 """
@@ -20,6 +21,7 @@ from __future__ import annotations
 import datetime
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +69,11 @@ def run(mode: str, rank: int, out: Path) -> None:
         vaekit.fit(model, x, out=out, **{**SETTINGS, "seed": rank})
     elif mode == "tiny":
         vaekit.fit(model, x[:1], out=out, **SETTINGS)
+    elif mode == "hang":  # rank 1 stops answering; rank 0 waits the group's timeout (5 s)
+        if rank == 1:
+            time.sleep(10)
+            return
+        vaekit.fit(model, x, out=out, **SETTINGS)
 
 
 def main() -> None:
@@ -76,7 +83,7 @@ def main() -> None:
         init_method=f"file://{init}",
         rank=int(rank),
         world_size=int(world),
-        timeout=datetime.timedelta(seconds=60),
+        timeout=datetime.timedelta(seconds=5 if mode == "hang" else 60),
     )
     try:
         run(mode, int(rank), Path(out))

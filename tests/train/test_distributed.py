@@ -329,3 +329,16 @@ def test_bad_input_across_processes_is_one_line_on_every_rank(
         lines = p.stderr.strip().splitlines()
         assert len(lines) == 1 and message in lines[0], p.stderr
     assert not (tmp_path / mode).exists()  # no run folder written
+
+
+def test_a_rank_that_stops_answering_ends_the_others_after_the_group_timeout(
+    tmp_path: Path,
+) -> None:
+    start = time.monotonic()
+    rank0, rank1 = workers("hang", tmp_path)
+    assert rank1.returncode == 0
+    assert rank0.returncode == 2, rank0.stderr[-3000:]
+    lines = rank0.stderr.strip().splitlines()
+    assert len(lines) == 1 and "another process of the run died or stopped answering" in lines[0]
+    assert time.monotonic() - start < 120  # a timeout of 5 s, not a hang
+    assert not (tmp_path / "hang").exists()
