@@ -10,7 +10,9 @@ binarisation happen there with a seeded generator, so a run repeats exactly on C
 - :mod:`.step`: the step and the epoch record both loops share, and the eager loop;
 - :mod:`.fast`: the CUDA-graph fast path, which ``fit`` takes on a CUDA device where it applies
   (``fast="auto"``); where it cannot, the eager loop runs and every record says why;
-- :mod:`.loop`: :func:`fit`.
+- :mod:`.loop`: :func:`fit`, which inside a process group (``torchrun``) shares each global
+  batch over the processes and is the one-process run up to the order of sums
+  (:mod:`vaekit.dist`).
 """
 
 from ..checkpoint import load_training_state
