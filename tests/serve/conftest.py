@@ -53,7 +53,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     root = tmp_path_factory.mktemp("serve-runs")
     config = Path(__file__).resolve().parents[2] / "configs" / "digits.toml"
-    train("--config", config, "--out", root / "digits", "--epochs", "40",
+    train("--config", config, "--out", root / "digits", "--epochs", "150",
           "--set", "latent_dim=3", "--set", "hidden=[128]", "-k", "5", "-q")  # fmt: skip
     train("--data", "digits", "--out", root / "conditional", *TINY,
           "--set", "condition_dim=10")  # fmt: skip

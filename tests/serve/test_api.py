@@ -35,7 +35,7 @@ def test_healthz_and_runs_describe_every_run(server: Client, runs) -> None:
     assert digits["data_shape"] == [64] and digits["image_shape"] == [1, 8, 8]
     assert digits["latent_dim"] == 3 and digits["likelihood"] == "bernoulli"
     assert digits["value_range"] == [0.0, 1.0] and digits["points"] == 270
-    assert digits["metrics"]["last_epoch"]["epoch"] == 40
+    assert digits["metrics"]["last_epoch"]["epoch"] == 150
     plane = digits["plane"]
     kl = plane["kl_per_dim"]
     assert len(plane["dims"]) == 2 and kl[plane["dims"][0]] == max(kl)  # largest KL first
