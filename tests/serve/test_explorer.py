@@ -1,8 +1,8 @@
 """The explorer page in a real browser (Playwright driving Debian's chromium, headless): drag
 through the latent plane and the decoded digit changes to the model's decoding of the new point;
 click a dot and its reconstruction appears; interpolate between two dots; reseed the samples;
-switch to a text run and a categorical one. A screenshot is kept as an artifact (and, with
-VAEKIT_UPDATE_SCREENSHOT=1, written to docs/images/serve-explorer.png for the README).
+switch to a text run, a categorical one and a sound run. A screenshot is kept as an artifact
+(and, with VAEKIT_UPDATE_SCREENSHOT=1, written to docs/images/serve-explorer.png for the README).
 """
 
 from __future__ import annotations
@@ -65,7 +65,8 @@ def browser():
 
 
 def test_drag_click_interpolate_and_sample_in_the_browser(browser, runs, tmp_path) -> None:
-    app = build_app([runs["digits"], runs["text"], runs["categorical"]], ServeSettings())
+    served = [runs[name] for name in ("digits", "text", "categorical", "sound")]
+    app = build_app(served, ServeSettings())
     with Background(app) as server:
         api = Client(server.url)
         page = browser.new_page(viewport={"width": 1400, "height": 900})
@@ -138,11 +139,20 @@ def test_drag_click_interpolate_and_sample_in_the_browser(browser, runs, tmp_pat
         assert page.locator("#plane").is_hidden()
         decodes = page.evaluate("explorer.decodes")
         page.select_option("#codes select >> nth=1", "2")
-        page.wait_for_function(f"explorer.decodes > {decodes} && !explorer.busy")
+        page.wait_for_function(
+            f"explorer.decodes > {decodes} && !explorer.busy && !explorer.pending"
+        )
         codes = page.evaluate("explorer.codes")
         assert codes == [0, 2]
         want = api.post("/decode", {"run": "categorical", "codes": [codes]})["x"]
         np.testing.assert_allclose(tiles(page, "decoded"), as_drawn(want), atol=1)
+        # a sound run: spectrograms, and a play button that fetches the point as a WAV file
+        page.select_option("#run", "sound")
+        page.wait_for_function("!document.getElementById('play-decoded').hidden")
+        page.click("#play-decoded")
+        page.wait_for_function(
+            "document.getElementById('player').src.startsWith('data:audio/wav;base64,')"
+        )
         assert not errors, errors
         page.close()
     torch.manual_seed(0)

@@ -10,6 +10,7 @@ prior's samples) also take :data:`RNG_LOCK`, under a generator seeded by the req
 from __future__ import annotations
 
 import json
+import math
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -42,6 +43,18 @@ def seeded(seed: int) -> Iterator[None]:
     with RNG_LOCK, torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         yield
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` (dicts, lists, numbers, strings) with NaN and infinities as None: JSON has no
+    such numbers (metrics.jsonl of a run whose bound went non-finite may hold them)."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 class ServedRun:
@@ -154,7 +167,7 @@ class ServedRun:
             "exact_likelihood": bool(self.model.capabilities.exact_likelihood),
             "points": 0 if self.points is None else len(self.points),
             "plane": self.plane,
-            "metrics": self.metrics(),
+            "metrics": json_safe(self.metrics()),
         }
         if self.discrete:
             out["n_latents"], out["n_categories"] = int(c.n_latents), int(c.n_categories)

@@ -112,12 +112,14 @@ function show(decoded, canvasId, textId) {
   }
 }
 
-async function play(body, path) {
-  const data = await api(path || "/decode", { ...body, format: "wav" });
-  const wav = (data.wav || (data.example && data.example.wav))[0];
-  const player = $("player");
-  player.src = "data:audio/wav;base64," + wav;
-  await player.play().catch(() => say("the browser would not play the sound"));
+// Sound runs: E[x|z] of the point as a WAV file (Griffin-Lim on the server), played.
+async function play(body) {
+  try {
+    const data = await api("/decode", { ...body, format: "wav" });
+    const player = $("player");
+    player.src = "data:audio/wav;base64," + data.wav[0];
+    await player.play();
+  } catch (err) { say(err.message); }
 }
 
 // -- the plane -------------------------------------------------------------------------------
