@@ -34,6 +34,7 @@ import torch
 
 import vaekit
 from vaekit.data import load as load_data
+from vaekit.models import read_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import ROOT, environment
@@ -130,7 +131,9 @@ def healthz_probe(url: str, stop: threading.Event) -> list[float]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--run", type=Path, default=None, help="Run folder (default: train the demo).")
+    p.add_argument(
+        "--run", type=Path, default=None, help="Run folder (default: train the digits demo)."
+    )
     p.add_argument("--requests", type=int, default=300, help="Requests per endpoint.")
     p.add_argument("--clients", type=int, default=4, help="Concurrent client threads.")
     p.add_argument("--batch", type=int, default=1, help="Latents or examples per request.")
@@ -144,7 +147,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         run = args.run or train_demo(Path(tmp))
         model = vaekit.load(run)
-        test = load_data("digits").test
+        source = read_config(run).get("data", {}).get("source", "digits")
+        test = load_data(source).test.reshape(-1, *model.config.data_shape)
         g = torch.Generator().manual_seed(0)
         n, b = args.requests, args.batch
         z = torch.randn(n, b, model.config.latent_dim, generator=g)
@@ -187,7 +191,7 @@ def main() -> None:
     report = {
         "environment": {**environment(), "server_threads": args.server_threads},
         "model": f"{model.kind} {list(model.config.data_shape)}-{list(model.config.hidden)}-"
-        f"{model.config.latent_dim}",
+        f"{model.config.latent_dim}, {source}",
         "batch": b,
         "k": args.k,
         "results": results,
