@@ -108,3 +108,20 @@ for where in ("epoch end", "mid-epoch"):
         print("resume at", where, "max|dw|", diff, h[-1]["path"],
               [round(r["train_bound"], 3) for r in h_whole],
               [round(r["train_bound"], 3) for r in h])  # fmt: skip
+
+# beta-TCVAE (both estimators) and FactorVAE (its discriminator trained in the same step) on each
+# loop: the fast path should say graph / compile and end near the eager loop's bound.
+TC_RUNS = (
+    ({"objective": "btcvae", "beta": 6.0}, {}),
+    ({"objective": "btcvae", "beta": 6.0, "tc_estimator": "mss"}, {}),
+    ({"objective": "factorvae", "gamma": 10.0}, {"discriminator": (1000,) * 6}),
+)
+for objective, extra in TC_RUNS:
+    for kw in ({"fast": "off"}, {"fast": "graph"}, {"fast": "compile"}):
+        torch.manual_seed(0)
+        m = VAE(data_shape=(784,), latent_dim=10, hidden=(400,), activation="relu", **extra).to(dev)
+        h = fit(m, data.train[:10000], epochs=3, batch_size=128, binarize="dynamic", **objective,
+                **kw)  # fmt: skip
+        print(objective, kw, [round(r["train_bound"], 2) for r in h], h[-1]["path"],
+              h[-1].get("notice"))  # fmt: skip
+        assert h[-1]["path"] == ("eager" if kw["fast"] == "off" else kw["fast"]), h[-1]
