@@ -1,10 +1,10 @@
 """Runs of every kind, served by real servers on free loopback ports.
 
 Trained here through the command line: a digits run (3 latent dims: a plane and a slider), a
-conditional digits run, a sound run on generated tones and a table; the committed fixture runs
-(vae, hvae, categorical, text) are served in place, read-only. The servers are uvicorn on
-127.0.0.1 in a thread of this process (so a test can hold a run's lock); one more test starts
-``vaekit serve`` as a process of its own.
+conditional digits run, a sound run on generated tones, a table and a folder of colour images;
+the committed fixture runs (vae, hvae, categorical, text) are served in place, read-only. The
+servers are uvicorn on 127.0.0.1 in a thread of this process (so a test can hold a run's lock);
+one more test starts ``vaekit serve`` as a process of its own.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 pytest.importorskip("fastapi", reason="vaekit serve needs the serve extra (FastAPI)")
 pytest.importorskip("uvicorn", reason="vaekit serve needs the serve extra (uvicorn)")
@@ -45,6 +46,8 @@ class Trained:
     sound: Path
     table: Path
     wavs: Path
+    colour: Path
+    pictures: Path
 
 
 @pytest.fixture(scope="session")
@@ -72,7 +75,18 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
     (root / "table.csv").write_text("\n".join(rows) + "\n")
     train("--data", root / "table.csv", "--out", root / "table", *TINY,
           "--set", "likelihood=gaussian")  # fmt: skip
-    return Trained(root / "digits", root / "conditional", root / "sound", root / "table", wavs)
+    pictures = root / "pictures"
+    for name, colour in (("red", (220, 40, 30)), ("blue", (20, 60, 230))):
+        (pictures / name).mkdir(parents=True)
+        for i in range(10):
+            shade = rng.uniform(0.4, 1.0, (8, 8, 1))
+            pixels = (np.array(colour)[None, None] * shade).astype(np.uint8)
+            Image.fromarray(pixels, "RGB").save(pictures / name / f"{i}.png")
+    train("--data", pictures, "--out", root / "colour", *TINY)
+    return Trained(
+        root / "digits", root / "conditional", root / "sound", root / "table", wavs,
+        root / "colour", pictures,
+    )  # fmt: skip
 
 
 def served(name: str, path: Path, data: str | None = None, points: int = 300) -> ServedRun:
@@ -90,6 +104,7 @@ def runs(trained: Trained) -> dict[str, ServedRun]:
         served("conditional", trained.conditional),
         served("sound", trained.sound),
         served("table", trained.table),
+        served("colour", trained.colour),
         served("vae", FIXTURES / "vae"),
         served("hvae", FIXTURES / "hvae"),
         served("categorical", FIXTURES / "categorical"),

@@ -15,7 +15,7 @@ from serve_helpers import LIMITS, Client
 import vaekit
 from vaekit.estimators import log_likelihood
 
-KINDS = ["digits", "conditional", "sound", "table", "vae", "hvae", "categorical", "text"]
+KINDS = ["digits", "conditional", "sound", "table", "colour", "vae", "hvae", "categorical", "text"]
 
 
 def label_field(run) -> dict:
@@ -43,8 +43,9 @@ def test_healthz_and_runs_describe_every_run(server: Client, runs) -> None:
     assert all(lo < c < hi for lo, c, hi in ranges)
     media = {name: d["media"] for name, d in described.items()}
     assert media == {"digits": "image", "conditional": "image", "sound": "audio",
-                     "table": "array", "vae": "image", "hvae": "image", "categorical": "image",
-                     "text": "text"}  # fmt: skip
+                     "table": "array", "colour": "image", "vae": "image", "hvae": "image",
+                     "categorical": "image", "text": "text"}  # fmt: skip
+    assert described["colour"]["image_shape"] == [3, 8, 8]
     cat = described["categorical"]
     assert cat["latent"] == "categorical" and (cat["n_latents"], cat["n_categories"]) == (2, 3)
     assert cat["exact_likelihood"] and cat["plane"] is None
@@ -199,6 +200,21 @@ def test_images_go_in_and_out_as_png(server: Client, runs) -> None:
             assert img.format == "PNG" and img.size == (8, 8)
             got = np.asarray(img, dtype=np.float64) / 255
         np.testing.assert_allclose(got, np.asarray(x).reshape(8, 8), atol=0.5 / 255 + 1e-6)
+
+
+def test_colour_images_go_in_and_out_as_rgb_png(server: Client, runs, trained) -> None:
+    files = sorted((trained.pictures / "red").glob("*.png"))[:2]
+    sent = [base64.b64encode(f.read_bytes()).decode() for f in files]
+    by_png = server.post("/encode", {"run": "colour", "png": sent})
+    x = np.stack([np.asarray(Image.open(f), dtype=np.float32) / 255 for f in files])
+    by_x = server.post("/encode", {"run": "colour", "x": x.transpose(0, 3, 1, 2).tolist()})
+    np.testing.assert_allclose(by_png["mean"], by_x["mean"], rtol=1e-5, atol=1e-6)
+    grey = np.asarray(Image.open(files[0]).convert("L"))
+    as_grey = server.http.post("/encode", json={"run": "colour", "png": [png_b64(grey)]})
+    assert as_grey.status_code == 200  # grey made RGB for a colour run
+    out = server.post("/sample", {"run": "colour", "n": 2, "format": "png"})
+    with Image.open(io.BytesIO(base64.b64decode(out["png"][0]))) as img:
+        assert img.mode == "RGB" and img.size == (8, 8)
 
 
 def test_sound_goes_in_and_out_as_wav(server: Client, runs, trained) -> None:
