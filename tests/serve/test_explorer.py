@@ -156,3 +156,21 @@ def test_drag_click_interpolate_and_sample_in_the_browser(browser, runs, tmp_pat
         assert not errors, errors
         page.close()
     torch.manual_seed(0)
+
+
+def test_the_page_sends_the_token_it_is_given(browser, runs) -> None:
+    """With a token, the page takes it from #token=... or asks for it after a 401."""
+    app = build_app([runs["digits"]], ServeSettings(token="page-token"))
+    with Background(app) as server:
+        page = browser.new_page()
+        page.goto(server.url + "/#token=page-token")
+        page.wait_for_function("window.explorer && explorer.ready && explorer.decodes > 0")
+        assert "token" not in page.url  # taken out of the address
+        page.close()
+        page = browser.new_page()  # a new tab: no token kept
+        page.goto(server.url + "/")
+        page.wait_for_selector("#token-form", state="visible")
+        page.fill("#token", "page-token")
+        page.click("#token-form button")
+        page.wait_for_function("window.explorer && explorer.ready && explorer.decodes > 0")
+        page.close()
