@@ -62,7 +62,7 @@ from .settings import RequestError, ServeSettings
 log = logging.getLogger("vaekit.serve")
 
 #: Paths anyone may fetch without the token: the page and its files (no data in them).
-PUBLIC = ("/", "/static/")
+PAGE, PAGE_FILES = "/", "/static/"
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": Error} for code in (401, 404, 413, 422, 500)
 }
@@ -109,7 +109,7 @@ class Guard:
 
     def refusal(self, path: str, headers: dict[str, str]) -> JSONResponse | None:
         token = self.settings.token
-        public = path == "/" or any(path.startswith(p) for p in PUBLIC[1:])
+        public = path == PAGE or path.startswith(PAGE_FILES)
         if token and not public:
             given = headers.get("authorization", "")
             scheme, _, value = given.partition(" ")
