@@ -48,6 +48,7 @@ _EXPORTS = {
     "TrainingError": "train",
     "TrainingInterrupted": "train",
     "fit": "train",
+    "VAETransformer": "sklearn",
 }
 
 __all__ = [
@@ -67,6 +68,7 @@ __all__ = [
     "TrainingError",
     "TrainingInterrupted",
     "VAEConfig",
+    "VAETransformer",
     "VaekitError",
     "__version__",
     "data",
@@ -128,4 +130,5 @@ if TYPE_CHECKING:
         load,
     )
     from .objectives import Terms, elbo, iwae
+    from .sklearn import VAETransformer
     from .train import TrainConfig, TrainingError, TrainingInterrupted, fit
