@@ -68,7 +68,7 @@ def test_grid_search_over_latent_dim(cancer) -> None:
 def test_raw_columns_of_different_scales_are_standardised(cancer) -> None:
     X_train = cancer[0]
     vae = small(random_state=0).fit(X_train)
-    assert vae.likelihood_ == "gaussian_per_dim"
+    assert vae.likelihood_ == "gaussian"
     np.testing.assert_allclose(vae.mean_, X_train.mean(axis=0))
     np.testing.assert_allclose(vae.scale_, X_train.std(axis=0))
     Z = vae.transform(X_train)
@@ -92,10 +92,11 @@ def test_likelihood_auto_choice() -> None:
     with pytest.raises(DataError, match="X"):
         vae.transform(binary + 0.5)
     fractions = rng.random((40, 5))
-    assert small(random_state=0).fit(fractions).likelihood_ == "gaussian_per_dim"
+    assert small(random_state=0).fit(fractions).likelihood_ == "gaussian"
     explicit = small(likelihood="bernoulli", random_state=0).fit(fractions)
     assert explicit.likelihood_ == "bernoulli" and (explicit.scale_ == 1).all()
-    assert small(likelihood="gaussian", random_state=0).fit(binary).likelihood_ == "gaussian"
+    per_dim = small(likelihood="gaussian_per_dim", random_state=0).fit(binary)
+    assert per_dim.likelihood_ == "gaussian_per_dim" and per_dim.scale_.min() < 1
 
 
 def test_bad_settings_name_the_setting() -> None:
@@ -178,7 +179,13 @@ def test_score_samples_matches_the_exact_marginal_of_a_linear_gaussian_model() -
     X = rng.normal(size=(400, 2)) @ W_true.T + 0.3 * rng.normal(size=(400, 5))
     X = X * np.array([1.0, 10.0, 0.1, 100.0, 3.0]) + np.array([0.0, 5.0, -1.0, 50.0, 2.0])
     vae = VAETransformer(
-        latent_dim=2, hidden=(), epochs=150, batch_size=50, lr=1e-2, random_state=0
+        latent_dim=2,
+        hidden=(),
+        likelihood="gaussian_per_dim",
+        epochs=150,
+        batch_size=50,
+        lr=1e-2,
+        random_state=0,
     ).fit(X)
     model = vae.model_
     with torch.no_grad():
