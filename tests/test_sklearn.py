@@ -228,3 +228,14 @@ def test_score_samples_matches_the_exact_marginal_of_a_linear_gaussian_model() -
     # the ELBO's K = 1 is a looser bound, on average
     vae.set_params(n_importance_samples=1)
     assert (log_px - vae.score_samples(X)).mean() > gap.mean()
+
+
+def test_score_samples_do_not_depend_on_the_chunking(monkeypatch: pytest.MonkeyPatch) -> None:
+    import vaekit.sklearn
+
+    X = np.random.default_rng(0).normal(size=(50, 6))
+    vae = small(n_importance_samples=300, random_state=0).fit(X)
+    whole = vae.score_samples(X)
+    monkeypatch.setattr(vaekit.sklearn, "SCORE_FLOATS", 2000)  # passes of a few rows and samples
+    np.testing.assert_allclose(vae.score_samples(X), whole, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(vae.score_samples(X[::-1]), whole[::-1], rtol=0, atol=1e-10)

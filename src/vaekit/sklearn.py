@@ -46,8 +46,8 @@ from .train import fit as train
 AUTO_GAUSSIAN = "gaussian"
 #: Rows per forward pass in transform, inverse_transform and sample.
 CHUNK_ROWS = 4096
-#: (sample, row) pairs per forward pass in score_samples.
-SCORE_PAIRS = 2**18
+#: Floats the (sample, row) pairs of one forward pass in score_samples may hold (64 MB).
+SCORE_FLOATS = 2**23
 
 
 class VAETransformer(TransformerMixin, BaseEstimator):
@@ -239,12 +239,18 @@ class VAETransformer(TransformerMixin, BaseEstimator):
         model, k = self.model_, check_positive("n_importance_samples", self.n_importance_samples)
         g = torch.Generator().manual_seed(self.seed_)
         eps = torch.randn((k, 1, model.config.latent_dim), generator=g, dtype=torch.float64)
-        rows = max(1, SCORE_PAIRS // k)
+        c = model.config
+        pair_cost = model.likelihood.n_params * c.data_dim + model.floats_per_row + 4 * c.latent_dim
+        k_chunk = max(1, min(k, SCORE_FLOATS // pair_cost))  # samples per pass
+        rows = max(1, SCORE_FLOATS // (k_chunk * pair_cost))  # rows per pass
         out = []
         for i in range(0, len(x), rows):
             xb = x[i : i + rows]
-            log_w = model.terms(xb, eps.expand(k, len(xb), -1)).log_w  # (K, B)
-            out.append(torch.logsumexp(log_w, dim=0) - math.log(k))
+            total = torch.full((len(xb),), -math.inf, dtype=torch.float64)
+            for k0 in range(0, k, k_chunk):
+                e = eps[k0 : k0 + k_chunk].expand(-1, len(xb), -1)  # (k_chunk, B, latent_dim)
+                total = torch.logaddexp(total, torch.logsumexp(model.terms(xb, e).log_w, dim=0))
+            out.append(total - math.log(k))
         return torch.cat(out).numpy() - float(np.log(self.scale_).sum())
 
     def score(self, X: Any, y: Any = None) -> float:
