@@ -6,7 +6,8 @@ Bernoulli likelihood (with dynamic binarisation in :func:`vaekit.train.fit`), Fa
 images, integer counts or real values, for which a Gaussian likelihood is the safer choice.
 
 Built-in data sets (:data:`DATASETS`): ``digits`` (scikit-learn, offline), ``mnist``,
-``fashion-mnist``, ``cifar10`` and ``frey-face``. Their files are looked for in :func:`data_dir`
+``fashion-mnist``, ``cifar10``, ``frey-face``, ``shapes`` (generated, with known factors of
+variation) and ``dsprites`` (the official file, when the user has it). Their files are looked for in :func:`data_dir`
 and in a sub-folder of it named after the data set; when absent they are downloaded there, checked
 against published checksums, unless ``VAEKIT_OFFLINE=1``. A user's own data: ``.npy`` / ``.npz``
 arrays, numeric ``.csv`` files, folders of images, text and WAV files (see :func:`load`).
@@ -15,8 +16,8 @@ Pickled files (``mnist.pkl.gz``, the CIFAR-10 batches) are unpickled only after 
 matches the published one, and then with an unpickler that builds numpy arrays, lists, dicts,
 strings, bytes and numbers and nothing else. vaekit itself never writes a pickle.
 
-One module per source: :mod:`.digits`, :mod:`.mnist`, :mod:`.cifar`, :mod:`.frey` (each with its
-``DEFAULTS``), :mod:`.arrays` (.npy/.npz/.csv/.tsv), :mod:`.images`, :mod:`.text`, :mod:`.audio`;
+One module per source: :mod:`.digits`, :mod:`.mnist`, :mod:`.cifar`, :mod:`.frey`, :mod:`.shapes`,
+:mod:`.dsprites` (each with its ``DEFAULTS``), :mod:`.factors` (a user's factors file), :mod:`.arrays` (.npy/.npz/.csv/.tsv), :mod:`.images`, :mod:`.text`, :mod:`.audio`;
 :mod:`.download` finds and fetches files, :mod:`.dataset` holds what the loaders share and
 :mod:`.checks` the one validator of examples. This module dispatches by name or path.
 """
@@ -29,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DataError
-from . import cifar, digits, frey, mnist
+from . import cifar, digits, frey, mnist, shapes
 from .arrays import (
     NUMPY_READ_ERRORS,
     channels_first,
@@ -63,6 +64,8 @@ from .dataset import (
 )
 from .digits import load_digits
 from .download import data_dir, download, md5, offline, sha256
+from .dsprites import DSPRITES_FILE, load_dsprites, read_dsprites
+from .factors import attach_factors, read_factors
 from .frey import FREY_FILE, FREY_SHAPE, FREY_URL, load_frey_face, load_frey_face_file
 from .images import IMAGE_SUFFIXES, MAX_IMAGE_SIDE, load_image_folder
 from .mnist import (
@@ -80,6 +83,7 @@ from .mnist import (
     load_mnist_pickle,
     read_idx,
 )
+from .shapes import load_shapes
 
 __all__ = [
     "ALIASES",
@@ -93,6 +97,7 @@ __all__ = [
     "CIFAR10_URL",
     "DATASETS",
     "DEFAULTS",
+    "DSPRITES_FILE",
     "FASHION_CLASSES",
     "FASHION_IDX_MD5",
     "FASHION_URLS",
@@ -111,6 +116,7 @@ __all__ = [
     "DataError",
     "Dataset",
     "as_tensor",
+    "attach_factors",
     "binarize_static",
     "builtin_name",
     "channels_first",
@@ -128,6 +134,7 @@ __all__ = [
     "load_cifar10_tarball",
     "load_csv",
     "load_digits",
+    "load_dsprites",
     "load_fashion_mnist",
     "load_frey_face",
     "load_frey_face_file",
@@ -136,9 +143,12 @@ __all__ = [
     "load_mnist",
     "load_mnist_pickle",
     "load_options",
+    "load_shapes",
     "md5",
     "misplaced_options",
     "offline",
+    "read_dsprites",
+    "read_factors",
     "read_idx",
     "sha256",
     "split",
@@ -158,6 +168,8 @@ DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
     "fashion-mnist": mnist.DEFAULTS,
     "frey-face": frey.DEFAULTS,
     "cifar10": cifar.DEFAULTS,
+    "shapes": shapes.DEFAULTS,
+    "dsprites": shapes.DEFAULTS,
 }
 
 #: Built-in data set names -> loader(root, seed).
@@ -167,7 +179,11 @@ DATASETS: dict[str, Callable[..., Dataset]] = {
     "fashion-mnist": load_fashion_mnist,
     "cifar10": load_cifar10,
     "frey-face": load_frey_face,
+    "shapes": load_shapes,
+    "dsprites": load_dsprites,
 }
+#: Built-in data sets that take the ``examples`` option (how many to draw).
+SIZED = ("shapes", "dsprites")
 ALIASES = {
     "fashion_mnist": "fashion-mnist",
     "fashion": "fashion-mnist",
@@ -191,6 +207,8 @@ def load(
     label_column: int | str | None = None,
     audio: Any = None,
     root: str | Path | None = None,
+    examples: int | None = None,
+    factors: str | Path | None = None,
 ) -> Dataset:
     """A built-in data set by name (:data:`DATASETS`) or a user's file or folder by path.
 
@@ -205,20 +223,33 @@ def load(
     audio: for WAV files and folders, :class:`vaekit.data.audio.AudioSettings` or a dict of its
         fields (e.g. ``{"sample_rate": 8000, "n_mels": 32}``).
     root: folder searched for built-in data sets instead of :func:`data_dir`.
+    examples: for ``shapes`` and ``dsprites``, how many examples to draw under ``seed`` (default
+        50,000; 737,280 for every combination).
+    factors: for a user's data split by vaekit, a .npy / .csv file of the known factors of
+        variation, one row per example (:func:`attach_factors`).
 
     An option that does not apply to the data (see :func:`load_options`) is a DataError.
     """
     if binarize not in BINARIZE:
         raise DataError(f"unknown binarize {binarize!r}; choose one of {', '.join(BINARIZE)}")
     text = str(name_or_path)
-    given = {"image_size": image_size, "label_column": label_column, "audio": audio}
+    given = {
+        "image_size": image_size,
+        "label_column": label_column,
+        "audio": audio,
+        "examples": examples,
+        "factors": factors,
+    }
     for option in misplaced_options(text, [o for o, v in given.items() if v is not None]):
         raise DataError(f"{option}={given[option]!r} does not apply to {text!r}; leave it out")
     name = builtin_name(text)
     if name is not None:  # a name wins over a file of that name; write ./name for the file
-        ds = DATASETS[name](root=root, seed=seed)
+        sized = {"examples": examples} if examples is not None else {}
+        ds = DATASETS[name](root=root, seed=seed, **sized)
     else:
         ds = _load_path(Path(text), seed, image_size, label_column, audio)
+        if factors is not None:
+            ds = attach_factors(ds, factors, seed)
     if binarize == "static":
         ds = binarize_static(ds, seed)
     return ds
@@ -254,12 +285,15 @@ def misplaced_options(name_or_path: str | Path, options: Sequence[str]) -> list[
 
 
 def load_options(name_or_path: str | Path) -> tuple[str, ...]:
-    """The keyword options of :func:`load` that apply to this data: ``("image_size",)`` for a
-    folder of images, ``("label_column",)`` for a CSV or TSV file, ``("audio",)`` for WAV files
-    and folders of them; none for built-in data sets, arrays, text and paths that do not exist.
+    """The keyword options of :func:`load` that apply to this data: ``("image_size",
+    "factors")`` for a folder of images, ``("label_column", "factors")`` for a CSV or TSV file,
+    ``("factors",)`` for a .npy / .npz array, ``("audio",)`` for WAV files and folders of them,
+    ``("examples",)`` for ``shapes`` and ``dsprites``; none for other built-in data sets, text
+    and paths that do not exist.
     """
-    if builtin_name(name_or_path) is not None:
-        return ()
+    name = builtin_name(name_or_path)
+    if name is not None:
+        return ("examples",) if name in SIZED else ()
     path = Path(name_or_path)
     suffix = path.suffix.lower()
     if path.is_dir() or suffix in (".wav", ".wave"):
@@ -270,8 +304,12 @@ def load_options(name_or_path: str | Path) -> tuple[str, ...]:
     if path.is_dir():
         if (path / "data_batch_1").is_file() or idx_paths(path) is not None:
             return ()
-        return ("image_size",)
-    return ("label_column",) if suffix in (".csv", ".tsv") and path.is_file() else ()
+        return ("image_size", "factors")
+    if not path.is_file():
+        return ()
+    if suffix in (".csv", ".tsv"):
+        return ("label_column", "factors")
+    return ("factors",) if suffix in (".npy", ".npz") else ()
 
 
 def _is_text(path: Path) -> bool:

@@ -37,6 +37,12 @@ class Dataset:
         its commands write them back as files: ``{"kind": "text"}`` (token ids, see
         :mod:`vaekit.data.text`) or ``{"kind": "audio", ...}`` (log-mel spectrograms and the
         settings that made them, see :mod:`vaekit.data.audio`); None otherwise.
+    train_factors, valid_factors, test_factors: the known factors of variation of each example
+        of each split, (N, F) numpy arrays (int64 classes, or float64 values), or None.
+    factor_names: a name per factor column. factor_sizes: the number of classes of each factor
+        when they are classes 0..size-1, else None.
+    render_factors: for generated data (``shapes``), a function from factor classes (N, F) to
+        examples (N, *data_shape); None where examples can only be looked up.
     """
 
     name: str
@@ -53,6 +59,12 @@ class Dataset:
     binarization: str = "none"
     source: str = ""
     media: dict | None = None
+    train_factors: np.ndarray | None = None
+    valid_factors: np.ndarray | None = None
+    test_factors: np.ndarray | None = None
+    factor_names: list[str] | None = None
+    factor_sizes: list[int] | None = None
+    render_factors: Callable[[np.ndarray], Tensor] | None = None
 
     @property
     def data_shape(self) -> tuple[int, ...]:
