@@ -67,6 +67,9 @@ def load_data(config: dict[str, Any], model: VAE, source: str, seed: int) -> Dat
         options["image_size"] = (int(shape[1]), int(shape[2]))
     if "label_column" in applies and entry.get("label_column") is not None:
         options["label_column"] = entry["label_column"]
+    for key in ("examples", "factors"):  # how many were drawn; the factors file beside the data
+        if key in applies and entry.get(key) is not None:
+            options[key] = entry[key]
     dataset = datasets.load(source, seed=seed, **options)
     if "image_size" in options:  # and in the run's colours: grey images for a colour run
         dataset = datasets.with_channels(dataset, int(shape[0]))

@@ -31,6 +31,8 @@ DATA_OPTIONS = {
     "image_size": ("--image-size", "folders of images"),
     "label_column": ("--label-column", "CSV and TSV files"),
     "audio": ("--audio", "WAV files and folders of them"),
+    "examples": ("--examples", "shapes and dsprites"),
+    "factors": ("--factors", "arrays, CSV files and folders of images"),
 }
 
 
@@ -111,6 +113,20 @@ def wrapped(label: str, text: str) -> str:
     help="WAV data: spectrogram setting (sample_rate, n_fft, hop, n_mels, frames, trim_db, "
     "griffin_lim_iters).",
 )
+@click.option(
+    "--examples",
+    type=click.IntRange(min=3),
+    default=None,
+    metavar="N",
+    help="shapes, dsprites: draw N examples under the split seed [default: 50000; 737280: all].",
+)
+@click.option(
+    "--factors",
+    type=click.Path(path_type=Path),
+    default=None,
+    metavar="FILE",
+    help="A .npy/.csv of known factors of variation, one row per example of the data file.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def train(
     data: str | None,
@@ -126,6 +142,8 @@ def train(
     image_size: tuple[int, int] | None,
     label_column: int | str | None,
     audio: tuple[tuple[str, Any], ...],
+    examples: int | None,
+    factors: Path | None,
     quiet: bool,
 ) -> None:
     """Train a VAE and save it in a run folder.
@@ -159,6 +177,8 @@ def train(
             ("image_size", image_size),
             ("label_column", label_column),
             ("audio", dict(audio) if audio else None),
+            ("examples", examples),
+            ("factors", str(factors.resolve()) if factors is not None else None),
         )
         if value is not None
     }
@@ -224,6 +244,7 @@ def _metadata(
                 else {}
             ),
             **({"media": dataset.media} if dataset.media else {}),
+            **{key: load_options[key] for key in ("examples", "factors") if key in load_options},
         }
     }
 
