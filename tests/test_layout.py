@@ -105,6 +105,8 @@ FORBIDDEN = {
         "vaekit.data",
     ),
     "vaekit.media": ("vaekit.train", "vaekit.evaluation", "vaekit.cli"),
+    # disentanglement metrics judge a model's encoder on data with factors; they train nothing
+    "vaekit.metrics": ("vaekit.train", "vaekit.evaluation", "vaekit.cli", "vaekit.viz"),
     "vaekit.settings": ("vaekit.evaluation", "vaekit.cli", "vaekit.viz"),
     "vaekit.viz": ("vaekit.train", "vaekit.evaluation", "vaekit.cli"),
     # the server sits at the top beside the command line: it serves trained models
