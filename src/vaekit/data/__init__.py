@@ -7,17 +7,19 @@ images, integer counts or real values, for which a Gaussian likelihood is the sa
 
 Built-in data sets (:data:`DATASETS`): ``digits`` (scikit-learn, offline), ``mnist``,
 ``fashion-mnist``, ``cifar10``, ``frey-face``, ``shapes`` (generated, with known factors of
-variation) and ``dsprites`` (the official file, when the user has it). Their files are looked for in :func:`data_dir`
-and in a sub-folder of it named after the data set; when absent they are downloaded there, checked
-against published checksums, unless ``VAEKIT_OFFLINE=1``. A user's own data: ``.npy`` / ``.npz``
-arrays, numeric ``.csv`` files, folders of images, text and WAV files (see :func:`load`).
+variation) and ``dsprites`` (the official file, when the user has it). Their files are looked for
+in :func:`data_dir` and in a sub-folder of it named after the data set; when absent they are
+downloaded there (not dSprites), checked against published checksums, unless
+``VAEKIT_OFFLINE=1``. A user's own data: ``.npy`` / ``.npz`` arrays, numeric ``.csv`` files,
+folders of images, text and WAV files (see :func:`load`), with a factors file beside them.
 
 Pickled files (``mnist.pkl.gz``, the CIFAR-10 batches) are unpickled only after their checksum
 matches the published one, and then with an unpickler that builds numpy arrays, lists, dicts,
 strings, bytes and numbers and nothing else. vaekit itself never writes a pickle.
 
-One module per source: :mod:`.digits`, :mod:`.mnist`, :mod:`.cifar`, :mod:`.frey`, :mod:`.shapes`,
-:mod:`.dsprites` (each with its ``DEFAULTS``), :mod:`.factors` (a user's factors file), :mod:`.arrays` (.npy/.npz/.csv/.tsv), :mod:`.images`, :mod:`.text`, :mod:`.audio`;
+One module per source: :mod:`.digits`, :mod:`.mnist`, :mod:`.cifar`, :mod:`.frey`,
+:mod:`.shapes`, :mod:`.dsprites` (each with its ``DEFAULTS``), :mod:`.factors` (a user's factors
+file), :mod:`.arrays` (.npy/.npz/.csv/.tsv), :mod:`.images`, :mod:`.text`, :mod:`.audio`;
 :mod:`.download` finds and fetches files, :mod:`.dataset` holds what the loaders share and
 :mod:`.checks` the one validator of examples. This module dispatches by name or path.
 """
