@@ -15,6 +15,7 @@ import torch
 
 from ..config import from_dict, parse_override, read_toml
 from ..errors import CheckpointError, ConfigError, DataError
+from ..logs import LOGGERS, require_tensorboard, tensorboard_log
 from ..runs import CONFIG_FILE, METRICS_FILE, STATE_FILE, WEIGHTS_FILE
 from ..settings import resolve_config, retokenize
 from .group import description, placed
@@ -127,6 +128,13 @@ def wrapped(label: str, text: str) -> str:
     metavar="FILE",
     help="A .npy/.csv of known factors of variation, one row per example of the data file.",
 )
+@click.option(
+    "--log",
+    type=click.Choice(LOGGERS),
+    default=None,
+    help="Also write training logs: tensorboard writes RUN/tensorboard/ (needs the extra: pip "
+    "install 'vaekit[tensorboard]').",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def train(
     data: str | None,
@@ -144,6 +152,7 @@ def train(
     audio: tuple[tuple[str, Any], ...],
     examples: int | None,
     factors: Path | None,
+    log: str | None,
     quiet: bool,
 ) -> None:
     """Train a VAE and save it in a run folder.
@@ -170,6 +179,8 @@ def train(
 
     if k < 1:
         raise ConfigError(f"-k must be at least 1, got {k}")
+    if log is not None:
+        require_tensorboard()  # before anything trains: the extra is missing
     check_data_option(data)
     load_options = {
         key: value
@@ -188,8 +199,9 @@ def train(
             flag = DATA_OPTIONS[next(iter(load_options))][0]
             raise ConfigError(f"--resume reads the run's data as it was read; leave out {flag}")
         _train_resume(
-            resume, out, data, epochs, seconds, seed, config_file, overrides, k, overwrite, quiet
-        )
+            resume, out, data, epochs, seconds, seed, config_file, overrides, k, overwrite, quiet,
+            log,
+        )  # fmt: skip
         return
     if out is None:
         raise click.UsageError("give --out for a new run, or --resume RUN to continue one")
@@ -220,7 +232,7 @@ def train(
     torch.manual_seed(train_config.seed)
     model = placed(build_model(model_config))
     metadata = _metadata(data, name, dataset, load_options)
-    _train_and_report(model, dataset, train_config, out, metadata, k, quiet, resume=False)
+    _train_and_report(model, dataset, train_config, out, metadata, k, quiet, False, log)
 
 
 def _metadata(
@@ -261,6 +273,7 @@ def _train_resume(
     k: int,
     overwrite: bool,
     quiet: bool,
+    log: str | None = None,
 ) -> None:
     """``vaekit train --resume RUN``: the run's saved settings, with only RESUMABLE changes."""
     from ..checkpoint import read_training_info
@@ -335,7 +348,7 @@ def _train_resume(
         click.echo(
             f"resume {run} at epoch {done + 1} of {train_config.epochs}, step {info.get('step')}"
         )
-    _train_and_report(model, dataset, train_config, run, metadata, k, quiet, resume=True)
+    _train_and_report(model, dataset, train_config, run, metadata, k, quiet, True, log)
 
 
 def _check_time_left(run: Path, info: dict[str, Any], limit: float, saved: Any) -> None:
@@ -388,6 +401,7 @@ def _train_and_report(
     k: int,
     quiet: bool,
     resume: bool,
+    log: str | None = None,
 ) -> None:
     """Run fit with Ctrl-C (and SIGTERM) saving the state and stopping; then print the report."""
     from ..config import to_dict
@@ -411,10 +425,17 @@ def _train_and_report(
     click.echo(wrapped("train", settings_line(to_dict(train_config))))
     if description() is not None:  # under torchrun: the processes that share the run
         click.echo(wrapped("dist", description()))
+    if log is not None:
+        warn = _warning  # one line on stderr; training goes on
+        conditions["callbacks"] = [tensorboard_log(model, dataset, train_config, out, warn)]
     history = _fit(model, dataset, train_config, out, metadata, conditions, quiet, resume)
     valid = conditions.get("valid_conditions")
     _report(model, dataset, train_config, history, valid, k, quiet)
     wrote(*(out / f for f in (CONFIG_FILE, WEIGHTS_FILE, METRICS_FILE, STATE_FILE)))
+
+
+def _warning(message: str) -> None:
+    click.echo(f"vaekit: warning: {message}", err=True)
 
 
 def _fit(

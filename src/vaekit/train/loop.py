@@ -4,7 +4,7 @@ folder, choose the loop, then one pass per epoch: validate, apply the time limit
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from ..errors import ConfigError, DataError, Remedy
 from ..estimators import check_data
 from ..estimators.sharded import elbo as evaluate_elbo
 from ..models.base import Model
+from .callbacks import Callbacks
 from .config import History, TrainConfig, TrainingError
 from .fast import choose_loop
 from .objective import check_objective
@@ -39,6 +40,7 @@ def fit(
     stop: Callable[[], bool] | None = None,
     conditions: Any = None,
     valid_conditions: Any = None,
+    callbacks: Sequence[Any] = (),
     **overrides: Any,
 ) -> History:
     """Train ``model`` in place on ``data`` (N, *data_shape) and return the per-epoch history.
@@ -66,7 +68,8 @@ def fit(
     Each record names the loop that ran (``path``: "eager", "graph" or "compile") and, where the
     fast path did not apply, why (``notice``). A conditional model needs ``conditions`` for
     ``data`` (and ``valid_conditions`` for ``valid``): integer labels (N,) or vectors (N,
-    condition_dim).
+    condition_dim). ``callbacks``: objects told of each step and epoch and of the end as plain
+    numbers (:mod:`vaekit.train.callbacks`); one that fails is dropped with a warning.
 
     Inside a process group (``torchrun``, or ``torch.distributed.init_process_group`` called
     before fit), the processes train one model: ``batch_size`` stays the global batch, each
@@ -94,6 +97,7 @@ def fit(
     _same_run(group, record, resume, state)  # before any process writes
     loop, path, notice = choose_loop(model, x, config, c_train, state, group)
     run.open(model, loop, state)
+    hooks = Callbacks(callbacks if group.main else (), model, config, loop, x.shape[0])
     broadcast(group, list(model.state_dict().values()), "the model's weights")  # rank 0's
 
     epochs = loop.epochs(progress and group.main, run.save, stop)
@@ -114,6 +118,7 @@ def fit(
                         run.time_limit_reached = True
                     cycle_start = now
                 run.add(record)
+                hooks.epoch(record)
                 if run.time_limit_reached:
                     break
             _check_some_good_step(loop.step, loop.skipped, config)
@@ -125,6 +130,7 @@ def fit(
             loop.close()  # also when the time limit left no epoch to run
     model.eval()
     run.finish(model)
+    hooks.end()
     return run.history
 
 

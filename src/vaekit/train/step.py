@@ -197,6 +197,11 @@ class Loop:
     elapsed = 0.0
     #: Whether the optimizer's state is copied into its tensors (captured graphs hold them).
     in_place = False
+    #: Called with the loop after each eager step (``fit``'s ``callbacks``); the fast loop,
+    #: which reads its numbers once an epoch, never calls it. ``last_loss``: the last step's
+    #: loss, the value the step already read to decide whether to skip it.
+    on_step: Callable[[Loop], None] | None = None
+    last_loss = math.nan
 
     @property
     def mid_epoch(self) -> bool:
@@ -367,6 +372,8 @@ class EagerLoop(Loop):
             else:
                 self.train_step(rows)
             bar.update()
+            if self.on_step is not None:
+                self.on_step(self)
             if self.pos < per_epoch:
                 self.elapsed = time.perf_counter() - start
                 save(force=False)
@@ -405,7 +412,8 @@ class EagerLoop(Loop):
         else:  # finite iff every gradient is: a sum, cheaper than a norm
             grad_check = _grad_sum(self.params)
         self.pos += 1
-        if math.isfinite(loss.item()) and math.isfinite(grad_check.item()):
+        self.last_loss = loss.item()
+        if math.isfinite(self.last_loss) and math.isfinite(grad_check.item()):
             self.optimizer.step()
             self.step += 1
             self.bad_in_row = 0
