@@ -24,10 +24,12 @@ FIGURES = (
     "manifold",
     "latents",
     "curves",
+    "traverse",
 )
 #: Folders of WAV files and their spectrograms that audio runs write by default.
 DERIVED_SOUND_FOLDERS = ("samples", "reconstructions", "decoded", "interpolation")
 EVAL_FILE = "eval.json"
+DISENTANGLEMENT_FILE = "disentanglement.json"  # vaekit evaluate --disentanglement
 LATENTS_FILE = "latents.npy"
 DECODED_FILE = "decoded.npy"
 #: Where ``vaekit export`` writes a run's ONNX files by default, and the files it writes there.
@@ -38,6 +40,7 @@ ONNX_FILES = ("encoder.onnx", "decoder.onnx", "prior.onnx", "export.json")
 #: a model it did not come from; other files are left alone.
 DERIVED_FILES = (
     EVAL_FILE,
+    DISENTANGLEMENT_FILE,
     LATENTS_FILE,
     DECODED_FILE,
     *(f"{name}.txt" for name in DERIVED_SOUND_FOLDERS),

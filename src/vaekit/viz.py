@@ -228,6 +228,43 @@ def manifold_latents(
     return z.reshape(n * n, latent_dim)
 
 
+def traversal_latents(
+    z0: Tensor,
+    dims: Sequence[int],
+    steps: int,
+    prior_samples: Tensor | None = None,
+    span: float = 3.0,
+) -> Tensor:
+    """The latent-traversal grid (len(dims) * steps, latent_dim), row by row: row r is ``z0``
+    (latent_dim,) with dim ``dims[r]`` set to each of ``steps`` values across the prior's range,
+    from low to high, the other dims kept (Higgins et al. 2017, figure 7).
+
+    The values are the prior's marginal quantiles at the probabilities of -``span`` .. ``span``
+    standard deviations of a normal (0.13% to 99.87% for 3): -3 .. 3 evenly spaced for N(0, I),
+    else the empirical quantiles of ``prior_samples`` (S, latent_dim), draws from a learned prior.
+    """
+    if steps < 2:
+        raise ConfigError(f"a traversal needs at least 2 steps, got {steps}")
+    latent_dim = z0.shape[-1]
+    if not dims or any(not 0 <= d < latent_dim for d in dims):
+        raise ConfigError(f"dims {list(dims)} must lie in 0..{latent_dim - 1}")
+    t = torch.linspace(-span, span, steps, dtype=torch.float64)
+    if prior_samples is None:
+        values = t.float().expand(latent_dim, steps)  # (latent_dim, steps)
+    else:
+        s = prior_samples.detach().to("cpu", torch.float64)
+        if s.dim() != 2 or s.shape[1] != latent_dim or s.shape[0] < 2:
+            raise ConfigError(
+                f"prior_samples must be (S >= 2, {latent_dim}), got {tuple(prior_samples.shape)}"
+            )
+        u = torch.distributions.Normal(0.0, 1.0).cdf(t)
+        values = torch.quantile(s, u, dim=0).T.float()  # (latent_dim, steps)
+    z = z0.detach().to("cpu", torch.float32).repeat(len(dims), steps, 1)  # (rows, steps, D)
+    for r, d in enumerate(dims):
+        z[r, :, d] = values[d]
+    return z.reshape(len(dims) * steps, latent_dim)
+
+
 def top_dims(kl_per_dim: Sequence[float], count: int = 2) -> tuple[int, ...]:
     """Indices of the ``count`` latent dims with the largest KL, largest first."""
     kl = torch.as_tensor(list(kl_per_dim), dtype=torch.float64)

@@ -30,6 +30,7 @@ from .export import export
 from .group import joined
 from .serve import serve
 from .train import train
+from .traverse import traverse
 
 __all__ = ["RUN_FILES", "SECTIONS", "cli", "main", "resolve_config", "retokenize"]
 
@@ -82,7 +83,7 @@ def cli() -> None:
 
 for command in (
     train, evaluate, sample, reconstruct, encode, decode, interpolate, manifold, latents, curves,
-    info, export, serve,
+    info, export, serve, traverse,
 ):  # fmt: skip
     cli.add_command(command)
 

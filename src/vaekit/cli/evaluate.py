@@ -58,6 +58,20 @@ def _figure(run: Run, name: str) -> Path:
     default=None,
     help="Adam steps of each example's refinement for --gaps  [default: 500].",
 )
+@click.option(
+    "--disentanglement",
+    is_flag=True,
+    help="Instead: MIG, SAP, DCI, FactorVAE and beta-VAE scores of a run on data with factors "
+    "(shapes, dsprites, --factors); writes RUN/disentanglement.json.",
+)
+@click.option(
+    "--votes",
+    type=click.IntRange(min=2),
+    default=None,
+    metavar="N",
+    help="--disentanglement: votes (FactorVAE) and points (beta-VAE) to fit on, N/2 to score "
+    "[default: 1000].",
+)
 @seed_option
 @output_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
@@ -68,6 +82,8 @@ def evaluate(
     k: int | None,
     gaps_n: int | None,
     refine_steps: int | None,
+    disentanglement: bool,
+    votes: int | None,
     seed: int,
     output: Path | None,
     quiet: bool,
@@ -88,6 +104,13 @@ def evaluate(
       vaekit evaluate runs/digits -k 5000
       vaekit evaluate runs/mnist --gaps 1000
     """
+    if disentanglement:
+        from .disentangle import disentanglement_command
+
+        others = {"-k": k, "--gaps": gaps_n, "--refine-steps": refine_steps}
+        return disentanglement_command(run, data, output, seed, votes, others)
+    if votes is not None:
+        raise ConfigError("--votes goes with --disentanglement")
     from ..evaluation import evaluate as evaluate_model
     from ..train import binarize
 

@@ -3,6 +3,10 @@
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import numpy as np
 from scipy.stats import entropy as _entropy
 
@@ -11,6 +15,18 @@ from .info import BINS, as_classes, check_codes, is_real
 
 #: Predictors DCI can take its importances from.
 IMPORTANCE = ("boosting", "forest")
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """scikit-learn's warnings about few examples per class and unconverged SVMs: the scores
+    are defined on whatever the fit gives, as in disentanglement_lib."""
+    from sklearn.exceptions import ConvergenceWarning
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The number of unique classes")
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        yield
 
 
 def holdout(
@@ -67,7 +83,8 @@ def sap(
         scores = _squared_correlations(z, factors)
     else:
         z, factors, z_test, factors_test = holdout(z, factors, z_test, factors_test, seed)
-        scores = _svm_accuracies(z, factors, z_test, factors_test)
+        with _quiet():
+            scores = _svm_accuracies(z, factors, z_test, factors_test)
     if scores.shape[0] < 2:
         raise DataError(f"SAP needs 2 or more latent dimensions, got {scores.shape[0]}")
     top = np.sort(scores, axis=0)
@@ -136,7 +153,8 @@ def dci(
             accuracy.append(float(np.mean(classes_test[:, j] == classes[0, j])))
             continue  # a constant factor: nothing to attribute
         model = _classifier(importance, seed)
-        model.fit(z, classes[:, j])
+        with _quiet():
+            model.fit(z, classes[:, j])
         r[:, j] = np.abs(model.feature_importances_)
         accuracy.append(float(np.mean(model.predict(z_test) == classes_test[:, j])))
     return {
