@@ -28,6 +28,7 @@ from .draw import interpolate, latents, manifold, reconstruct, sample
 from .evaluate import curves, evaluate, info
 from .export import export
 from .group import joined
+from .score import score
 from .serve import serve
 from .train import train
 from .traverse import traverse
@@ -83,7 +84,7 @@ def cli() -> None:
 
 for command in (
     train, evaluate, sample, reconstruct, encode, decode, interpolate, manifold, latents, curves,
-    info, export, serve, traverse,
+    info, export, serve, traverse, score,
 ):  # fmt: skip
     cli.add_command(command)
 

@@ -68,8 +68,7 @@ def fit(
     Each record names the loop that ran (``path``: "eager", "graph" or "compile") and, where the
     fast path did not apply, why (``notice``). A conditional model needs ``conditions`` for
     ``data`` (and ``valid_conditions`` for ``valid``): integer labels (N,) or vectors (N,
-    condition_dim). ``callbacks``: objects told of each step and epoch and of the end as plain
-    numbers (:mod:`vaekit.train.callbacks`); one that fails is dropped with a warning.
+    condition_dim). ``callbacks``: loggers, told of each step and epoch (:mod:`.callbacks`).
 
     Inside a process group (``torchrun``, or ``torch.distributed.init_process_group`` called
     before fit), the processes train one model: ``batch_size`` stays the global batch, each
