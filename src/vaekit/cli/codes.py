@@ -11,9 +11,9 @@ import torch
 from torch import Tensor
 
 from ..errors import ConfigError, DataError
-from ..media import array_bytes, read_array
-from ..runs import DECODED_FILE, LATENTS_FILE, figure
-from .output import check_folder, check_output, echo_and_write, write, wrote
+from ..media import array_bytes, numbered, read_array
+from ..runs import LATENTS_FILE
+from .output import check_output, echo_lines, write, wrote
 from .params import (
     data_option,
     image_option,
@@ -104,8 +104,7 @@ def encode(
         check_refinable(model)
     kw: dict[str, Any] = {}
     if input_file is not None:
-        if run.kind is None:  # arrays: conditioned by --label (strings and sounds are not)
-            kw = run.label_condition(label, "encode --input rows")
+        kw = run.label_condition(label, "encode --input rows")
         x, what = run.media.read(input_file), str(input_file)
     else:
         if label is not None:
@@ -156,7 +155,8 @@ def decode(
     """Map latents (N, latent_dim) from a .npy/.csv file to decoded means E[x|z].
 
     A text run prints the greedy strings and writes them to RUN/decoded.txt (or --output); an
-    audio run writes WAV files into the folder RUN/decoded/ (or --output).
+    audio run writes WAV files into the folder RUN/decoded/ (or --output), with --png also
+    their spectrograms as spectrograms.png there.
 
     Writes an (N, *data_shape) array to RUN/decoded.npy (or --output, .npy or .csv); with
     --png also RUN/figures/decoded.png (beside --output when given). A conditional run decodes
@@ -168,40 +168,21 @@ def decode(
     """
     from .. import viz
 
-    if run.kind == "text":
-        default = run / run.media_type.output("decoded")
-        out = check_output(run, output, default, (".txt",), inputs=(latents,))
-        model = run.model
-        z = _read_latents(latents, model.config.latent_dim)
-        click.echo(f"decoded {z.shape[0]} latents from {latents} (greedy strings)")
-        with torch.no_grad():
-            echo_and_write(out, model.texts(model.decode(z).mean))
-        return
-    if run.kind == "audio":
-        folder = check_folder(output, run / run.media_type.output("decoded"))
-        model = run.model
-        z = _read_latents(latents, model.config.latent_dim)
-        with torch.no_grad():
-            x = model.decode(z).mean
-        names = [f"decoded-{i:03d}" for i in range(z.shape[0])]
-        click.echo(f"decoded {z.shape[0]} latents from {latents} as sound (Griffin-Lim)")
-        wrote(*run.media.write(x, folder, names))
-        return
-    out = check_output(run, output, run / DECODED_FILE, (".npy", ".csv"), inputs=(latents,))
-    picture = None
-    if png:
-        default = out.with_suffix(".png") if output else run / figure("decoded")
-        picture = check_output(run, None, default, (".png",))
-    model = run.model
-    shape = run.image_shape(image_shape) if png else None
+    media = run.media_type
+    out = run.destination(output, media.written("decoded"), media.suffixes, inputs=(latents,))
+    picture = media.picture_file(out, "decoded", beside=output is not None) if png else None
+    if picture is not None:
+        picture = check_output(run, None, picture, (".png",))
+    medium, model = run.media, run.model
+    shape = medium.shape(image_shape) if picture is not None else None
     kw = run.label_condition(label, "decode")
     z = _read_latents(latents, model.config.latent_dim)
     with torch.no_grad():
         x = model.decode(z, **kw).mean  # (N, *data_shape)
-    x_np = x.cpu().numpy().astype(np.float32)
-    write(out, array_bytes(x_np, out.suffix.lower(), "x"))
-    written = [out]
-    if picture is not None and shape is not None:
-        written.append(viz.save(viz.example_grid(x, shape, ncols, scale=scale), picture))
-    click.echo(f"decoded {z.shape[0]} latents from {latents}: shape {x_np.shape}")
+    n = z.shape[0]
+    echo_lines(medium.summary("decoded", n=n, latents=latents, shape=tuple(x.shape)))
+    echo_lines(medium.lines(x))
+    written = medium.write(x, out, numbered("decoded", n))
+    if picture is not None:
+        written.append(viz.save(medium.picture(x, shape, ncols, scale), picture))
     wrote(*written)

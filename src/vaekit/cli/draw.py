@@ -5,7 +5,6 @@ audio run's sounds to the folder RUN/NAME/ (runs.py names them all)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import click
 import torch
@@ -13,7 +12,7 @@ from torch import Tensor
 
 from ..errors import ConfigError
 from ..runs import figure
-from .output import check_folder, check_output, echo_and_write, wrote
+from .output import check_output, echo_lines, wrote
 from .params import (
     count_option,
     data_option,
@@ -39,9 +38,7 @@ def _destination(
     """Where a drawing command writes, checked before any work: ``output``, else by the run's
     media: RUN/NAME/ (a folder of WAV files), RUN/NAME.txt (strings) or RUN/figures/NAME.png."""
     media = run.media_type
-    if media.folder:
-        return check_folder(output, run / media.output(name))
-    return check_output(run, output, run / media.output(name), media.shown_as, inputs)
+    return run.destination(output, media.output(name), media.shown_as, inputs)
 
 
 def _check_count(name: str, n: int, available: int, split: str) -> None:
@@ -67,19 +64,29 @@ def _check_index(index: int, n: int, split: str, name: str) -> None:
 
 
 def _split_ends(
-    run: Run,
-    data: str | None,
-    split: str,
-    indices: tuple[int, ...],
-) -> tuple[Tensor, str]:
-    """The two examples an interpolation runs between (examples ``indices``, two of them, or
-    by default 0 and 1, of ``split``) as a (2, ...) tensor, and words naming them."""
-    x, _, dataset = run.split(data, split)
-    if not indices:
-        _two_examples(x.shape[0], split, dataset.name, "--from and --to, or --split train")
-    i, j = indices or (0, 1)
-    _check_index(max(i, j), x.shape[0], split, dataset.name)
-    return x[[i, j]], f"{split} examples {i} and {j} of {dataset.name}"
+    run: Run, data: str | None, split: str, indices: tuple[int, ...]
+) -> tuple[Tensor, Tensor | None, str]:
+    """The two examples an interpolation runs between: examples ``indices`` of ``split``, or
+    by default the first two with different labels (0 and 1 without labels), as a (2, ...)
+    tensor, their conditions (or None) and words naming them."""
+    x, labels, dataset = run.split(data, split)
+    if indices:
+        i, j = indices
+    else:
+        instead = (  # strings and sounds can be given as the ends instead
+            "--from and --to, or --split train"
+            if run.media_type.takes_ends
+            else "--split train, or --data with more"
+        )
+        _two_examples(x.shape[0], split, dataset.name, instead)
+        i, j = 0, 1
+        if labels is not None:
+            j = next((t for t in range(1, len(labels)) if labels[t] != labels[0]), 1)
+    for index in (i, j):
+        _check_index(index, x.shape[0], split, dataset.name)
+    condition = run.conditions(labels, f"the {split} split of {dataset.name}")
+    ends = None if condition is None else condition[[i, j]]
+    return x[[i, j]], ends, f"{split} examples {i} and {j} of {dataset.name}"
 
 
 def _two_examples(n: int, split: str, name: str, instead: str) -> None:
@@ -125,45 +132,26 @@ def sample(
       vaekit sample runs/digits -n 64 --seed 1
       vaekit sample runs/mnist-cvae -n 64 --label 3
     """
-    from .. import viz
-
     out = _destination(run, output, "samples")
-    if run.kind == "text":
-        model = run.model
-        torch.manual_seed(seed)
-        echo_and_write(out, model.texts(model.sample(n, mean=not draw)))
-        return
-    if run.kind == "audio":
-        model = run.model
-        shape = run.image_shape(image_shape)
-        torch.manual_seed(seed)
-        x = model.sample(n, mean=not draw)  # (n, 1, n_mels, frames)
-        picture = run.media.picture(x, shape, ncols, scale)  # low pitch down
-        names = [f"sample-{i:03d}" for i in range(n)]
-        click.echo(f"{n} samples from {run} as sound (Griffin-Lim) and spectrograms")
-        wrote(*_sound(run, x, out, names, picture))
-        return
-    model = run.model
-    shape = run.image_shape(image_shape)
+    medium, model = run.media, run.model
+    shape = medium.shape(image_shape)
     what = "draws" if draw else "samples (means of p(x|z))"
     classes = run.classes
     torch.manual_seed(seed)
     if classes and label is None:
-        per_class = ncols or max(1, n // classes)
+        ncols = ncols or max(1, n // classes)
         x = torch.cat(
-            [model.sample(per_class, mean=not draw, condition=c) for c in range(classes)]
-        )  # (classes * per_class, *data_shape)
-        viz.save(viz.example_grid(x, shape, per_class, scale=scale), out)
-        click.echo(
-            f"{per_class} {what} of each of classes 0..{classes - 1} (one row each) from {run}"
-        )
+            [model.sample(ncols, mean=not draw, condition=c) for c in range(classes)]
+        )  # (classes * ncols, *data_shape)
+        said = [f"{ncols} {what} of each of classes 0..{classes - 1} (one row each) from {run}"]
     else:
         kw = run.label_condition(label, "sample")
         x = model.sample(n, mean=not draw, **kw)  # (n, *data_shape)
-        viz.save(viz.example_grid(x, shape, ncols, scale=scale), out)
         of = f" of class {label}" if kw else ""
-        click.echo(f"{n} {what}{of} from {run}")
-    wrote(out)
+        said = medium.summary("samples", n=n, what=what, of=of, run=run)
+    picture = medium.picture(x, shape, ncols, scale)
+    echo_lines(said + medium.lines(x))
+    wrote(*medium.show(x, out, "sample", picture))
 
 
 @click.command()
@@ -197,42 +185,19 @@ def reconstruct(
     Example:
       vaekit reconstruct runs/digits -n 20
     """
-    from .. import viz
-
     out = _destination(run, output, "reconstructions", inputs=(data,))
-    if run.kind == "text":
-        model = run.model
-        x, _, dataset = run.split(data, split)
-        n = _count(n, RECONSTRUCT_COUNT, x.shape[0], split)
-        pairs = zip(model.texts(x[:n]), model.texts(model.reconstruct(x[:n])), strict=True)
-        click.echo(f"{n} {split} examples of {dataset.name} and their reconstructions")
-        echo_and_write(out, [f"{a}\t{b}" for a, b in pairs])
-        return
-    if run.kind == "audio":
-        model = run.model
-        shape = run.image_shape(image_shape)
-        x, _, dataset = run.split(data, split)
-        n = _count(n, RECONSTRUCT_COUNT, x.shape[0], split)
-        x = x[:n]
-        x_rec = model.reconstruct(x)
-        picture = run.media.pairs(x, x_rec, shape, ncols, scale)
-        names = [f"{i:03d}-{what}" for what in ("input", "reconstruction") for i in range(n)]
-        click.echo(
-            f"{n} {split} examples of {dataset.name} and their reconstructions as sound "
-            "(both through Griffin-Lim) and spectrograms"
-        )
-        wrote(*_sound(run, torch.cat([x, x_rec]), out, names, picture))
-        return
-    model = run.model
-    shape = run.image_shape(image_shape)
+    medium, model = run.media, run.model
+    shape = medium.shape(image_shape)
     x, labels, dataset = run.split(data, split)
     n = _count(n, RECONSTRUCT_COUNT, x.shape[0], split)
     x = x[:n]
     condition = run.conditions(labels, f"the {split} split of {dataset.name}")
     kw = {} if condition is None else {"condition": condition[:n]}
-    viz.save(viz.pairs_grid(x, model.reconstruct(x, **kw), shape, ncols, scale=scale), out)
-    click.echo(f"{n} {split} examples of {dataset.name} (above) and their reconstructions")
-    wrote(out)
+    x_rec = model.reconstruct(x, **kw)
+    picture = medium.pairs(x, x_rec, shape, ncols, scale)
+    echo_lines(medium.summary("reconstructions", n=n, split=split, data=dataset.name))
+    echo_lines(medium.pair_lines(x, x_rec))
+    wrote(*medium.show_pairs(x, x_rec, out, picture))
 
 
 @click.command()
@@ -292,63 +257,30 @@ def interpolate(
     if (start is None) != (end is None) or (start is not None and indices):
         raise click.UsageError("give both --from and --to, or indices, not a mix")
     out = _destination(run, output, "interpolation", inputs=(data,))
-    if run.kind == "text":
-        model = run.model
-        if start is not None:
-            ends, what = model.ids([start, end], "--from/--to"), f"{start!r} and {end!r}"
-        else:
-            ends, what = _split_ends(run, data, split, indices)
-        with torch.no_grad():
-            mu = model.encode(ends).mean  # (2, latent_dim)
-            path = model.texts(model.decode(viz.interpolation_latents(mu[0], mu[1], steps)).mean)
-        click.echo(f"{steps} steps between {what}")
-        echo_and_write(out, path)
-        return
-    if run.kind == "audio":
-        model = run.model
-        shape = run.image_shape(image_shape)
-        if start is not None:
-            ends = torch.cat([run.media.read(Path(p))[:1] for p in (start, end)])
-            what = f"{start} and {end} (first clip of each)"
-        else:
-            ends, what = _split_ends(run, data, split, indices)
-        with torch.no_grad():
-            mu = model.encode(ends).mean  # (2, latent_dim)
-            path = model.decode(viz.interpolation_latents(mu[0], mu[1], steps)).mean
-        row = torch.cat([ends[:1], path, ends[1:]])
-        picture = run.media.picture(row, shape, row.shape[0], scale)
-        names = [f"step-{i:03d}" for i in range(steps)]
-        click.echo(f"{steps} steps between {what}, as sound (Griffin-Lim) and spectrograms")
-        wrote(*_sound(run, path, out, names, picture))
-        return
-    if start is not None:
+    if start is not None and not run.media_type.takes_ends:
         raise ConfigError("--from/--to take strings or .wav files; for images give two indices")
-    model = run.model
+    medium, model = run.media, run.model
     run.need_continuous("interpolate")
-    shape = run.image_shape(image_shape)
-    x, labels, dataset = run.split(data, split)
-    if indices:
-        i, j = indices
+    shape = medium.shape(image_shape)
+    condition = None
+    if start is not None and end is not None:
+        x, what = medium.ends(start, end, "--from/--to")
     else:
-        _two_examples(x.shape[0], split, dataset.name, "--split train, or --data with more")
-        i, j = 0, 1
-        if labels is not None:
-            j = next((t for t in range(1, len(labels)) if labels[t] != labels[0]), 1)
-    for index in (i, j):
-        _check_index(index, x.shape[0], split, dataset.name)
-    condition = run.conditions(labels, f"the {split} split of {dataset.name}")
+        x, condition, what = _split_ends(run, data, split, indices)
     ends: dict[str, Tensor] = {}
-    path: dict[str, Tensor] = {}
+    along: dict[str, Tensor] = {}
     if condition is not None:
-        ends = {"condition": condition[[i, j]]}
-        path = {"condition": viz.interpolation_latents(condition[i], condition[j], steps)}
+        ends = {"condition": condition}
+        along = {"condition": viz.interpolation_latents(condition[0], condition[1], steps)}
     with torch.no_grad():
-        mu = model.encode(x[[i, j]], **ends).mean  # (2, latent_dim)
+        mu = model.encode(x, **ends).mean  # (2, latent_dim)
         z = viz.interpolation_latents(mu[0], mu[1], steps)
-        row = torch.cat([x[[i]], model.decode(z, **path).mean, x[[j]]])  # (steps + 2, ...)
-    viz.save(viz.example_grid(row, shape, ncols=row.shape[0], scale=scale), out)
-    click.echo(f"{steps} steps between {split} examples {i} and {j} of {dataset.name}")
-    wrote(out)
+        path = model.decode(z, **along).mean  # (steps, *data_shape)
+    row = torch.cat([x[:1], path, x[1:]])  # (steps + 2, ...)
+    picture = medium.picture(row, shape, row.shape[0], scale)
+    echo_lines(medium.summary("interpolation", steps=steps, ends=what))
+    echo_lines(medium.lines(path))
+    wrote(*medium.show(path, out, "step", picture))
 
 
 @click.command()
@@ -460,14 +392,3 @@ def latents(run: Run, data: str | None, split: str, n: int | None, output: Path 
     viz.save(viz.scatter(z, labels, names=names, title=title), out)
     click.echo(f"{x.shape[0]} latent means of the {split} split of {dataset.name}")
     wrote(out)
-
-
-def _sound(run: Run, x: Tensor, folder: Path, names: list[str], picture: Any = None) -> list[Path]:
-    """Examples (N, 1, n_mels, frames) as ``folder/NAME.wav`` (Griffin-Lim), and ``picture``
-    (their spectrograms) as ``folder/spectrograms.png``."""
-    from .. import viz
-
-    paths = run.media.write(x, folder, names)
-    if picture is not None:
-        paths.append(viz.save(picture, folder / "spectrograms.png"))
-    return paths

@@ -14,9 +14,8 @@ import torch
 
 from ..dist import current
 from ..errors import CheckpointError, ConfigError, DataError
-from ..media import eight_bit
 from ..runs import EVAL_FILE, METRICS_FILE, WEIGHTS_FILE, figure
-from .output import check_output, write, wrote
+from .output import check_output, echo_lines, write, wrote
 from .params import (
     data_option,
     output_option,
@@ -129,19 +128,13 @@ def evaluate(
     if binarized:
         x = binarize(x, seed=seed)
     start = time.perf_counter()
-    text = run.kind == "text"
-    k = k or (100 if text else 5000)
-    options = {}
-    if text:
-        from ..evaluation import evaluate_text
-
-        report = evaluate_text(model, x, k=k, seed=seed, progress=progress(quiet))
-    else:
-        if eight_bit(x):
-            options["bin_levels"] = 256
-        report = evaluate_model(
-            model, x, k=k, seed=seed, progress=progress(quiet), condition=condition, **options
-        )
+    medium = run.media
+    k = k or medium.importance_samples
+    levels = medium.bin_levels(x)
+    options = {} if levels is None else {"bin_levels": levels}
+    report = evaluate_model(
+        model, x, k=k, seed=seed, progress=progress(quiet), condition=condition, **options
+    )
     if gaps_n is not None:
         report["inference_gaps"] = _inference_gaps(
             model, x, condition, k, gaps_n, refine_steps or REFINE_STEPS, seed, quiet
@@ -156,12 +149,13 @@ def evaluate(
     }
     if current().main:  # under torchrun, rank 0 writes
         write(out, (json.dumps(report, indent=2) + "\n").encode())
-    _print_report(report, model, k, text)
+    _print_report(report, medium.quality_lines(report), k)
     wrote(out)
 
 
-def _print_report(report: dict[str, Any], model: Any, k: int, text: bool) -> None:
-    """``vaekit evaluate``'s table of ``report`` (nats, bits and their gaps)."""
+def _print_report(report: dict[str, Any], quality: list[str], k: int) -> None:
+    """``vaekit evaluate``'s table of ``report`` (nats, bits and their gaps), with the lines
+    ``quality`` of the run's media (bits per dim or per token, reconstructions)."""
     note = f", binarised once (seed {report['seed']})" if report["binarized"] else ""
     kl = " ".join(f"{v:.2f}" for v in report["kl_per_dim"])
     click.echo(f"{report['split']} split of {report['data']}: {report['n']} examples{note}")
@@ -169,21 +163,7 @@ def _print_report(report: dict[str, Any], model: Any, k: int, text: bool) -> Non
     click.echo(f"  log p(x), K={k:<8d} {report['log_likelihood']:12.3f} nats")
     if "exact_log_likelihood" in report:
         click.echo(f"  log p(x), exact       {report['exact_log_likelihood']:12.3f} nats")
-    if text:
-        unit = "word" if model.config.level == "word" else "char"
-        tokens = "words" if unit == "word" else "characters"
-        click.echo(
-            f"  bits/{unit:<15s} {report[f'bits_per_{unit}']:12.4f}  "
-            f"({report['tokens_per_string']:.2f} per string, end token included)"
-        )
-        click.echo(
-            f"  reconstruction       {100 * report['exact_reconstruction']:11.1f}% of strings, "
-            f"{100 * report['token_accuracy']:.1f}% of {tokens}"
-        )
-    else:
-        basis = " (8-bit bins)" if "bits_per_dim_basis" in report else ""
-        click.echo(f"  bits/dim             {report['bits_per_dim']:12.4f}{basis}")
-        click.echo(f"  reconstruction MSE   {report['reconstruction_mse']:12.5f} per dim")
+    echo_lines(quality)
     click.echo(f"  KL(q(z|x) || p(z))   {report['kl']:12.3f} nats")
     units = len(report["kl_per_dim"])
     click.echo(f"  active units         {report['active_units']:>7d} of {units}")

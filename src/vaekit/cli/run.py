@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING, Any
 from torch import Tensor
 
 from ..errors import ConfigError, DataError
+from .output import check_folder, check_output
 
 if TYPE_CHECKING:
     from ..data import Dataset
-    from ..media import Arrays
+    from ..media import Medium
     from ..models import VAE
 
 
@@ -44,45 +45,12 @@ def data_source(config: dict[str, Any], data: str | None) -> tuple[str, int]:
 
 
 def load_data(config: dict[str, Any], model: VAE, source: str, seed: int) -> Dataset:
-    """The data set at ``source``, read as the run's model was trained (text in its vocabulary,
-    audio with its spectrogram settings, image folders at its image size and in its colours (grey
-    or RGB), CSV labels from its label column)."""
-    from .. import data as datasets
-    from ..media import media_kind
+    """The data set at ``source``, read as the run's model was trained (by the run's media:
+    text in its vocabulary, audio with its spectrogram settings, images at its size and in its
+    colours, CSV labels from its label column)."""
+    from ..media import media_of
 
-    kind = media_kind(config)
-    if kind == "text":
-        from ..data.text import load_text
-
-        return load_text(source, seed, tokenizer=model.tokenizer, length=model.config.data_dim)
-    if kind == "audio":
-        from ..data.audio import AudioSettings, load_audio
-
-        return load_audio(source, seed, settings=AudioSettings.from_media(config["data"]["media"]))
-    entry = data_entry(config)
-    applies = datasets.load_options(source)
-    options: dict[str, Any] = {}
-    shape = entry.get("image_shape")
-    if "image_size" in applies and isinstance(shape, list) and len(shape) == 3:
-        options["image_size"] = (int(shape[1]), int(shape[2]))
-    if "label_column" in applies and entry.get("label_column") is not None:
-        options["label_column"] = entry["label_column"]
-    for key in ("examples", "factors"):  # how many were drawn; the factors file beside the data
-        if key in applies and entry.get(key) is not None:
-            options[key] = entry[key]
-    dataset = datasets.load(source, seed=seed, **options)
-    if "image_size" in options:  # and in the run's colours: grey images for a colour run
-        dataset = datasets.with_channels(dataset, int(shape[0]))
-    trained = tuple(model.config.data_shape)  # (H, W, C) arrays of a run from before they were
-    if tuple(dataset.data_shape) != trained:  # read channels first: as the run saw them
-        splits = [
-            datasets.channels_last_as_trained(x, trained)
-            for x in (dataset.train, dataset.valid, dataset.test)
-        ]
-        if tuple(splits[0].shape[1:]) == trained:
-            dataset.train, dataset.valid, dataset.test = splits
-            dataset.image_shape = None
-    return dataset
+    return media_of(config, model).load(source, seed)
 
 
 class Run:
@@ -112,25 +80,18 @@ class Run:
         return load(self.path)
 
     @cached_property
-    def media(self) -> Arrays:
+    def media(self) -> Medium:
         """What the run's examples stand for (reads the model: text needs its vocabulary)."""
         from ..media import media_of
 
         return media_of(self.config, self.model)
 
     @property
-    def media_type(self) -> type[Arrays]:
+    def media_type(self) -> type[Medium]:
         """The class of the run's media, without loading its model."""
         from ..media import media_type
 
         return media_type(self.config)
-
-    @property
-    def kind(self) -> str | None:
-        """The run's media kind ("text", "audio", or None) without loading its model."""
-        from ..media import media_kind
-
-        return media_kind(self.config)
 
     @property
     def data(self) -> dict[str, Any]:
@@ -144,7 +105,7 @@ class Run:
 
         source, seed = data_source(self.config, data)
         try:
-            dataset = load_data(self.config, self.model, source, seed)
+            dataset = self.media.load(source, seed)
         except DataError as err:
             if data:
                 raise
@@ -156,14 +117,27 @@ class Run:
 
     def image_shape(self, given: str | None) -> tuple[int, ...]:
         """How to draw one example: ``given`` (HxW or CxHxW), else the run's recorded shape."""
-        from ..viz import image_shape, parse_image_shape
-
-        if self.kind == "text":
+        shape = self.media.shape(given)
+        if shape is None:
             raise ConfigError(
-                "the run's data is text: it has no pictures; try sample or interpolate"
+                f"the run's data is {self.media_type.kind}: it has no pictures; try sample or "
+                "interpolate"
             )
-        hint = parse_image_shape(given) if given else self.data.get("image_shape")
-        return image_shape(self.model.config.data_shape, hint, self.data.get("name"))
+        return shape
+
+    def destination(
+        self,
+        output: Path | None,
+        name: str,
+        suffixes: tuple[str, ...],
+        inputs: tuple[Path | str | None, ...] = (),
+    ) -> Path:
+        """Where a command writes the run's examples, checked before any work: ``output``, else
+        RUN/``name``; a folder of files (sounds) or a file ending in one of ``suffixes`` (never
+        one of the files ``inputs`` it reads)."""
+        if self.media_type.folder:
+            return check_folder(output, self.path / name)
+        return check_output(self.path, output, self.path / name, suffixes, inputs)
 
     def need_continuous(self, command: str) -> None:
         """Refuse ``command`` for a model whose latent is discrete (it walks a continuous z)."""
