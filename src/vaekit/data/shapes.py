@@ -132,21 +132,18 @@ def load_shapes(root: Any = None, seed: int = 0, examples: int | None = None) ->
         raise DataError(f"examples must be an integer from 3 to {TOTAL} for shapes, got {n!r}")
     rng = np.random.default_rng(seed)
     index = np.arange(TOTAL) if n == TOTAL else np.sort(rng.choice(TOTAL, n, replace=False))
-    classes = combinations(index)
-    x = torch.from_numpy(render(classes)).float()[:, None]
     (tr, va, te), _ = split(torch.arange(n), None, (0.1, 0.1), seed)
+    parts = [combinations(index[p.numpy()]) for p in (tr, va, te)]  # factor classes per split
     ds = Dataset(
         "shapes",
-        x[tr],
-        x[va],
-        x[te],
-        *(tensor(classes[p.numpy(), 0]) for p in (tr, va, te)),
+        *(render_tensor(c) for c in parts),
+        *(tensor(c[:, 0]) for c in parts),
         binary=True,
         defaults=copy.deepcopy(DEFAULTS),
         image_shape=(1, SIDE, SIDE),
         label_names=list(SHAPE_NAMES),
     )
-    ds.train_factors, ds.valid_factors, ds.test_factors = (classes[p.numpy()] for p in (tr, va, te))
+    ds.train_factors, ds.valid_factors, ds.test_factors = parts
     ds.factor_names = list(FACTOR_NAMES)
     ds.factor_sizes = list(FACTOR_SIZES)
     ds.render_factors = render_tensor
