@@ -182,3 +182,15 @@ def test_dci_settings_and_held_out_data() -> None:
         dci(z, f, importance="lasso")
     with pytest.raises(ConfigError, match="both"):
         dci(z, f, z_test=z)
+
+
+def test_dci_bins_real_factors_once_for_train_and_test() -> None:
+    # the held-out factors cover only the upper half of the range: with bins of their own they
+    # would be numbered differently from the train factors, and no prediction would match
+    rng = np.random.default_rng(0)
+    f = rng.uniform(size=(600, 1))
+    z = np.concatenate([f, rng.standard_normal((600, 1))], 1)
+    f_test = rng.uniform(0.5, 1.0, size=(200, 1))
+    z_test = np.concatenate([f_test, rng.standard_normal((200, 1))], 1)
+    got = dci(z, f, z_test=z_test, factors_test=f_test, importance="forest")
+    assert got["informativeness"] > 0.8

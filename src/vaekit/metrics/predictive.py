@@ -134,7 +134,7 @@ def dci(
     max_features=None)``: bagged trees that look at every latent at each split, so a factor's
     importance is not spread over latents drawn at random; tens of times faster, importances by
     mean impurity decrease as well). Real-valued factors (float dtype) are first
-    histogram-discretised into 20 bins.
+    histogram-discretised into 20 bins over the train and test examples together.
 
     disentanglement: sum over latents of (1 - H_F(R[i] / sum R[i])) weighted by the latent's
     share of R (H_F: entropy in base F); completeness: the same over factors with base D;
@@ -145,7 +145,8 @@ def dci(
     if importance not in IMPORTANCE:
         raise ConfigError(f"importance must be one of {', '.join(IMPORTANCE)}, got {importance!r}")
     z, factors, z_test, factors_test = holdout(z, factors, z_test, factors_test, seed)
-    classes, classes_test = (as_classes(f, BINS) for f in (factors, factors_test))
+    both = as_classes(np.concatenate([factors, factors_test]), BINS)  # one set of bins
+    classes, classes_test = both[: len(factors)], both[len(factors) :]
     r = np.zeros((z.shape[1], classes.shape[1]))
     accuracy = []
     for j in range(classes.shape[1]):
