@@ -213,3 +213,24 @@ def test_train_log_without_tensorboard_is_one_line(
         "'vaekit[tensorboard]'"
     ]
     assert not out.exists() and stdout == ""
+
+
+def test_the_fast_loop_logs_a_step_a_epoch(
+    digits: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fast loop (run step by step on CPU, as in its own tests) reads its numbers once an
+    epoch: one step event an epoch, the epoch's mean bound."""
+    import vaekit.train.fast as fast
+
+    monkeypatch.setattr(fast, "select_path", lambda *args: ("graph", None))
+    folder = tmp_path / "tb"
+    model = _model()
+    history = fit(model, digits.train, epochs=EPOCHS, batch_size=BATCH,
+                  callbacks=[TensorBoardLog(folder, valid=digits.valid)])  # fmt: skip
+    assert history[-1]["path"] == "graph"
+    acc = _events(folder)
+    bounds = acc.Scalars("step/bound")
+    assert [e.step for e in bounds] == [r["step"] for r in history]
+    np.testing.assert_allclose([e.value for e in bounds], [r["train_bound"] for r in history],
+                               rtol=1e-6)  # fmt: skip
+    assert len(acc.Scalars("epoch/kl")) == EPOCHS
