@@ -22,12 +22,12 @@ pytest.importorskip("fastapi", reason="vaekit serve needs the serve extra (FastA
 pytest.importorskip("uvicorn", reason="vaekit serve needs the serve extra (uvicorn)")
 pytest.importorskip("httpx", reason="the server tests talk to it with httpx")
 
-from serve_helpers import FIXTURES, LIMITS, Client
-
 from vaekit.cli import main
 from vaekit.cli.run import Run
 from vaekit.serve import ServedRun, build_app
 from vaekit.serve.server import Background
+
+from .serve_helpers import FIXTURES, LIMITS, Client
 
 TINY = ["--epochs", "2", "--set", "hidden=[16]", "--set", "latent_dim=2", "-k", "5", "-q"]
 

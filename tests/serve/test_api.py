@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from serve_helpers import LIMITS, Client
 
 import vaekit
 from vaekit.estimators import log_likelihood
+
+from .serve_helpers import LIMITS, Client
 
 KINDS = ["digits", "conditional", "sound", "table", "colour", "vae", "hvae", "categorical", "text"]
 

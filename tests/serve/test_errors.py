@@ -10,7 +10,8 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
-from serve_helpers import LIMITS, Client
+
+from .serve_helpers import LIMITS, Client
 
 DIGIT = [[0.0] * 64]
 
@@ -176,7 +177,7 @@ def test_a_failing_model_is_a_500_with_an_error_id_and_the_server_goes_on(
 
 def test_runs_on_disk_are_left_as_they_were(runs) -> None:
     """Serving reads the committed fixture runs; it writes nothing into any run folder."""
-    from serve_helpers import FIXTURES
+    from .serve_helpers import FIXTURES
 
     for kind in ("vae", "hvae", "categorical", "text"):
         names = sorted(p.name for p in (FIXTURES / kind).iterdir())

@@ -14,10 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from serve_helpers import Client
 
 from vaekit.serve import ServeSettings, build_app
 from vaekit.serve.server import Background
+
+from .serve_helpers import Client
 
 sync_api = pytest.importorskip(
     "playwright.sync_api", reason="the browser test needs playwright (pip install playwright)"

@@ -15,10 +15,11 @@ import httpx
 import numpy as np
 import pytest
 import torch
-from serve_helpers import FIXTURES, Client, run_cli
 
 from vaekit.serve import ServeSettings, build_app, exposure_warning, is_loopback
 from vaekit.serve.server import Background
+
+from .serve_helpers import FIXTURES, Client, run_cli
 
 TOKEN = "s3cret-token"
 
