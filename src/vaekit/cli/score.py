@@ -197,12 +197,12 @@ def score(
     """Score every example of a data file for anomaly detection.
 
     Writes one row per example, in the file's order, to RUN/scores.csv (or --output, .csv or
-    .npy): index (the row in the file), label (when the data has labels), log_px (importance-
-    weighted log p(x), -k samples), elbo, recon (E_q[log p(x|z)]) and kl (KL(q(z|x) || p(z))),
-    all in nats, and percentile: the percentage of the reference whose log p(x) is below the
-    example's (ties half), so a low percentile is unusual. With --typicality, also the column
-    typicality, |-log p(x) - H|, and percentile ranks -typicality instead. A .npy file is a
-    structured array with these fields (index and label int64, the rest float64; no pickle).
+    .npy): index (the row in the file), label (when the data has labels), log_px (log p(x),
+    importance-weighted over -k samples), elbo, recon (E_q[log p(x|z)]) and kl (KL(q(z|x) ||
+    p(z))), all in nats, and percentile: the percentage of the reference whose log p(x) is below
+    the example's (ties half), so a low percentile is unusual. With --typicality, also the
+    column typicality, |-log p(x) - H|, and percentile ranks -typicality instead. A .npy file is
+    a structured array with these fields (index and label int64, the rest float64; no pickle).
 
     Where labels mark outliers (--outlier-label, or label 1 of 0/1 labels), prints the AUROC of
     -log p(x) (or of typicality) for telling them from the rest.

@@ -15,7 +15,7 @@ import torch
 
 from ..config import from_dict, parse_override, read_toml
 from ..errors import CheckpointError, ConfigError, DataError
-from ..logs import LOGGERS, require_tensorboard, tensorboard_log
+from ..logs import LOGGERS, TENSORBOARD_FOLDER, require_tensorboard, tensorboard_log
 from ..runs import CONFIG_FILE, METRICS_FILE, STATE_FILE, WEIGHTS_FILE
 from ..settings import resolve_config, retokenize
 from .group import description, placed
@@ -432,6 +432,8 @@ def _train_and_report(
     valid = conditions.get("valid_conditions")
     _report(model, dataset, train_config, history, valid, k, quiet)
     wrote(*(out / f for f in (CONFIG_FILE, WEIGHTS_FILE, METRICS_FILE, STATE_FILE)))
+    if log is not None and not conditions["callbacks"][0].failed:
+        wrote(out / TENSORBOARD_FOLDER)
 
 
 def _warning(message: str) -> None:
