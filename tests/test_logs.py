@@ -184,6 +184,14 @@ def test_train_log_tensorboard(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert len(acc.Scalars("epoch/valid_elbo")) == 2
     assert "samples" in acc.Tags()["images"]
     assert (out / "tensorboard" / "projector_config.pbtxt").is_file()
+    # a new run in the folder sets the old log aside with the old weights: no stale events
+    old = sorted(p.relative_to(out) for p in (out / "tensorboard").rglob("*") if p.is_file())
+    code, _, err = run_cli(capsys, "train", "--data", "digits", "--out", out, *TINY,
+                           "--overwrite")  # fmt: skip
+    assert code == 0, err
+    assert not [p for p in (out / "tensorboard").rglob("*") if p.is_file()]
+    assert not (out / ".vaekit-previous").exists()  # dropped once the new run finished
+    assert old
 
 
 def test_train_log_that_cannot_write_is_one_warning(

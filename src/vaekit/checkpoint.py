@@ -31,6 +31,7 @@ from .runs import (
     PREVIOUS_FOLDER,
     RUN_NAMES,
     STATE_FILE,
+    TENSORBOARD_FOLDER,
     WEIGHTS_FILE,
 )
 
@@ -388,6 +389,9 @@ def _run_files(path: Path) -> list[Path]:
     for name in DERIVED_SOUND_FOLDERS:
         if (path / name).is_dir():
             files += [*(path / name).glob("*.wav"), path / name / "spectrograms.png"]
+    logs = path / TENSORBOARD_FOLDER
+    if logs.is_dir() and not logs.is_symlink():  # the event files of the run's training log
+        files += [f for f in logs.rglob("*") if not f.is_symlink()]
     return [f for f in files if f.is_file()]
 
 

@@ -35,14 +35,13 @@ from torch import Tensor
 
 from .errors import ConfigError, VaekitError
 from .estimators import latent_stats
+from .runs import TENSORBOARD_FOLDER
 
 if TYPE_CHECKING:
     from .data import Dataset
 
 #: What ``vaekit train --log`` accepts.
 LOGGERS = ("tensorboard",)
-#: The sub-folder of a run that ``vaekit train --log tensorboard`` writes.
-TENSORBOARD_FOLDER = "tensorboard"
 #: Prior draws in the sample grid; validation examples in the reconstruction grid.
 GRID_SAMPLES, GRID_PAIRS = 64, 8
 

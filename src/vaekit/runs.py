@@ -35,6 +35,10 @@ DECODED_FILE = "decoded.npy"
 #: Where ``vaekit export`` writes a run's ONNX files by default, and the files it writes there.
 ONNX_FOLDER = "onnx"
 ONNX_FILES = ("encoder.onnx", "decoder.onnx", "prior.onnx", "export.json")
+#: Where ``vaekit score`` writes by default.
+SCORES_FILE = "scores.csv"
+#: The folder ``vaekit train --log tensorboard`` writes its event files into.
+TENSORBOARD_FOLDER = "tensorboard"
 #: What the commands derive from a run's weights and write into its folder by default. A new
 #: run started in the folder removes them with the old weights, so that none is left to describe
 #: a model it did not come from; other files are left alone.
@@ -43,6 +47,7 @@ DERIVED_FILES = (
     DISENTANGLEMENT_FILE,
     LATENTS_FILE,
     DECODED_FILE,
+    SCORES_FILE,
     *(f"{name}.txt" for name in DERIVED_SOUND_FOLDERS),
     *(f"figures/{name}.png" for name in FIGURES),
     *(f"{ONNX_FOLDER}/{name}" for name in ONNX_FILES),

@@ -13,13 +13,13 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, DataError
+from ..runs import SCORES_FILE
 from .output import check_output, write, wrote
 from .params import LabelColumn, data_option, output_option, run_argument, seed_option
 from .run import Run, data_entry, data_source, load_data
 from .train import progress
 
 #: The file ``vaekit score`` writes by default, in the run folder.
-SCORES_FILE = "scores.csv"
 
 
 def _ordered(run: Run, data: str | None, split: str | None, label_column: Any) -> dict[str, Any]:
