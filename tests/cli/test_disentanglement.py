@@ -68,7 +68,7 @@ def test_disentanglement_needs_factors(tmp_path: Path, capsys: pytest.CaptureFix
     code, _, err = run_cli(capsys, "evaluate", run, "--disentanglement", "--gaps", "3")
     assert code == 2 and "leave out --gaps" in err
     code, _, err = run_cli(capsys, "evaluate", run, "--votes", "4")
-    assert code == 2 and "--votes goes with --disentanglement" in err
+    assert code == 2 and "--votes and --dci go with --disentanglement" in err
 
 
 def test_a_factors_file_from_train_to_evaluate(
@@ -92,8 +92,11 @@ def test_a_factors_file_from_train_to_evaluate(
     assert json.loads((run / "config.json").read_text())["data"]["factors"] == str(
         (tmp_path / "f.npy").resolve()
     )
-    code, stdout, err = run_cli(capsys, "evaluate", run, "--disentanglement", "--votes", "4")
+    code, stdout, err = run_cli(
+        capsys, "evaluate", run, "--disentanglement", "--votes", "4", "--dci", "forest"
+    )
     assert code == 0, err
+    assert json.loads((run / "disentanglement.json").read_text())["dci_importance"] == "forest"
     assert "FactorVAE score" in stdout and (run / "disentanglement.json").is_file()
     code, _, err = run_cli(capsys, "train", "--data", "shapes", "--factors", tmp_path / "f.npy",
                            "--out", tmp_path / "other", *TINY)  # fmt: skip

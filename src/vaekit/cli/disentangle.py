@@ -22,11 +22,12 @@ TEST_EXAMPLES = 5_000
 
 
 def disentanglement_report(
-    run: Run, data: str | None, votes: int, seed: int, out: Path
+    run: Run, data: str | None, votes: int, seed: int, out: Path, importance: str = "boosting"
 ) -> dict[str, Any]:
     """Score the run's encoder (posterior means) on its data's factors; write the report as
     JSON to ``out`` and print it. ``votes``: votes (FactorVAE) and points (beta-VAE) to fit the
-    two scores' classifiers on, half as many to score them."""
+    two scores' classifiers on, half as many to score them; ``importance``: DCI's predictor
+    (:func:`vaekit.metrics.dci`)."""
     from .. import metrics
 
     run.need_continuous("--disentanglement")
@@ -58,7 +59,8 @@ def disentanglement_report(
         "seed": seed,
         "mig": timed("mig", lambda: metrics.mig(z_fit, f_fit)),
         "sap": timed("sap", lambda: metrics.sap(z_fit, f_fit, **held)),
-        "dci": timed("dci", lambda: metrics.dci(z_fit, f_fit, **held)),
+        "dci": timed("dci", lambda: metrics.dci(z_fit, f_fit, importance=importance, **held)),
+        "dci_importance": importance,
     }
     if np.asarray(f_fit).dtype.kind in "iu":
         half = max(1, votes // 2)
@@ -107,6 +109,7 @@ def disentanglement_command(
     seed: int,
     votes: int | None,
     others: dict[str, Any],
+    importance: str | None = None,
 ) -> None:
     """``vaekit evaluate RUN --disentanglement``: checks its flags and output, then reports.
     ``others``: evaluate's flags that do not go with it (by flag, given or None)."""
@@ -118,4 +121,4 @@ def disentanglement_command(
         if value is not None:
             raise ConfigError(f"--disentanglement reports the scores alone; leave out {flag}")
     out = check_output(run, output, run / DISENTANGLEMENT_FILE, (".json",), inputs=(data,))
-    disentanglement_report(run, data, votes or 1000, seed, out)
+    disentanglement_report(run, data, votes or 1000, seed, out, importance or "boosting")

@@ -71,6 +71,14 @@ def _figure(run: Run, name: str) -> Path:
     help="--disentanglement: votes (FactorVAE) and points (beta-VAE) to fit on, N/2 to score "
     "[default: 1000].",
 )
+@click.option(
+    "--dci",
+    "dci_importance",
+    type=click.Choice(["boosting", "forest"]),
+    default=None,
+    help="--disentanglement: DCI's importances from gradient boosting (disentanglement_lib's; "
+    "minutes on a CPU) or a random forest (seconds)  [default: boosting].",
+)
 @seed_option
 @output_option
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
@@ -83,6 +91,7 @@ def evaluate(
     refine_steps: int | None,
     disentanglement: bool,
     votes: int | None,
+    dci_importance: str | None,
     seed: int,
     output: Path | None,
     quiet: bool,
@@ -107,9 +116,9 @@ def evaluate(
         from .disentangle import disentanglement_command
 
         others = {"-k": k, "--gaps": gaps_n, "--refine-steps": refine_steps}
-        return disentanglement_command(run, data, output, seed, votes, others)
-    if votes is not None:
-        raise ConfigError("--votes goes with --disentanglement")
+        return disentanglement_command(run, data, output, seed, votes, others, dci_importance)
+    if votes is not None or dci_importance is not None:
+        raise ConfigError("--votes and --dci go with --disentanglement")
     from ..evaluation import evaluate as evaluate_model
     from ..train import binarize
 
