@@ -132,7 +132,7 @@ def dci(
     scikit-learn's ``GradientBoostingClassifier()`` with its defaults, 100 trees of depth 3 per
     class) or "forest" (``RandomForestClassifier(n_estimators=100, max_depth=8,
     max_features=None)``: bagged trees that look at every latent at each split, so a factor's
-    importance is not spread over latents drawn at random; tens of times faster, importances by
+    importance is not spread over latents drawn at random; about ten times faster, importances by
     mean impurity decrease as well). Real-valued factors (float dtype) are first
     histogram-discretised into 20 bins over the train and test examples together.
 
