@@ -89,7 +89,6 @@ def fit(
     _check_group(model, config, x.shape[0], group)
     config = check_objective(model, config, x.shape[0], group.world_size)
     x_valid, c_valid = _validation_data(model, valid, valid_conditions, config, dtype)
-
     record = run_record(model, config, x, x_valid, c_train, c_valid)
     run = RunFolder(out, config, record, writer=group.main)
     state = run.prepare(metadata, resume)
@@ -98,17 +97,13 @@ def fit(
     run.open(model, loop, state)
     hooks = Callbacks(callbacks if group.main else (), model, config, loop, x.shape[0])
     broadcast(group, list(model.state_dict().values()), "the model's weights")  # rank 0's
-
     epochs = loop.epochs(progress and group.main, run.save, stop)
     with run.training():  # what becomes of the run folder if training fails or is stopped
         try:
             cycle_start = time.perf_counter()
             for record in [] if run.time_limit_reached else epochs:
                 arrived = time.perf_counter()
-                record["path"] = "eager" if path == "off" else path
-                record.update({} if notice is None else {"notice": notice})
-                if x_valid is not None:
-                    record["valid_elbo"] = _valid_elbo(model, x_valid, c_valid, config, group)
+                _describe(record, path, notice, model, x_valid, c_valid, config, group)
                 if config.time_limit and loop.epoch <= config.epochs:
                     now = time.perf_counter()  # spent so far, and what one more epoch would add
                     spent = loop.elapsed + (now - arrived)
@@ -131,6 +126,24 @@ def fit(
     run.finish(model)
     hooks.end()
     return run.history
+
+
+def _describe(
+    record: dict[str, Any],
+    path: str,
+    notice: str | None,
+    model: Model,
+    x_valid: Tensor | None,
+    c_valid: Tensor | None,
+    config: TrainConfig,
+    group: Group,
+) -> None:
+    """Add to an epoch's ``record`` the loop that ran it (and why the fast path did not), and
+    the validation ELBO when there is validation data."""
+    record["path"] = "eager" if path == "off" else path
+    record.update({} if notice is None else {"notice": notice})
+    if x_valid is not None:
+        record["valid_elbo"] = _valid_elbo(model, x_valid, c_valid, config, group)
 
 
 def _same_run(
