@@ -344,6 +344,15 @@ def test_metadata_cannot_overwrite_the_checkpoint_fields(tmp_path: Path, key: st
     assert not (tmp_path / "run" / CONFIG_FILE).exists()
 
 
+def test_metadata_tables_vaekit_reads_back_must_be_dicts(tmp_path: Path) -> None:
+    model = VAE(**CONFIGS[0])
+    with pytest.raises(ConfigError, match=r"metadata 'data' must be a dict .* got str"):
+        save(model, tmp_path / "run", data="shapes")
+    assert not (tmp_path / "run").exists()
+    save(model, tmp_path / "run", data={"name": "shapes"})
+    assert load(tmp_path / "run").config == model.config
+
+
 def test_metadata_json_cannot_hold_leaves_the_run_as_it_was(tmp_path: Path) -> None:
     """A numpy number in the metadata is a ConfigError naming it, raised before the weights are
     written: the run folder keeps its old model whole (it got the new weights beside the old

@@ -78,6 +78,12 @@ def check_metadata(metadata: dict[str, Any]) -> None:
     reserved = sorted({"format_version", "vaekit_version", "model"} & metadata.keys())
     if reserved:
         raise ConfigError(f"metadata key {reserved[0]!r} is reserved for the checkpoint itself")
+    for key in ("train", "data"):  # tables vaekit reads back from config.json
+        if key in metadata and not isinstance(metadata[key], dict):
+            raise ConfigError(
+                f"metadata {key!r} must be a dict (vaekit reads config.json's {key} table back), "
+                f"got {type(metadata[key]).__name__}; e.g. {key}={{'name': ...}}"
+            )
     for key, value in metadata.items():
         try:
             json.dumps(value)
