@@ -32,9 +32,9 @@ def joined() -> Iterator[None]:
 
 
 def placed(model: nn.Module) -> nn.Module:
-    """``model`` on this process's device under torchrun (its own GPU where there are GPUs);
-    otherwise as it is."""
-    return model.to(local_device()) if launched() else model
+    """``model`` on this process's device: its own GPU under torchrun, the first GPU in a plain
+    process, where CUDA is available; else the CPU."""
+    return model.to(local_device())
 
 
 def description() -> str | None:
