@@ -232,3 +232,17 @@ def test_interpolate_on_a_split_of_one_example_says_what_to_give(
     assert "the test split of eight has 1 example(s)" in err and "--split train" in err
     code, _, err = run_cli(capsys, "interpolate", run, "--split", "train", "-o", tmp_path / "i.png")
     assert code == 0 and (tmp_path / "i.png").is_file(), err
+
+
+def test_a_run_that_ends_worse_than_its_random_start_warns(capsys, tmp_path):
+    """A learning rate that makes the steps diverge still trains and saves (exit 0), but says
+    so in one warning line naming the learning rate; a sound run gets no warning."""
+    code, _, err = run_cli(capsys, "train", "--data", "digits", "--out", tmp_path / "bad",
+                           "--epochs", "3", "-k", "2", "-q", "--set", "lr=10")  # fmt: skip
+    assert code == 0, err
+    (line,) = [ln for ln in err.splitlines() if ln.startswith("vaekit: warning:")]
+    assert "worse than its random start" in line and "lr=10 now, e.g. --set lr=1)" in line
+    assert (tmp_path / "bad" / "model.safetensors").is_file()
+    code, _, err = run_cli(capsys, "train", "--data", "digits", "--out", tmp_path / "good",
+                           "--epochs", "3", "-k", "2", "-q")  # fmt: skip
+    assert code == 0 and "warning" not in err, err

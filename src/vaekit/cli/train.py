@@ -428,12 +428,43 @@ def _train_and_report(
     if log is not None:
         warn = _warning  # one line on stderr; training goes on
         conditions["callbacks"] = [tensorboard_log(model, dataset, train_config, out, warn)]
-    history = _fit(model, dataset, train_config, out, metadata, conditions, quiet, resume)
     valid = conditions.get("valid_conditions")
-    _report(model, dataset, train_config, history, valid, k, quiet)
+    start = None if resume else _valid_elbo(model, dataset, train_config, valid)
+    history = _fit(model, dataset, train_config, out, metadata, conditions, quiet, resume)
+    end = _report(model, dataset, train_config, history, valid, k, quiet)
+    if start is not None and not end >= start:  # NaN counts as worse
+        lr = train_config.lr
+        _warning(
+            f"training made the model worse than its random start (valid ELBO {end:,.1f} nats "
+            f"against {start:,.1f} before the first step): the steps diverged; try a smaller "
+            f"learning rate (lr={lr:g} now, e.g. --set lr={lr / 10:g})"
+        )
     wrote(*(out / f for f in (CONFIG_FILE, WEIGHTS_FILE, METRICS_FILE, STATE_FILE)))
     if log is not None and not conditions["callbacks"][0].failed:
         wrote(out / TENSORBOARD_FOLDER)
+
+
+def _valid_split(dataset: Dataset, train_config: Any) -> Any:
+    """The validation split as the report measures it (one fixed binarisation where training
+    binarises anew each epoch)."""
+    from ..train import binarize
+
+    if train_config.binarize == "dynamic":
+        return binarize(dataset.valid, seed=train_config.seed + 1)
+    return dataset.valid
+
+
+def _valid_elbo(
+    model: VAE, dataset: Dataset, train_config: Any, valid_conditions: Any
+) -> float | None:
+    """The mean ELBO (nats) of the validation split, as the report measures it; None without
+    validation examples."""
+    from ..estimators.sharded import elbo as elbo_per_example
+
+    if len(dataset.valid) == 0:
+        return None
+    kw = {} if valid_conditions is None else {"condition": valid_conditions}
+    return float(elbo_per_example(model, _valid_split(dataset, train_config), **kw).mean())
 
 
 def _warning(message: str) -> None:
@@ -511,16 +542,14 @@ def _report(
     valid_conditions: Any,
     k: int,
     quiet: bool,
-) -> None:
-    """The end-of-training report: the validation split's ELBO, log p(x) and KL (nats)."""
+) -> float:
+    """The end-of-training report: the validation split's ELBO, log p(x) and KL (nats); returns
+    the ELBO."""
     from ..estimators import latent_stats
     from ..estimators.sharded import elbo as elbo_per_example
     from ..estimators.sharded import log_likelihood
-    from ..train import binarize
 
-    x_valid = dataset.valid
-    if train_config.binarize == "dynamic":
-        x_valid = binarize(x_valid, seed=train_config.seed + 1)
+    x_valid = _valid_split(dataset, train_config)
     kw = {} if valid_conditions is None else {"condition": valid_conditions}
     valid_elbo = float(elbo_per_example(model, x_valid, **kw).mean())
     valid_ll = float(log_likelihood(model, x_valid, k=k, progress=progress(quiet), **kw).mean())
@@ -546,3 +575,4 @@ def _report(
         f"valid KL              {kl_valid:10.3f} nats, "
         f"{active} of {len(stats['kl_per_dim'])} latent dims active"
     )
+    return valid_elbo
