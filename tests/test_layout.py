@@ -95,6 +95,15 @@ FORBIDDEN = {
         "vaekit.cli",
     ),
     "vaekit.checkpoint": ("vaekit.models", "vaekit.train", "vaekit.cli", "vaekit.data"),
+    # the run folder's lock sits with the foundations: it knows errors and the run's file names
+    "vaekit.lock": (
+        "vaekit.config",
+        "vaekit.files",
+        "vaekit.checkpoint",
+        "vaekit.models",
+        "vaekit.train",
+        "vaekit.cli",
+    ),
     "vaekit.train": ("vaekit.evaluation", "vaekit.cli", "vaekit.viz"),
     "vaekit.evaluation": ("vaekit.cli", "vaekit.viz"),
     "vaekit.export": (

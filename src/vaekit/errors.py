@@ -54,3 +54,7 @@ class DataError(VaekitError, ValueError):
 
 class CheckpointError(VaekitError):
     """A run folder or checkpoint is missing, corrupt, or from a newer format."""
+
+
+class RunBusy(CheckpointError):
+    """Another process is writing the run folder (see :mod:`vaekit.lock`)."""

@@ -14,6 +14,9 @@ METRICS_FILE = "metrics.jsonl"  # one JSON record per epoch
 RUN_NAMES = (CONFIG_FILE, WEIGHTS_FILE, STATE_FILE, METRICS_FILE)
 #: Where a new run started in a folder keeps the run it replaces until it has trained.
 PREVIOUS_FOLDER = ".vaekit-previous"
+#: The lock file of the process writing the run (:mod:`vaekit.lock`); a new run, a set-aside
+#: and a restore leave it alone.
+LOCK_FILE = ".vaekit-lock"
 
 #: Pictures the commands draw into RUN/figures/ (NAME.png) by default.
 FIGURES = (

@@ -67,10 +67,11 @@ class Run:
 
     @cached_property
     def config(self) -> dict[str, Any]:
-        """The run's config.json as a dict."""
+        """The run's config.json as a dict (between the commits of a run that trains)."""
+        from ..lock import consistent
         from ..models import read_config
 
-        return read_config(self.path)
+        return consistent(self.path, lambda: read_config(self.path))
 
     @cached_property
     def model(self) -> VAE:

@@ -15,6 +15,7 @@ import torch
 
 from ..config import from_dict, parse_override, read_toml
 from ..errors import CheckpointError, ConfigError, DataError
+from ..lock import refuse_if_busy
 from ..logs import LOGGERS, TENSORBOARD_FOLDER, require_tensorboard, tensorboard_log
 from ..runs import CONFIG_FILE, METRICS_FILE, STATE_FILE, WEIGHTS_FILE
 from ..settings import resolve_config, retokenize
@@ -177,6 +178,7 @@ def train(
     from .. import data as datasets
     from ..models import build_model
 
+    refuse_if_busy(resume if resume is not None else out)  # one process writes a run folder
     if k < 1:
         raise ConfigError(f"-k must be at least 1, got {k}")
     if log is not None:

@@ -18,6 +18,7 @@ from .. import checkpoint
 from ..checkpoint import usable_device
 from ..config import from_dict, to_dict
 from ..errors import CheckpointError, ConfigError, Remedy
+from ..lock import consistent
 from ..runs import CONFIG_FILE, STATE_FILE, WEIGHTS_FILE
 
 M = TypeVar("M")
@@ -104,7 +105,12 @@ def _check_shape_settings(config: dict[str, Any], file: Path) -> None:
 def load(path: str | Path, device: str | torch.device = "cpu") -> Any:
     """Rebuild the model saved in the folder ``path`` (or the one file ``path.safetensors``) and
     load its weights onto ``device``, in the dtype they were saved in (a model saved after
-    ``.double()`` comes back float64)."""
+    ``.double()`` comes back float64). A run that is training meanwhile is read between its
+    writer's commits (:func:`vaekit.lock.consistent`): config and weights of one state."""
+    return consistent(path, lambda: _load(Path(path), device))
+
+
+def _load(path: Path, device: str | torch.device) -> Any:
     path = Path(path)
     device = usable_device(device)
     if checkpoint.is_single_file(path) and not path.is_dir():

@@ -34,7 +34,8 @@ from ..checkpoint import (
     write_metrics,
 )
 from ..config import to_dict
-from ..errors import CheckpointError, ConfigError, DataError, VaekitError
+from ..errors import CheckpointError, ConfigError, DataError, RunBusy, VaekitError
+from ..lock import RunLock, acquire, refuse_if_busy
 from ..models.registry import MODELS
 from ..runs import CONFIG_FILE, STATE_FILE
 from .config import (
@@ -98,10 +99,15 @@ class RunFolder:
         self.saved_step = 0  # the good steps of the last checkpoint written (0: none)
         self.saved_records = 0  # the epochs it holds
         self.last_save = (0.0, 0)  # when it was written: perf_counter, steps (skipped included)
+        #: The writer's lock on the folder, from :meth:`open` to :meth:`finish` or a failure.
+        self.lock: RunLock | None = None
+        self._state_seen: tuple[int, ...] | None = None  # the checkpoint a resume read
 
     def prepare(self, metadata: dict[str, Any] | None, resume: bool) -> dict[str, Any] | None:
         """The training state to continue (``resume``) or None, after checking that this run may
         continue it; ``metadata`` (None: the resumed run's own) is checked and kept."""
+        if self.writer:
+            refuse_if_busy(self.path)  # before reading a checkpoint another process writes
         state = self._resumable_state() if resume else None
         if metadata is None and state is not None:
             metadata = state["run"].get("metadata") or {}
@@ -112,6 +118,7 @@ class RunFolder:
     def _resumable_state(self) -> dict[str, Any]:
         if self.path is None:
             raise ConfigError("resume needs out, the folder of the run to continue")
+        self._state_seen = _identity(self.path / STATE_FILE)
         state = load_training_state(self.path)
         saved = state.get("run")
         if not isinstance(saved, dict) or not isinstance(state.get("loop"), dict):
@@ -120,7 +127,49 @@ class RunFolder:
         return state
 
     def open(self, model: nn.Module, loop: TrainingLoop, state: dict[str, Any] | None) -> None:
-        """Start training ``loop`` here: from ``state`` (from :meth:`prepare`) or afresh."""
+        """Start training ``loop`` here: from ``state`` (from :meth:`prepare`) or afresh. The
+        writer takes the folder's lock first (:class:`RunBusy` if another process holds it)."""
+        self._lock(resumed=state is not None)
+        try:
+            self._open(model, loop, state)
+        except BaseException:
+            self._release()
+            raise
+
+    def _lock(self, resumed: bool) -> None:
+        """Take the folder's lock (creating the folder); a resumed checkpoint must be the one
+        :meth:`prepare` read."""
+        if self.path is None or not self.writer or self.lock is not None:
+            return
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise CheckpointError(
+                f"cannot create the run folder {str(self.path)!r}: {err.strerror or err}"
+            ) from None
+        self.lock = acquire(self.path)
+        if resumed and _identity(self.path / STATE_FILE) != self._state_seen:
+            self._release()
+            raise RunBusy(
+                f"{str(self.path / STATE_FILE)!r} was replaced by another process while this "
+                "run started; start it again"
+            )
+
+    def _release(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
+    @contextmanager
+    def _commit(self) -> Iterator[None]:
+        """Around a change to several of the run's files (readers wait for its end)."""
+        if self.lock is None:
+            yield
+            return
+        with self.lock.commit():
+            yield
+
+    def _open(self, model: nn.Module, loop: TrainingLoop, state: dict[str, Any] | None) -> None:
         self.loop, config = loop, self.config
         if state is not None:
             self.history = list(state.get("history") or [])
@@ -152,20 +201,15 @@ class RunFolder:
     def _lay_out(self, model: nn.Module) -> None:
         """A new run's files; a run already in the folder is set aside until this one trains."""
         assert self.path is not None
-        try:
-            self.path.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise CheckpointError(
-                f"cannot create the run folder {str(self.path)!r}: {err.strerror or err}"
-            ) from None
-        self.set_aside = set_aside_run(self.path)
-        try:
-            self.save()  # step 0: a run killed before its first checkpoint resumes from the start
-            start_run(self.path, model, train=to_dict(self.config), **self.metadata)
-        except BaseException:
-            if self.set_aside:
-                restore_run(self.path)
-            raise
+        with self._commit():
+            self.set_aside = set_aside_run(self.path)
+            try:
+                self.save()  # step 0: a run killed before its first checkpoint resumes from 0
+                start_run(self.path, model, train=to_dict(self.config), **self.metadata)
+            except BaseException:
+                if self.set_aside:
+                    restore_run(self.path)
+                raise
 
     def save(self, force: bool = True) -> None:
         """Write the training state; unless ``force``, only when a save is due (``config.
@@ -199,6 +243,8 @@ class RunFolder:
         )
         self.saved_step, self.saved_records = loop.step, len(self.history)
         self.last_save = (time.perf_counter(), steps)
+        if self.lock is not None:  # for readers: "its last saved epoch is N"
+            self.lock.update(saved_epoch=progress["epochs_done"])
 
     def add(self, record: dict[str, Any]) -> None:
         """An epoch's record: into the history, the checkpoint (when due; always at the run's
@@ -219,36 +265,58 @@ class RunFolder:
         try:
             yield
         except BaseException as err:
-            if not self.writer:  # another process keeps the folder
-                raise
-            path = self.path
-            stopped = isinstance(err, TrainingInterrupted | KeyboardInterrupt)
-            if self.set_aside and (not stopped or not self.history):
-                restore_run(path)  # type: ignore[arg-type]
-                if isinstance(err, TrainingInterrupted):
-                    raise TrainingInterrupted(err.step, err.epoch, restored=True) from None
-                if isinstance(err, VaekitError):  # the message grows, the remedy stays
-                    back = f"{err.message}; the run that was in {str(path)!r} is back"
-                    raise type(err)(back, remedy=err.remedy) from None
-                raise
-            if self.set_aside:
-                drop_previous(path)  # type: ignore[arg-type]
-            if path is not None:
-                trim_metrics(path, self.saved_records)
-            if isinstance(err, TrainingError) and path is not None and self.saved_step > 0:
-                raise TrainingError(
-                    f"{err.message}; {str(path / STATE_FILE)!r} keeps the last good state (step "
-                    f"{self.saved_step})",
-                    remedy=err.remedy,
-                ) from None
-            raise
+            try:
+                with self._commit():
+                    self._failed(err)
+            finally:
+                self._release()
+
+    def _failed(self, err: BaseException) -> None:
+        """What :meth:`training` does with the folder when training failed with ``err`` (and
+        raises it, or the error that replaces it)."""
+        if not self.writer:  # another process keeps the folder
+            raise err
+        path = self.path
+        stopped = isinstance(err, TrainingInterrupted | KeyboardInterrupt)
+        if self.set_aside and (not stopped or not self.history):
+            restore_run(path)  # type: ignore[arg-type]
+            if isinstance(err, TrainingInterrupted):
+                raise TrainingInterrupted(err.step, err.epoch, restored=True) from None
+            if isinstance(err, VaekitError):  # the message grows, the remedy stays
+                back = f"{err.message}; the run that was in {str(path)!r} is back"
+                raise type(err)(back, remedy=err.remedy) from None
+            raise err
+        if self.set_aside:
+            drop_previous(path)  # type: ignore[arg-type]
+        if path is not None:
+            trim_metrics(path, self.saved_records)
+        if isinstance(err, TrainingError) and path is not None and self.saved_step > 0:
+            raise TrainingError(
+                f"{err.message}; {str(path / STATE_FILE)!r} keeps the last good state (step "
+                f"{self.saved_step})",
+                remedy=err.remedy,
+            ) from None
+        raise err
 
     def finish(self, model: nn.Module) -> None:
         """Write the trained model (config.json, model.safetensors) and drop the run set aside
         (also one a killed process left before this run resumed)."""
-        if self.path is not None and self.writer:
-            model.save(self.path, train=to_dict(self.config), **self.metadata)  # type: ignore[operator]
-            drop_previous(self.path)
+        try:
+            if self.path is not None and self.writer:
+                with self._commit():
+                    model.save(self.path, train=to_dict(self.config), **self.metadata)  # type: ignore[operator]
+                    drop_previous(self.path)
+        finally:
+            self._release()
+
+
+def _identity(file: Path) -> tuple[int, ...] | None:
+    """Which file ``file`` is and which version of it (None: there is none)."""
+    try:
+        st = file.stat()
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def run_record(
