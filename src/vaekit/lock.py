@@ -34,7 +34,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -113,6 +113,7 @@ class RunLock:
         self.file = folder / LOCK_FILE
         self._fd: int | None = fd
         self.flocked = flocked  # False: a file system without flock (best effort)
+        self._length = 0  # of the record last written
         self.record: dict[str, Any] = {
             "pid": os.getpid(),
             "host": socket.gethostname(),
@@ -121,19 +122,21 @@ class RunLock:
             "commits": 0,  # odd while a commit is under way
             "saved_epoch": None,
         }
+        with suppress(OSError):
+            os.ftruncate(fd, 0)  # the record of a holder that died
         self._write()
 
     def _write(self) -> None:
+        """The record into the file, in one write at its start, padded with spaces to the
+        length of the last one (JSON ignores them): no moment shows half of it. Best effort: a
+        record that cannot be written (a full disk) does not stop the run."""
         if self._fd is None:
             return
-        data = (json.dumps(self.record) + "\n").encode()
-        try:
+        data = json.dumps(self.record).encode()
+        data += b" " * (self._length - len(data) - 1) + b"\n"
+        with suppress(OSError):
             os.pwrite(self._fd, data, 0)
-            os.ftruncate(self._fd, len(data))
-        except OSError as err:
-            raise CheckpointError(
-                f"cannot write {str(self.file)!r}: {err.strerror or err}"
-            ) from None
+            self._length = len(data)
 
     def update(self, **fields: Any) -> None:
         """Record ``fields`` (e.g. ``saved_epoch``) in the lock file for readers to see."""

@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -23,7 +24,7 @@ import torch
 
 from vaekit import VAE, fit, load
 from vaekit.errors import CheckpointError, RunBusy
-from vaekit.lock import acquire, holder
+from vaekit.lock import _best_effort, acquire, holder
 from vaekit.runs import LOCK_FILE, PREVIOUS_FOLDER
 
 SMALL = ["-k", "5", "--quiet", "--set", "latent_dim=2", "--set", "hidden=[8]"]
@@ -140,6 +141,9 @@ def test_evaluate_while_a_run_trains_says_it_is_training(tmp_path: Path) -> None
         assert "model.safetensors is written when training ends" in line
         with pytest.raises(RunBusy, match=f"PID {first.pid} "):
             load(run)
+        code, out, err = vaekit("info", str(run))
+        assert code == 0, err
+        assert f"training now: PID {first.pid} " in out and "--resume" not in out, out
     assert first.wait() == 0
     code, _, err = vaekit("evaluate", str(run), "-k", "2")  # the finished run reads
     assert code == 0, err
@@ -219,3 +223,24 @@ def _load_or_error(run: Path) -> object:
         return load(run)
     except CheckpointError as err:
         return err
+
+
+def test_without_flock_a_live_recorded_holder_refuses_and_a_dead_one_is_taken_over(
+    tmp_path: Path,
+) -> None:
+    """Where flock fails (ENOLCK, EOPNOTSUPP) acquire falls back to the recorded PID: a live
+    process on this host refuses the writer, otherwise it proceeds with a warning."""
+    waiting = [sys.executable, "-c", "import sys; sys.stdin.read()"]
+    other = subprocess.Popen(waiting, stdin=subprocess.PIPE, text=True)
+    file = tmp_path / LOCK_FILE
+    file.write_text(json.dumps({"pid": other.pid, "host": socket.gethostname(), "started": 0}))
+    try:
+        with pytest.raises(RunBusy, match=f"PID {other.pid} on "):
+            _best_effort(tmp_path, os.open(file, os.O_RDWR))
+    finally:
+        other.communicate("")
+    with pytest.warns(RuntimeWarning, match="no file locks"):
+        taken = _best_effort(tmp_path, os.open(file, os.O_RDWR))
+    assert json.loads(file.read_text())["pid"] == os.getpid()
+    taken.release()
+    assert not file.exists()

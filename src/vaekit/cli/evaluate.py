@@ -12,6 +12,7 @@ from typing import Any
 import click
 import torch
 
+from .. import lock
 from ..dist import current
 from ..errors import CheckpointError, ConfigError, DataError
 from ..runs import EVAL_FILE, METRICS_FILE, WEIGHTS_FILE, figure
@@ -325,7 +326,11 @@ def info(run: Run) -> None:
                 )
         except (OSError, ValueError, KeyError, TypeError):
             click.echo("eval   eval.json is unreadable")
-    if not (run / WEIGHTS_FILE).is_file():
+    live = lock.holder(run.path)  # a process trains the run now
+    if live is not None:
+        saved = live.get("saved_epoch") or "none yet"
+        click.echo(f"note   training now: {lock.describe(live)}; last saved epoch: {saved}")
+    elif not (run / WEIGHTS_FILE).is_file():
         from ..checkpoint import read_training_info
 
         try:

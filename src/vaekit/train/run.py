@@ -106,8 +106,7 @@ class RunFolder:
     def prepare(self, metadata: dict[str, Any] | None, resume: bool) -> dict[str, Any] | None:
         """The training state to continue (``resume``) or None, after checking that this run may
         continue it; ``metadata`` (None: the resumed run's own) is checked and kept."""
-        if self.writer:
-            refuse_if_busy(self.path)  # before reading a checkpoint another process writes
+        refuse_if_busy(self.path)  # every process, before reading what another one writes
         state = self._resumable_state() if resume else None
         if metadata is None and state is not None:
             metadata = state["run"].get("metadata") or {}
