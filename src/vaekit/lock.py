@@ -30,6 +30,7 @@ import fcntl
 import json
 import os
 import socket
+import stat
 import sys
 import time
 import warnings
@@ -43,6 +44,8 @@ from .runs import LOCK_FILE, WEIGHTS_FILE
 
 T = TypeVar("T")
 
+#: How the lock file is opened: never through a link, never waiting (a FIFO put in its place).
+_FLAGS = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 #: errno values of a file system that has no flock.
 _NO_FLOCK = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)
 #: How long a reader waits for a writer's commit to end, and how often it looks (seconds).
@@ -180,11 +183,15 @@ def acquire(folder: str | Path) -> RunLock:
     file = folder / LOCK_FILE
     for _ in range(20):  # the file may be removed by a holder ending meanwhile: open it again
         try:
-            fd = os.open(file, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+            fd = os.open(file, os.O_RDWR | os.O_CREAT | _FLAGS, 0o666)
         except OSError as err:
             raise CheckpointError(
-                f"cannot create the lock file {str(file)!r}: {err.strerror or err}"
+                f"cannot create the lock file {str(file)!r}: {err.strerror or err}; remove it if "
+                "it is not a file"
             ) from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise CheckpointError(f"{str(file)!r} is not a regular file; remove it")
         try:
             _flock_exclusive(fd)
         except BlockingIOError:
@@ -257,10 +264,12 @@ def holder(folder: str | Path) -> dict[str, Any] | None:
     file = Path(folder) / LOCK_FILE
     for _ in range(20):
         try:
-            fd = os.open(file, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            fd = os.open(file, os.O_RDONLY | _FLAGS)
         except OSError:
             return None  # no lock file (or not one we can read): no writer
         try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None  # not a lock file vaekit made
             try:
                 fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
             except BlockingIOError:

@@ -115,6 +115,34 @@ def test_a_second_train_of_a_folder_in_training_refuses_naming_the_first(tmp_pat
     assert not (run / LOCK_FILE).exists() and holder(run) is None
 
 
+def test_two_trains_started_together_one_runs_the_other_refuses(tmp_path: Path) -> None:
+    """The issue's case, unfrozen: two `vaekit train --out RUN` at once. One trains to the end;
+    the other ends with one line and exit 2 (naming the first when they overlapped); the
+    metrics hold the winner's epochs once each."""
+    run = tmp_path / "run"
+    args = ["train", "--data", "digits", "--out", str(run), "--epochs", "200", *SMALL]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "vaekit", *args, "--seed", str(seed)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=ENV,
+        )
+        for seed in (1, 2)
+    ]
+    results = [(p, *p.communicate(timeout=300)) for p in procs]
+    codes = sorted(p.returncode for p, _, _ in results)
+    assert codes == [0, 2], [(p.returncode, err) for p, _, err in results]
+    (winner, _, _), (_, _, err) = sorted(results, key=lambda r: r[0].returncode)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert f"PID {winner.pid} " in lines[0] or "already holds a run" in lines[0], lines[0]
+    assert epochs_in(run) == list(range(1, 201))
+    seed = 1 if winner is procs[0] else 2
+    assert json.loads((run / "config.json").read_text())["train"]["seed"] == seed
+
+
 def test_overwrite_while_another_run_trains_refuses(tmp_path: Path) -> None:
     run = tmp_path / "run"
     code, _, err = vaekit("train", "--data", "digits", "--out", str(run), "--epochs", "2", *SMALL)
