@@ -23,6 +23,7 @@ from . import __version__
 from .config import to_dict
 from .errors import CheckpointError, ConfigError, Remedy
 from .files import atomic_write, write_file
+from .reading import MAX_CONFIG_BYTES, is_number, loads, read_regular
 from .runs import (
     CONFIG_FILE,
     DERIVED_FILES,
@@ -34,6 +35,9 @@ from .runs import (
     TENSORBOARD_FOLDER,
     WEIGHTS_FILE,
 )
+
+#: Largest safetensors header read (the tensor table and the metadata JSON).
+MAX_HEADER_BYTES = 100_000_000
 
 #: Version of the on-disk layout. Bump when a reader of the old layout would misread the new one.
 FORMAT_VERSION = 1
@@ -131,18 +135,18 @@ def is_single_file(path: Path) -> bool:
 def read_single_file(path: Path) -> tuple[dict[str, Any], bytes]:
     """(the checked config, the file's bytes) of a one-file model written by :func:`save`."""
     try:
-        blob = path.read_bytes()
+        blob = read_regular(path, None, CheckpointError, "model file")
     except FileNotFoundError:
         raise CheckpointError(f"model file {str(path)!r} does not exist") from None
-    except OSError as err:
-        raise CheckpointError(f"cannot read {str(path)!r}: {err.strerror}") from None
     size = int.from_bytes(blob[:8], "little") if len(blob) >= 8 else -1
     try:
-        if not 0 < size <= len(blob) - 8:
+        if not 0 < size <= min(len(blob) - 8, MAX_HEADER_BYTES):
             raise ValueError("its header is cut off")
-        header = json.loads(blob[8 : 8 + size])
+        header = loads(blob[8 : 8 + size], repr(str(path)), CheckpointError)
         text = header["__metadata__"][SINGLE_FILE_KEY]
-    except (ValueError, KeyError, TypeError, RecursionError) as err:
+        if not isinstance(text, str):
+            raise TypeError(text)
+    except (ValueError, KeyError, TypeError) as err:
         reason = "it holds no vaekit config" if isinstance(err, KeyError | TypeError) else err
         raise CheckpointError(
             f"{str(path)!r} is not a model file written by vaekit's save: {reason}"
@@ -159,27 +163,22 @@ def read_config(path: str | Path) -> dict[str, Any]:
     file = path / CONFIG_FILE
     _check_run_folder(path)
     try:
-        text = file.read_text()
+        data = read_regular(file, MAX_CONFIG_BYTES, CheckpointError, CONFIG_FILE)
     except FileNotFoundError:
         raise CheckpointError(
             f"{str(path)!r} is not a vaekit run folder: no {CONFIG_FILE}"
         ) from None
-    except (OSError, UnicodeDecodeError) as err:
+    try:
+        text = data.decode()
+    except UnicodeDecodeError as err:
         raise CheckpointError(f"{str(file)!r} is unreadable or corrupt: {err}") from None
     return _parse_config(text, file, path)
 
 
 def _parse_config(text: str, file: Path, path: Path) -> dict[str, Any]:
     """config.json's ``text`` (read from ``file`` of the run or model ``path``), checked."""
-    try:
-        config = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise CheckpointError(f"{str(file)!r} is unreadable or corrupt: {err}") from None
-    except RecursionError:
-        raise CheckpointError(
-            f"{str(file)!r} is corrupt: its JSON is nested too deeply; restore the file"
-        ) from None
-    if not isinstance(config, dict) or not isinstance(config.get("format_version"), int):
+    config = loads(text, repr(str(file)), CheckpointError)
+    if not isinstance(config, dict) or type(config.get("format_version")) is not int:
         raise CheckpointError(f"{str(file)!r} has no format_version; it was not written by vaekit")
     if config["format_version"] > FORMAT_VERSION:
         raise CheckpointError(
@@ -276,12 +275,24 @@ def unflatten_state(skeleton: Any, tensors: dict[str, torch.Tensor]) -> Any:
         if "__tensor__" in skeleton:
             return tensors[skeleton["__tensor__"]]
         if "__dict__" in skeleton:
-            return {k: unflatten_state(v, tensors) for k, v in skeleton["__dict__"].items()}
+            return {k: unflatten_state(v, tensors) for k, v in _table(skeleton["__dict__"]).items()}
         if "__items__" in skeleton:
-            return {k: unflatten_state(v, tensors) for k, v in skeleton["__items__"]}
+            return {k: unflatten_state(v, tensors) for k, v in _list(skeleton["__items__"])}
         if "__tuple__" in skeleton:
-            return tuple(unflatten_state(v, tensors) for v in skeleton["__tuple__"])
+            return tuple(unflatten_state(v, tensors) for v in _list(skeleton["__tuple__"]))
     return skeleton
+
+
+def _table(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ValueError(f"a table of the state is a {type(value).__name__}")
+    return value
+
+
+def _list(value: Any) -> list[Any]:
+    if not isinstance(value, list):
+        raise ValueError(f"a list of the state is a {type(value).__name__}")
+    return value
 
 
 def save_training_state(path: str | Path, state: dict[str, Any]) -> Path:
@@ -311,27 +322,31 @@ def _read_state(path: str | Path, header_only: bool) -> tuple[dict[str, str], by
     that training replaces meanwhile is seen whole, old or new."""
     file = Path(path) / STATE_FILE
     _check_run_folder(Path(path))
-    if not file.is_file():
+    if not file.exists() and not file.is_symlink():
         raise CheckpointError(
             f"{str(path)!r} has no {STATE_FILE} to resume from", remedy=Remedy("restart", str(path))
         )
     try:
-        with file.open("rb") as f:
-            raw = f.read(8) if header_only else f.read()
-            if len(raw) < 8:
-                raise ValueError("shorter than a safetensors header")
-            size = int.from_bytes(raw[:8], "little")
-            if size > 100_000_000:
-                raise ValueError(f"header length {size} is not plausible")
-            head = f.read(size) if header_only else raw[8 : 8 + size]
-            if len(head) < size:
-                raise ValueError("the header is cut short")
-        header = json.loads(head)
-        meta = header.get("__metadata__") or {}
-        if not isinstance(meta, dict):
-            raise ValueError("its metadata is not a table")
+        raw = read_regular(file, None, CheckpointError, STATE_FILE)
+    except FileNotFoundError:
+        raise CheckpointError(
+            f"{str(path)!r} has no {STATE_FILE} to resume from", remedy=Remedy("restart", str(path))
+        ) from None
+    try:
+        if len(raw) < 8:
+            raise ValueError("shorter than a safetensors header")
+        size = int.from_bytes(raw[:8], "little")
+        if size > MAX_HEADER_BYTES:
+            raise ValueError(f"header length {size} is not plausible")
+        head = raw[8 : 8 + size]
+        if len(head) < size:
+            raise ValueError("the header is cut short")
+        header = loads(head, repr(str(file)), CheckpointError)
+        meta = header.get("__metadata__") or {} if isinstance(header, dict) else None
+        if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+            raise ValueError("its metadata is not a table of strings")
         version = int(meta.get("format_version", "0"))
-    except (OSError, ValueError, AttributeError) as err:
+    except (ValueError, AttributeError) as err:
         raise CheckpointError(f"{str(file)!r} is truncated or corrupt: {err}") from None
     if version > FORMAT_VERSION:
         raise CheckpointError(
@@ -348,13 +363,31 @@ def read_training_info(path: str | Path) -> dict[str, Any]:
     """The JSON ``run`` part of the training state in the folder ``path`` (its settings and
     progress), read without loading any tensor."""
     meta, _ = _read_state(path, header_only=True)
-    try:
-        info = json.loads(meta.get("run", "{}"))
-    except ValueError as err:
-        file = Path(path) / STATE_FILE
-        raise CheckpointError(f"{str(file)!r} is truncated or corrupt: {err}") from None
+    file = repr(str(Path(path) / STATE_FILE))
+    return check_run_record(loads(meta.get("run", "{}"), f"{file} (run)", CheckpointError), file)
+
+
+def check_run_record(info: Any, where: str) -> dict[str, Any]:
+    """A checkpoint's ``run`` record (read from ``where``), checked to have the types vaekit
+    writes: tables for model, train, data and metadata; whole numbers for the progress."""
+
+    def bad(key: str, what: str) -> CheckpointError:
+        return CheckpointError(f"{where}: run.{key} must be {what}; the checkpoint is damaged")
+
     if not isinstance(info, dict):
-        raise CheckpointError(f"{str(Path(path) / STATE_FILE)!r} is corrupt: no run record")
+        raise CheckpointError(f"{where} is corrupt: no run record")
+    for key in ("model", "train", "data", "metadata"):
+        if info.get(key) is not None and not isinstance(info[key], dict):
+            raise bad(key, "a table")
+    for key in ("epochs_done", "step"):
+        if key in info and (type(info[key]) is not int or not 0 <= info[key] < 2**62):
+            raise bad(key, "a whole number >= 0")
+    for key in ("finished", "time_limit_reached", "mid_epoch"):
+        if key in info and not isinstance(info[key], bool):
+            raise bad(key, "true or false")
+    for key in ("seconds", "last_epoch_seconds"):
+        if key in info and not is_number(info[key]):
+            raise bad(key, "a number")
     return info
 
 
@@ -362,13 +395,16 @@ def load_training_state(path: str | Path) -> dict[str, Any]:
     """Read what :func:`save_training_state` wrote into the folder ``path``. Never unpickles."""
     meta, raw = _read_state(path, header_only=False)
     file = Path(path) / STATE_FILE
+    skeleton = loads(meta["state"], f"{str(file)!r} (state)", CheckpointError)
     try:
         tensors = from_safetensors_bytes(raw)
-        state = unflatten_state(json.loads(meta["state"]), tensors)
+        state = unflatten_state(skeleton, tensors)
     except (SafetensorError, ValueError, KeyError, TypeError, RuntimeError) as err:
         raise CheckpointError(f"{str(file)!r} is truncated or corrupt: {err}") from None
     if not isinstance(state, dict):
         raise CheckpointError(f"{str(file)!r} is corrupt: its state is not a table")
+    if "run" in state:  # a resume needs it (and says so); a loop's state alone may lack it
+        check_run_record(state["run"], repr(str(file)))
     return state
 
 

@@ -12,7 +12,6 @@ in [0, 1]; latents ``z`` are (N, latent_dim).
 from __future__ import annotations
 
 import io
-import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -25,6 +24,7 @@ from torch import Tensor
 from .data import image_shape_hint
 from .errors import ConfigError, DataError, VaekitError
 from .files import write_file
+from .reading import MAX_METRICS_BYTES, check_metrics_record, loads, read_regular
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -412,22 +412,19 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     """The records of a ``metrics.jsonl`` file, checked to carry what :func:`curves` needs."""
     path = Path(path)
     try:
-        lines = path.read_text().splitlines()
+        data = read_regular(path, MAX_METRICS_BYTES, DataError, "metrics.jsonl")
     except FileNotFoundError:
         raise DataError(f"{str(path)!r} does not exist; the run has no training metrics") from None
-    except (OSError, UnicodeDecodeError) as err:
+    try:
+        lines = data.decode().splitlines()
+    except UnicodeDecodeError as err:
         raise DataError(f"cannot read {str(path)!r}: {err}") from None
     records = []
     for i, line in enumerate(lines, 1):
         if not line.strip():
             continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            raise DataError(f"{str(path)!r} line {i} is not JSON; the file is damaged") from None
-        if not isinstance(record, dict) or not {"examples_seen", "train_bound"} <= set(record):
-            raise DataError(f"{str(path)!r} line {i} lacks examples_seen or train_bound")
-        records.append(record)
+        where = f"{str(path)!r} line {i}"
+        records.append(check_metrics_record(loads(line, where, DataError), where, DataError))
     if not records:
         raise DataError(f"{str(path)!r} holds no epochs yet")
     return records

@@ -19,6 +19,7 @@ from ..checkpoint import usable_device
 from ..config import from_dict, to_dict
 from ..errors import CheckpointError, ConfigError, Remedy
 from ..lock import consistent
+from ..reading import conform_tensors, read_regular
 from ..runs import CONFIG_FILE, STATE_FILE, WEIGHTS_FILE
 
 M = TypeVar("M")
@@ -129,18 +130,26 @@ def _load(path: Path, device: str | torch.device) -> Any:
                 remedy=Remedy("resume", str(path)),
             )
         raise CheckpointError(f"{str(path)!r} has no {WEIGHTS_FILE}; the run did not finish saving")
+    remedy = Remedy("rewrite", str(path)) if (path / STATE_FILE).is_file() else None
     try:
         # One read of the whole file: a run that replaces it meanwhile is seen old or new, whole.
-        state = from_safetensors_bytes(file.read_bytes() if blob is None else blob)
-        state = {k: v.to(device) for k, v in state.items()}
+        if blob is None:
+            blob = read_regular(file, None, CheckpointError, WEIGHTS_FILE)
+        state = from_safetensors_bytes(blob)
     except (SafetensorError, OSError, ValueError, RuntimeError) as err:
-        remedy = Remedy("rewrite", str(path)) if (path / STATE_FILE).is_file() else None
         message = f"{str(file)!r} is truncated or corrupt: {err}"
         raise CheckpointError(message, remedy=remedy) from None
-    model = build_model(settings).to(device)
+    model = build_model(settings)
     dtypes = {v.dtype for v in state.values() if v.is_floating_point()}
-    if len(dtypes) == 1:
-        model.to(dtypes.pop())  # else load_state_dict would round float64 weights to float32
+    if dtypes == {torch.float64}:
+        model.double()  # weights saved after .double() come back float64
+    try:  # names, shapes and dtypes checked; bfloat16/float16/float8 widened losslessly
+        where = f"{str(file)!r} does not match its config.json"
+        state = conform_tensors(state, model.state_dict(), where, CheckpointError)
+    except CheckpointError as err:
+        raise CheckpointError(err.message, remedy=remedy) from None
+    model.to(device)
+    state = {k: v.to(device) for k, v in state.items()}
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as err:

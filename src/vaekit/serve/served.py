@@ -9,6 +9,7 @@ prior's samples) also take :data:`RNG_LOCK`, under a generator seeded by the req
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import threading
@@ -180,13 +181,8 @@ class ServedRun:
         out: dict[str, Any] = {}
         if self.path is None or not self.path.is_dir():
             return out
-        try:
-            lines = (self.path / METRICS_FILE).read_text().splitlines()
-            last = json.loads(next(ln for ln in reversed(lines) if ln.strip()))
-            if isinstance(last, dict):
-                out["last_epoch"] = last
-        except (OSError, StopIteration, ValueError):
-            pass
+        with contextlib.suppress(DataError):  # checked as info and curves check it
+            out["last_epoch"] = viz.read_metrics(self.path / METRICS_FILE)[-1]
         try:
             report = json.loads((self.path / EVAL_FILE).read_text())
             if isinstance(report, dict):
