@@ -47,6 +47,7 @@ from .config import (
     TrainingInterrupted,
 )
 from .optim import FlatOptimizer
+from .statecheck import check_history, check_loop_state
 
 
 class TrainingLoop(Protocol):
@@ -122,18 +123,27 @@ class RunFolder:
         saved = state.get("run")
         if not isinstance(saved, dict) or not isinstance(state.get("loop"), dict):
             raise CheckpointError(f"{str(self.path / STATE_FILE)!r} is corrupt: no run record")
+        state["history"] = check_history(state.get("history"), repr(str(self.path / STATE_FILE)))
         check_resumable(saved, self.record, self.config, self.path)
         return state
 
     def open(self, model: nn.Module, loop: TrainingLoop, state: dict[str, Any] | None) -> None:
         """Start training ``loop`` here: from ``state`` (from :meth:`prepare`) or afresh. The
-        writer takes the folder's lock first (:class:`RunBusy` if another process holds it)."""
+        writer takes the folder's lock first (:class:`RunBusy` if another process holds it). A
+        ``state`` that does not fit ``model`` and ``loop`` is refused before anything is written."""
+        if state is not None:
+            state = {**state, "loop": self._checked(state.get("loop"), loop)}
         self._lock(resumed=state is not None)
         try:
             self._open(model, loop, state)
         except BaseException:
             self._release()
             raise
+
+    def _checked(self, loop_state: Any, loop: TrainingLoop) -> dict[str, Any]:
+        """The checkpoint's ``loop`` table checked against ``loop`` (:func:`check_loop_state`)."""
+        where = repr(str(self.path / STATE_FILE)) if self.path is not None else "the checkpoint"
+        return check_loop_state(loop_state, loop, where)
 
     def _lock(self, resumed: bool) -> None:
         """Take the folder's lock (creating the folder); a resumed checkpoint must be the one
