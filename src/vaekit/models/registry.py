@@ -105,8 +105,10 @@ def _check_shape_settings(config: dict[str, Any], file: Path) -> None:
 
 def load(path: str | Path, device: str | torch.device = "cpu") -> Any:
     """Rebuild the model saved in the folder ``path`` (or the one file ``path.safetensors``) and
-    load its weights onto ``device``, in the dtype they were saved in (a model saved after
-    ``.double()`` comes back float64). A run that is training meanwhile is read between its
+    load its weights onto ``device``: float64 when every floating weight is float64 (a model
+    saved after ``.double()``), else float32, weights saved narrower (bfloat16, float16, float8)
+    widened without loss; weights whose names, shapes or dtypes do not fit the config are a
+    :class:`CheckpointError` naming the first. A run that is training meanwhile is read between its
     writer's commits (:func:`vaekit.lock.consistent`): config and weights of one state."""
     return consistent(path, lambda: _load(Path(path), device))
 
