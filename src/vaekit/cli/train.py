@@ -8,7 +8,7 @@ import math
 import sys
 import textwrap
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import click
 import torch
@@ -36,6 +36,14 @@ DATA_OPTIONS = {
     "examples": ("--examples", "shapes and dsprites"),
     "factors": ("--factors", "arrays, CSV files and folders of images"),
 }
+
+
+class ReportSize(NamedTuple):
+    """How much the end-of-training report's log p(x) costs: ``k`` importance samples on
+    ``examples`` validation examples (0: all)."""
+
+    k: int
+    examples: int
 
 
 def progress(quiet: bool) -> bool:
@@ -85,7 +93,23 @@ def wrapped(label: str, text: str) -> str:
 )
 @click.option("--config", "config_file", default=None, help="TOML file with [model] and [train].")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a setting.")
-@click.option("-k", "k", type=int, default=1000, show_default=True, help="Samples for log p(x).")
+@click.option(
+    "-k",
+    "k",
+    type=int,
+    default=100,
+    show_default=True,
+    help="Importance samples for the report's log p(x) (vaekit evaluate -k for more).",
+)
+@click.option(
+    "--report-examples",
+    "report_examples",
+    type=click.IntRange(min=0),
+    default=1000,
+    show_default=True,
+    metavar="N",
+    help="Validation examples the report's log p(x) is estimated on (0: all of them).",
+)
 @click.option(
     "--overwrite",
     is_flag=True,
@@ -147,6 +171,7 @@ def train(
     config_file: str | None,
     overrides: tuple[str, ...],
     k: int,
+    report_examples: int,
     overwrite: bool,
     image_size: tuple[int, int] | None,
     label_column: int | str | None,
@@ -181,6 +206,7 @@ def train(
     refuse_if_busy(resume if resume is not None else out)  # one process writes a run folder
     if k < 1:
         raise ConfigError(f"-k must be at least 1, got {k}")
+    report = ReportSize(k, report_examples)
     if log is not None:
         require_tensorboard()  # before anything trains: the extra is missing
     check_data_option(data)
@@ -201,8 +227,8 @@ def train(
             flag = DATA_OPTIONS[next(iter(load_options))][0]
             raise ConfigError(f"--resume reads the run's data as it was read; leave out {flag}")
         _train_resume(
-            resume, out, data, epochs, seconds, seed, config_file, overrides, k, overwrite, quiet,
-            log,
+            resume, out, data, epochs, seconds, seed, config_file, overrides, report, overwrite,
+            quiet, log,
         )  # fmt: skip
         return
     if out is None:
@@ -234,7 +260,7 @@ def train(
     torch.manual_seed(train_config.seed)
     model = placed(build_model(model_config))
     metadata = _metadata(data, name, dataset, load_options)
-    _train_and_report(model, dataset, train_config, out, metadata, k, quiet, False, log)
+    _train_and_report(model, dataset, train_config, out, metadata, report, quiet, False, log)
 
 
 def _metadata(
@@ -272,7 +298,7 @@ def _train_resume(
     seed: int | None,
     config_file: str | None,
     overrides: tuple[str, ...],
-    k: int,
+    report: ReportSize,
     overwrite: bool,
     quiet: bool,
     log: str | None = None,
@@ -350,7 +376,7 @@ def _train_resume(
         click.echo(
             f"resume {run} at epoch {done + 1} of {train_config.epochs}, step {info.get('step')}"
         )
-    _train_and_report(model, dataset, train_config, run, metadata, k, quiet, True, log)
+    _train_and_report(model, dataset, train_config, run, metadata, report, quiet, True, log)
 
 
 def _check_time_left(run: Path, info: dict[str, Any], limit: float, saved: Any) -> None:
@@ -400,7 +426,7 @@ def _train_and_report(
     train_config: Any,
     out: Path,
     metadata: dict[str, Any],
-    k: int,
+    report: ReportSize,
     quiet: bool,
     resume: bool,
     log: str | None = None,
@@ -433,7 +459,7 @@ def _train_and_report(
     valid = conditions.get("valid_conditions")
     start = None if resume else _valid_elbo(model, dataset, train_config, valid)
     history = _fit(model, dataset, train_config, out, metadata, conditions, quiet, resume)
-    end = _report(model, dataset, train_config, history, valid, k, quiet)
+    end = _report(model, dataset, train_config, history, valid, report, quiet)
     if start is not None and not end >= start:  # NaN counts as worse
         lr = train_config.lr
         _warning(
@@ -542,11 +568,13 @@ def _report(
     train_config: Any,
     history: list[dict[str, Any]],
     valid_conditions: Any,
-    k: int,
+    report: ReportSize,
     quiet: bool,
 ) -> float:
     """The end-of-training report: the validation split's ELBO, log p(x) and KL (nats); returns
-    the ELBO."""
+    the ELBO. log p(x) is estimated with ``report.k`` importance samples on the first
+    ``report.examples`` validation examples (0: all), so that the report costs little next to
+    training; ``vaekit evaluate`` gives the full estimate."""
     from ..estimators import latent_stats
     from ..estimators.sharded import elbo as elbo_per_example
     from ..estimators.sharded import log_likelihood
@@ -554,7 +582,10 @@ def _report(
     x_valid = _valid_split(dataset, train_config)
     kw = {} if valid_conditions is None else {"condition": valid_conditions}
     valid_elbo = float(elbo_per_example(model, x_valid, **kw).mean())
-    valid_ll = float(log_likelihood(model, x_valid, k=k, progress=progress(quiet), **kw).mean())
+    n = len(x_valid) if report.examples == 0 else min(report.examples, len(x_valid))
+    kw_ll = {key: value[:n] for key, value in kw.items()}
+    valid_ll = log_likelihood(model, x_valid[:n], k=report.k, progress=progress(quiet), **kw_ll)
+    valid_ll = float(valid_ll.mean())
     last = history[-1]
     click.echo(
         f"trained {last['epoch']} epochs ({last['step']} steps, {last['seconds']:.1f} s, "
@@ -566,7 +597,8 @@ def _report(
             f"of {train_config.epochs} epochs"
         )
     click.echo(f"valid ELBO            {valid_elbo:10.3f} nats")
-    click.echo(f"valid log p(x), K={k:<4d} {valid_ll:10.3f} nats")
+    of = "" if n == len(x_valid) else f" ({n:,} of {len(x_valid):,} examples)"
+    click.echo(f"valid log p(x), K={report.k:<4d} {valid_ll:10.3f} nats{of}")
     if model.capabilities.exact_likelihood:  # a small discrete latent: the exact value
         exact_ll = float(model.log_likelihood_exact(x_valid).mean())
         click.echo(f"valid log p(x), exact  {exact_ll:10.3f} nats")
