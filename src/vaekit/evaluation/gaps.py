@@ -117,7 +117,9 @@ def refine_posterior(
     condition = conditions_of(model, condition, x.shape[0])
     g = seeded_generator(model.device, seed)
     locs, scales = [], []
-    bar = tqdm(total=x.shape[0], disable=not progress, unit="ex", desc="refine q", leave=False)
+    batches = -(-x.shape[0] // batch_size)
+    bar = tqdm(total=batches * steps, disable=not progress, unit="step", leave=False,
+               desc=f"refine q of {x.shape[0]} examples")  # fmt: skip
     for start in range(0, x.shape[0], batch_size):
         xb = _model_input(model, x[start : start + batch_size])
         kw = condition_rows(condition, start, batch_size)
@@ -134,6 +136,7 @@ def refine_posterior(
                 bound = _gaussian_log_w(model, xb, loc, log_std, eps, kw).mean(0).sum()
                 loc.grad, log_std.grad = torch.autograd.grad(-bound, [loc, log_std])
             optimizer(bound.detach())
+            bar.update()
         with torch.no_grad():  # noisy steps can leave an example worse off than it started
             eps = torch.randn((max(CHECK_SAMPLES, samples), *loc.shape), generator=g,
                               device=loc.device, dtype=loc.dtype)  # fmt: skip
@@ -141,7 +144,6 @@ def refine_posterior(
             better = _gaussian_log_w(model, xb, loc, log_std, eps, kw).mean(0) >= before  # (B,)
             locs.append(torch.where(better[:, None], loc, qz_x.loc))
             scales.append(torch.where(better[:, None], log_std.exp(), qz_x.scale))
-        bar.update(xb.shape[0])
     bar.close()
     loc_all, scale_all = torch.cat(locs), torch.cat(scales)
     return diag_normal(loc_all, scale=scale_all)
