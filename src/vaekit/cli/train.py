@@ -342,6 +342,8 @@ def _train_resume(
     train_config = from_dict(TrainConfig, {**saved_train, **changes}, section="train")
     rewrite = bool(info.get("finished")) and not _weights_readable(run)
     if info.get("finished") and not rewrite:
+        if data:  # other data would make another run: say so, not that the run has finished
+            _check_same_data(run, info, saved_model, metadata, data)
         limit = float(saved_train.get("time_limit") or 0)
         if train_config.epochs == done:
             click.echo(
@@ -377,6 +379,27 @@ def _train_resume(
             f"resume {run} at epoch {done + 1} of {train_config.epochs}, step {info.get('step')}"
         )
     _train_and_report(model, dataset, train_config, run, metadata, report, quiet, True, log)
+
+
+def _check_same_data(
+    run: Path, info: dict[str, Any], saved_model: Any, metadata: dict[str, Any], data: str
+) -> None:
+    """A :class:`ConfigError` unless ``--data`` is the training data the run's checkpoint
+    records (its sha256 fingerprint), read as the run reads its data."""
+    from ..models import build_model
+    from ..train import as_tensor, fingerprint
+
+    model = build_model(saved_model)
+    dataset = load_data(metadata, model, *data_source(metadata, data))
+    dtype = torch.float64 if model._dtype == torch.float64 else torch.float32
+    now = fingerprint(as_tensor(dataset.train, "training data", dtype))
+    saved = (info.get("data") or {}).get("train")
+    if isinstance(saved, str) and now != saved:
+        raise ConfigError(
+            f"--data {data!r} is not the data the run in {str(run)!r} was trained on (sha256 "
+            f"{now[:12]} vs {saved[:12]}); a resume continues the run on its own data: evaluate "
+            f"other data with vaekit evaluate {run} --data {data}, or train a new run with --out"
+        )
 
 
 def _check_time_left(run: Path, info: dict[str, Any], limit: float, saved: Any) -> None:
