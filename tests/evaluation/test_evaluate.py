@@ -100,7 +100,8 @@ def test_reproducible_under_a_seed() -> None:
     assert torch.equal(a, log_likelihood(model, x, k=50, seed=3))
     assert torch.equal(b, log_likelihood(model, x, k=50, seed=3, rows_per_chunk=7))
     assert not torch.equal(a, log_likelihood(model, x, k=50, seed=4))
-    assert model.log_likelihood(x, k=50, seed=3).equal(a)
+    assert model.log_likelihood(x, k=50, seed=3).equal(a.float())  # the model's dtype, as elbo
+    assert model.log_likelihood(x, k=50, seed=3).dtype == model.elbo(x).dtype == torch.float32
 
 
 @pytest.mark.parametrize(("k", "rows_per_chunk"), [(7, 3), (7, 1), (10, 25), (5, 10**6)])

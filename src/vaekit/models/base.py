@@ -23,9 +23,11 @@ methods (``elbo``, ``log_likelihood``) come from :mod:`vaekit.estimators` and sa
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -41,6 +43,28 @@ from .. import checkpoint, estimators
 from ..errors import DataError
 from ..objectives import Terms
 from .registry import load as load_model
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def graph_in_training(method: F) -> F:
+    """Run ``encode``/``decode`` without autograd where no graph can be wanted: a model in eval
+    mode (as :func:`vaekit.load` and :func:`vaekit.fit` leave it) whose tensor arguments do not
+    require gradients. Its results are then plain tensors (``encode(x).mean.numpy()`` works); in
+    train mode, or with an input that requires gradients (refining q(z|x), gradients with
+    respect to x), the graph is kept as before."""
+
+    @functools.wraps(method)
+    def wrapper(self: nn.Module, *args: Any, **kwargs: Any) -> Any:
+        wanted = self.training or any(
+            isinstance(a, Tensor) and a.requires_grad for a in (*args, *kwargs.values())
+        )
+        if wanted or not torch.is_grad_enabled():
+            return method(self, *args, **kwargs)
+        with torch.no_grad():
+            return method(self, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -139,9 +163,11 @@ class Model(nn.Module):
     def log_likelihood(
         self, x: Tensor, k: int = 5000, *, seed: int = 0, condition: Any = None
     ) -> Tensor:
-        """Importance-weighted estimate of log p(x) in nats (N,); see
-        :func:`vaekit.estimators.log_likelihood`."""
-        return estimators.log_likelihood(self, x, k=k, seed=seed, condition=condition)
+        """Importance-weighted estimate of log p(x) in nats (N,), in the model's dtype like
+        :meth:`elbo` (the log-sum-exp runs in float64; :func:`vaekit.log_likelihood` returns
+        that float64 result); see :func:`vaekit.estimators.log_likelihood`."""
+        ll = estimators.log_likelihood(self, x, k=k, seed=seed, condition=condition)
+        return ll.to(self._dtype)
 
     def latent_stats(
         self, x: Tensor, *, batch_size: int = 1000, samples: int = 16, seed: int = 0, **kw: Any

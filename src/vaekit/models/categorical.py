@@ -58,7 +58,7 @@ from ..estimators import examples, keeps_mode
 from ..likelihoods import LIKELIHOODS
 from ..nets import ACTIVATIONS, MLP
 from ..objectives import Terms, elbo
-from .base import Capabilities, Model
+from .base import Capabilities, Model, graph_in_training
 from .registry import register_model
 from .vae import LIKELIHOOD_CONSTRAINTS
 
@@ -302,6 +302,7 @@ class CategoricalVAE(Model):
         """The prior p(z): batch shape (), event shape (latent_dim,)."""
         return self.prior()
 
+    @graph_in_training
     def encode(self, x: Tensor, condition: Any = None) -> Categoricals:
         """q(z|x): independent categoricals, batch shape (B,), event shape (latent_dim,).
 
@@ -322,6 +323,7 @@ class CategoricalVAE(Model):
         h = self.encoder(x.reshape(x.shape[0], -1).to(self.device, self._dtype))
         return torch.log_softmax(h.reshape(x.shape[0], c.n_latents, c.n_categories), -1)
 
+    @graph_in_training
     def decode(self, z: Tensor, condition: Any = None) -> Distribution:
         """p(x|z) for z (..., latent_dim): batch shape (...), event shape data_shape.
 
@@ -474,8 +476,9 @@ class CategoricalVAE(Model):
         return elbo(self.enumerated_terms(examples(self, x).to(self.device)))
 
     def log_likelihood_exact(self, x: Tensor, **kwargs: Any) -> Tensor:
-        """Exact log p(x) in nats (N,); see :func:`log_likelihood_exact`."""
-        return log_likelihood_exact(self, x, **kwargs)
+        """Exact log p(x) in nats (N,), in the model's dtype like :meth:`log_likelihood` (the
+        module function :func:`log_likelihood_exact` returns its float64 sum)."""
+        return log_likelihood_exact(self, x, **kwargs).to(self._dtype)
 
     @property
     def capabilities(self) -> Capabilities:

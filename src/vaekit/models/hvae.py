@@ -33,7 +33,7 @@ from ..likelihoods import LIKELIHOODS
 from ..nets import MLP
 from ..objectives import Terms
 from ..priors import StandardNormalPrior
-from .base import Capabilities, Model
+from .base import Capabilities, Model, graph_in_training
 from .registry import register_model
 from .vae import ENCODER_CONSTRAINTS, LIKELIHOOD_CONSTRAINTS, MLP_CONSTRAINTS
 
@@ -143,6 +143,7 @@ class HVAE(Model):
         """The top prior p(z2) = N(0, I), event shape ``(latent_dim2,)``."""
         return self.prior()
 
+    @graph_in_training
     def encode(self, x: Tensor, condition: Any = None) -> Distribution:
         """q(z1|x): a diagonal Gaussian with batch shape (B,) and event shape (latent_dim,).
 
@@ -168,6 +169,7 @@ class HVAE(Model):
         )
         return diag_normal(loc, logvar)
 
+    @graph_in_training
     def decode(self, z: Tensor, condition: Any = None) -> Distribution:
         """p(x|z1) for z1 of shape (..., latent_dim): batch shape (...), event shape data_shape.
         z1 is read in the model's dtype, on its device. ``condition`` must be None."""

@@ -35,7 +35,7 @@ from ..likelihoods import Likelihood
 from ..objectives import Terms
 from ..priors import PRIORS
 from ..tokenizer import END, PAD, START, UNK, Tokenizer, lengths
-from .base import Capabilities, Model
+from .base import Capabilities, Model, graph_in_training
 from .registry import register_model
 from .vae import ENCODER_CONSTRAINTS
 
@@ -253,6 +253,7 @@ class TextVAE(Model):
         """The prior p(z), event shape (latent_dim,)."""
         return self.prior()
 
+    @graph_in_training
     def encode(self, x: Tensor, condition: Any = None) -> Distribution:
         """q(z|x) for ids (B, T): a diagonal Gaussian, batch shape (B,), event (latent_dim,).
         The model is not conditional: ``condition`` must be None."""
@@ -268,6 +269,7 @@ class TextVAE(Model):
         logvar = soft_clamp(raw, c.encoder_min_logvar, c.encoder_max_logvar)
         return diag_normal(loc, logvar)
 
+    @graph_in_training
     def decode(self, z: Tensor, condition: Any = None) -> SequenceDistribution:
         """p(x|z) for z (..., latent_dim): batch shape (...), event shape (T,). z is read in the
         model's dtype, on its device. ``condition`` must be None."""

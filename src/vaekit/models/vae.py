@@ -34,7 +34,7 @@ from ..likelihoods import LIKELIHOODS
 from ..nets import ACTIVATIONS, NETWORKS, Discriminator, NetSpec
 from ..objectives import Terms
 from ..priors import PRIORS, StandardNormalPrior
-from .base import Capabilities, Model, as_condition, distribution_terms
+from .base import Capabilities, Model, as_condition, distribution_terms, graph_in_training
 from .registry import register_model
 
 #: The likelihood settings every kind with a p(x|z) from :mod:`vaekit.likelihoods` shares.
@@ -201,6 +201,7 @@ class VAE(Model):
         """The prior p(z), event shape ``(latent_dim,)``."""
         return self.prior()
 
+    @graph_in_training
     def encode(self, x: Tensor, condition: Any = None) -> Distribution:
         """q(z|x) (q(z|x, c) for a conditional model): a diagonal Gaussian with batch shape (B,)
         and event shape (latent_dim,), on the model's device (``x`` is moved there).
@@ -225,6 +226,7 @@ class VAE(Model):
         loc, raw_logvar = h.chunk(2, dim=-1)
         return loc, soft_clamp(raw_logvar, c.encoder_min_logvar, c.encoder_max_logvar)
 
+    @graph_in_training
     def decode(self, z: Tensor, condition: Any = None) -> Distribution:
         """p(x|z) (p(x|z, c) for a conditional model) for z of shape (..., latent_dim): batch
         shape (...), event shape data_shape. ``condition`` as for :meth:`encode`: one per row of
