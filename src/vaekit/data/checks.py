@@ -12,31 +12,47 @@ from torch import Tensor
 from ..errors import DataError
 from .dataset import Dataset
 
+#: Keys under which a dataset item that is a dict holds its example, tried in this order.
+EXAMPLE_KEYS = ("x", "input", "inputs", "image", "images", "pixel_values", "data", "example")
 
-def as_tensor(data: Any, name: str = "data", dtype: torch.dtype = torch.float32) -> Tensor:
-    """A ``dtype`` tensor from a tensor, a numpy array, nested lists of numbers, or a map-style
-    dataset of examples.
 
-    A dataset item may be an example or a tuple whose first element is the example (labels are
-    dropped).
+def as_tensor(data: Any, name: str = "data", dtype: torch.dtype | None = torch.float32) -> Tensor:
+    """A ``dtype`` tensor (None: the numbers' own dtype) from a tensor, a numpy array, nested
+    lists of numbers, or a map-style dataset of examples.
+
+    A dataset item may be an example, a tuple whose first element is the example (labels are
+    dropped), or a dict holding the example under one of :data:`EXAMPLE_KEYS`. Anything else
+    (strings, dicts, ragged lists, object or complex arrays) is a :class:`DataError` naming
+    ``name`` and what was given, raised before torch sees it.
     """
     if isinstance(data, Tensor):
-        return data.to(dtype)
+        _check_dtype_kind(_kind(data), name, str(data.dtype))
+        return data if dtype is None else data.to(dtype)
     if isinstance(data, np.ndarray):
-        return torch.from_numpy(np.ascontiguousarray(data)).to(dtype)
+        _check_dtype_kind(data.dtype.kind, name, str(data.dtype))
+        t = torch.from_numpy(np.ascontiguousarray(data))
+        return t if dtype is None else t.to(dtype)
+    if isinstance(data, str | bytes):
+        raise DataError(
+            f"{name} is a string ({_short(data)}); give numbers: a tensor, a numpy array or "
+            "nested lists of numbers (text runs read strings with model.ids([...]))"
+        )
+    if isinstance(data, dict):
+        keys = ", ".join(repr(k) for k in list(data)[:6])
+        raise DataError(
+            f"{name} is a dict (keys {keys}); give the examples themselves, e.g. data['x'], as a "
+            "tensor, a numpy array or a list of examples"
+        )
     if isinstance(data, list | tuple):
         try:  # numbers, nested, or arrays of one shape: the examples themselves
             a = np.asarray(data)  # one copy (torch warns that lists of arrays are slow)
             if a.dtype.kind in "biuf":
-                return torch.from_numpy(np.ascontiguousarray(a)).to(dtype)
+                t = torch.from_numpy(np.ascontiguousarray(a))
+                return t if dtype is None else t.to(dtype)
         except (TypeError, ValueError, RuntimeError):
             pass  # (example, label) pairs, tensors: a dataset
     if hasattr(data, "__len__") and hasattr(data, "__getitem__"):
-        items = [data[i] for i in range(len(data))]
-        items = [it[0] if isinstance(it, tuple | list) else it for it in items]
-        if not items:
-            raise DataError(f"{name} is empty")
-        return torch.stack([torch.as_tensor(it) for it in items]).to(dtype)
+        return _stack_items(data, name, dtype)
     kind = type(data).__name__
     if isinstance(data, Dataset):
         raise DataError(
@@ -52,6 +68,67 @@ def as_tensor(data: Any, name: str = "data", dtype: torch.dtype = torch.float32)
         f"{name} must be a tensor, a numpy array, a list of examples or a map-style dataset "
         f"(len() and [i]), got {kind}"
     )
+
+
+def _kind(t: Tensor) -> str:
+    """The numpy dtype kind of a tensor's dtype: b, i, u, f or c."""
+    if t.dtype == torch.bool:
+        return "b"
+    if t.is_complex():
+        return "c"
+    return "f" if t.is_floating_point() else ("u" if t.dtype == torch.uint8 else "i")
+
+
+def _check_dtype_kind(kind: str, name: str, dtype: str) -> None:
+    if kind not in "biuf":
+        raise DataError(
+            f"{name} has dtype {dtype}; give real numbers (bool, integer or floating point)"
+        )
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 30 else text[:27] + "..."
+
+
+def _stack_items(data: Any, name: str, dtype: torch.dtype | None) -> Tensor:
+    """The items of a map-style dataset (or a list that is not one array) stacked."""
+    items = []
+    for i in range(len(data)):
+        item = data[i]
+        if isinstance(item, dict):
+            key = next((k for k in EXAMPLE_KEYS if k in item), None)
+            if key is None:
+                keys = ", ".join(repr(k) for k in list(item)[:6])
+                raise DataError(
+                    f"item {i} of {name} is a dict with keys {keys}; vaekit takes the example "
+                    f"from one of {', '.join(repr(k) for k in EXAMPLE_KEYS)}: give a dataset "
+                    "of examples or (example, label) pairs"
+                )
+            item = item[key]
+        elif isinstance(item, tuple | list) and item and not _is_number(item[0]):
+            item = item[0]  # (example, label): the label is dropped
+        if isinstance(item, str | bytes | dict) or item is None:
+            raise DataError(
+                f"item {i} of {name} is {type(item).__name__} {_short(item)}; every example "
+                "must be numbers (a tensor, an array or a list of numbers)"
+            )
+        items.append(item)
+    if not items:
+        raise DataError(f"{name} is empty")
+    tensors = [as_tensor(it, f"item {i} of {name}", None) for i, it in enumerate(items)]
+    shapes = sorted({tuple(t.shape) for t in tensors})
+    if len(shapes) > 1:
+        raise DataError(
+            f"the examples of {name} differ in shape ({', '.join(map(str, shapes[:3]))}); give "
+            "examples of one shape"
+        )
+    stacked = torch.stack(tensors)
+    return stacked if dtype is None else stacked.to(dtype)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float | bool | np.number)
 
 
 def check_examples(

@@ -93,11 +93,17 @@ def examples(model: VAE, x: Any, name: str = "data") -> Tensor:
     """``x`` as a tensor (a numpy array's dtype kept, other data sets as float32) after
     :func:`vaekit.train.check_data`: a :class:`DataError` for data that is empty, not finite,
     of another example shape or outside the likelihood's support."""
-    if isinstance(x, np.ndarray):
-        x = torch.from_numpy(np.ascontiguousarray(x))
-    x = x if isinstance(x, Tensor) else as_tensor(x, name)
+    keep = isinstance(x, np.ndarray | Tensor)  # their dtype is kept; other data as float32
+    x = as_tensor(x, name, None if keep else torch.float32)
     check_data(model, x, name)
     return x
+
+
+def as_input(x: Any, name: str = "x") -> Tensor:
+    """``x`` (a tensor, numpy array or nested lists of numbers) as a tensor of its own numeric
+    dtype, for a model's ``encode``/``reconstruct``: a :class:`DataError` naming ``name`` for
+    strings, dicts, ragged lists, object or complex arrays, before torch sees them."""
+    return as_tensor(x, name, None)
 
 
 def conditions_of(model: VAE, condition: Any, n: int) -> Tensor | None:

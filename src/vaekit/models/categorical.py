@@ -54,7 +54,7 @@ from ..config import (
     sizes,
 )
 from ..errors import ConfigError, DataError
-from ..estimators import examples, keeps_mode
+from ..estimators import as_input, examples, keeps_mode
 from ..likelihoods import LIKELIHOODS
 from ..nets import ACTIVATIONS, MLP
 from ..objectives import Terms, elbo
@@ -314,7 +314,7 @@ class CategoricalVAE(Model):
     def _encode_logits(self, x: Tensor, condition: Any = None) -> Tensor:
         """Normalised log q(z_l = c | x), (B, n_latents, n_categories)."""
         c = self.config
-        x = torch.as_tensor(x)
+        x = as_input(x)
         if tuple(x.shape[1:]) != c.data_shape:
             raise DataError(
                 f"input has example shape {tuple(x.shape[1:])} but the model expects {c.data_shape}"
@@ -354,7 +354,7 @@ class CategoricalVAE(Model):
         KL (B,) is always given. ``generator`` makes the draws reproducible.
         """
         log_q = self._encode_logits(x, condition)  # (B, L, C)
-        x, k = torch.as_tensor(x).to(self.device, self._dtype), check_count("k", k)
+        x, k = as_input(x).to(self.device, self._dtype), check_count("k", k)
         if not self.training:
             return self._sampled_terms(x, log_q, k, generator)
         estimator = self.config.training_estimator

@@ -29,6 +29,7 @@ from torch.distributions import Distribution
 from ..config import Constraints, check_count, check_settings, configure, positive_int, sizes
 from ..distributions import diag_normal, gaussian_log_prob, gaussian_log_prob_eps, soft_clamp
 from ..errors import DataError
+from ..estimators import as_input
 from ..likelihoods import LIKELIHOODS
 from ..nets import MLP
 from ..objectives import Terms
@@ -150,7 +151,7 @@ class HVAE(Model):
         Its ``.mean`` is the embedding of ``x``. The model is not conditional: ``condition``
         must be None.
         """
-        x = torch.as_tensor(x)
+        x = as_input(x)
         self._check(x)
         self.condition(condition, x.shape[0])
         x = x.reshape(x.shape[0], -1).to(self.device, self._dtype)
@@ -192,7 +193,7 @@ class HVAE(Model):
         log p(x|z1), log p(z1|z2) + log p(z2) and log q(z1|x) + log q(z2|z1), each (k, B);
         ``kl`` is None. ``generator`` makes the noise reproducible.
         """
-        x = torch.as_tensor(x)
+        x = as_input(x)
         self._check(x)
         self.condition(condition, x.shape[0])
         x, k = x.to(self.device), check_count("k", k)

@@ -31,6 +31,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from ..config import Constraints, check_count, check_settings, configure, fraction, positive_int
 from ..distributions import diag_normal, rsample, soft_clamp
 from ..errors import ConfigError, DataError
+from ..estimators import as_input
 from ..likelihoods import Likelihood
 from ..objectives import Terms
 from ..priors import PRIORS
@@ -373,7 +374,7 @@ class TextVAE(Model):
     def _check(self, x: Tensor) -> Tensor:
         """Ids (B, T) as int64 on the model's device, after checking shape and range."""
         t = self.config.data_dim
-        x = torch.as_tensor(x)
+        x = as_input(x)
         if x.ndim != 2 or x.shape[1] != t:
             raise DataError(
                 f"input has example shape {tuple(x.shape[1:])} but the text model expects ({t},) "

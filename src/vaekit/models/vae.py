@@ -30,6 +30,7 @@ from ..config import (
 )
 from ..distributions import diag_normal, gaussian_log_prob_eps, soft_clamp
 from ..errors import ConfigError, DataError
+from ..estimators import as_input
 from ..likelihoods import LIKELIHOODS
 from ..nets import ACTIVATIONS, NETWORKS, Discriminator, NetSpec
 from ..objectives import Terms
@@ -210,7 +211,7 @@ class VAE(Model):
         (conditional models only): integer labels (B,), vectors (B, condition_dim), or one label
         or vector for every example.
         """
-        x = torch.as_tensor(x)
+        x = as_input(x)
         c = self.config
         if tuple(x.shape[1:]) != c.data_shape:
             raise DataError(
@@ -283,7 +284,7 @@ class VAE(Model):
         :meth:`encode` (conditional models only). ``x`` is moved to the model's device.
         """
         k = check_count("k", k)
-        x = torch.as_tensor(x).to(self.device)
+        x = as_input(x).to(self.device)
         if tuple(x.shape[1:]) != self.config.data_shape:
             self.encode(x, condition)  # raises the DataError that names the shapes
         eps_shape = (k, x.shape[0], self.config.latent_dim)
