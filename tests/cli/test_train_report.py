@@ -11,7 +11,7 @@ import torch
 from conftest import run_cli
 
 import vaekit
-from vaekit.cli.train import _valid_split
+from vaekit.cli.report import valid_split
 from vaekit.estimators import log_likelihood
 
 SMALL = ["--data", "digits", "--epochs", "2", "--set", "hidden=[16]", "--set", "latent_dim=2"]
@@ -35,7 +35,7 @@ def test_report_estimates_on_the_examples_it_names(
     model = vaekit.load(run)
     dataset = vaekit.data.load("digits", seed=0)
     train_config = vaekit.TrainConfig(**vaekit.checkpoint.read_config(run)["train"])
-    x = _valid_split(dataset, train_config)
+    x = valid_split(dataset, train_config)
     torch.manual_seed(0)
     first = log_likelihood(model, x[:2], k=2000).mean().item()
     everything = log_likelihood(model, x, k=2000).mean().item()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import click
@@ -95,3 +96,8 @@ def echo_and_write(out: Path, lines: list[str]) -> None:
     echo_lines(lines)
     write(out, "".join(f"{line}\n" for line in lines).encode())
     wrote(out)
+
+
+def progress(quiet: bool) -> bool:
+    """Whether to show progress bars: not asked to be quiet, and stderr is a terminal."""
+    return not quiet and sys.stderr.isatty()

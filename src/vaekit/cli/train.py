@@ -8,7 +8,7 @@ import math
 import sys
 import textwrap
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 import click
 import torch
@@ -20,8 +20,9 @@ from ..logs import LOGGERS, TENSORBOARD_FOLDER, require_tensorboard, tensorboard
 from ..runs import CONFIG_FILE, METRICS_FILE, STATE_FILE, WEIGHTS_FILE
 from ..settings import resolve_config, retokenize
 from .group import description, placed
-from .output import check_writable, wrote
+from .output import check_writable, progress, wrote
 from .params import Duration, ImageSize, KeyValue, LabelColumn, seed_range
+from .report import ReportSize, report, valid_elbo
 from .run import check_data_option, condition_dim, data_source, load_data, split_conditions
 
 if TYPE_CHECKING:
@@ -36,19 +37,6 @@ DATA_OPTIONS = {
     "examples": ("--examples", "shapes and dsprites"),
     "factors": ("--factors", "arrays, CSV files and folders of images"),
 }
-
-
-class ReportSize(NamedTuple):
-    """How much the end-of-training report's log p(x) costs: ``k`` importance samples on
-    ``examples`` validation examples (0: all)."""
-
-    k: int
-    examples: int
-
-
-def progress(quiet: bool) -> bool:
-    """Whether to show progress bars: not asked to be quiet, and stderr is a terminal."""
-    return not quiet and sys.stderr.isatty()
 
 
 def settings_line(config: dict[str, Any]) -> str:
@@ -206,7 +194,7 @@ def train(
     refuse_if_busy(resume if resume is not None else out)  # one process writes a run folder
     if k < 1:
         raise ConfigError(f"-k must be at least 1, got {k}")
-    report = ReportSize(k, report_examples)
+    size = ReportSize(k, report_examples)
     if log is not None:
         require_tensorboard()  # before anything trains: the extra is missing
     check_data_option(data)
@@ -227,7 +215,7 @@ def train(
             flag = DATA_OPTIONS[next(iter(load_options))][0]
             raise ConfigError(f"--resume reads the run's data as it was read; leave out {flag}")
         _train_resume(
-            resume, out, data, epochs, seconds, seed, config_file, overrides, report, overwrite,
+            resume, out, data, epochs, seconds, seed, config_file, overrides, size, overwrite,
             quiet, log,
         )  # fmt: skip
         return
@@ -260,7 +248,7 @@ def train(
     torch.manual_seed(train_config.seed)
     model = placed(build_model(model_config))
     metadata = _metadata(data, name, dataset, load_options)
-    _train_and_report(model, dataset, train_config, out, metadata, report, quiet, False, log)
+    _train_and_report(model, dataset, train_config, out, metadata, size, quiet, False, log)
 
 
 def _metadata(
@@ -298,7 +286,7 @@ def _train_resume(
     seed: int | None,
     config_file: str | None,
     overrides: tuple[str, ...],
-    report: ReportSize,
+    size: ReportSize,
     overwrite: bool,
     quiet: bool,
     log: str | None = None,
@@ -342,16 +330,17 @@ def _train_resume(
     train_config = from_dict(TrainConfig, {**saved_train, **changes}, section="train")
     rewrite = bool(info.get("finished")) and not _weights_readable(run)
     if info.get("finished") and not rewrite:
-        if data:  # other data would make another run: say so, not that the run has finished
-            _check_same_data(run, info, saved_model, metadata, data)
         limit = float(saved_train.get("time_limit") or 0)
+        ended = info.get("time_limit_reached") and train_config.time_limit == limit
+        if data and (train_config.epochs == done or ended):  # nothing to train: other data
+            _check_same_data(run, info, saved_model, metadata, data)  # is refused, not ignored
         if train_config.epochs == done:
             click.echo(
                 f"{run} has already finished its {done} epochs; to train further give --epochs N "
                 f"with N more than {done}"
             )
             return
-        if info.get("time_limit_reached") and train_config.time_limit == limit:
+        if ended:
             click.echo(
                 f"{run} reached its time limit of {limit:g} s after {done} epochs; to train "
                 f"further give a longer --time-limit (or 0 for none)"
@@ -378,7 +367,7 @@ def _train_resume(
         click.echo(
             f"resume {run} at epoch {done + 1} of {train_config.epochs}, step {info.get('step')}"
         )
-    _train_and_report(model, dataset, train_config, run, metadata, report, quiet, True, log)
+    _train_and_report(model, dataset, train_config, run, metadata, size, quiet, True, log)
 
 
 def _check_same_data(
@@ -449,7 +438,7 @@ def _train_and_report(
     train_config: Any,
     out: Path,
     metadata: dict[str, Any],
-    report: ReportSize,
+    size: ReportSize,
     quiet: bool,
     resume: bool,
     log: str | None = None,
@@ -480,9 +469,9 @@ def _train_and_report(
         warn = _warning  # one line on stderr; training goes on
         conditions["callbacks"] = [tensorboard_log(model, dataset, train_config, out, warn)]
     valid = conditions.get("valid_conditions")
-    start = None if resume else _valid_elbo(model, dataset, train_config, valid)
+    start = None if resume else valid_elbo(model, dataset, train_config, valid)
     history = _fit(model, dataset, train_config, out, metadata, conditions, quiet, resume)
-    end = _report(model, dataset, train_config, history, valid, report, quiet)
+    end = report(model, dataset, train_config, history, valid, size, quiet)
     if start is not None and not end >= start:  # NaN counts as worse
         lr = train_config.lr
         _warning(
@@ -493,29 +482,6 @@ def _train_and_report(
     wrote(*(out / f for f in (CONFIG_FILE, WEIGHTS_FILE, METRICS_FILE, STATE_FILE)))
     if log is not None and not conditions["callbacks"][0].failed:
         wrote(out / TENSORBOARD_FOLDER)
-
-
-def _valid_split(dataset: Dataset, train_config: Any) -> Any:
-    """The validation split as the report measures it (one fixed binarisation where training
-    binarises anew each epoch)."""
-    from ..train import binarize
-
-    if train_config.binarize == "dynamic":
-        return binarize(dataset.valid, seed=train_config.seed + 1)
-    return dataset.valid
-
-
-def _valid_elbo(
-    model: VAE, dataset: Dataset, train_config: Any, valid_conditions: Any
-) -> float | None:
-    """The mean ELBO (nats) of the validation split, as the report measures it; None without
-    validation examples."""
-    from ..estimators.sharded import elbo as elbo_per_example
-
-    if len(dataset.valid) == 0:
-        return None
-    kw = {} if valid_conditions is None else {"condition": valid_conditions}
-    return float(elbo_per_example(model, _valid_split(dataset, train_config), **kw).mean())
 
 
 def _warning(message: str) -> None:
@@ -583,53 +549,3 @@ def _fit(
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
-
-
-def _report(
-    model: VAE,
-    dataset: Dataset,
-    train_config: Any,
-    history: list[dict[str, Any]],
-    valid_conditions: Any,
-    report: ReportSize,
-    quiet: bool,
-) -> float:
-    """The end-of-training report: the validation split's ELBO, log p(x) and KL (nats); returns
-    the ELBO. log p(x) is estimated with ``report.k`` importance samples on the first
-    ``report.examples`` validation examples (0: all), so that the report costs little next to
-    training; ``vaekit evaluate`` gives the full estimate."""
-    from ..estimators import latent_stats
-    from ..estimators.sharded import elbo as elbo_per_example
-    from ..estimators.sharded import log_likelihood
-
-    x_valid = _valid_split(dataset, train_config)
-    kw = {} if valid_conditions is None else {"condition": valid_conditions}
-    valid_elbo = float(elbo_per_example(model, x_valid, **kw).mean())
-    n = len(x_valid) if report.examples == 0 else min(report.examples, len(x_valid))
-    kw_ll = {key: value[:n] for key, value in kw.items()}
-    valid_ll = log_likelihood(model, x_valid[:n], k=report.k, progress=progress(quiet), **kw_ll)
-    valid_ll = float(valid_ll.mean())
-    last = history[-1]
-    click.echo(
-        f"trained {last['epoch']} epochs ({last['step']} steps, {last['seconds']:.1f} s, "
-        f"{last['skipped_steps']} skipped) on {dataset.name} {tuple(dataset.data_shape)}"
-    )
-    if last.get("stopped") == "time_limit" and train_config.time_limit > 0:
-        click.echo(
-            f"stopped by the time limit ({train_config.time_limit:g} s) after {last['epoch']} "
-            f"of {train_config.epochs} epochs"
-        )
-    click.echo(f"valid ELBO            {valid_elbo:10.3f} nats")
-    of = "" if n == len(x_valid) else f" ({n:,} of {len(x_valid):,} examples)"
-    click.echo(f"valid log p(x), K={report.k:<4d} {valid_ll:10.3f} nats{of}")
-    if model.capabilities.exact_likelihood:  # a small discrete latent: the exact value
-        exact_ll = float(model.log_likelihood_exact(x_valid).mean())
-        click.echo(f"valid log p(x), exact  {exact_ll:10.3f} nats")
-    stats = latent_stats(model, x_valid, **kw)
-    active = int((stats["activity"] > 0.01).sum())
-    kl_valid = float(stats["kl"] if "kl" in stats else stats["kl_per_dim"].sum())
-    click.echo(
-        f"valid KL              {kl_valid:10.3f} nats, "
-        f"{active} of {len(stats['kl_per_dim'])} latent dims active"
-    )
-    return valid_elbo
