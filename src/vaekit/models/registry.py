@@ -6,6 +6,7 @@ is imported; importing :mod:`vaekit.models` imports vaekit's own.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -71,8 +72,59 @@ def model_class(config: Any) -> type[nn.Module]:
 
 
 def build_model(config: Any) -> nn.Module:
-    """A freshly initialised model of the kind ``config`` configures."""
-    return model_class(config)(config)
+    """A freshly initialised model of the kind ``config`` configures. A model whose weights
+    would not fit in the memory this machine has free is a :class:`ConfigError` with the
+    estimate, before anything is allocated."""
+    cls = model_class(config)
+    need, have = weight_bytes(config), available_memory()
+    if need is not None and have is not None and need > have:
+        raise ConfigError(
+            f"a {cls.kind} model with these settings needs {_size(need)} for its weights "  # type: ignore[attr-defined]
+            f"alone, more than the {_size(have)} of memory free on this machine; lower hidden, "
+            "latent_dim, channels or the size of the examples"
+        )
+    return cls(config)
+
+
+def weight_bytes(config: Any) -> int | None:
+    """Bytes of the weights and buffers of a model of ``config``, counted by building it on
+    PyTorch's meta device (shapes only, nothing allocated); None for a kind that cannot be
+    built there."""
+    try:
+        with torch.device("meta"):
+            model = model_class(config)(config)
+    except RuntimeError as err:
+        if "overflow" in str(err):  # a tensor of more than 2^63 bytes
+            return 2**64
+        return None  # a kind that reads values while it initialises
+    except (NotImplementedError, ValueError, TypeError):
+        return None
+    tensors = (*model.parameters(), *model.buffers())
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def available_memory() -> int | None:
+    """Bytes of memory free for a new model on this machine (Linux's MemAvailable); None where
+    the system does not say."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _size(n: int) -> str:
+    """Bytes for a person: 3.2 GiB, 1.0e+27 bytes past a pebibyte."""
+    for unit, scale in (("KiB", 2**10), ("MiB", 2**20), ("GiB", 2**30), ("TiB", 2**40)):
+        if n < 1024 * scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{float(n):.1e} bytes"
 
 
 def read_config(path: str | Path) -> dict[str, Any]:
