@@ -58,8 +58,16 @@ def test_to_images_ranges() -> None:
     images = viz.to_images(x, (2, 4))
     assert images.shape == (2, 2, 4, 1)
     np.testing.assert_allclose(images[0, :, :, 0].ravel(), np.linspace(0, 1, 8), atol=1e-6)
-    wide = viz.to_images(np.array([[-3.0, 0.0, 3.0, 1.0]]), (2, 2))  # outside: min..max
-    np.testing.assert_allclose(wide.ravel(), [0, 0.5, 1, 4 / 6], atol=1e-6)
+    wide = viz.to_images(np.linspace(-3, 3, 201)[None], (1, 201)).ravel()  # its own range
+    lo, hi = np.percentile(np.linspace(-3, 3, 201), [0.5, 99.5])
+    np.testing.assert_allclose(wide[100], (0 - lo) / (hi - lo), atol=1e-6)
+    assert wide[0] == 0 and wide[-1] == 1  # the tails past the percentiles are clipped
+    # a Gaussian model's draws: data in [0, 1] and a few strays past it are clipped, not
+    # stretched (before, the strays made 0.5 a washed-out grey)
+    draws = np.r_[np.linspace(0, 1, 998), -0.6, 1.7].astype(np.float32)
+    images = viz.to_images(draws[None], (1, 1000)).ravel()
+    np.testing.assert_allclose(images[:998], np.linspace(0, 1, 998), atol=1e-6)
+    assert images[998] == 0 and images[999] == 1
     rgb = viz.to_images(torch.rand(3, 3 * 4 * 5), (3, 4, 5))
     assert rgb.shape == (3, 4, 5, 3)
 
@@ -71,7 +79,7 @@ def test_grid_layout_and_scale() -> None:
     a = np.asarray(img)
     assert a[0, 0] == 128 and a[1, 1] == 255  # grey gap, white tile
     assert a[-2, -2] == 128  # empty slots of the last row stay grey
-    assert viz.grid(images, ncols=4).size == (6 * (4 * 7 + 1), 6 * (3 * 9 + 1))  # 6x: 36 px
+    assert viz.grid(images, ncols=4).size == (11 * (4 * 7 + 1), 11 * (3 * 9 + 1))  # 66 px
     assert viz.grid(images, ncols=5, pad=0, scale=2).size == (2 * 30, 2 * 16)
     assert viz.grid(np.zeros((2, 4, 4, 3), np.float32), scale=1).mode == "RGB"
 

@@ -197,7 +197,7 @@ def test_sample(capsys: pytest.CaptureFixture[str], run: Path, tmp_path: Path) -
 def test_sample_default_path(capsys: pytest.CaptureFixture[str], run: Path) -> None:
     code, out, _ = run_cli(capsys, "sample", run, "-n", "4", "--draw")
     assert code == 0
-    assert png(run / "figures" / "samples.png").shape == (4 * 19, 4 * 19)  # enlarged 4x
+    assert png(run / "figures" / "samples.png").shape == (8 * 19, 8 * 19)  # 8x8 tiles: 64 px
     assert str(run / "figures" / "samples.png") in out
 
 
@@ -214,7 +214,9 @@ def test_manifold(capsys: pytest.CaptureFixture[str], run: Path, tmp_path: Path)
     code, out, err = run_cli(capsys, "manifold", run, "-n", "5", "--scale", "1",
                              "-o", tmp_path / "m.png")  # fmt: skip
     assert code == 0, err
-    assert png(tmp_path / "m.png").shape == (5 * 8, 5 * 8)  # no gaps
+    picture = png(tmp_path / "m.png")
+    assert picture.shape == (5 * 9 + 1, 5 * 9 + 1)  # a one-pixel gap between the tiles
+    assert (picture[::9] == 128).all() and (picture[:, ::9] == 128).all()
     assert "largest KL" in out
     code, out, err = run_cli(capsys, "manifold", run, "-n", "3", "--dims", "2,0",
                              "-o", tmp_path / "m2.png")  # fmt: skip

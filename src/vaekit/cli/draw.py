@@ -357,7 +357,7 @@ def manifold(
     z = viz.manifold_latents(n, latent_dim, (d0, d1), samples)
     with torch.no_grad():
         x_grid = model.decode(z, **kw).mean  # (n * n, *data_shape)
-    viz.save(viz.example_grid(x_grid, shape, n, pad=0, scale=scale), out)
+    viz.save(viz.example_grid(x_grid, shape, n, scale=scale), out)
     click.echo(f"{n}x{n} manifold over latent dims {d0} (down) and {d1} (across){how}")
     wrote(out)
 
