@@ -461,6 +461,8 @@ def _train_and_report(
         }
     sizes = f"{len(dataset.train)} train / {len(dataset.valid)} valid / {len(dataset.test)} test"
     click.echo(wrapped("data", f"{name} {tuple(dataset.data_shape)}, {sizes}"))
+    for note in dataset.notes:
+        click.echo(wrapped("note", note.replace("image_size", "--image-size")))
     click.echo(wrapped("model", settings_line(model_table(model.config))))
     click.echo(wrapped("train", settings_line(to_dict(train_config))))
     if description() is not None:  # under torchrun: the processes that share the run

@@ -4,7 +4,7 @@ class-folder layout, hidden files, tensors from arrays, static binarisation and 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +33,8 @@ class Dataset:
     label_names: class name of each label value, where known.
     binarization: "static" when the values were replaced by one fixed Bernoulli draw, else "none".
     source: the file or folder the data was read from ("" for built-in data).
+    notes: what reading the data changed that a person should know (a size chosen for large
+        photos, images resized or converted to one size and colour), one sentence each.
     media: what the examples stand for when they are not arrays or images, saved with a run so
         its commands write them back as files: ``{"kind": "text"}`` (token ids, see
         :mod:`vaekit.data.text`) or ``{"kind": "audio", ...}`` (log-mel spectrograms and the
@@ -65,6 +67,7 @@ class Dataset:
     factor_names: list[str] | None = None
     factor_sizes: list[int] | None = None
     render_factors: Callable[[np.ndarray], Tensor] | None = None
+    notes: list[str] = field(default_factory=list)
 
     @property
     def data_shape(self) -> tuple[int, ...]:

@@ -17,6 +17,10 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".we
 #: before any image is resized (one 4096 x 4096 RGB image is already 200 MB as float32).
 MAX_IMAGE_SIDE = 4096
 
+#: The longest side an image folder is resized to when no image_size is given: full-size photos
+#: (427x640 RGB is 820k inputs) would make networks far larger than memory.
+DEFAULT_MAX_SIDE = 64
+
 #: Pillow's modes of grey images; those of more than 8 bits a pixel are scaled to 8 bits.
 _GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
 
@@ -53,14 +57,38 @@ def load_image_folder(
             "nor in sub-folders"
         )
     images = [_read_image(p) for p in paths]
+    notes = []
     if image_size is None:
         counts = Counter(im.size for im in images)
         w, h = max(counts, key=lambda s: (counts[s], s[0] * s[1]))
+        if max(h, w) > DEFAULT_MAX_SIDE:
+            f = DEFAULT_MAX_SIDE / max(h, w)
+            h0, w0, h, w = h, w, max(1, round(h * f)), max(1, round(w * f))
+            notes.append(
+                f"the images are {h0}x{w0}; training at {h}x{w}, the longest side "
+                f"{DEFAULT_MAX_SIDE} pixels (give image_size to choose another size)"
+            )
     else:
         h, w = _checked_size(image_size)
+    notes += _changes(images, h, w)
     x = _pixels(images, h, w)
     y = np.array(labels, dtype=np.int64) if labels is not None else None
-    return from_array(folder.name, x, y, seed, folder, eight_bit=True, label_names=names)
+    ds = from_array(folder.name, x, y, seed, folder, eight_bit=True, label_names=names)
+    ds.notes = notes
+    return ds
+
+
+def _changes(images: list[Any], h: int, w: int) -> list[str]:
+    """Sentences on what reading does to a folder that mixes sizes, or grey and colour."""
+    notes = []
+    resized = sum(im.size != (w, h) for im in images)
+    sizes = len({im.size for im in images})
+    if resized and sizes > 1:
+        notes.append(f"{resized} of {len(images)} images of {sizes} sizes resized to {h}x{w}")
+    grey = sum(im.mode != "RGB" for im in images)
+    if 0 < grey < len(images):
+        notes.append(f"{grey} of {len(images)} images are grey: converted to colour (RGB)")
+    return notes
 
 
 def _read_image(path: Path) -> Any:
