@@ -367,7 +367,18 @@ def scatter(
 
 def _name(label: Any, names: Sequence[str] | None) -> str:
     i = int(label)
-    return str(names[i]) if names is not None and 0 <= i < len(names) else str(i)
+    return printable(names[i]) if names is not None and 0 <= i < len(names) else str(i)
+
+
+def printable(name: Any) -> str:
+    """``name`` as text any font and file can take: a folder name that is not valid UTF-8 (read
+    by Python with surrogate escapes, e.g. 'caf\\udce9') shows its bytes as \\x escapes
+    ('caf\\xe9')."""
+    text = str(name)
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a lone surrogate that is no escaped byte
+        return text.encode("utf-8", "backslashreplace").decode("ascii")
 
 
 def curves(
