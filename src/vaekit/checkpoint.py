@@ -437,12 +437,32 @@ def _run_files(path: Path) -> list[Path]:
     return [f for f in files if f.is_file()]
 
 
+def check_no_links(path: Path) -> None:
+    """A :class:`CheckpointError` naming the first of a run folder's own files or folders
+    (config.json, the weights, the training state, metrics.jsonl, figures/, the derived files
+    and folders, .vaekit-previous) that is a symbolic link: setting a run aside, putting it back
+    or dropping it would move or delete files through the link, outside the folder."""
+    names = {PREVIOUS_FOLDER, TENSORBOARD_FOLDER, *RUN_NAMES, *DERIVED_SOUND_FOLDERS}
+    for name in DERIVED_FILES:
+        parts = Path(name).parts
+        names.update(str(Path(*parts[: i + 1])) for i in range(len(parts)))
+    for name in sorted(names):
+        if (path / name).is_symlink():
+            target = os.readlink(path / name)
+            raise CheckpointError(
+                f"{str(path / name)!r} is a symbolic link (to {target!r}); vaekit does not move or "
+                "delete a run's files through links: put the file or folder itself there, or "
+                "train into another folder"
+            )
+
+
 def set_aside_run(path: str | Path) -> bool:
     """Move the run in the folder ``path``, if one is there, into ``path/.vaekit-previous`` (same
     relative paths), so that a new run can start there and :func:`restore_run` can put the old
     one back if the new one fails. Other files stay where they are. Returns whether a run was
     there."""
     path = Path(path)
+    check_no_links(path)
     if not any((path / name).is_file() for name in (CONFIG_FILE, WEIGHTS_FILE, STATE_FILE)):
         return False
     keep = path / PREVIOUS_FOLDER
@@ -472,7 +492,7 @@ def restore_run(path: str | Path) -> None:
     """Undo :func:`set_aside_run`: remove the new run's files and move the old run back."""
     path = Path(path)
     keep = path / PREVIOUS_FOLDER
-    if not keep.is_dir():
+    if not keep.is_dir() or keep.is_symlink():
         return
     for file in _run_files(path):
         file.unlink(missing_ok=True)
@@ -484,8 +504,13 @@ def restore_run(path: str | Path) -> None:
 
 
 def drop_previous(path: str | Path) -> None:
-    """Remove the run :func:`set_aside_run` kept, once the new one stands in its place."""
-    shutil.rmtree(Path(path) / PREVIOUS_FOLDER, ignore_errors=True)
+    """Remove the run :func:`set_aside_run` kept, once the new one stands in its place (a link
+    there is removed, never what it points to)."""
+    keep = Path(path) / PREVIOUS_FOLDER
+    if keep.is_symlink():
+        keep.unlink()
+        return
+    shutil.rmtree(keep, ignore_errors=True)
 
 
 def write_config(path: str | Path, model: Any, **metadata: Any) -> None:

@@ -36,8 +36,12 @@ def check_output(
         raise ConfigError(f"output {str(path)!r} must end in {' or '.join(suffixes)}")
     if path.is_dir():
         raise ConfigError(f"output {str(path)!r} is a folder; give a file name")
-    if path.name in RUN_NAMES and (path.parent / CONFIG_FILE).exists():
-        raise ConfigError(f"output {str(path)!r} would replace a run's own file; choose another")
+    for named in (path, _resolved(path)):  # as given, and through links and '..'
+        if named.name in RUN_NAMES and (named.parent / CONFIG_FILE).exists():
+            raise ConfigError(
+                f"output {str(path)!r} would replace a run's own file ({str(named)!r}); choose "
+                "another"
+            )
     check_writable(path, start=path.parent)
     return path
 
@@ -62,6 +66,14 @@ def check_writable(path: Path, what: str = "", start: Path | None = None) -> Non
     if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
         name = f"{what} {str(path)!r}" if what else repr(str(path))
         raise ConfigError(f"cannot write {name}: {str(folder)!r} is not a writable folder")
+
+
+def _resolved(path: Path) -> Path:
+    """``path`` with every link and '..' resolved (as far as it exists)."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # a loop of links: the path as given is all there is
+        return path
 
 
 def same_file(a: Path, b: Path) -> bool:
