@@ -87,6 +87,8 @@ def main() -> None:
     )
     try:
         run(mode, int(rank), Path(out))
+        if mode != "hang":
+            torch.distributed.barrier()  # every rank done before the group is torn down
     except VaekitError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
