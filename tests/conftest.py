@@ -12,6 +12,7 @@ set to the exact posterior, or to a deliberately imperfect one.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 from collections.abc import Callable
@@ -181,6 +182,18 @@ def snapshot(run: Path) -> dict[str, tuple[bytes, int]]:
     from vaekit.cli import RUN_FILES
 
     return {f: ((run / f).read_bytes(), (run / f).stat().st_mtime_ns) for f in RUN_FILES}
+
+
+def digest(folder: Path) -> dict[str, str]:
+    """sha256 of every file under ``folder`` (links as their targets' names), to show that a
+    refused command left a folder byte for byte as it was."""
+    out = {}
+    for p in sorted(folder.rglob("*")):
+        if p.is_symlink():
+            out[str(p.relative_to(folder))] = "link:" + os.readlink(p)
+        elif p.is_file():
+            out[str(p.relative_to(folder))] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
 
 
 def png(path: Path) -> np.ndarray:

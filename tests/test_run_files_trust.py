@@ -8,7 +8,6 @@ A real digits run is trained once for the module; each case damages a copy of it
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import json
 import os
@@ -22,6 +21,7 @@ from typing import Any
 
 import pytest
 import torch
+from conftest import digest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from safetensors.torch import load_file, save_file
@@ -74,17 +74,6 @@ def subprocess_vaekit(*args: str, timeout: float = 120, memory: int | None = Non
         timeout=timeout,
         preexec_fn=limit,
     )
-
-
-def digest(folder: Path) -> dict[str, str]:
-    """sha256 of every file under ``folder`` (links as their targets' names)."""
-    out = {}
-    for p in sorted(folder.rglob("*")):
-        if p.is_symlink():
-            out[str(p.relative_to(folder))] = "link:" + os.readlink(p)
-        elif p.is_file():
-            out[str(p.relative_to(folder))] = hashlib.sha256(p.read_bytes()).hexdigest()
-    return out
 
 
 def refused(code: int, err: str) -> str:

@@ -3,12 +3,11 @@ at build (training, the Python API) and when a run's config.json asks for one (l
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import digest, run_cli
 
 import vaekit
 from vaekit import ConfigError, VAEConfig
@@ -41,14 +40,6 @@ def test_training_a_huge_model_is_one_line(
     assert not out.exists()
 
 
-def _tree(folder: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
-
-
 @pytest.mark.parametrize(("key", "value"), [("data_shape", [2**62]), ("latent_dim", 10**9)])
 def test_a_config_asking_for_a_huge_model_is_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], key: str, value: object
@@ -60,10 +51,10 @@ def test_a_config_asking_for_a_huge_model_is_refused(
     config = json.loads((run / "config.json").read_text())
     config["model"][key] = value
     (run / "config.json").write_text(json.dumps(config))
-    before = _tree(run)
+    before = digest(run)
     with pytest.raises(vaekit.VaekitError):
         vaekit.load(run)
     code, _, err = run_cli(capsys, "sample", run, "-n", "4")
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert "Traceback" not in err
-    assert _tree(run) == before
+    assert digest(run) == before

@@ -3,12 +3,11 @@ output that resolves to a run's own file is refused, however it is spelled."""
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import digest, run_cli
 
 from vaekit.checkpoint import drop_previous
 from vaekit.runs import PREVIOUS_FOLDER
@@ -25,14 +24,6 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def _tree(folder: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
-
-
 @pytest.mark.parametrize("name", ["figures", PREVIOUS_FOLDER])
 def test_a_new_run_refuses_a_folder_linked_outside(
     trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str
@@ -44,13 +35,13 @@ def test_a_new_run_refuses_a_folder_linked_outside(
     (outside / "config.json").write_bytes(b"{}")
     shutil.rmtree(run / name, ignore_errors=True)
     (run / name).symlink_to(outside)
-    before, kept = _tree(run), _tree(outside)
+    before, kept = digest(run), digest(outside)
     code, _, err = run_cli(capsys, "train", "--data", "digits", "--out", run, "--overwrite",
                            *SMALL)  # fmt: skip
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert f"{name}' is a symbolic link" in err
-    assert _tree(outside) == kept  # before: moved into .vaekit-previous and deleted with it
-    assert _tree(run) == before and (run / name).is_symlink()
+    assert digest(outside) == kept  # before: moved into .vaekit-previous and deleted with it
+    assert digest(run) == before and (run / name).is_symlink()
 
 
 def test_dropping_a_linked_previous_run_removes_the_link_only(tmp_path: Path) -> None:
@@ -71,7 +62,7 @@ def test_an_output_linked_to_a_runs_own_file_is_refused(
     shutil.copytree(trained, other)
     link = tmp_path / "report.json"
     link.symlink_to(other / "config.json")
-    before = _tree(other)
+    before = digest(other)
     code, _, err = run_cli(capsys, "evaluate", trained, "-k", "2", "-q", "--output", link)
     assert code == 2 and "would replace a run's own file" in err and "other/config.json" in err
-    assert _tree(other) == before and link.is_symlink()
+    assert digest(other) == before and link.is_symlink()
