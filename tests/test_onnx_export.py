@@ -45,6 +45,13 @@ def _build(kind: str) -> nn.Module:
         "mlp-conditional-gaussian": lambda: VAE(
             data_shape=(12,), condition_dim=4, likelihood="gaussian", activation="relu", **small
         ),
+        "mlp-standardized": lambda: VAE(
+            data_shape=(12,),
+            likelihood="gaussian",
+            data_shift=tuple(float(10 * i) for i in range(12)),
+            data_scale=tuple(0.5 + i for i in range(12)),
+            **small,
+        ),
         "mlp-shared-learned-prior": lambda: VAE(
             data_shape=(12,), likelihood="gaussian_shared", prior="learned_gaussian", **small
         ),
@@ -93,6 +100,7 @@ def _build(kind: str) -> nn.Module:
 KINDS = [
     "mlp",
     "mlp-conditional-gaussian",
+    "mlp-standardized",
     "mlp-shared-learned-prior",
     "mlp-fixed-vamp",
     "conv-logistic-mixture",
@@ -127,14 +135,18 @@ def _decoder_reference(model: nn.Module, px_z: torch.distributions.Distribution)
         return {"logits": base.logits}
     if model.config.likelihood == "discretized_logistic":
         return {"logits": base.logits, "means": base.means, "log_scales": base.log_scales}
-    return {"mean": base.loc, "logvar": (2 * base.scale.log()).expand_as(base.loc)}
+    mean = px_z.mean  # in the data's units, standardised or not
+    return {"mean": mean, "logvar": px_z.variance.log().expand_as(mean)}
 
 
 def _examples(model: nn.Module, n: int, g: torch.Generator) -> Tensor:
     shape = tuple(model.config.data_shape)
     if model.likelihood.support == "unit":
         return torch.round(torch.rand((n, *shape), generator=g) * 255) / 255
-    return torch.randn((n, *shape), generator=g)
+    x = torch.randn((n, *shape), generator=g)
+    if getattr(model, "data_scale", None) is not None:  # rows in the data's own units
+        x = model.data_shift.float() + model.data_scale.float() * x
+    return x
 
 
 def _ids(model: TextVAE, n: int, g: torch.Generator) -> Tensor:

@@ -10,7 +10,13 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.distributions import Distribution, Independent, Normal
+from torch.distributions import (
+    AffineTransform,
+    Distribution,
+    Independent,
+    Normal,
+    TransformedDistribution,
+)
 
 #: log sqrt(2 pi), the constant of every Gaussian log-density (nats).
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
@@ -62,3 +68,36 @@ def rsample(qz_x: Distribution, k: int, generator: torch.Generator | None = None
     loc, scale = base.loc, base.scale
     eps = torch.randn((k, *loc.shape), generator=generator, device=loc.device, dtype=loc.dtype)
     return loc + scale * eps
+
+
+class Rescaled(TransformedDistribution):
+    """A distribution over standardised data seen in the data's own units: x = shift + scale * y
+    for y ~ ``base``, elementwise over ``base``'s event (``shift`` and ``scale`` broadcast to its
+    event shape, scale > 0).
+
+    ``log_prob(x)`` is base.log_prob((x - shift) / scale) - sum(log scale) over the event, the
+    change of variables' Jacobian included; ``mean``, ``variance``, ``stddev`` and ``mode`` are
+    the base's moved and stretched the same way; ``sample`` and ``rsample`` draw from the base and
+    map the draws.
+    """
+
+    def __init__(self, base: Distribution, shift: Tensor, scale: Tensor) -> None:
+        affine = AffineTransform(shift, scale, event_dim=len(base.event_shape))
+        super().__init__(base, [affine], validate_args=False)
+        self.shift, self.scale = shift, scale
+
+    @property
+    def mean(self) -> Tensor:
+        return self.shift + self.scale * self.base_dist.mean
+
+    @property
+    def mode(self) -> Tensor:
+        return self.shift + self.scale * self.base_dist.mode
+
+    @property
+    def variance(self) -> Tensor:
+        return self.scale**2 * self.base_dist.variance
+
+    @property
+    def stddev(self) -> Tensor:
+        return self.scale * self.base_dist.stddev

@@ -34,7 +34,8 @@ def resolve_config(
             return set(TrainConfig.__dataclass_fields__)
         kinds = model_kinds()
         cls = kinds.get(merged["model"].get("kind", "vae"), kinds["vae"])
-        return {"kind", *cls.config_class.__dataclass_fields__}  # type: ignore[attr-defined]
+        fields = set(cls.config_class.__dataclass_fields__)  # type: ignore[attr-defined]
+        return {"kind", *fields, *(["standardize"] if "data_scale" in fields else [])}
 
     merged: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
     given: set[str] = set()  # model settings from the config file or --set, not the data set
@@ -83,6 +84,7 @@ def resolve_config(
     model_cfg = {k: v for k, v in merged["model"].items() if k in known or k in given}
     model_cfg.setdefault("data_shape", list(dataset.data_shape))
     model_cfg.setdefault("likelihood", "bernoulli" if dataset.binary else "gaussian")
+    _standardize(model_cfg, dataset, "data_scale" in known)
     image = getattr(dataset, "image_shape", None)  # a data set of splits, or one like it
     if model_cfg.get("network", "mlp") != "mlp" and image and len(dataset.data_shape) != 3:
         model_cfg.setdefault("image_shape", list(image))  # flat images: the conv nets' view
@@ -96,6 +98,40 @@ def resolve_config(
         from_dict(TrainConfig, train_cfg, section="train"),
         dataset.name,
     )
+
+
+def _standardize(model_cfg: dict[str, Any], dataset: Any, can: bool) -> None:
+    """The setting ``standardize`` ("auto", true or false) made into the model's data_shift and
+    data_scale: each column's mean and standard deviation over the training split. "auto"
+    standardises a table (examples that are rows of numbers, not images) under a likelihood of
+    real values; a note on the data set says so."""
+    from .data import standardization
+    from .likelihoods import LIKELIHOODS
+
+    wanted = model_cfg.pop("standardize", "auto")
+    if wanted not in ("auto", True, False):
+        raise ConfigError(f"standardize must be auto, true or false, got {wanted!r}")
+    if not can or wanted is False or "data_scale" in model_cfg or "data_shift" in model_cfg:
+        return
+    likelihood = LIKELIHOODS.get(model_cfg["likelihood"])
+    real = likelihood is not None and likelihood.support == "real"
+    if wanted is True and not real:
+        raise ConfigError(
+            f"standardize=true moves the data off [0, 1], where likelihood "
+            f"{model_cfg['likelihood']!r} lives; choose a Gaussian likelihood or leave it out"
+        )
+    table = len(dataset.data_shape) == 1 and not getattr(dataset, "image_shape", None)
+    table = table and (getattr(dataset, "media", None) or {}).get("kind") in (None, "table")
+    if wanted == "auto" and not (real and table):
+        return
+    model_cfg.update(standardization(dataset.train))
+    if hasattr(dataset, "notes"):
+        dims = dataset.data_shape[0] if len(dataset.data_shape) == 1 else "the"
+        dataset.notes.append(
+            f"standardised each of {dims} columns by its mean and standard deviation over the "
+            "training split (saved with the run; outputs and log p(x) are in the data's own "
+            "units); --set standardize=false turns this off"
+        )
 
 
 def retokenize(ds: Any, config: Any) -> tuple[Any, Any]:

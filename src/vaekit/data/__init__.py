@@ -61,6 +61,7 @@ from .dataset import (
     class_folder,
     hidden,
     split,
+    standardization,
     suits_bernoulli,
     with_channels,
 )
@@ -154,6 +155,7 @@ __all__ = [
     "read_idx",
     "sha256",
     "split",
+    "standardization",
     "suits_bernoulli",
     "to_float",
     "with_channels",

@@ -118,6 +118,19 @@ def suits_bernoulli(x: np.ndarray | Tensor, eight_bit: bool = False) -> bool:
     return not eight_bit and bool(x.min() >= 0 and x.max() <= 1)
 
 
+def standardization(x: np.ndarray | Tensor) -> dict[str, list[float]]:
+    """Each data dimension's mean and standard deviation over the examples ``x`` (N, ...), in
+    float64, as a :class:`vaekit.VAEConfig`'s ``data_shift`` and ``data_scale`` (flat lists of
+    prod(x.shape[1:]) values, in the data's units). A dimension that is constant (its standard
+    deviation within rounding of 0) gets scale 1, as scikit-learn's StandardScaler gives it."""
+    a = x.detach().cpu().numpy() if isinstance(x, Tensor) else np.asarray(x)
+    a = a.reshape(len(a), -1).astype(np.float64)
+    mean, std = a.mean(axis=0), a.std(axis=0)
+    tiny = 10 * np.finfo(np.float64).eps * np.maximum(1.0, np.abs(mean))
+    scale = np.where(std <= tiny, 1.0, std)
+    return {"data_shift": mean.tolist(), "data_scale": scale.tolist()}
+
+
 def hidden(path: Path) -> bool:
     """Whether a file or folder is hidden (its name starts with "."): macOS's ``._NAME``
     companions of copied files, ``.ipynb_checkpoints`` and the like, which data folders skip."""

@@ -217,6 +217,8 @@ def _condition_port(dim: int) -> tuple[Port, ...]:
 def _decoder(model: Any, decode: Callable[..., Tensor], z: Port, draw: Draw, extra: tuple) -> Graph:
     """The decoder graph: ``decode(z, *extra)`` -> decoder output, then p(x|z)'s parameters."""
     params_of, names = head(model.likelihood)
+    if getattr(model, "data_scale", None) is not None:  # p(x|z) in the data's own units
+        params_of = _in_data_units(params_of, model.data_shift.float(), model.data_scale.float())
     return Graph(
         "decoder",
         Call(model, lambda *inputs: params_of(decode(*inputs))),
@@ -225,6 +227,20 @@ def _decoder(model: Any, decode: Callable[..., Tensor], z: Port, draw: Draw, ext
         draw,
         f"p(x|z): the parameters of its {model.config.likelihood} likelihood",
     )
+
+
+def _in_data_units(
+    params_of: Callable[[Tensor], tuple[Tensor, ...]], shift: Tensor, scale: Tensor
+) -> Callable[[Tensor], tuple[Tensor, ...]]:
+    """``params_of`` of a model on standardised data, its (mean, logvar) of p(x|z) moved back to
+    the data's units: mean * scale + shift, logvar + 2 log scale (every real likelihood's head
+    gives those two)."""
+
+    def in_units(params: Tensor) -> tuple[Tensor, ...]:
+        mean, logvar = params_of(params)
+        return mean * scale + shift, logvar + 2 * torch.log(scale)
+
+    return in_units
 
 
 def vae_graphs(model: Any) -> list[Graph | Unexportable]:

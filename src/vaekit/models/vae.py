@@ -28,7 +28,7 @@ from ..config import (
     shape,
     sizes,
 )
-from ..distributions import diag_normal, gaussian_log_prob_eps, soft_clamp
+from ..distributions import Rescaled, diag_normal, gaussian_log_prob_eps, soft_clamp
 from ..errors import ConfigError, DataError
 from ..estimators import as_input
 from ..likelihoods import LIKELIHOODS
@@ -62,6 +62,32 @@ def _image_shape(names: tuple[str, str], values: tuple[tuple[int, ...], tuple[in
         raise ConfigError(
             f"image_shape {list(image_shape)} must be [C, H, W] with C*H*W equal to the "
             f"{math.prod(data_shape)} values of data_shape {list(data_shape)}"
+        )
+
+
+def _standardization(
+    names: tuple[str, ...], values: tuple[tuple[float, ...], tuple[float, ...], Any, str]
+) -> None:
+    """data_shift and data_scale: both empty, or one finite value per data dimension each (the
+    scales positive), for a likelihood of real values."""
+    shift, scale, data_shape, likelihood = values
+    if not shift and not scale:
+        return
+    dim = math.prod(data_shape)
+    if len(shift) != dim or len(scale) != dim:
+        raise ConfigError(
+            f"data_shift and data_scale need one value per data dimension ({dim}); got "
+            f"{len(shift)} and {len(scale)}"
+        )
+    if not all(math.isfinite(v) for v in shift) or not all(
+        math.isfinite(v) and v > 0 for v in scale
+    ):
+        raise ConfigError("data_shift must be finite numbers and data_scale positive ones")
+    if LIKELIHOODS[likelihood].support != "real":
+        raise ConfigError(
+            f"data_shift and data_scale standardise real-valued data, but likelihood "
+            f"{likelihood!r} models values in [0, 1]; leave them out or choose a Gaussian "
+            "likelihood"
         )
 
 
@@ -104,6 +130,12 @@ class VAEConfig:
         objective "factorvae" trains alongside it to estimate the total correlation of q(z)
         (``vaekit.nets.DISCRIMINATOR_HIDDEN``, six layers of 1000, is the paper's); empty:
         none. It takes no part in p(x), q(z|x) or any bound the model reports.
+    data_shift, data_scale: a standardisation of real-valued data, one value per data dimension
+        (e.g. each column's mean and standard deviation over the training split, as
+        :func:`vaekit.data.standardization` gives them): the networks see (x - data_shift) /
+        data_scale, while ``encode``, ``decode``, ``sample``, ``reconstruct`` and every bound
+        take and give x in the data's own units (log p(x) includes the Jacobian, -sum(log
+        data_scale) nats). Empty (the default): none.
     """
 
     data_shape: tuple[int, ...] = (784,)
@@ -125,6 +157,8 @@ class VAEConfig:
     encoder_min_logvar: float = -12.0
     encoder_max_logvar: float = 6.0
     discriminator: tuple[int, ...] = ()
+    data_shift: tuple[float, ...] = ()
+    data_scale: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         check_settings(self, VAE_CONSTRAINTS)
@@ -148,6 +182,7 @@ VAE_CONSTRAINTS: Constraints = {
     ("condition_dim", "prior"): _vamp_unconditioned,
     **ENCODER_CONSTRAINTS,
     "discriminator": sizes,
+    ("data_shift", "data_scale", "data_shape", "likelihood"): _standardization,
 }
 
 
@@ -191,10 +226,28 @@ class VAE(Model):
             res_blocks=c.res_blocks,
         )
         self.encoder, self.decoder = NETWORKS[c.network](spec)
+        self._standardize(c)
         self.prior.bind(self._encode_params)
         widths = getattr(c, "discriminator", ())
         #: FactorVAE's discriminator on z (None without one); see VAEConfig.discriminator.
         self.discriminator = Discriminator(c.latent_dim, widths) if widths else None
+
+    def _standardize(self, c: VAEConfig) -> None:
+        """Buffers data_shift and data_scale (data_shape; None without a standardisation) and
+        the log-Jacobian sum(log data_scale) (nats)."""
+        shift = scale = None
+        if c.data_scale:
+            shift = torch.tensor(c.data_shift, dtype=torch.float64).reshape(c.data_shape)
+            scale = torch.tensor(c.data_scale, dtype=torch.float64).reshape(c.data_shape)
+        self.register_buffer("data_shift", shift, persistent=False)
+        self.register_buffer("data_scale", scale, persistent=False)
+        self.log_data_scale = math.fsum(math.log(v) for v in c.data_scale)
+
+    def _standardized(self, x: Tensor) -> Tensor:
+        """``x`` (..., *data_shape) as the networks see it: (x - data_shift) / data_scale."""
+        if self.data_scale is None:
+            return x
+        return (x - self.data_shift.to(x.dtype)) / self.data_scale.to(x.dtype)
 
     # -- the model ---------------------------------------------------------------------------
 
@@ -223,7 +276,12 @@ class VAE(Model):
     def _encode_params(self, x: Tensor, condition: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """q(z|x)'s mean and soft-clamped log-variance, each (B, latent_dim)."""
         c = self.config
-        h = self.encoder(x.reshape(x.shape[0], -1).to(self.device, self._dtype), condition)
+        x = x.reshape(x.shape[0], -1).to(self.device, self._dtype)
+        if self.data_scale is not None:  # flat, as the networks (and VampPrior's inputs) are
+            x = (x - self.data_shift.reshape(-1).to(x.dtype)) / self.data_scale.reshape(-1).to(
+                x.dtype
+            )
+        h = self.encoder(x, condition)
         loc, raw_logvar = h.chunk(2, dim=-1)
         return loc, soft_clamp(raw_logvar, c.encoder_min_logvar, c.encoder_max_logvar)
 
@@ -236,7 +294,11 @@ class VAE(Model):
         the model's."""
         z = self._latents(z)
         n = z.shape[-2] if z.dim() > 1 else 1
-        return self.likelihood(self._decode_params(z, self.condition(condition, n)))
+        px_z = self.likelihood(self._decode_params(z, self.condition(condition, n)))
+        if self.data_scale is None:
+            return px_z
+        dtype = px_z.mean.dtype
+        return Rescaled(px_z, self.data_shift.to(dtype), self.data_scale.to(dtype))
 
     def _decode_params(self, z: Tensor, condition: Tensor | None = None) -> Tensor:
         """The decoder's output for ``z`` (..., latent_dim) as (..., n_params, *data_shape)."""
@@ -330,7 +392,8 @@ class VAE(Model):
             params = params.float()
         log_qz_x = gaussian_log_prob_eps(eps, logvar)
         return Terms(
-            log_px_z=self.likelihood.log_prob(params, x.to(z.dtype)),
+            log_px_z=self.likelihood.log_prob(params, self._standardized(x.to(z.dtype)))
+            - self.log_data_scale,
             log_pz=self.prior.log_prob(z),
             log_qz_x=log_qz_x,
             kl=self.prior.kl(loc, logvar) if self.prior.analytic_kl else None,
