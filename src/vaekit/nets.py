@@ -134,10 +134,29 @@ class ConvEncoder(nn.Module):
         return self.head(features.reshape(*lead, -1), condition)
 
 
+#: How a conv decoder doubles height and width at each stage: "resize" (nearest-neighbour
+#: upsampling, then a 3x3 convolution: every output pixel is made by the same weights, so no
+#: checkerboard pattern; Odena et al. 2016, "Deconvolution and checkerboard artifacts") or
+#: "transpose" (a 4x4 stride-2 transposed convolution, whose four output phases each use their own
+#: quarter of the kernel; the networks of runs saved before the setting existed).
+UPSAMPLES = ("resize", "transpose")
+
+
+def _upsample(width: int, out: int, how: str) -> list[nn.Module]:
+    """Layers that double H and W of (N, width, H, W) to (N, out, 2H, 2W), as ``how`` says."""
+    if how == "transpose":
+        return [nn.ConvTranspose2d(width, out, 4, stride=2, padding=1)]
+    if how == "resize":
+        return [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(width, out, 3, padding=1)]
+    raise ConfigError(f"unknown conv_upsample {how!r}; choose one of {', '.join(UPSAMPLES)}")
+
+
 class ConvDecoder(nn.Module):
     """Features to images: an MLP (on the input and the condition) to a small feature map, then
-    stride-2 4x4 transposed convolutions (each doubles H and W; with ``res_blocks`` residual
-    blocks before each) up to ``out_channels`` channels at full size.
+    one upsampling stage per entry of ``channels`` (each doubles H and W; with ``res_blocks``
+    residual blocks before each) up to ``out_channels`` channels at full size. ``upsample``
+    (one of :data:`UPSAMPLES`): "resize" (nearest-neighbour 2x, then a 3x3 convolution) or
+    "transpose" (a 4x4 stride-2 transposed convolution).
 
     Input (..., in_features); output (..., out_channels * H * W), channel-major, so it reshapes
     to (..., out_channels, H, W).
@@ -154,6 +173,7 @@ class ConvDecoder(nn.Module):
         condition_dim: int = 0,
         res_blocks: int = 0,
         name: str = "conv",
+        upsample: str = "resize",
     ) -> None:
         super().__init__()
         h, w = _check_image(name, image_shape, channels)
@@ -165,18 +185,20 @@ class ConvDecoder(nn.Module):
         for i, ch in enumerate(widths):
             layers += [ResBlock(ch, activation) for _ in range(res_blocks)]
             out = widths[i + 1] if i + 1 < len(widths) else out_channels
-            layers.append(nn.ConvTranspose2d(ch, out, 4, stride=2, padding=1))
+            layers += _upsample(ch, out, upsample)
             if i + 1 < len(widths):
                 layers.append(ACTIVATIONS[activation]())
         self.convs = nn.Sequential(*layers)
         self.in_features = in_features
         self.out_features = out_channels * image_shape[1] * image_shape[2]
         _, height, wide = image_shape
+        # a resize stage also holds its input at twice the size: (ch, 2h, 2w) for stage (ch, h, w)
+        resized = 4 * (upsample == "resize")
         self.floats_per_row = (
             self.mlp.floats_per_row
             + self.mlp.out_features
             + sum(
-                ch * (height >> (i + 1)) * (wide >> (i + 1)) * (1 + 2 * res_blocks)
+                ch * (height >> (i + 1)) * (wide >> (i + 1)) * (1 + 2 * res_blocks + resized)
                 for i, ch in enumerate(channels)
             )
         )
@@ -228,6 +250,7 @@ class NetSpec:
     hidden: widths of fully connected layers (all of an MLP; the head of a conv network).
     activation: a name in ACTIVATIONS. channels: widths of the conv stages.
     res_blocks: residual blocks per stage (the resnet networks).
+    conv_upsample: how the conv decoders double height and width (one of :data:`UPSAMPLES`).
     """
 
     shape: tuple[int, ...]
@@ -239,6 +262,7 @@ class NetSpec:
     condition_dim: int = 0
     channels: tuple[int, ...] = (32, 64)
     res_blocks: int = 1
+    conv_upsample: str = "resize"
 
 
 def mlp_networks(spec: NetSpec) -> tuple[nn.Module, nn.Module]:
@@ -269,13 +293,15 @@ def _conv_networks(spec: NetSpec, res_blocks: int, name: str) -> tuple[nn.Module
         spec.decoder_in,
         spec.out_per_dim * shape[0],
         res_blocks=res_blocks,
+        upsample=spec.conv_upsample,
         **common,
     )
     return encoder, decoder
 
 
 def conv_networks(spec: NetSpec) -> tuple[nn.Module, nn.Module]:
-    """Convolutional encoder and transposed-convolutional decoder for (C, H, W) images."""
+    """Convolutional encoder and decoder for (C, H, W) images (the decoder upsampling as
+    ``spec.conv_upsample`` says)."""
     return _conv_networks(spec, 0, "conv")
 
 

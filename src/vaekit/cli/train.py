@@ -320,7 +320,7 @@ def _train_resume(
         changes[name] = value
     try:
         saved_train = dict(info["train"])
-        saved_model = model_config(info["model"], section="model")
+        saved_model = model_config(info["model"], section="model", saved=True)
         metadata = dict(info.get("metadata") or {})
         done = int(info.get("epochs_done", 0))
     except (KeyError, TypeError, ValueError) as err:

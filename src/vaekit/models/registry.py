@@ -43,11 +43,14 @@ def register_model(cls: type[M]) -> type[M]:
     return cls
 
 
-def model_config(data: Any, *, section: str = "model") -> Any:
+def model_config(data: Any, *, section: str = "model", saved: bool = False) -> Any:
     """The config dataclass described by a model table such as config.json's ``model``.
 
     The table's ``kind`` (default ``"vae"``) picks the model class; the other keys are the
-    fields of that class's config, checked by name and type.
+    fields of that class's config, checked by name and type. ``saved``: the table was read from
+    a run or a model file, so a setting it lacks that the config class lists in ``predated``
+    takes the value it had before the setting existed (e.g. ``conv_upsample = "transpose"``),
+    not a new model's default: an old run rebuilds the networks it was trained with.
     """
     if not isinstance(data, dict):
         raise ConfigError(f"{section} must be a table of settings, got {data!r}")
@@ -55,7 +58,10 @@ def model_config(data: Any, *, section: str = "model") -> Any:
     kind = fields.pop("kind", "vae")
     if kind not in MODELS:
         raise ConfigError(f"unknown {section}.kind {kind!r}; choose one of {', '.join(MODELS)}")
-    return from_dict(MODELS[kind].config_class, fields, section=section)  # type: ignore[attr-defined]
+    cls = MODELS[kind].config_class  # type: ignore[attr-defined]
+    if saved:
+        fields = {**getattr(cls, "predated", {}), **fields}
+    return from_dict(cls, fields, section=section)
 
 
 def model_table(config: Any) -> dict[str, Any]:
@@ -174,7 +180,7 @@ def _load(path: Path, device: str | torch.device) -> Any:
     else:
         config, blob, file = read_config(path), None, path / WEIGHTS_FILE
     try:
-        settings = model_config(config.get("model"), section="model")
+        settings = model_config(config.get("model"), section="model", saved=True)
     except ConfigError as err:
         raise CheckpointError(f"{str(_config_file(path))!r}: {err}") from None
     if blob is None and not file.exists():

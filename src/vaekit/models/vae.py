@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -32,7 +32,7 @@ from ..distributions import Rescaled, diag_normal, gaussian_log_prob_eps, soft_c
 from ..errors import ConfigError, DataError
 from ..estimators import as_input
 from ..likelihoods import LIKELIHOODS
-from ..nets import ACTIVATIONS, NETWORKS, Discriminator, NetSpec
+from ..nets import ACTIVATIONS, NETWORKS, UPSAMPLES, Discriminator, NetSpec
 from ..objectives import Terms
 from ..priors import PRIORS, StandardNormalPrior
 from .base import Capabilities, Model, as_condition, distribution_terms, graph_in_training
@@ -113,6 +113,10 @@ class VAEConfig:
     channels: widths of the conv stages; each halves height and width in the encoder and
         doubles them in the decoder, so both must be divisible by 2 ** len(channels).
     res_blocks: residual blocks per stage of the "resnet" network.
+    conv_upsample: how the conv networks' decoder doubles height and width, one of
+        ``vaekit.nets.UPSAMPLES``: "resize" (nearest-neighbour, then a 3x3 convolution: no
+        checkerboard artefacts) or "transpose" (4x4 stride-2 transposed convolutions). A model
+        table saved before this setting existed has none and is read as "transpose".
     image_shape: (C, H, W) the conv networks see a flat example as, e.g. [1, 28, 28] for MNIST
         stored as (784,); empty: ``data_shape`` itself, which must then be (C, H, W).
     condition_dim: width of the condition c of a conditional VAE, q(z|x, c) and p(x|z, c): a
@@ -138,6 +142,11 @@ class VAEConfig:
         data_scale) nats). Empty (the default): none.
     """
 
+    #: Settings added since runs were first saved, at the value a model table saved before the
+    #: setting existed was built with, where that is not the default of a new model (see
+    #: vaekit.models.registry.model_config).
+    predated: ClassVar[dict[str, Any]] = {"conv_upsample": "transpose"}
+
     data_shape: tuple[int, ...] = (784,)
     latent_dim: int = 20
     hidden: tuple[int, ...] = (500,)
@@ -145,6 +154,7 @@ class VAEConfig:
     network: str = "mlp"
     channels: tuple[int, ...] = (32, 64)
     res_blocks: int = 1
+    conv_upsample: str = "resize"
     image_shape: tuple[int, ...] = ()
     condition_dim: int = 0
     likelihood: str = "bernoulli"
@@ -175,6 +185,7 @@ VAE_CONSTRAINTS: Constraints = {
     "network": one_of(NETWORKS),
     "channels": sizes,
     "res_blocks": non_negative_int,
+    "conv_upsample": one_of(UPSAMPLES),
     ("image_shape", "data_shape"): _image_shape,
     "condition_dim": non_negative_int,
     "prior": one_of(PRIORS),
@@ -224,6 +235,7 @@ class VAE(Model):
             condition_dim=c.condition_dim,
             channels=c.channels,
             res_blocks=c.res_blocks,
+            conv_upsample=c.conv_upsample,
         )
         self.encoder, self.decoder = NETWORKS[c.network](spec)
         self._standardize(c)

@@ -396,13 +396,15 @@ def check_resumable(
 
 def _with_defaults(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     """A saved model table with the settings it predates (in ``new``, not in ``old``) at their
-    defaults: a run saved before a setting existed was trained with its default."""
+    defaults: a run saved before a setting existed was trained with its default, or with the
+    value its config class lists in ``predated`` where the default has changed since."""
     cls = MODELS.get(new.get("kind", "vae"))
     if cls is None or not isinstance(old, dict):
         return old
     fields = {f.name: f for f in dataclasses.fields(cls.config_class)}  # type: ignore[attr-defined]
+    before = getattr(cls.config_class, "predated", {})  # type: ignore[attr-defined]
     added = {
-        k: json.loads(json.dumps(fields[k].default))
+        k: json.loads(json.dumps(before[k] if k in before else fields[k].default))
         for k in new
         if k not in old and k in fields and fields[k].default is not dataclasses.MISSING
     }
