@@ -6,11 +6,13 @@ import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from importlib import metadata
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .config import did_you_mean
 from .errors import ConfigError
 
 #: Name in a config -> activation module.
@@ -316,3 +318,162 @@ NETWORKS: dict[str, Callable[[NetSpec], tuple[nn.Module, nn.Module]]] = {
     "conv": conv_networks,
     "resnet": resnet_networks,
 }
+
+#: Entry-point group in which installed packages register builders of networks by name.
+ENTRY_POINT_GROUP = "vaekit.networks"
+#: Where the builder protocol is documented, for messages.
+PLUGIN_DOCS = 'docs/architecture.md, "Network plug-ins"'
+
+Builder = Callable[[NetSpec], tuple[nn.Module, nn.Module]]
+
+
+def _one_line(err: BaseException) -> str:
+    return f"{type(err).__name__}: {' '.join(str(err).split())}".rstrip(": ")
+
+
+def installed_networks() -> dict[str, metadata.EntryPoint]:
+    """Entry points of the group ``vaekit.networks`` of the installed packages, by name (the
+    first of each name in the order Python lists them). Listing them imports nothing."""
+    found: dict[str, metadata.EntryPoint] = {}
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        found.setdefault(ep.name, ep)
+    return found
+
+
+def _plugin(name: str) -> str:
+    """``network 'NAME' (entry point NAME = module:function (vaekit.networks of package P V))``,
+    for messages about an installed entry point."""
+    ep = installed_networks()[name]
+    dist = getattr(ep, "dist", None)
+    where = f" of package {dist.name} {dist.version}" if dist is not None else ""
+    return f"network {name!r} (entry point {ep.name} = {ep.value} ({ENTRY_POINT_GROUP}{where}))"
+
+
+def network_names() -> list[str]:
+    """Every network a config may name: the built-ins, then the installed entry points."""
+    return [*NETWORKS, *(n for n in installed_networks() if n not in NETWORKS)]
+
+
+def check_network(name: str, value: str) -> None:
+    """A constraint: ``value`` is a built-in network or an installed entry point's name (only
+    listed, not imported)."""
+    if value in NETWORKS or value in installed_networks():
+        return
+    installed = sorted(installed_networks())
+    raise ConfigError(
+        f"unknown {name} {value!r}{did_you_mean(value, network_names())}: not a built-in network "
+        f"({', '.join(NETWORKS)}) nor an entry point of the group {ENTRY_POINT_GROUP!r} of the "
+        f"installed packages ({', '.join(installed) or 'none installed'}); install the package "
+        f"that provides it (see {PLUGIN_DOCS})"
+    )
+
+
+def network_builder(name: str) -> Builder:
+    """The builder of the networks named ``name``: a built-in of :data:`NETWORKS` first, else
+    the entry point of that name in the group ``vaekit.networks``, loaded (which imports its
+    installed package; nothing is read from a run folder). An unknown name, or an entry point
+    that cannot be loaded or is not callable, is a :class:`ConfigError` naming it."""
+    if name in NETWORKS:
+        return NETWORKS[name]
+    check_network("network", name)
+    what = _plugin(name)
+    try:
+        builder = installed_networks()[name].load()
+    except Exception as err:
+        raise ConfigError(
+            f"{what} cannot be loaded ({_one_line(err)}); reinstall the package that provides it"
+        ) from None
+    if not callable(builder):
+        raise ConfigError(
+            f"{what} is not callable ({type(builder).__name__}); it "
+            f"must name a builder function of a NetSpec (see {PLUGIN_DOCS})"
+        )
+    return builder
+
+
+def build_networks(name: str, spec: NetSpec) -> tuple[nn.Module, nn.Module]:
+    """The (encoder, decoder) that the network ``name`` builds for ``spec``.
+
+    A plug-in's pair is checked on a batch of two zeros (in eval mode, without gradients, so no
+    weight or running statistic moves): the encoder must map (2, prod(shape)) [and a condition
+    (2, condition_dim)] to (2, encoder_out), the decoder (3, 2, decoder_in) [and (3, 2,
+    condition_dim)] to (3, 2, out_per_dim * prod(shape)). A builder that raises, returns
+    something else or networks of other sizes is a :class:`ConfigError` naming its entry point.
+    A network without ``floats_per_row`` gets the activations the check counted.
+    """
+    builder = network_builder(name)
+    if name in NETWORKS:
+        return builder(spec)
+    what = _plugin(name)
+    try:
+        nets = builder(spec)
+    except Exception as err:
+        raise ConfigError(f"{what} failed to build for {spec}: {_one_line(err)}") from None
+    if not (
+        isinstance(nets, tuple | list)
+        and len(nets) == 2
+        and all(isinstance(m, nn.Module) for m in nets)
+    ):
+        got = type(nets).__name__
+        if isinstance(nets, tuple | list):
+            got = f"{got} of {', '.join(type(m).__name__ for m in nets) or 'nothing'}"
+        raise ConfigError(
+            f"{what} returned a {got}; a builder returns (encoder, decoder), two torch.nn.Module "
+            f"(see {PLUGIN_DOCS})"
+        )
+    encoder, decoder = nets
+    _probe(what, spec, encoder, decoder)
+    return encoder, decoder
+
+
+def _probe(what: str, spec: NetSpec, encoder: nn.Module, decoder: nn.Module) -> None:
+    """Check the output sizes of a plug-in's networks on zeros; see :func:`build_networks`."""
+    probe = torch.zeros(())
+    if probe.is_meta:  # sizing a model on the meta device: the real build checks
+        return
+    d = math.prod(spec.shape)
+    cond = torch.zeros(2, spec.condition_dim) if spec.condition_dim else None
+    calls = (
+        ("encoder", encoder, torch.zeros(2, d), cond, (2, spec.encoder_out)),
+        (
+            "decoder",
+            decoder,
+            torch.zeros(3, 2, spec.decoder_in),
+            None if cond is None else cond.expand(3, 2, -1),
+            (3, 2, spec.out_per_dim * d),
+        ),
+    )
+    for role, net, x, c, want in calls:
+        modes = [(m, m.training) for m in net.modules()]
+        floats = [0]
+
+        def count(_m: nn.Module, _in: object, out: object, floats: list[int] = floats) -> None:
+            if isinstance(out, Tensor):
+                floats[0] += out.numel()
+
+        leaves = [m for m in net.modules() if not next(m.children(), None)]
+        hooks = [m.register_forward_hook(count) for m in leaves]
+        try:
+            net.eval()
+            with torch.no_grad():
+                p = next(net.parameters(), None)
+                args = [t if t is None or p is None else t.to(p) for t in (x, c)]
+                out = net(*args)
+        except Exception as err:
+            raise ConfigError(
+                f"{what}: the {role} fails on inputs {tuple(x.shape)}"
+                f"{'' if c is None else f' and condition {tuple(c.shape)}'}: {_one_line(err)}"
+            ) from None
+        finally:
+            for h in hooks:
+                h.remove()
+            for m, mode in modes:
+                m.training = mode
+        shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+        if shape != want:
+            raise ConfigError(
+                f"{what}: the {role} maps {tuple(x.shape)} to {shape}, not {want} (see "
+                f"{PLUGIN_DOCS})"
+            )
+        if not hasattr(net, "floats_per_row"):
+            net.floats_per_row = max(1, floats[0] // math.prod(want[:-1]))

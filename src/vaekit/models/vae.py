@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -32,7 +33,16 @@ from ..distributions import Rescaled, diag_normal, gaussian_log_prob_eps, soft_c
 from ..errors import ConfigError, DataError
 from ..estimators import as_input
 from ..likelihoods import LIKELIHOODS
-from ..nets import ACTIVATIONS, NETWORKS, UPSAMPLES, Discriminator, NetSpec
+from ..nets import (
+    ACTIVATIONS,
+    ENTRY_POINT_GROUP,
+    PLUGIN_DOCS,
+    UPSAMPLES,
+    Discriminator,
+    NetSpec,
+    build_networks,
+    check_network,
+)
 from ..objectives import Terms
 from ..priors import PRIORS, StandardNormalPrior
 from .base import Capabilities, Model, as_condition, distribution_terms, graph_in_training
@@ -182,7 +192,7 @@ class VAEConfig:
 VAE_CONSTRAINTS: Constraints = {
     **MLP_CONSTRAINTS,
     **LIKELIHOOD_CONSTRAINTS,
-    "network": one_of(NETWORKS),
+    "network": check_network,
     "channels": sizes,
     "res_blocks": non_negative_int,
     "conv_upsample": one_of(UPSAMPLES),
@@ -221,6 +231,7 @@ class VAE(Model):
 
     def __init__(self, config: VAEConfig | dict[str, Any] | None = None, /, **fields: Any) -> None:
         super().__init__()
+        _refuse_modules(fields)
         self.config: VAEConfig = configure(VAEConfig, config, fields)
         c = self.config
         self.prior = PRIORS[c.prior].from_config(c)
@@ -237,7 +248,8 @@ class VAE(Model):
             res_blocks=c.res_blocks,
             conv_upsample=c.conv_upsample,
         )
-        self.encoder, self.decoder = NETWORKS[c.network](spec)
+        self.encoder, self.decoder = build_networks(c.network, spec)
+        self._networks_built = True  # from here on, __setattr__ refuses other networks
         self._standardize(c)
         self.prior.bind(self._encode_params)
         widths = getattr(c, "discriminator", ())
@@ -431,7 +443,45 @@ class VAE(Model):
 
     @property
     def floats_per_row(self) -> int:
-        return self.encoder.floats_per_row + self.decoder.floats_per_row
+        rest = sum(self.config.hidden)  # a plug-in's network sized on the meta device
+        return sum(getattr(net, "floats_per_row", rest) for net in (self.encoder, self.decoder))
+
+    # -- networks are rebuilt from the config alone ------------------------------------------
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _NETWORK_ROLES and self.__dict__.get("_networks_built"):
+            raise ConfigError(
+                f"the VAE's {name} is built from its network setting and cannot be replaced "
+                f"(load rebuilds it from config.json alone): {_PLUGIN_HINT}"
+            )
+        super().__setattr__(name, value)
+
+    def save(self, path: str | Path, **metadata: Any) -> Path:
+        """Write ``config.json`` and ``model.safetensors`` into the folder ``path``.
+
+        A model whose weights no longer have the names and shapes its config builds (a network
+        changed in place) is a :class:`ConfigError`, raised before anything is written: load
+        could not read it back."""
+        with torch.device("meta"):
+            built = VAE(self.config).state_dict()
+        have = self.state_dict()
+        for key in sorted(built.keys() ^ have.keys()) + sorted(built.keys() & have.keys()):
+            want = tuple(built[key].shape) if key in built else None
+            got = tuple(have[key].shape) if key in have else None
+            if want != got:
+                detail = (
+                    f"{key} {list(want)} is missing"  # type: ignore[arg-type]
+                    if got is None
+                    else f"{key} {list(got)} is not one of them"
+                    if want is None
+                    else f"{key} is {list(got)}, not {list(want)}"
+                )
+                raise ConfigError(
+                    f"this VAE's weights are not those its network setting "
+                    f"{self.config.network!r} builds ({detail}), so load could not rebuild it: "
+                    f"{_PLUGIN_HINT}"
+                )
+        return super().save(path, **metadata)
 
     # -- conveniences ------------------------------------------------------------------------
 
@@ -459,6 +509,24 @@ class VAE(Model):
     def reconstruct(self, x: Tensor, condition: Any = None) -> Tensor:
         """E[x|z] at z = the posterior mean of q(z|x); shape of ``x``."""
         return self.decode(self.encode(x, condition).mean, condition).mean
+
+
+#: The attributes holding the networks a VAE builds from its ``network`` setting.
+_NETWORK_ROLES = ("encoder", "decoder")
+_PLUGIN_HINT = (
+    f"give your own networks as a builder registered by an installed package in the entry-point "
+    f"group {ENTRY_POINT_GROUP!r} and set network to its name (see {PLUGIN_DOCS})"
+)
+
+
+def _refuse_modules(fields: dict[str, Any]) -> None:
+    """A :class:`ConfigError` for modules given as ``encoder=`` or ``decoder=``."""
+    for role in _NETWORK_ROLES:
+        if role in fields:
+            raise ConfigError(
+                f"{role}= is not a setting: a module passed in could not be rebuilt by load; "
+                f"{_PLUGIN_HINT}"
+            )
 
 
 def _prepared(condition: Any, n: int, dim: int) -> bool:
