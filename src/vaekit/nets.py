@@ -407,7 +407,11 @@ def build_networks(name: str, spec: NetSpec) -> tuple[nn.Module, nn.Module]:
     what = _plugin(name)
     try:
         nets = builder(spec)
+    except ConfigError:
+        raise
     except Exception as err:
+        if torch.zeros(()).is_meta:  # sizing on the meta device, which the builder may not allow
+            raise
         raise ConfigError(f"{what} failed to build for {spec}: {_one_line(err)}") from None
     if not (
         isinstance(nets, tuple | list)

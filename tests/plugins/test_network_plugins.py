@@ -221,6 +221,26 @@ def test_a_bad_builder_is_a_config_error_naming_its_entry_point(
     assert words in message
 
 
+def test_a_builder_that_cannot_run_on_the_meta_device_still_builds_and_saves(
+    plugin, tmp_path: Path
+) -> None:
+    """Sizing a model before allocating it builds it on PyTorch's meta device, where reading a
+    value fails: that is no fault of the plug-in, and neither building nor saving refuses it."""
+    plugin("plug_meta", textwrap.dedent(WIDE).replace(
+        "def build(spec):\n", "def build(spec):\n    import torch\n    torch.ones(1).item()\n"
+    ), {"meta": "plug_meta:build"})  # fmt: skip
+    from vaekit.models.registry import build_model, weight_bytes
+
+    config = vaekit.VAEConfig(data_shape=(6,), latent_dim=2, network="meta")
+    assert weight_bytes(config) is None
+    model = build_model(config)
+    assert model.encoder[0].out_features == 24
+    model.save(tmp_path / "m")
+    torch.testing.assert_close(
+        vaekit.load(tmp_path / "m").decoder[0].weight, model.decoder[0].weight
+    )
+
+
 def test_the_check_moves_no_running_statistic(plugin) -> None:
     plugin("plug_norm", """
         import torch

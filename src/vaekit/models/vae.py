@@ -462,26 +462,32 @@ class VAE(Model):
         A model whose weights no longer have the names and shapes its config builds (a network
         changed in place) is a :class:`ConfigError`, raised before anything is written: load
         could not read it back."""
-        with torch.device("meta"):
-            built = VAE(self.config).state_dict()
-        have = self.state_dict()
-        for key in sorted(built.keys() ^ have.keys()) + sorted(built.keys() & have.keys()):
-            want = tuple(built[key].shape) if key in built else None
-            got = tuple(have[key].shape) if key in have else None
-            if want != got:
-                detail = (
-                    f"{key} {list(want)} is missing"  # type: ignore[arg-type]
-                    if got is None
-                    else f"{key} {list(got)} is not one of them"
-                    if want is None
-                    else f"{key} is {list(got)}, not {list(want)}"
-                )
-                raise ConfigError(
-                    f"this VAE's weights are not those its network setting "
-                    f"{self.config.network!r} builds ({detail}), so load could not rebuild it: "
-                    f"{_PLUGIN_HINT}"
-                )
+        mismatch = self._unbuildable_weight()
+        if mismatch:
+            raise ConfigError(
+                f"this VAE's weights are not those its network setting {self.config.network!r} "
+                f"builds ({mismatch}), so load could not rebuild it: {_PLUGIN_HINT}"
+            )
         return super().save(path, **metadata)
+
+    def _unbuildable_weight(self) -> str | None:
+        """The first weight whose name or shape differs from what the config builds (counted on
+        the meta device: shapes only), as "name is [shape], not [shape]"; None when all agree or
+        the networks cannot be built on the meta device."""
+        try:
+            with torch.device("meta"):
+                built = {k: list(v.shape) for k, v in VAE(self.config).state_dict().items()}
+        except (RuntimeError, NotImplementedError, TypeError):
+            return None
+        have = {k: list(v.shape) for k, v in self.state_dict().items()}
+        for key in sorted(built.keys() ^ have.keys()) + sorted(built.keys() & have.keys()):
+            if key not in have:
+                return f"{key} {built[key]} is missing"
+            if key not in built:
+                return f"{key} {have[key]} is not one of them"
+            if have[key] != built[key]:
+                return f"{key} is {have[key]}, not {built[key]}"
+        return None
 
     # -- conveniences ------------------------------------------------------------------------
 
