@@ -29,6 +29,7 @@ from .runs import (
     DERIVED_FILES,
     DERIVED_SOUND_FOLDERS,
     METRICS_FILE,
+    ONNX_FOLDER,
     PREVIOUS_FOLDER,
     RUN_NAMES,
     STATE_FILE,
@@ -427,14 +428,23 @@ def start_run(path: str | Path, model: Any, **metadata: Any) -> None:
 def _run_files(path: Path) -> list[Path]:
     """The files of the run in ``path`` that a new run replaces or makes stale: config, weights,
     training state, metrics and what the commands derived from them."""
-    files = [path / name for name in (*RUN_NAMES, *DERIVED_FILES)]
-    for name in DERIVED_SOUND_FOLDERS:
-        if (path / name).is_dir():
-            files += [*(path / name).glob("*.wav"), path / name / "spectrograms.png"]
+    files = [path / name for name in (*RUN_NAMES, *DERIVED_FILES)] + _variants(path, False)
+    for folder in [path / name for name in DERIVED_SOUND_FOLDERS] + _variants(path, True):
+        if folder.is_dir() and not folder.is_symlink():
+            files += [*folder.glob("*.wav"), folder / "spectrograms.png"]
     logs = path / TENSORBOARD_FOLDER
     if logs.is_dir() and not logs.is_symlink():  # the event files of the run's training log
         files += [f for f in logs.rglob("*") if not f.is_symlink()]
     return [f for f in files if f.is_file()]
+
+
+def _variants(path: Path, folders: bool) -> list[Path]:
+    """The derived files (or sound ``folders``) of ``path`` a command names for what it shows,
+    NAME-PARTS beside NAME (figures/samples-label3.png, eval-other.json; cli/output.py)."""
+    if folders:
+        return [p for n in DERIVED_SOUND_FOLDERS for p in path.glob(f"{n}-*") if not p.suffix]
+    named = [Path(n) for n in DERIVED_FILES if not n.startswith(ONNX_FOLDER)]
+    return [p for n in named for p in (path / n.parent).glob(f"{n.stem}-*{n.suffix}")]
 
 
 def check_no_links(path: Path) -> None:
@@ -446,6 +456,7 @@ def check_no_links(path: Path) -> None:
     for name in DERIVED_FILES:
         parts = Path(name).parts
         names.update(str(Path(*parts[: i + 1])) for i in range(len(parts)))
+    names.update(str(p.relative_to(path)) for p in _variants(path, True))
     for name in sorted(names):
         if (path / name).is_symlink():
             target = os.readlink(path / name)

@@ -147,7 +147,7 @@ def test_a_run_trained_on_channels_last_arrays_before_reads_them_as_it_did(capsy
     x = torch.from_numpy(pixels.astype(np.float32) / 255)
     test = data.load(tmp_path / "hwc.npy").test.permute(0, 2, 3, 1)  # the run's own test split
     for args, examples in (([], test), (["--input", tmp_path / "hwc.npy"], x)):
-        code, _, err = run_cli(capsys, "encode", out, *args, "--output", tmp_path / "z.npy")
+        code, _, err = run_cli(capsys, "encode", out, *args, "-o", tmp_path / "z.npy", "--force")
         assert code == 0, err
         with torch.no_grad():
             want = model.encode(examples).mean.numpy()

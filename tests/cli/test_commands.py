@@ -172,13 +172,13 @@ def test_evaluate_default_output_and_other_data(
     work = tmp_path / "copy"
     shutil.copytree(run, work)
     code, _, err = run_cli(capsys, "evaluate", work, "-k", "2", "--split", "valid")
-    assert code == 0, err
-    assert json.loads((work / "eval.json").read_text())["split"] == "valid"
+    assert code == 0, err  # named for the split it reports: the test split's eval.json stays
+    assert json.loads((work / "eval-valid.json").read_text())["split"] == "valid"
     x = np.random.default_rng(0).random((50, 64), dtype=np.float32)
     np.save(tmp_path / "mine.npy", x)
     code, _, err = run_cli(capsys, "evaluate", work, "-k", "2", "--data", tmp_path / "mine.npy")
     assert code == 0, err
-    assert json.loads((work / "eval.json").read_text())["n"] == 5  # 10% test split
+    assert json.loads((work / "eval-mine.json").read_text())["n"] == 5  # 10% test split
 
 
 # -- pictures ----------------------------------------------------------------------------------
@@ -286,9 +286,9 @@ def test_decode_defaults(capsys: pytest.CaptureFixture[str], run: Path, tmp_path
     shutil.copytree(run, work)
     np.savetxt(tmp_path / "one.csv", np.zeros((1, 3)), delimiter=",")  # no header
     code, _, err = run_cli(capsys, "decode", work, tmp_path / "one.csv", "--png")
-    assert code == 0, err
-    assert np.load(work / "decoded.npy").shape == (1, 64)
-    assert (work / "figures" / "decoded.png").is_file()
+    assert code == 0, err  # named for the latents file (RUN/latents.npy's: decoded.npy)
+    assert np.load(work / "decoded-one.npy").shape == (1, 64)
+    assert (work / "figures" / "decoded-one.png").is_file()
 
 
 def test_flat_data_needs_image_shape(
@@ -594,9 +594,9 @@ def test_image_size_resizes_and_later_commands_read_the_same_way(
     other = _images(tmp_path / "other", [(9, 9)] * 5, seed=1)
     for data in (photos, other):
         code, _, err = run_cli(capsys, "evaluate", out, "-k", "2", "--data", data, "-o",
-                               tmp_path / "e.json")  # fmt: skip
+                               tmp_path / "e.json", "--force")  # fmt: skip
         assert code == 0, err
-    code, _, err = run_cli(capsys, "evaluate", out, "-k", "2", "-o", tmp_path / "e.json")
+    code, _, err = run_cli(capsys, "evaluate", out, "-k", "2", "-o", tmp_path / "e.json", "--force")
     assert code == 0, err
 
 

@@ -12,8 +12,8 @@ from torch import Tensor
 
 from ..errors import ConfigError, DataError
 from ..media import array_bytes, numbered, read_array
-from ..runs import LATENTS_FILE
-from .output import check_output, echo_lines, write, wrote
+from ..runs import LATENTS_FILE, figure
+from .output import check_output, data_name, echo_lines, write, wrote
 from .params import (
     count_option,
     data_option,
@@ -104,7 +104,9 @@ def encode(
       vaekit encode runs/digits --refine 500 -n 100 --output refined-z.npy
     """
     read = (input_file, data)
-    out = check_output(run, output, run / LATENTS_FILE, (".npy", ".csv"), inputs=read)
+    stem = None if input_file is None else data_name(str(input_file))
+    default = run / run.named(LATENTS_FILE, data, split=split, label=label, also=stem)
+    out = check_output(run, output, default, (".npy", ".csv"), inputs=read)
     model = run.model
     if refine_steps is not None:
         from ..evaluation import check_refinable
@@ -183,10 +185,15 @@ def decode(
     from .. import viz
 
     media = run.media_type
-    out = run.destination(output, media.written("decoded"), media.suffixes, inputs=(latents,))
+    which = {"label": label, "also": data_name(str(latents), str(run / LATENTS_FILE))}
+    default = run.named(media.written("decoded"), **which)
+    out = run.destination(output, default, media.suffixes, inputs=(latents,))
     picture = media.picture_file(out, "decoded", beside=output is not None) if png else None
+    if picture is not None and output is None and picture.name == "decoded.png":
+        picture = run / run.named(figure("decoded"), **which)  # named as the examples are
     if picture is not None:
-        picture = check_output(run, None, picture, (".png",))
+        beside = picture if output is not None else None  # an --output's: --force replaces it
+        picture = check_output(run, beside, picture, (".png",))
     medium, model = run.media, run.model
     shape = medium.shape(image_shape) if picture is not None else None
     kw = run.label_condition(label, "decode")

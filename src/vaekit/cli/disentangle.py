@@ -120,5 +120,6 @@ def disentanglement_command(
     for flag, value in others.items():
         if value is not None:
             raise ConfigError(f"--disentanglement reports the scores alone; leave out {flag}")
-    out = check_output(run, output, run / DISENTANGLEMENT_FILE, (".json",), inputs=(data,))
+    default = run / run.named(DISENTANGLEMENT_FILE, data)
+    out = check_output(run, output, default, (".json",), inputs=(data,))
     disentanglement_report(run, data, votes or 1000, seed, out, importance or "boosting")

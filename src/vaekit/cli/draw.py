@@ -5,6 +5,7 @@ audio run's sounds to the folder RUN/NAME/ (runs.py names them all)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 import torch
@@ -33,12 +34,18 @@ MANIFOLD_PRIOR_DRAWS = 100_000
 
 
 def _destination(
-    run: Run, output: Path | None, name: str, inputs: tuple[Path | str | None, ...] = ()
+    run: Run,
+    output: Path | None,
+    name: str,
+    inputs: tuple[Path | str | None, ...] = (),
+    **which: Any,
 ) -> Path:
     """Where a drawing command writes, checked before any work: ``output``, else by the run's
-    media: RUN/NAME/ (a folder of WAV files), RUN/NAME.txt (strings) or RUN/figures/NAME.png."""
+    media: RUN/NAME/ (a folder of WAV files), RUN/NAME.txt (strings) or RUN/figures/NAME.png,
+    named for what it shows (``which``: data, split, label; see cli/output.py)."""
     media = run.media_type
-    return run.destination(output, media.output(name), media.shown_as, inputs)
+    default = run.named(media.output(name), **which)
+    return run.destination(output, default, media.shown_as, inputs)
 
 
 def _check_count(name: str, n: int, available: int, split: str) -> None:
@@ -132,7 +139,7 @@ def sample(
       vaekit sample runs/digits -n 64 --seed 1
       vaekit sample runs/mnist-cvae -n 64 --label 3
     """
-    out = _destination(run, output, "samples")
+    out = _destination(run, output, "samples", label=label)
     medium, model = run.media, run.model
     shape = medium.shape(image_shape)
     what = "draws" if draw else "samples (means of p(x|z))"
@@ -185,7 +192,7 @@ def reconstruct(
     Example:
       vaekit reconstruct runs/digits -n 20
     """
-    out = _destination(run, output, "reconstructions", inputs=(data,))
+    out = _destination(run, output, "reconstructions", (data,), data=data, split=split)
     medium, model = run.media, run.model
     shape = medium.shape(image_shape)
     x, labels, dataset = run.split(data, split)
@@ -256,7 +263,7 @@ def interpolate(
         raise click.UsageError(f"give two indices or none, got {len(indices)}")
     if (start is None) != (end is None) or (start is not None and indices):
         raise click.UsageError("give both --from and --to, or indices, not a mix")
-    out = _destination(run, output, "interpolation", inputs=(data,))
+    out = _destination(run, output, "interpolation", (data,), data=data, split=split)
     if start is not None and not run.media_type.takes_ends:
         raise ConfigError("--from/--to take strings or .wav files; for images give two indices")
     medium, model = run.media, run.model
@@ -324,7 +331,8 @@ def manifold(
     from .. import viz
     from ..estimators import latent_stats
 
-    out = check_output(run, output, run / figure("manifold"), (".png",), inputs=(data,))
+    default = run / run.named(figure("manifold"), data, label=label)
+    out = check_output(run, output, default, (".png",), inputs=(data,))
     model = run.model
     run.need_continuous("manifold")
     shape = run.image_shape(image_shape)
@@ -379,7 +387,8 @@ def latents(run: Run, data: str | None, split: str, n: int | None, output: Path 
     """
     from .. import viz
 
-    out = check_output(run, output, run / figure("latents"), (".png",), inputs=(data,))
+    default = run / run.named(figure("latents"), data, split=split)
+    out = check_output(run, output, default, (".png",), inputs=(data,))
     model = run.model
     x, labels, dataset = run.split(data, split)
     x, labels = x[:n], (labels[:n] if labels is not None else None)

@@ -16,7 +16,7 @@ from .. import lock
 from ..dist import current
 from ..errors import CheckpointError, ConfigError, DataError
 from ..runs import EVAL_FILE, METRICS_FILE, WEIGHTS_FILE, figure
-from .output import check_output, echo_lines, write, wrote
+from .output import check_output, data_name, echo_lines, variant, write, wrote
 from .params import (
     data_option,
     output_option,
@@ -124,7 +124,8 @@ def evaluate(
     from ..train import binarize
 
     config = run.config
-    out = check_output(run, output, run / EVAL_FILE, (".json",), inputs=(data,))
+    default = run / run.named(EVAL_FILE, data, split=split)
+    out = check_output(run, output, default, (".json",), inputs=(data,))
     model = run.model
     if gaps_n is not None:
         from ..evaluation import check_refinable
@@ -241,7 +242,9 @@ def curves(run: Run, more: tuple[Path, ...], output: Path | None) -> None:
     runs = (run.path, *more)
     for folder in runs:
         Run(folder).config  # noqa: B018 (read: a folder that is no run is one line)
-    out = check_output(run, output, _figure(run, "curves"), (".png",))
+    others = "-".join(filter(None, (data_name(folder.name) for folder in more))) or None
+    default = run / variant(figure("curves"), others and f"with-{others}")  # with the overlays
+    out = check_output(run, output, default, (".png",))
     records = {folder.name: viz.read_metrics(folder / METRICS_FILE) for folder in runs}
     if len(records) < len(runs):
         raise ConfigError("runs to overlay need different folder names; they label the curves")

@@ -8,7 +8,14 @@ import click
 
 from ..export import check_export_folder, export_onnx, require_onnx, write_export
 from ..runs import ONNX_FOLDER
-from .output import check_writable, wrote
+from .output import (
+    check_inside,
+    check_not_own,
+    check_replace,
+    check_writable,
+    force_option,
+    wrote,
+)
 from .params import run_argument
 from .run import Run
 
@@ -30,8 +37,10 @@ FORMATS = ("onnx",)
     "--output",
     type=click.Path(path_type=Path),
     default=None,
-    help=f"Folder to write (default: RUN/{ONNX_FOLDER}); new, empty or an earlier export's.",
+    help=f"Folder to write (default: RUN/{ONNX_FOLDER}); new, empty or (with --force) an "
+    "earlier export's.",
 )
+@force_option
 def export(run: Run, fmt: str, output: Path | None) -> None:
     """Write the run's encoder and decoder as ONNX files, with a dynamic batch axis.
 
@@ -51,7 +60,12 @@ def export(run: Run, fmt: str, output: Path | None) -> None:
       vaekit export runs/digits --output deploy/digits-onnx
     """
     folder = output if output is not None else run / ONNX_FOLDER
+    if output is None:
+        check_inside(run.path, folder)
+    check_not_own(folder, folder=True)
     check_export_folder(folder)
+    if output is not None and folder.is_dir() and any(folder.iterdir()):
+        check_replace(folder, "output folder")
     check_writable(folder, "output folder")
     require_onnx()
     result = export_onnx(run.model, media=run.data.get("media"))

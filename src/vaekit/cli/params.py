@@ -14,6 +14,7 @@ import click
 
 from ..config import parse_override
 from ..errors import ConfigError
+from .output import output_option as output_option  # -o/--output with --force, shared
 from .run import Run
 
 SPLITS = ("train", "valid", "test")
@@ -121,9 +122,6 @@ def count_option(default: int | None, text: str, lo: int = 1, hi: int | None = N
     )
 
 
-output_option = click.option(
-    "-o", "--output", type=click.Path(path_type=Path), default=None, help="File to write."
-)
 data_option = click.option(
     "--data", default=None, metavar="NAME|PATH", help="Data set (default: the run's own)."
 )

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from torch import Tensor
 
 from ..errors import ConfigError, DataError
-from .output import check_folder, check_output
+from .output import check_folder, check_output, default_name
 
 if TYPE_CHECKING:
     from ..data import Dataset
@@ -126,6 +126,14 @@ class Run:
             )
         return shape
 
+    def named(self, name: str, data: str | None = None, **which: Any) -> str:
+        """The default output ``name`` (a path inside the run folder, as runs.py names it) for
+        what a command shows: ``data`` (when not the run's own), and the ``split``, ``label``
+        or input file of :func:`vaekit.cli.output.default_name`."""
+        entry = self.data
+        own = entry.get("source") or entry.get("name")
+        return default_name(name, data=data, own=str(own) if own else None, **which)
+
     def destination(
         self,
         output: Path | None,
@@ -137,7 +145,7 @@ class Run:
         RUN/``name``; a folder of files (sounds) or a file ending in one of ``suffixes`` (never
         one of the files ``inputs`` it reads)."""
         if self.media_type.folder:
-            return check_folder(output, self.path / name)
+            return check_folder(output, self.path / name, self.path)
         return check_output(self.path, output, self.path / name, suffixes, inputs)
 
     def need_continuous(self, command: str) -> None:

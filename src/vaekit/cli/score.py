@@ -215,7 +215,8 @@ def score(
     from ..evaluation.scores import SCORE_COLUMNS, auroc, percentiles
     from ..evaluation.scores import typicality as typicality_of
 
-    out = check_output(run, output, run / SCORES_FILE, (".csv", ".npy"), inputs=(data, reference))
+    default = run / run.named(SCORES_FILE, data, split=split, default_split=None)
+    out = check_output(run, output, default, (".csv", ".npy"), inputs=(data, reference))
     part = _ordered(run, data, split, label_column)
     outliers = _outliers(part, outlier_label)
     if outliers is not None and (outliers.all() or not outliers.any()):

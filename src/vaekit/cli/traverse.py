@@ -83,7 +83,8 @@ def traverse(
     from .. import viz
     from ..estimators import latent_stats
 
-    out = check_output(run, output, run / figure("traverse"), (".png",), inputs=(data,))
+    default = run / run.named(figure("traverse"), data, split=split)
+    out = check_output(run, output, default, (".png",), inputs=(data,))
     model = run.model
     run.need_continuous("traverse")
     shape = run.image_shape(image_shape)
