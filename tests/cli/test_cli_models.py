@@ -261,4 +261,4 @@ def test_conditional_conv_run_on_a_folder_of_colour_images(
     assert code == 0 and "of class 1" in out, err
     code, _, err = run_cli(capsys, "evaluate", run, "-k", "2", "-q", "--split", "train")
     assert code == 0, err
-    assert json.loads((run / "eval.json").read_text())["n"] > 0
+    assert json.loads((run / "eval-train.json").read_text())["n"] > 0  # named for its split

@@ -129,7 +129,7 @@ def test_a_npy_file_is_scored_in_its_order_and_by_split(
     np.testing.assert_allclose(cols["log_px"], ll, rtol=1e-7, atol=1e-7)
     # one split: its rows, with their row numbers in the file
     code, _, err = run_cli(capsys, "score", run, "--data", data, "-k", K, "--split", "test",
-                           "--output", out)  # fmt: skip
+                           "--output", out, "--force")  # fmt: skip
     assert code == 0, err
     cols = _csv(out)
     rows = cols["index"].astype(int)
