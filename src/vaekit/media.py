@@ -1,20 +1,19 @@
 """What a run's examples stand for, and how they go to and from files a person uses.
 
-One class per kind of example, each a :class:`Medium`: :class:`Arrays` (the default: arrays
-and images), :class:`Text` (strings, one a line) and :class:`Audio` (WAV clips as mel
-spectrograms). A medium loads a data set as the run's model was trained on it (``load``), reads
-examples from a person's file (``read``), writes examples as files (``write``), draws them
-(``shape``, ``picture``, ``pairs``: a grid of images, or None where a picture means nothing),
-writes a drawing command's output (``show``, ``show_pairs``), gives the lines a command prints
-(``lines``, ``pair_lines``, ``summary``, ``quality_lines``) and how a report measures its
-examples (``importance_samples``, ``bin_levels``). Commands call these methods and never ask
-which kind of example a run holds. :func:`media_of` chooses the medium by the run's
-``data.media`` table.
+One class per kind of example, each a :class:`Medium`: :class:`Arrays` (the default: arrays and
+images), :class:`Table` (rows of a CSV file, with named columns), :class:`Text` (strings, one a
+line) and :class:`Audio` (WAV clips as mel spectrograms). A medium loads a data set as the
+run's model was trained on it (``load``), reads examples from a person's file (``read``),
+writes examples as files (``write``), draws them (``shape``, ``picture``, ``pairs``: a grid of
+images, or None where a picture means nothing), writes a drawing command's output (``show``,
+``show_pairs``), gives the lines a command prints (``lines``, ``pair_lines``, ``summary``,
+``quality_lines``) and how a report measures its examples (``importance_samples``,
+``bin_levels``). Commands call these methods and never ask which kind of example a run holds.
+:func:`media_of` chooses the medium by the run's ``data.media`` table.
 """
 
 from __future__ import annotations
 
-import io
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -24,75 +23,14 @@ import torch
 from torch import Tensor
 
 from . import viz
-from .data.arrays import NUMPY_READ_ERRORS, channels_first, channels_last_as_trained, to_float
+from .data.arrays import channels_last_as_trained
 from .errors import ConfigError, DataError
 from .files import write_file
 from .runs import DERIVED_SOUND_FOLDERS, figure
+from .tables import array_bytes, read_array, read_columns, table_bytes
 
 if TYPE_CHECKING:
     from .data import Dataset
-
-
-def array_bytes(a: np.ndarray, suffix: str, prefix: str) -> bytes:
-    """``a`` (N, ...) as .npy bytes, or as CSV with one flattened row per example."""
-    if suffix == ".npy":
-        buffer = io.BytesIO()
-        np.save(buffer, a, allow_pickle=False)
-        return buffer.getvalue()
-    flat = a.reshape(a.shape[0], -1)
-    buffer = io.StringIO()
-    header = ",".join(f"{prefix}{i}" for i in range(flat.shape[1]))
-    np.savetxt(buffer, flat, delimiter=",", fmt="%.7g", header=header, comments="")
-    return buffer.getvalue().encode()
-
-
-def read_array(path: Path, what: str, *, data: bool = False) -> np.ndarray:
-    """A float32 array from .npy, or from .csv (comma-separated, optional header line). With
-    ``data`` (examples, not latents) a .npy file is read as ``--data`` reads it: images stored
-    channels last become (N, C, H, W), uint8 values are 8-bit data, divided by 255."""
-    suffix = path.suffix.lower()
-    if suffix not in (".npy", ".csv"):
-        raise DataError(f"{what} file {str(path)!r} must be .npy or .csv")
-    if path.is_dir():
-        raise DataError(f"{what} file {str(path)!r} is a folder; give a {suffix} file")
-    if not path.is_file():
-        raise DataError(f"{what} file {str(path)!r} does not exist")
-    try:
-        if suffix == ".npy":
-            a = np.load(path, allow_pickle=False)
-            if not isinstance(a, np.ndarray):
-                raise ValueError("not a single array")
-            if data:
-                a = channels_first(a)  # as --data reads it
-                if a.dtype == np.uint8:
-                    a = to_float(a, f"{what} file {str(path)!r}")[0]
-        else:
-            lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
-            if lines:
-                try:
-                    [float(v) for v in lines[0].split(",")]
-                except ValueError:
-                    lines = lines[1:]  # a header
-            if not lines:
-                raise DataError(f"{what} file {str(path)!r} is empty")
-            a = np.loadtxt(lines, delimiter=",", ndmin=2, dtype=np.float64)
-        with np.errstate(over="ignore", invalid="ignore"):
-            a = np.asarray(a, dtype=np.float32)
-    except DataError:
-        raise
-    except (*NUMPY_READ_ERRORS, UnicodeDecodeError) as err:
-        detail = str(err).splitlines()[0] if str(err) else "it is empty"
-        if "pickle" in detail:  # numpy's guess for a file without the .npy header
-            detail = "it is not a .npy file of numbers (vaekit never unpickles)"
-        raise DataError(f"cannot read {what} file {str(path)!r}: {detail}") from None
-    if a.size == 0:
-        raise DataError(f"{what} file {str(path)!r} is empty")
-    if not np.isfinite(a).all():
-        raise DataError(
-            f"{what} file {str(path)!r} holds NaN or infinite values (or values beyond "
-            "float32's range)"
-        )
-    return a
 
 
 #: A picture's enlargement for spectrograms when none is given (they are small).
@@ -317,6 +255,107 @@ class Arrays(Medium):
         return [viz.save(picture, out)]
 
 
+class Table(Arrays):
+    """Examples that are rows of a table with named columns (a CSV file a run was trained on):
+    written as CSV with a header of the columns' names and each row's ``id`` (or as the bare
+    .npy array), and read back by column name, so the training file itself, its label column
+    and all, is an input. A picture (``--output x.png``) draws them as :class:`Arrays` do."""
+
+    kind = "table"
+    said: ClassVar[dict[str, str | None]] = {
+        **Arrays.said,
+        "reconstructions": "{n} {split} examples of {data} and their reconstructions",
+    }
+    suffixes = (".csv", ".npy")
+    shown_as = (".csv", ".npy", ".png")
+
+    @property
+    def columns(self) -> list[str]:
+        """The names of the run's columns (``x0``, ``x1``, ... where it recorded none)."""
+        width = math.prod(self.model.config.data_shape)
+        names = (self.data.get("media") or {}).get("columns")
+        if (
+            isinstance(names, list)
+            and len(names) == width
+            and all(isinstance(n, str) for n in names)
+        ):
+            return names
+        return [f"x{i}" for i in range(width)]
+
+    @classmethod
+    def output(cls, name: str) -> str:
+        return f"{name}.csv"
+
+    @classmethod
+    def written(cls, name: str) -> str:
+        return f"{name}.csv"
+
+    def shape(self, given: str | None) -> tuple[int, ...] | None:
+        """Rows are drawn only as a grid of the image shape ``given`` (--image-shape)."""
+        return super().shape(given) if given else None
+
+    def picture(
+        self, x: Tensor, shape: tuple[int, ...] | None, ncols: int | None, scale: int | None
+    ) -> Any:
+        return None if shape is None else super().picture(x, shape, ncols, scale)
+
+    def pairs(
+        self,
+        x: Tensor,
+        y: Tensor,
+        shape: tuple[int, ...] | None,
+        ncols: int,
+        scale: int | None,
+    ) -> Any:
+        return None if shape is None else super().pairs(x, y, shape, ncols, scale)
+
+    @staticmethod
+    def _picture(picture: Any, out: Path) -> Any:
+        if picture is None:
+            raise ConfigError(
+                f"{str(out)!r} would be a picture of table rows: give their image shape "
+                "(--image-shape HxW), or write a .csv or .npy file"
+            )
+        return picture
+
+    def read(self, path: Path, what: str = "input") -> Tensor:
+        """Rows (N, columns) of a .csv file, its columns taken by the run's names where its
+        header has them all (else every column but the run's label column and vaekit's
+        id/label/kind), or of a .npy file."""
+        if path.suffix.lower() != ".csv" or not path.is_file():
+            return super().read(path, what)
+        a = read_columns(path, what, self.columns, self.data.get("label_column"))
+        return examples(self.model, torch.from_numpy(a), repr(str(path)))
+
+    def write(self, x: Tensor, out: Path, names: list[str] | None = None) -> list[Path]:
+        """``x`` (N, columns) as ``out``: CSV with an ``id`` and the run's column names, or .npy."""
+        a = x.detach().cpu().numpy().astype(np.float32)
+        data = table_bytes(a, out.suffix.lower(), self.columns, ids=range(len(a)))
+        return [write_file(out, data)]
+
+    def show(self, x: Tensor, out: Path, prefix: str, picture: Any = None) -> list[Path]:
+        """``x`` as the table ``out`` (.csv, .npy), or its picture (.png)."""
+        if out.suffix.lower() == ".png":
+            return super().show(x, out, prefix, self._picture(picture, out))
+        return self.write(x, out)
+
+    def show_pairs(self, x: Tensor, y: Tensor, out: Path, picture: Any = None) -> list[Path]:
+        """Examples ``x`` and their reconstructions ``y`` (N, columns) as ``out``: CSV rows in
+        pairs (``id``, ``kind`` input / reconstruction, the values), .npy an array (2, N,
+        columns) of inputs and reconstructions, or .png their picture."""
+        if out.suffix.lower() == ".png":
+            return super().show_pairs(x, y, out, self._picture(picture, out))
+        a = torch.stack([x, y]).detach().cpu().numpy().astype(np.float32)  # (2, N, columns)
+        if out.suffix.lower() == ".npy":
+            return [write_file(out, table_bytes(a, ".npy", self.columns))]
+        n = a.shape[1]
+        rows = a.transpose(1, 0, 2).reshape(2 * n, -1)  # example 0, its reconstruction, ...
+        ids = [i for i in range(n) for _ in range(2)]
+        kinds = ["input", "reconstruction"] * n
+        data = table_bytes(rows, ".csv", self.columns, ids=ids, kinds=kinds)
+        return [write_file(out, data)]
+
+
 class Text(Medium):
     """Strings of tokens: loaded and read from .txt files (one a line) in the model's
     vocabulary, written and printed as lines, never drawn."""
@@ -497,7 +536,12 @@ class Audio(Arrays):
         return x, f"{start} and {end} (first clip of each)"
 
 
-MEDIA: dict[str | None, type[Medium]] = {None: Arrays, "text": Text, "audio": Audio}
+MEDIA: dict[str | None, type[Medium]] = {
+    None: Arrays,
+    "table": Table,
+    "text": Text,
+    "audio": Audio,
+}
 
 
 def media_kind(config: dict[str, Any]) -> str | None:

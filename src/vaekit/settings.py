@@ -103,8 +103,8 @@ def resolve_config(
 def _standardize(model_cfg: dict[str, Any], dataset: Any, can: bool) -> None:
     """The setting ``standardize`` ("auto", true or false) made into the model's data_shift and
     data_scale: each column's mean and standard deviation over the training split. "auto"
-    standardises a table (examples that are rows of numbers, not images) under a likelihood of
-    real values; a note on the data set says so."""
+    standardises a table (examples that are rows of numbers, not images, with values beyond
+    [0, 1]) under a likelihood of real values; a note on the data set says so."""
     from .data import standardization
     from .likelihoods import LIKELIHOODS
 
@@ -120,11 +120,15 @@ def _standardize(model_cfg: dict[str, Any], dataset: Any, can: bool) -> None:
             f"standardize=true moves the data off [0, 1], where likelihood "
             f"{model_cfg['likelihood']!r} lives; choose a Gaussian likelihood or leave it out"
         )
+    train = getattr(dataset, "train", None)
+    if train is None:  # settings checked without data
+        return
     table = len(dataset.data_shape) == 1 and not getattr(dataset, "image_shape", None)
     table = table and (getattr(dataset, "media", None) or {}).get("kind") in (None, "table")
-    if wanted == "auto" and not (real and table):
+    pixels = bool(train.numel()) and float(train.min()) >= 0 and float(train.max()) <= 1
+    if wanted == "auto" and not (real and table and not pixels):
         return
-    model_cfg.update(standardization(dataset.train))
+    model_cfg.update(standardization(train))
     if hasattr(dataset, "notes"):
         dims = dataset.data_shape[0] if len(dataset.data_shape) == 1 else "the"
         dataset.notes.append(

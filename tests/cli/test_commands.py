@@ -99,7 +99,7 @@ def test_overwrite_removes_what_the_old_run_wrote(
     assert len(files) >= 8
     code, _, err = run_cli(capsys, "train", "--out", work, "--overwrite", "--data", huge, *TINY,
                            "--set", "likelihood=gaussian", "--set", "max_bad_steps=2",
-                           "--set", "batch_size=8")  # fmt: skip
+                           "--set", "batch_size=8", "--set", "standardize=false")  # fmt: skip
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert "non-finite" in err and f"the run that was in {str(work)!r} is back" in err
     assert everything() == files
@@ -261,8 +261,10 @@ def test_encode_decode_round_trip(
     code, _, err = run_cli(capsys, "encode", run, "--sample", "-o", tmp_path / "z.csv")
     assert code == 0, err
     lines = (tmp_path / "z.csv").read_text().splitlines()
-    assert lines[0] == "z0,z1,z2" and len(lines) == 271
-    zs = np.loadtxt(tmp_path / "z.csv", delimiter=",", skiprows=1)
+    assert lines[0] == "id,label,z0,z1,z2" and len(lines) == 271  # the split's ids and labels
+    table = np.loadtxt(tmp_path / "z.csv", delimiter=",", skiprows=1)
+    assert (table[:, 0] == np.arange(270)).all() and set(table[:, 1]) <= set(range(10))
+    zs = table[:, 2:]
     assert zs.shape == (270, 3) and not np.allclose(zs, z, atol=1e-3)  # draws, not means
     code, out, err = run_cli(capsys, "decode", run, tmp_path / "z.csv", "-o", tmp_path / "x.npy",
                              "--png")  # fmt: skip
@@ -794,7 +796,8 @@ def test_train_with_no_finite_step_fails_without_a_model(
     np.save(tmp_path / "big.npy", (rng.standard_normal((40, 6)) * 1e30).astype(np.float32))
     out = tmp_path / "run"
     code, _, err = run_cli(capsys, "train", "--data", tmp_path / "big.npy", "--out", out,
-                           "--set", "likelihood=gaussian", *TINY)  # fmt: skip
+                           "--set", "likelihood=gaussian", "--set", "standardize=false",
+                           *TINY)  # fmt: skip
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert "no step of the run had a finite loss" in err and "scale" in err
     assert not (out / "model.safetensors").exists()

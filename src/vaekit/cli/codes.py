@@ -10,9 +10,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..errors import ConfigError, DataError
-from ..media import array_bytes, numbered, read_array
+from ..errors import ConfigError
+from ..media import numbered
 from ..runs import LATENTS_FILE, figure
+from ..tables import latent_names, read_latents, table_bytes
 from .output import check_output, data_name, echo_lines, write, wrote
 from .params import (
     count_option,
@@ -31,15 +32,18 @@ from .train import progress
 
 
 def _read_latents(path: Path, latent_dim: int) -> Tensor:
-    z = read_array(path, "latent")
-    if z.ndim == 1 and z.shape[0] == latent_dim:
-        z = z[None]
-    if z.ndim != 2 or z.shape[1] != latent_dim:
-        raise DataError(
-            f"latents in {str(path)!r} have shape {z.shape} but the run's latent_dim is "
-            f"{latent_dim}; expected (N, {latent_dim})"
-        )
-    return torch.from_numpy(z)
+    return torch.from_numpy(read_latents(path, latent_dim))
+
+
+def _label_names(labels: Tensor | None, names: list[str] | None) -> list[str] | None:
+    """Labels (N,) as the text an output table shows: their class names where the data set
+    has them, else the numbers; None without labels."""
+    if labels is None:
+        return None
+    values = labels.tolist()
+    if names is not None and all(0 <= v < len(names) for v in values):
+        return [names[v] for v in values]
+    return [str(v) for v in values]
 
 
 @click.command()
@@ -113,6 +117,7 @@ def encode(
 
         check_refinable(model)
     kw: dict[str, Any] = {}
+    names: list[str] | None = None  # the CSV's label column: the split's labels, by name
     if input_file is not None:
         kw = run.label_condition(label, "encode --input rows")
         x, what = run.media.read(input_file), str(input_file)
@@ -121,6 +126,7 @@ def encode(
             raise ConfigError("--label goes with --input; a data set's examples use their labels")
         x, labels, dataset = run.split(data, split)
         what = f"the {split} split of {dataset.name}"
+        names = _label_names(labels, dataset.label_names)
         condition = run.conditions(labels, what)
         kw = {} if condition is None else {"condition": condition}
     if n is not None:
@@ -142,7 +148,9 @@ def encode(
     with torch.no_grad():
         z = qz_x.sample() if draw else qz_x.mean  # (N, latent_dim)
     z_np = z.detach().cpu().numpy().astype(np.float32)
-    write(out, array_bytes(z_np, out.suffix.lower(), "z"))
+    rows = range(len(z_np))  # each row's index in the split or file
+    ids = {"ids": rows, "labels": None if names is None else names[: len(z_np)]}
+    write(out, table_bytes(z_np, out.suffix.lower(), latent_names(z_np.shape[1]), **ids))
     q = "q(z|x)" if refine_steps is None else f"q(z|x) refined by {refine_steps} steps"
     kind = f"draws from {q}" if draw else f"means of {q}"
     click.echo(f"encoded {x.shape[0]} examples of {what}: {kind}, shape {z_np.shape}")

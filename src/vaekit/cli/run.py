@@ -119,6 +119,11 @@ class Run:
     def image_shape(self, given: str | None) -> tuple[int, ...]:
         """How to draw one example: ``given`` (HxW or CxHxW), else the run's recorded shape."""
         shape = self.media.shape(given)
+        if shape is None and self.media_type.kind == "table":
+            raise ConfigError(
+                "the run's data is a table: its rows are drawn as images only with their image "
+                "shape, --image-shape HxW"
+            )
         if shape is None:
             raise ConfigError(
                 f"the run's data is {self.media_type.kind}: it has no pictures; try sample or "

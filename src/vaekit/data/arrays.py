@@ -284,7 +284,29 @@ def load_csv(
     col = None if label_column is None else _label_index(label_column, names, width, where)
     x, raw_labels = _values(rows, col, names, label_column is None, where)
     labels, label_names = _csv_labels(raw_labels) if col is not None else (None, None)
-    return from_array(path.stem, x, labels, seed, path, label_names=label_names)
+    dataset = from_array(path.stem, x, labels, seed, path, label_names=label_names)
+    if names is not None and col is not None:
+        names = names[:col] + names[col + 1 :]
+    columns = names if names is not None else [f"x{i}" for i in range(x.shape[1])]
+    dataset.media = {"kind": "table", "columns": columns}  # outputs are CSV with these names
+    return dataset
+
+
+def read_table(path: str | Path, what: str = "data") -> tuple[list[str] | None, list[list[str]]]:
+    """The header (None when the first row holds no names) and the rows of cells of a table
+    file, split at its separator as :func:`load_csv` splits it; a ragged table is a DataError
+    naming the row. Rows may be none when the file holds a header alone."""
+    path = Path(path)
+    where = f"{what} file {str(path)!r}"
+    if not path.is_file():
+        raise DataError(f"{where} does not exist")
+    rows = _drop_trailing_empty_column(_read_rows(path, where, path.suffix.lower() == ".tsv"))
+    names = None
+    if _has_header(rows):
+        names, rows = rows[0][1], rows[1:]
+    if rows:
+        _width(rows, names, where)
+    return names, [cells for _, cells in rows]
 
 
 def _read_rows(path: Path, where: str, tsv: bool) -> Rows:

@@ -139,7 +139,7 @@ class ServedRun:
     @property
     def media_name(self) -> str:
         """ "text", "audio", "image" or "array" (a table's rows)."""
-        if self.kind:
+        if self.kind in ("text", "audio"):
             return self.kind
         return "image" if self.image_shape is not None else "array"
 
