@@ -182,8 +182,9 @@ def decode(
     audio run writes WAV files into the folder RUN/decoded/ (or --output), with --png also
     their spectrograms as spectrograms.png there.
 
-    Writes an (N, *data_shape) array to RUN/decoded.npy (or --output, .npy or .csv); with
-    --png also RUN/figures/decoded.png (beside --output when given). A conditional run decodes
+    Writes an (N, *data_shape) array to RUN/decoded.npy (decoded-STEM.npy for latents other
+    than RUN/latents.npy; or --output, .npy or .csv); with --png also RUN/figures/decoded.png
+    (decoded-STEM.png; beside --output when given). A conditional run decodes
     them all as class --label.
 
     \b

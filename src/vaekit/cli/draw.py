@@ -129,7 +129,8 @@ def sample(
     """Draw samples from the model as a grid of images (z ~ p(z), then E[x|z]).
 
     A conditional run draws from p(x|z, c): all of class --label, or, without it, one row per
-    class (n // classes samples each, or --ncols). Writes RUN/figures/samples.png (or --output).
+    class (n // classes samples each, or --ncols). Writes RUN/figures/samples.png (with --label
+    N, samples-labelN.png; or --output).
     A text run prints the strings (greedy at each step, or drawn with --draw) and writes
     RUN/samples.txt; an audio run writes WAV files and their spectrograms into the folder
     RUN/samples/ (or --output).
@@ -184,7 +185,8 @@ def reconstruct(
 ) -> None:
     """Show the first N examples of a split above their reconstructions E[x|z=E[z|x]].
 
-    Writes RUN/figures/reconstructions.png (or --output). A text run prints each string and
+    Writes RUN/figures/reconstructions.png (reconstructions-DATA-SPLIT.png for another data
+    set or split; or --output). A text run prints each string and
     its greedy reconstruction and writes them, tab-separated, to RUN/reconstructions.txt; an
     audio run writes NNN-input.wav and NNN-reconstruction.wav into RUN/reconstructions/.
 

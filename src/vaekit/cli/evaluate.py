@@ -101,7 +101,8 @@ def evaluate(
 
     Uses the test split of the run's data set unless --data/--split say otherwise. A run
     trained with dynamic binarisation is evaluated on one fixed binarisation (seed --seed).
-    Writes RUN/eval.json (or --output) and prints a table.
+    Writes RUN/eval.json (eval-DATA-SPLIT.json for another data set or split; or --output) and
+    prints a table.
 
     --gaps N splits log p(x) - ELBO on the first N examples in two (Cremer et al. 2018): the
     approximation gap, log p(x) - ELBO(q*), where q* is the best diagonal Gaussian for each x

@@ -62,7 +62,12 @@ def force_option(f: F) -> F:
 def output_option(f: F) -> F:
     """``-o/--output FILE`` and ``--force``: every command that writes a file takes both."""
     f = click.option(
-        "-o", "--output", type=click.Path(path_type=Path), default=None, help="File to write."
+        "-o",
+        "--output",
+        type=click.Path(path_type=Path),
+        default=None,
+        help="File to write [default: in the run folder, named for the data set, split or class "
+        "shown when not the run's own]; an existing file is replaced only with --force.",
     )(f)
     return force_option(f)
 
