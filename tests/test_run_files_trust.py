@@ -231,6 +231,32 @@ def test_a_string_train_bound_does_not_crash_info(trained: Path, tmp_path: Path)
     assert "train bound" not in out  # the damaged metrics are left out, not printed
 
 
+@pytest.mark.parametrize("damage", ["deep", "huge", "not a dict"])
+def test_a_damaged_eval_json_is_reported_not_raised(
+    trained: Path, tmp_path: Path, damage: str
+) -> None:
+    """info (and the server's run list, which reads it the same way) says eval.json is
+    unreadable: deep nesting was a RecursionError, a huge file was read whole."""
+    from vaekit.errors import DataError
+    from vaekit.reading import read_json
+
+    run = copy_run(trained, tmp_path)
+    report = run / "eval.json"
+    if damage == "deep":
+        report.write_text(nested(100_000))
+    elif damage == "huge":
+        with report.open("wb") as f:
+            f.truncate(2**40)  # a sparse terabyte: read whole, it would exhaust the memory
+    else:
+        report.write_text("[1, 2]")
+    code, out, err = invoke("info", str(run))
+    assert code == 0 and "Traceback" not in err, err
+    assert "eval   eval.json is unreadable" in out
+    if damage != "not a dict":
+        with pytest.raises(DataError, match=r"eval\.json"):
+            read_json(report, DataError, "evaluation report")
+
+
 def test_adam_moments_of_the_wrong_shape_are_refused_before_any_write(
     trained: Path, tmp_path: Path
 ) -> None:

@@ -102,6 +102,14 @@ def loads(
         raise error(f"{where} is unreadable or corrupt: {why}") from None
 
 
+def read_json(
+    path: str | Path, error: type[VaekitError], what: str, max_bytes: int = MAX_CONFIG_BYTES
+) -> Any:
+    """The JSON value of the regular file ``path`` (see :func:`read_regular` and :func:`loads`):
+    a file that is not one, too large, too deeply nested or not JSON is one ``error``."""
+    return loads(read_regular(path, max_bytes, error, what), repr(str(path)), error)
+
+
 def is_number(value: Any) -> bool:
     """Whether a parsed JSON ``value`` is a number (not a bool)."""
     return isinstance(value, int | float) and not isinstance(value, bool)

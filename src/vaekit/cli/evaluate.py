@@ -14,7 +14,8 @@ import torch
 
 from .. import lock
 from ..dist import current
-from ..errors import CheckpointError, ConfigError, DataError
+from ..errors import CheckpointError, ConfigError, DataError, VaekitError
+from ..reading import read_json
 from ..runs import EVAL_FILE, METRICS_FILE, WEIGHTS_FILE, figure
 from .output import check_output, data_name, echo_lines, variant, write, wrote
 from .params import (
@@ -311,7 +312,7 @@ def info(run: Run) -> None:
     eval_file = run / EVAL_FILE
     if eval_file.is_file():
         try:
-            ev = json.loads(eval_file.read_text())
+            ev = read_json(eval_file, DataError, "evaluation report")
             exact = ev.get("exact_log_likelihood")
             exact = f"; exact {exact:.3f}" if isinstance(exact, float) else ""
             # a text run's bits are per token, as vaekit evaluate prints them
@@ -328,7 +329,7 @@ def info(run: Run) -> None:
                     f"{gaps['amortization_gap']:.3f} nats (first {gaps['n']} examples, "
                     f"{gaps['refine_steps']} refinement steps)"
                 )
-        except (OSError, ValueError, KeyError, TypeError):
+        except (VaekitError, OSError, ValueError, KeyError, TypeError, AttributeError):
             click.echo("eval   eval.json is unreadable")
     live = lock.holder(run.path)  # a process trains the run now
     if live is not None:

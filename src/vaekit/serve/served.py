@@ -10,7 +10,6 @@ prior's samples) also take :data:`RNG_LOCK`, under a generator seeded by the req
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import threading
 from collections.abc import Iterator
@@ -26,6 +25,7 @@ from ..errors import DataError, VaekitError
 from ..estimators import latent_stats
 from ..estimators import log_likelihood as iw_log_likelihood
 from ..media import media_kind, media_of
+from ..reading import read_json
 from ..runs import EVAL_FILE, METRICS_FILE
 from .settings import RequestError
 
@@ -184,10 +184,10 @@ class ServedRun:
         with contextlib.suppress(DataError):  # checked as info and curves check it
             out["last_epoch"] = viz.read_metrics(self.path / METRICS_FILE)[-1]
         try:
-            report = json.loads((self.path / EVAL_FILE).read_text())
+            report = read_json(self.path / EVAL_FILE, DataError, "evaluation report")
             if isinstance(report, dict):
                 out["eval"] = report
-        except (OSError, ValueError):
+        except (OSError, VaekitError):
             pass
         return out
 
