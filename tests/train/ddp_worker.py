@@ -9,6 +9,7 @@ calling ``vaekit.fit`` would, and runs MODE:
 - ``fast``: the static-shape fast loop (``FastRun``, step by step off CUDA) under the group;
   rank 0 writes its weights and records to OUT;
 - ``resume``: fit continuing the run that OUT holds;
+- ``early``: fit under early stopping (:data:`EARLY`);
 - ``mismatch``: fit with a seed that differs between the ranks;
 - ``tiny``: fit on fewer examples than processes;
 - ``hang``: rank 1 stops answering (sleeps), rank 0 fits under a group timeout of 5 s.
@@ -40,6 +41,10 @@ SETTINGS: dict[str, Any] = {
     "fast": "off",
 }
 
+#: Early stopping that ends the run after epoch 3 whatever the bounds: no epoch beats the first by
+#: a million nats.
+EARLY: dict[str, Any] = {**SETTINGS, "epochs": 6, "patience": 2, "min_delta": 1e6}
+
 
 def setup(init_seed: int = 0) -> tuple[vaekit.VAE, torch.Tensor, torch.Tensor]:
     """A small VAE (initialised under ``init_seed``) and the digits' train and valid splits."""
@@ -63,6 +68,8 @@ def run(mode: str, rank: int, out: Path) -> None:
             weights = {k: v.contiguous() for k, v in model.state_dict().items()}
             save_file(weights, out / "fast.safetensors")
             (out / "fast.json").write_text(json.dumps(records))
+    elif mode == "early":
+        vaekit.fit(model, x, valid=valid, out=out, **EARLY)
     elif mode == "resume":
         vaekit.fit(model, x, valid=valid, out=out, resume=True, **SETTINGS)
     elif mode == "mismatch":

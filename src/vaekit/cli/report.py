@@ -45,6 +45,31 @@ def valid_elbo(
     return float(elbo_per_example(model, valid_split(dataset, train_config), **kw).mean())
 
 
+def stopping_line(history: list[dict[str, Any]], train_config: Any) -> str | None:
+    """What early stopping (``patience``) made of the run: where it stopped and its best epoch,
+    whose weights the model holds; None with early stopping off."""
+    if not getattr(train_config, "patience", 0) or not history:
+        return None
+    last = history[-1]
+    if last.get("stopped") == "early":
+        best, elbo = last.get("best_epoch"), last.get("best_valid_elbo")
+        if best is None:
+            return (
+                f"stopped early at epoch {last['epoch']}: no epoch had a finite validation ELBO; "
+                "the last weights are kept"
+            )
+        return (
+            f"stopped early at epoch {last['epoch']}; best validation ELBO at epoch {best} "
+            f"({elbo:.3f} nats), whose weights are saved"
+        )
+    if last.get("best_epoch") is None:
+        return None
+    return (
+        f"no early stop (patience {train_config.patience}); best validation ELBO at epoch "
+        f"{last['best_epoch']} ({last['best_valid_elbo']:.3f} nats), whose weights are saved"
+    )
+
+
 def report(
     model: VAE,
     dataset: Dataset,
@@ -79,6 +104,9 @@ def report(
             f"stopped by the time limit ({train_config.time_limit:g} s) after {last['epoch']} "
             f"of {train_config.epochs} epochs"
         )
+    line = stopping_line(history, train_config)
+    if line is not None:
+        click.echo(line)
     click.echo(f"valid ELBO            {valid_elbo:10.3f} nats")
     of = "" if n == len(x_valid) else f" ({n:,} of {len(x_valid):,} examples)"
     click.echo(f"valid log p(x), K={size.k:<4d} {valid_ll:10.3f} nats{of}")

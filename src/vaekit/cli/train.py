@@ -332,8 +332,12 @@ def _train_resume(
     if info.get("finished") and not rewrite:
         limit = float(saved_train.get("time_limit") or 0)
         ended = info.get("time_limit_reached") and train_config.time_limit == limit
-        if data and (train_config.epochs == done or ended):  # nothing to train: other data
-            _check_same_data(run, info, saved_model, metadata, data)  # is refused, not ignored
+        waited = _stopped_early(info, train_config.patience, done)
+        if data and (train_config.epochs == done or ended or waited):  # nothing to train:
+            _check_same_data(run, info, saved_model, metadata, data)  # other data is refused
+        if waited:
+            click.echo(waited)
+            return
         if train_config.epochs == done:
             click.echo(
                 f"{run} has already finished its {done} epochs; to train further give --epochs N "
@@ -368,6 +372,22 @@ def _train_resume(
             f"resume {run} at epoch {done + 1} of {train_config.epochs}, step {info.get('step')}"
         )
     _train_and_report(model, dataset, train_config, run, metadata, size, quiet, True, log)
+
+
+def _stopped_early(info: dict[str, Any], patience: int, done: int) -> str | None:
+    """The line saying a resumed run is finished because early stopping ended it and still
+    does under ``patience`` (the resumed run's), whatever its epochs; else None."""
+    if not info.get("stopped_early") or not patience:
+        return None
+    best = info.get("best_epoch")
+    since = done - best if type(best) is int else done
+    if since < patience:
+        return None  # a larger patience: the run trains on
+    return (
+        f"stopped early at epoch {done}; best validation ELBO at epoch {best} "
+        f"(patience {patience}): the run is finished; to train further resume with "
+        f"--set patience=N for N more than {since}, or --set patience=0"
+    )
 
 
 def _check_same_data(

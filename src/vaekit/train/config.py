@@ -42,6 +42,8 @@ RESUMABLE = (
     "fast",
     "steps_per_launch",
     "resident",
+    "patience",
+    "min_delta",
 )
 
 
@@ -105,6 +107,12 @@ class TrainConfig:
     (skipped ones count) have passed since the last save; 0 (the default) = once
     ``CHECKPOINT_SECONDS`` of training have passed. It is also saved at the start, at the end
     and when stopped. The fast path saves only at epoch ends (the first one due).
+    patience: early stopping on the validation bound (needs validation data): the run ends, as
+    finished, once this many epochs in a row have not raised the validation ELBO above its best
+    by more than ``min_delta`` (nats); 0 = off. With patience on, the saved model (and the model
+    fit leaves) holds the weights of the best epoch (the last one that improved on the best by
+    more than ``min_delta``), however the run ended; the checkpoint keeps the last epoch's too,
+    so a resume with a larger patience (or 0) trains on from where the run stopped.
     """
 
     epochs: int = 10
@@ -132,13 +140,15 @@ class TrainConfig:
     precision: str = "fp32"
     resident: str = "auto"
     checkpoint_every: int = 0
+    patience: int = 0
+    min_delta: float = 0.0
 
     def __post_init__(self) -> None:
         check_fields(self)
         for name in ("epochs", "batch_size", "samples", "max_bad_steps", "steps_per_launch"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be a positive integer, got {getattr(self, name)}")
-        for name in ("warmup_steps", "checkpoint_every", "dataset_size"):
+        for name in ("warmup_steps", "checkpoint_every", "dataset_size", "patience"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be zero or more, got {getattr(self, name)}")
         if not 0 <= self.seed < 2**63:
@@ -147,7 +157,16 @@ class TrainConfig:
             raise ConfigError(
                 f"time_limit must be 0 (no limit) or a number of seconds, got {self.time_limit}"
             )
-        for name in ("lr", "adam_eps", "beta", "grad_clip", "weight_decay", "alpha", "gamma"):
+        for name in (
+            "lr",
+            "adam_eps",
+            "beta",
+            "grad_clip",
+            "weight_decay",
+            "alpha",
+            "gamma",
+            "min_delta",
+        ):
             v = getattr(self, name)
             if v is None:  # gamma: the objective's default
                 continue

@@ -60,7 +60,8 @@ def fit(
     written at the end. A run already in ``out`` is set aside (in ``out/.vaekit-previous``)
     while the new one trains and put back if it fails or is stopped in its first epoch. With
     ``resume``, training continues from ``out``'s checkpoint, on CPU bit for bit as a run never
-    stopped; only ``RESUMABLE`` settings may change.
+    stopped; only ``RESUMABLE`` settings may change. ``patience``: early stopping on the
+    validation ELBO, keeping the best epoch's weights (:mod:`.stopping`).
 
     ``stop`` is polled before every step; when it returns True the state is saved (on the fast
     path, the last epoch's end is kept) and :class:`TrainingInterrupted` is raised. fit installs
@@ -101,7 +102,7 @@ def fit(
     with run.training():  # what becomes of the run folder if training fails or is stopped
         try:
             cycle_start = time.perf_counter()
-            for record in [] if run.time_limit_reached else epochs:
+            for record in [] if run.time_limit_reached or run.stopped_early else epochs:
                 arrived = time.perf_counter()
                 _describe(record, path, notice, model, x_valid, c_valid, config, group)
                 if config.time_limit and loop.epoch <= config.epochs:
@@ -111,9 +112,9 @@ def fit(
                         record["stopped"] = "time_limit"
                         run.time_limit_reached = True
                     cycle_start = now
-                run.add(record)
+                run.add(record)  # and early stopping's verdict on it
                 hooks.epoch(record)
-                if run.time_limit_reached:
+                if run.time_limit_reached or run.stopped_early:
                     break
             _check_some_good_step(loop.step, loop.skipped, config)
         except PeerLost as err:  # the checkpoint (rank 0's) continues the run
@@ -224,6 +225,11 @@ def _validation_data(
     if valid is None:
         if conditions is not None:
             raise DataError("valid_conditions were given without valid, the data they belong to")
+        if config.patience:
+            raise ConfigError(
+                f"patience={config.patience} stops on the validation ELBO: give valid (validation "
+                "data), or set patience=0"
+            )
         return None, None
     x_valid = as_tensor(valid, "validation data", dtype).to(model.device)
     check_data(model, x_valid, "validation data")

@@ -48,6 +48,7 @@ from .config import (
 )
 from .optim import FlatOptimizer
 from .statecheck import check_history, check_loop_state
+from .stopping import EarlyStopping
 
 
 class TrainingLoop(Protocol):
@@ -97,6 +98,9 @@ class RunFolder:
         self.set_aside = False
         #: The time limit has ended the run (it is finished).
         self.time_limit_reached = False
+        #: Early stopping (``config.patience``): the best epoch, its weights, whether it ended
+        #: the run (then it is finished).
+        self.stopping = EarlyStopping(config)
         self.saved_step = 0  # the good steps of the last checkpoint written (0: none)
         self.saved_records = 0  # the epochs it holds
         self.last_save = (0.0, 0)  # when it was written: perf_counter, steps (skipped included)
@@ -183,10 +187,13 @@ class RunFolder:
         if state is not None:
             self.history = list(state.get("history") or [])
             loop.load_state(state["loop"], self.path)
+            where = repr(str(self.path / STATE_FILE)) if self.path is not None else "checkpoint"
+            self.stopping.restore(self.history, state.get("best"), model, where)
             # A resumed run whose next epoch no longer fits is finished; one stopped mid-epoch
             # finishes that epoch first (the limit ends runs between epochs).
             if (
                 self.history
+                and not self.stopped_early
                 and loop.epoch <= config.epochs
                 and not loop.mid_epoch
                 and no_epoch_fits(loop.elapsed, last_epoch_seconds(self.history), config.time_limit)
@@ -204,7 +211,7 @@ class RunFolder:
             write_metrics(self.path, self.history)  # the epochs the checkpoint holds, no more
             if not (self.path / CONFIG_FILE).is_file():
                 write_config(self.path, model, train=to_dict(config), **self.metadata)
-        if self.time_limit_reached:
+        if self.time_limit_reached or self.stopped_early:
             self.save()  # the run is finished: the checkpoint says so
 
     def _lay_out(self, model: nn.Module) -> None:
@@ -219,6 +226,18 @@ class RunFolder:
                 if self.set_aside:
                     restore_run(self.path)
                 raise
+
+    @property
+    def stopped_early(self) -> bool:
+        """Whether early stopping has ended the run (it is finished)."""
+        return self.stopping.stopped_at is not None
+
+    @property
+    def finished(self) -> bool:
+        """Whether the run has nothing left to train: all its epochs, or ended by its time
+        limit or by early stopping."""
+        assert self.loop is not None
+        return self.loop.epoch > self.config.epochs or self.time_limit_reached or self.stopped_early
 
     def save(self, force: bool = True) -> None:
         """Write the training state; unless ``force``, only when a save is due (``config.
@@ -240,15 +259,22 @@ class RunFolder:
         progress = {
             "epochs_done": loop.epoch - 1,
             "step": loop.step,
-            "finished": loop.epoch > config.epochs or self.time_limit_reached,
+            "finished": self.finished,
             "time_limit_reached": self.time_limit_reached,
+            **self.stopping.progress(),
             "mid_epoch": loop.mid_epoch,
             "seconds": loop.elapsed,
             "last_epoch_seconds": last_epoch_seconds(self.history),
         }
+        best = self.stopping.state()
         save_training_state(
             self.path,
-            {"run": {**self.record, **progress}, "loop": loop.state(), "history": self.history},
+            {
+                "run": {**self.record, **progress},
+                "loop": loop.state(),
+                "history": self.history,
+                **({"best": best} if best is not None else {}),
+            },
         )
         self.saved_step, self.saved_records = loop.step, len(self.history)
         self.last_save = (time.perf_counter(), steps)
@@ -256,11 +282,14 @@ class RunFolder:
             self.lock.update(saved_epoch=progress["epochs_done"])
 
     def add(self, record: dict[str, Any]) -> None:
-        """An epoch's record: into the history, the checkpoint (when due; always at the run's
-        end) and metrics.jsonl."""
+        """An epoch's record, after early stopping has read it (and said in it whether the run
+        ends here, which wins over the time limit): into the history, the checkpoint (when due;
+        always at the run's end) and metrics.jsonl."""
         assert self.loop is not None
+        if self.stopping.update(record, self.loop.model):
+            self.time_limit_reached = False
         self.history.append(record)
-        self.save(force=self.loop.epoch > self.config.epochs or self.time_limit_reached)
+        self.save(force=self.finished)
         if self.path is not None and self.writer:
             append_metrics(self.path, record)
 
@@ -309,7 +338,9 @@ class RunFolder:
 
     def finish(self, model: nn.Module) -> None:
         """Write the trained model (config.json, model.safetensors) and drop the run set aside
-        (also one a killed process left before this run resumed)."""
+        (also one a killed process left before this run resumed). With early stopping on, the
+        model takes the best epoch's weights first."""
+        self.stopping.keep_best(model)
         try:
             if self.path is not None and self.writer:
                 with self._commit():
