@@ -17,7 +17,6 @@ from typing import Any
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as from_safetensors_bytes
-from safetensors.torch import save as to_safetensors_bytes
 
 from . import __version__
 from .config import to_dict
@@ -36,6 +35,7 @@ from .runs import (
     TENSORBOARD_FOLDER,
     WEIGHTS_FILE,
 )
+from .tensorfile import on_cpu, tensor_bytes, write_safetensors
 
 #: Largest safetensors header read (the tensor table and the metadata JSON).
 MAX_HEADER_BYTES = 100_000_000
@@ -56,24 +56,23 @@ def save(model: Any, path: str | Path, **metadata: Any) -> Path:
     path = Path(path)
     check_metadata(metadata)
     config = _config_bytes(model, metadata)
-    state = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
+    weights = model.state_dict()
+    need = tensor_bytes(weights, elsewhere=True)  # moved to the CPU to be written
     if is_single_file(path):
         if path.is_dir():
             raise CheckpointError(f"{str(path)!r} is a folder; give a new file name to save to")
         header = {"format_version": str(FORMAT_VERSION), SINGLE_FILE_KEY: config.decode()}
-        try:
-            atomic_write(path, to_safetensors_bytes(state, metadata=header))
-        except OSError as err:
-            raise CheckpointError(f"cannot write {str(path)!r}: {err.strerror}") from None
-        return path
-    try:
-        atomic_write(
-            path / WEIGHTS_FILE,
-            to_safetensors_bytes(state, metadata={"format_version": str(FORMAT_VERSION)}),
+        write_safetensors(
+            path, lambda: (on_cpu(weights), header), f"cannot write {str(path)!r}", need
         )
+        return path
+    header = {"format_version": str(FORMAT_VERSION)}
+    where = f"cannot write checkpoint to {str(path)!r}"
+    write_safetensors(path / WEIGHTS_FILE, lambda: (on_cpu(weights), header), where, need)
+    try:
         atomic_write(path / CONFIG_FILE, config)
     except OSError as err:
-        raise CheckpointError(f"cannot write checkpoint to {str(path)!r}: {err.strerror}") from None
+        raise CheckpointError(f"{where}: {err.strerror}") from None
     return path
 
 
@@ -300,20 +299,27 @@ def save_training_state(path: str | Path, state: dict[str, Any]) -> Path:
     """Write ``state`` (nested dicts/lists of tensors and JSON values) into the folder ``path``
     as checkpoint.safetensors, atomically: the previous file survives a crash at any moment.
     ``state["run"]`` (JSON only: settings and progress) is also stored on its own, so that
-    :func:`read_training_info` can read it without the tensors. Returns the file."""
+    :func:`read_training_info` can read it without the tensors. Returns the file.
+
+    The file is written tensor by tensor from a snapshot of the state's tensors (as much memory
+    again as they take): a write that does not fit in the memory free is refused before the
+    snapshot, one whose allocation fails is the same :class:`CheckpointError` ("out of memory
+    while writing ..."), and the previous file stays as it was."""
     file = Path(path) / STATE_FILE
-    tensors: dict[str, torch.Tensor] = {}
-    skeleton = flatten_state(state, "s", tensors)
-    meta = {
-        "format_version": str(FORMAT_VERSION),
-        "vaekit_version": __version__,
-        "state": json.dumps(skeleton),
-        "run": json.dumps(state.get("run", {})),
-    }
-    try:
-        atomic_write(file, to_safetensors_bytes(tensors, metadata=meta))
-    except OSError as err:
-        raise CheckpointError(f"cannot write {str(file)!r}: {err.strerror or err}") from None
+
+    def snapshot() -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+        tensors: dict[str, torch.Tensor] = {}
+        skeleton = flatten_state(state, "s", tensors)
+        meta = {
+            "format_version": str(FORMAT_VERSION),
+            "vaekit_version": __version__,
+            "state": json.dumps(skeleton),
+            "run": json.dumps(state.get("run", {})),
+        }
+        return tensors, meta
+
+    # flatten_state copies every tensor: the memory the write needs
+    write_safetensors(file, snapshot, f"cannot write {str(file)!r}", tensor_bytes(state))
     return file
 
 

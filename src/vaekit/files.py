@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 from .errors import VaekitError
 
 
-def atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes | Callable[[BinaryIO], None]) -> None:
     """Write ``data`` to ``path`` so that a crash leaves either the old file or the new one.
 
-    The file gets the permissions ``open`` would give it (0666 less the umask).
+    ``data``: the bytes, or a function that writes them into the open file it is given (a file
+    written piece by piece, never whole in memory). The file gets the permissions ``open`` would
+    give it (0666 less the umask).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -21,7 +25,10 @@ def atomic_write(path: Path, data: bytes) -> None:
     try:
         os.fchmod(fd, 0o666 & ~umask)
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            if callable(data):
+                data(f)
+            else:
+                f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
