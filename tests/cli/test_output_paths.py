@@ -306,3 +306,106 @@ def test_a_new_run_removes_the_outputs_named_for_other_inputs(
     assert not (run / "figures" / "samples-label3.png").exists()
     assert not (run / "eval-valid.json").exists()
     assert (run / "figures" / "mine.png").read_bytes() == b"the user's picture"
+
+
+# -- runs of strings, sounds and table rows ----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def media_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A text run (strings: RUN/NAME.txt), a sound run (folders of WAV files: RUN/NAME/) and a
+    table run (rows: RUN/NAME.csv)."""
+    from vaekit.cli import main
+    from vaekit.data.audio import wav_bytes
+
+    top = tmp_path_factory.mktemp("media")
+    words = Path(__file__).resolve().parents[1] / "fixtures" / "runs-c6fb4d5" / "words.txt"
+    main(["train", "--data", str(words), "--out", str(top / "text"), *SMALL])
+    wavs = top / "wavs"
+    wavs.mkdir()
+    t = np.arange(4000) / 8000
+    for i in range(6):
+        wave = 0.5 * np.sin(2 * np.pi * (200 + 50 * i) * t)
+        (wavs / f"{i}.wav").write_bytes(wav_bytes(wave.astype(np.float32), 8000))
+    main(["train", "--data", str(wavs), "--out", str(top / "sound"), *SMALL,
+          "--audio", "sample_rate=8000", "--audio", "n_fft=256", "--audio", "hop=64",
+          "--audio", "n_mels=16"])  # fmt: skip
+    rng = np.random.default_rng(0)
+    rows = ["a,b,c"] + [",".join(f"{v:.3f}" for v in rng.normal(size=3)) for _ in range(60)]
+    (top / "table.csv").write_text("\n".join(rows) + "\n")
+    main(["train", "--data", str(top / "table.csv"), "--out", str(top / "table"), *SMALL,
+          "--set", "likelihood=gaussian"])  # fmt: skip
+    return {"text": top / "text", "sound": top / "sound", "table": top / "table"}
+
+
+#: Where each kind of run's drawing commands write: a suffix, or "/" for a folder.
+ENDS = {"text": ".txt", "sound": "/", "table": ".csv"}
+
+
+@pytest.mark.parametrize("kind", ENDS)
+def test_strings_sounds_and_rows_follow_the_same_rule(
+    media_runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str
+) -> None:
+    run = _copy(media_runs, kind, tmp_path / "run")
+    end = ENDS[kind]
+
+    def at(name: str) -> Path:
+        return run / name if end == "/" else run / f"{name}{end}"
+
+    for _ in range(2):  # the same default command again regenerates its output
+        code, _, err = run_cli(capsys, "sample", run, "-n", "2")
+        assert code == 0, err
+    code, _, err = run_cli(capsys, "reconstruct", run, "-n", "2", "--split", "train")
+    assert code == 0, err
+    assert at("reconstructions-train").exists() and not at("reconstructions").exists()
+
+    # an existing --output (a folder holding files, for sounds) needs --force
+    output = tmp_path / ("out" if end == "/" else f"out{end}")
+    if end == "/":
+        output.mkdir()
+        (output / "mine.wav").write_bytes(b"the user's sound")
+    else:
+        output.write_bytes(b"the user's file")
+    kept = digest(tmp_path)
+    code, _, err = run_cli(capsys, "sample", run, "-n", "2", "-o", output)
+    _refused(code, err)
+    assert "give --force to replace it, or --output NAME" in err and digest(tmp_path) == kept
+    code, _, err = run_cli(capsys, "sample", run, "-n", "2", "-o", output, "--force")
+    assert code == 0, err
+
+    # a default output linked out of the run folder is refused
+    outside = tmp_path / "outside"
+    link = _leave(run, "samples" if end == "/" else f"samples{end}", outside)
+    before, kept = digest(run), digest(outside)
+    code, _, err = run_cli(capsys, "sample", run, "-n", "2")
+    _refused(code, err)
+    assert f"{str(link)!r} is a symbolic link" in err
+    assert digest(run) == before and digest(outside) == kept
+
+
+def test_sounds_are_never_written_into_a_run_folder(
+    media_runs: dict[str, Path], runs: dict[str, Path], tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    run = _copy(media_runs, "sound", tmp_path / "run")
+    other = _other_run(runs, tmp_path)
+    kept = digest(other)
+    for output in (other, tmp_path / "run" / ".." / "other", other / PREVIOUS_FOLDER):
+        code, _, err = run_cli(capsys, "sample", run, "-n", "2", "-o", output)
+        _refused(code, err)
+        assert "is a run folder" in err or "would replace a run's own file" in err
+        assert digest(other) == kept
+
+
+def test_a_new_run_removes_sound_folders_named_for_other_inputs(
+    media_runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = _copy(media_runs, "sound", tmp_path / "run")
+    assert run_cli(capsys, "reconstruct", run, "-n", "2", "--split", "train")[0] == 0
+    assert list((run / "reconstructions-train").glob("*.wav"))
+    code, _, err = run_cli(capsys, "train", "--data", media_runs["sound"].parent / "wavs",
+                           "--out", run, "--overwrite", *SMALL, "--audio", "sample_rate=8000",
+                           "--audio", "n_fft=256", "--audio", "hop=64",
+                           "--audio", "n_mels=16")  # fmt: skip
+    assert code == 0, err
+    assert not list((run / "reconstructions-train").glob("*.wav"))
