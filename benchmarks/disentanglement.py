@@ -37,6 +37,7 @@ METHODS: dict[str, dict[str, Any]] = {
 #: The convolutional networks of Locatello et al. (2019), table 1.
 NETWORK: dict[str, Any] = {
     "network": "conv",
+    "conv_upsample": "transpose",  # the paper's decoder: 4x4 stride-2 transposed convolutions
     "channels": (32, 32, 64, 64),
     "hidden": (256,),
     "latent_dim": 10,

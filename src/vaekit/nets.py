@@ -94,6 +94,24 @@ def _check_image(name: str, shape: tuple[int, ...], channels: Sequence[int]) -> 
     return height // factor, width // factor
 
 
+#: The smallest height and width at which the conv networks are the default for images: smaller
+#: ones (scikit-learn's 8x8 digits) keep the MLP, whose one layer sees every pixel.
+CONV_MIN_SIDE = 16
+
+
+def default_network(image_shape: Sequence[int] | None, channels: Sequence[int] = (32, 64)) -> str:
+    """The network for examples viewed as ``image_shape`` (C, H, W) when a config names none:
+    "conv" where the conv stages ``channels`` take the images (H and W divisible by
+    2 ** len(channels)) and both are at least :data:`CONV_MIN_SIDE` pixels, else "mlp" (also
+    for examples that are not images, ``image_shape`` None)."""
+    if not image_shape or len(image_shape) != 3 or not channels:
+        return "mlp"
+    _, height, width = image_shape
+    factor = 2 ** len(channels)
+    fits = height % factor == 0 and width % factor == 0
+    return "conv" if fits and min(height, width) >= CONV_MIN_SIDE else "mlp"
+
+
 class ConvEncoder(nn.Module):
     """Images to features: stride-2 4x4 convolutions (each halves H and W; with ``res_blocks``
     residual blocks after each), then an MLP on the flattened features and the condition.

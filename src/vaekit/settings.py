@@ -12,7 +12,7 @@ from typing import Any
 
 from .config import did_you_mean, from_dict, parse_override, read_toml
 from .errors import ConfigError
-from .nets import DISCRIMINATOR_HIDDEN
+from .nets import CONV_MIN_SIDE, DISCRIMINATOR_HIDDEN, default_network
 
 #: The tables of a config file (besides ``data``, the data set's name or path).
 SECTIONS = ("model", "train")
@@ -86,6 +86,8 @@ def resolve_config(
     model_cfg.setdefault("likelihood", "bernoulli" if dataset.binary else "gaussian")
     _standardize(model_cfg, dataset, "data_scale" in known)
     image = getattr(dataset, "image_shape", None)  # a data set of splits, or one like it
+    if "network" in known and "network" not in model_cfg:
+        _choose_network(model_cfg, dataset, image)
     if model_cfg.get("network", "mlp") != "mlp" and image and len(dataset.data_shape) != 3:
         model_cfg.setdefault("image_shape", list(image))  # flat images: the conv nets' view
     train_cfg = dict(merged["train"])
@@ -163,3 +165,27 @@ def retokenize(ds: Any, config: Any) -> tuple[Any, Any]:
         tok = Tokenizer(config.vocab, config.level)
         ds = load_text(ds.source, 0, tokenizer=tok, length=config.data_dim)
     return ds, config
+
+
+def _choose_network(model_cfg: dict[str, Any], dataset: Any, image: Any) -> None:
+    """The network of a model whose settings name none: conv for images it takes (see
+    :func:`vaekit.nets.default_network`), else the MLP; a note on the data set says which."""
+    shape = model_cfg.get("image_shape") or image or dataset.data_shape
+    if getattr(dataset, "media", None):  # spectrograms, token ids: the MLP
+        shape = None
+    channels = model_cfg.get("channels", (32, 64))
+    network = model_cfg["network"] = default_network(shape, channels)
+    if not shape or len(shape) != 3 or not hasattr(dataset, "notes"):
+        return
+    size = f"{shape[1]}x{shape[2]}"
+    if network == "conv":
+        note = f"network conv, the default for {size} images (--set network=mlp: fully connected)"
+    elif min(shape[1:]) >= CONV_MIN_SIDE:  # images the conv stages cannot halve evenly
+        note = (
+            f"network mlp: the conv networks need height and width divisible by "
+            f"{2 ** len(channels)}, and {size} images are not (image_size resizes a folder's "
+            "images)"
+        )
+    else:
+        return
+    dataset.notes.append(note)

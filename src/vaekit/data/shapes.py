@@ -43,11 +43,12 @@ RADIUS = 10 / SIDE
 _WINDOW = int(np.ceil(RADIUS * SIDE * 1.5)) + 1
 _BATCH = 2048
 
-#: Recommended settings: the convolutional networks of Higgins et al. / Locatello et al., 10
-#: latents, a Bernoulli p(x|z).
+#: Recommended settings: the convolutional networks of Higgins et al. / Locatello et al. (4x4
+#: stride-2 convolutions, transposed in the decoder), 10 latents, a Bernoulli p(x|z).
 DEFAULTS: dict[str, dict[str, Any]] = {
     "model": {
         "network": "conv",
+        "conv_upsample": "transpose",
         "channels": [32, 32, 64, 64],
         "hidden": [256],
         "latent_dim": 10,
