@@ -29,10 +29,6 @@ from .run import Run
 from .train import progress, settings_line, time_limit_reached, wrapped
 
 
-def _figure(run: Run, name: str) -> Path:
-    return run.path / figure(name)
-
-
 @click.command()
 @run_argument
 @data_option
