@@ -62,8 +62,8 @@ def export(run: Run, fmt: str, output: Path | None) -> None:
     folder = output if output is not None else run / ONNX_FOLDER
     if output is None:
         check_inside(run.path, folder)
-    check_not_own(folder, folder=True)
     check_export_folder(folder)
+    check_not_own(folder, folder=True)
     if output is not None and folder.is_dir() and any(folder.iterdir()):
         check_replace(folder, "output folder")
     check_writable(folder, "output folder")
