@@ -212,6 +212,10 @@ def _check_config(config: dict[str, Any], file: Path) -> None:
     seed = data.get("split_seed", 0)
     if type(seed) is not int or not 0 <= seed < 2**63:
         raise bad("data.split_seed", "an integer from 0 to 2**63 - 1")
+    for key in ("valid_fraction", "test_fraction"):  # absent in older runs: 0.1
+        f = data.get(key, 0.1)
+        if not is_number(f) or not 0 <= f < 1:
+            raise bad(f"data.{key}", "a fraction from 0 to below 1")
     shape = data.get("image_shape", [1])
     if not positive_ints(shape) or not 1 <= len(shape) <= 3:
         raise bad("data.image_shape", "a list of 1 to 3 positive integers")

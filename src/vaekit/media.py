@@ -202,7 +202,8 @@ class Arrays(Medium):
             options["image_size"] = (int(shape[1]), int(shape[2]))
         if "label_column" in applies and entry.get("label_column") is not None:
             options["label_column"] = entry["label_column"]
-        for key in ("examples", "factors"):  # how many were drawn; the factors file beside it
+        # how many were drawn; the factors file beside it; the split (old runs: 0.1 and 0.1)
+        for key in ("examples", "factors", *datasets.SPLIT_OPTIONS):
             if key in applies and entry.get(key) is not None:
                 options[key] = entry[key]
         dataset = datasets.load(source, seed=seed, **options)

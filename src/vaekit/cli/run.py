@@ -35,13 +35,14 @@ def data_entry(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def data_source(config: dict[str, Any], data: str | None) -> tuple[str, int]:
-    """The data set to read (``data``, else the run's own) and its split seed."""
+    """The data set to read (``data``, else the run's own) and the run's split seed (the
+    run's split settings apply to any data its commands split; older runs: 0)."""
     check_data_option(data)
     entry = data_entry(config)
     source = data or entry.get("source") or entry.get("name")
     if not source:
         raise DataError("the run does not record its data set; give one with --data NAME|PATH")
-    return str(source), int(entry.get("split_seed", 0)) if not data else 0
+    return str(source), int(entry.get("split_seed", 0))
 
 
 def load_data(config: dict[str, Any], model: VAE, source: str, seed: int) -> Dataset:

@@ -20,7 +20,8 @@ from ..logs import LOGGERS, TENSORBOARD_FOLDER, require_tensorboard, tensorboard
 from ..runs import CONFIG_FILE, METRICS_FILE, STATE_FILE, WEIGHTS_FILE
 from ..settings import resolve_config, retokenize
 from .group import description, placed
-from .output import check_writable, progress, wrote
+from .newrun import DATA_OPTIONS, check_out, check_read_options, read_options, split_record
+from .output import progress, wrote
 from .params import Duration, ImageSize, KeyValue, LabelColumn, seed_range
 from .report import ReportSize, report, valid_elbo
 from .run import check_data_option, condition_dim, data_source, load_data, split_conditions
@@ -28,15 +29,6 @@ from .run import check_data_option, condition_dim, data_source, load_data, split
 if TYPE_CHECKING:
     from ..data import Dataset
     from ..models import VAE
-
-#: train's options of how data is read: data.load's keyword -> (flag, the data it is for).
-DATA_OPTIONS = {
-    "image_size": ("--image-size", "folders of images"),
-    "label_column": ("--label-column", "CSV and TSV files"),
-    "audio": ("--audio", "WAV files and folders of them"),
-    "examples": ("--examples", "shapes and dsprites"),
-    "factors": ("--factors", "arrays, CSV files and folders of images"),
-}
 
 
 def settings_line(config: dict[str, Any]) -> str:
@@ -142,6 +134,32 @@ def wrapped(label: str, text: str) -> str:
     help="A .npy/.csv of known factors of variation, one row per example of the data file.",
 )
 @click.option(
+    "--valid-fraction",
+    "valid_fraction",
+    type=float,
+    default=None,
+    metavar="F",
+    help="Data vaekit splits itself (arrays, CSV/TSV, image folders): the fraction of examples "
+    "held out for validation [default: 0.1].",
+)
+@click.option(
+    "--test-fraction",
+    "test_fraction",
+    type=float,
+    default=None,
+    metavar="F",
+    help="...and for the test split [default: 0.1]; the rest trains.",
+)
+@click.option(
+    "--split-seed",
+    "split_seed",
+    type=seed_range,
+    default=None,
+    metavar="N",
+    help="...and the seed that draws the split [default: 0]. All three are saved with the run, "
+    "whose commands read the same split.",
+)
+@click.option(
     "--log",
     type=click.Choice(LOGGERS),
     default=None,
@@ -166,6 +184,9 @@ def train(
     audio: tuple[tuple[str, Any], ...],
     examples: int | None,
     factors: Path | None,
+    valid_fraction: float | None,
+    test_fraction: float | None,
+    split_seed: int | None,
     log: str | None,
     quiet: bool,
 ) -> None:
@@ -198,21 +219,19 @@ def train(
     if log is not None:
         require_tensorboard()  # before anything trains: the extra is missing
     check_data_option(data)
-    load_options = {
-        key: value
-        for key, value in (
-            ("image_size", image_size),
-            ("label_column", label_column),
-            ("audio", dict(audio) if audio else None),
-            ("examples", examples),
-            ("factors", str(factors.resolve()) if factors is not None else None),
-        )
-        if value is not None
-    }
+    load_options = read_options(
+        image_size=image_size,
+        label_column=label_column,
+        audio=audio,
+        examples=examples,
+        factors=factors,
+        valid_fraction=valid_fraction,
+        test_fraction=test_fraction,
+    )
     seconds = time_limit
     if resume is not None:
-        if load_options:
-            flag = DATA_OPTIONS[next(iter(load_options))][0]
+        if load_options or split_seed is not None:
+            flag = DATA_OPTIONS[next(iter(load_options))][0] if load_options else "--split-seed"
             raise ConfigError(f"--resume reads the run's data as it was read; leave out {flag}")
         _train_resume(
             resume, out, data, epochs, seconds, seed, config_file, overrides, size, overwrite,
@@ -221,25 +240,14 @@ def train(
         return
     if out is None:
         raise click.UsageError("give --out for a new run, or --resume RUN to continue one")
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {str(out)!r} is a file; give a folder for the run")
-    if not overwrite and (out / STATE_FILE).exists() and not (out / WEIGHTS_FILE).exists():
-        raise ConfigError(
-            f"{str(out)!r} holds an unfinished run; continue it with vaekit train --resume "
-            f"{out}, or replace it with --overwrite"
-        )
-    if (out / CONFIG_FILE).exists() and not overwrite:
-        raise ConfigError(f"{str(out)!r} already holds a run; choose another --out or --overwrite")
-    check_writable(out, "--out")
+    check_out(out, overwrite)
     if data is None and config_file:
         data = read_toml(config_file).get("data")
         if data is not None and not isinstance(data, str):
             raise ConfigError(f"'data' in {config_file!r} must be a data set name or a path")
     data = data or "digits"
-    for option in datasets.misplaced_options(data, list(load_options)):
-        flag, fits = DATA_OPTIONS[option]
-        raise ConfigError(f"{flag} does not apply to {data!r}: it is for {fits}")
-    dataset = datasets.load(data, seed=0, **load_options)
+    check_read_options(data, load_options, split_seed)
+    dataset = datasets.load(data, seed=split_seed or 0, **load_options)
     model_config, train_config, name = resolve_config(
         config_file, overrides, dataset, {"epochs": epochs, "time_limit": seconds, "seed": seed}
     )
@@ -248,6 +256,7 @@ def train(
     torch.manual_seed(train_config.seed)
     model = placed(build_model(model_config))
     metadata = _metadata(data, name, dataset, load_options)
+    metadata["data"].update(split_record(data, load_options, split_seed))
     _train_and_report(model, dataset, train_config, out, metadata, size, quiet, False, log)
 
 

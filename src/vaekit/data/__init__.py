@@ -56,8 +56,10 @@ from .cifar import (
 )
 from .dataset import (
     BINARIZE,
+    DEFAULT_FRACTIONS,
     Dataset,
     binarize_static,
+    check_fractions,
     class_folder,
     hidden,
     split,
@@ -100,6 +102,7 @@ __all__ = [
     "CIFAR10_URL",
     "DATASETS",
     "DEFAULTS",
+    "DEFAULT_FRACTIONS",
     "DSPRITES_FILE",
     "FASHION_CLASSES",
     "FASHION_IDX_MD5",
@@ -116,6 +119,7 @@ __all__ = [
     "MNIST_PKL_SHA256",
     "MNIST_URLS",
     "NUMPY_READ_ERRORS",
+    "SPLIT_OPTIONS",
     "DataError",
     "Dataset",
     "as_tensor",
@@ -125,6 +129,7 @@ __all__ = [
     "channels_first",
     "channels_last_as_trained",
     "check_examples",
+    "check_fractions",
     "class_folder",
     "data_dir",
     "download",
@@ -186,6 +191,8 @@ DATASETS: dict[str, Callable[..., Dataset]] = {
     "shapes": load_shapes,
     "dsprites": load_dsprites,
 }
+#: The options of :func:`load` that set the split of data vaekit splits itself.
+SPLIT_OPTIONS = ("valid_fraction", "test_fraction")
 #: Built-in data sets that take the ``examples`` option (how many to draw).
 SIZED = ("shapes", "dsprites")
 ALIASES = {
@@ -213,6 +220,8 @@ def load(
     root: str | Path | None = None,
     examples: int | None = None,
     factors: str | Path | None = None,
+    valid_fraction: float | None = None,
+    test_fraction: float | None = None,
 ) -> Dataset:
     """A built-in data set by name (:data:`DATASETS`) or a user's file or folder by path.
 
@@ -231,6 +240,9 @@ def load(
         50,000; 737,280 for every combination).
     factors: for a user's data split by vaekit, a .npy / .csv file of the known factors of
         variation, one row per example (:func:`attach_factors`).
+    valid_fraction, test_fraction: for data vaekit splits itself (a user's arrays, CSV / TSV
+        tables and folders of images), the fractions of the examples in the validation and test
+        splits, drawn under ``seed`` (None: 0.1 each); from 0 to below 1, their sum below 1.
 
     An option that does not apply to the data (see :func:`load_options`) is a DataError.
     """
@@ -243,7 +255,10 @@ def load(
         "audio": audio,
         "examples": examples,
         "factors": factors,
+        "valid_fraction": valid_fraction,
+        "test_fraction": test_fraction,
     }
+    fractions = check_fractions(valid_fraction, test_fraction)
     for option in misplaced_options(text, [o for o, v in given.items() if v is not None]):
         raise DataError(f"{option}={given[option]!r} does not apply to {text!r}; leave it out")
     name = builtin_name(text)
@@ -251,9 +266,9 @@ def load(
         sized = {"examples": examples} if examples is not None else {}
         ds = DATASETS[name](root=root, seed=seed, **sized)
     else:
-        ds = _load_path(Path(text), seed, image_size, label_column, audio)
+        ds = _load_path(Path(text), seed, image_size, label_column, audio, fractions)
         if factors is not None:
-            ds = attach_factors(ds, factors, seed)
+            ds = attach_factors(ds, factors, seed, fractions)
     if binarize == "static":
         ds = binarize_static(ds, seed)
     return ds
@@ -293,7 +308,8 @@ def load_options(name_or_path: str | Path) -> tuple[str, ...]:
     "factors")`` for a folder of images, ``("label_column", "factors")`` for a CSV or TSV file,
     ``("factors",)`` for a .npy / .npz array, ``("audio",)`` for WAV files and folders of them,
     ``("examples",)`` for ``shapes`` and ``dsprites``; none for other built-in data sets, text
-    and paths that do not exist.
+    and paths that do not exist. The split settings (:data:`SPLIT_OPTIONS`) apply where
+    ``factors`` does: to data vaekit splits itself.
     """
     name = builtin_name(name_or_path)
     if name is not None:
@@ -308,12 +324,12 @@ def load_options(name_or_path: str | Path) -> tuple[str, ...]:
     if path.is_dir():
         if (path / "data_batch_1").is_file() or idx_paths(path) is not None:
             return ()
-        return ("image_size", "factors")
+        return ("image_size", "factors", *SPLIT_OPTIONS)
     if not path.is_file():
         return ()
     if suffix in (".csv", ".tsv"):
-        return ("label_column", "factors")
-    return ("factors",) if suffix in (".npy", ".npz") else ()
+        return ("label_column", "factors", *SPLIT_OPTIONS)
+    return ("factors", *SPLIT_OPTIONS) if suffix in (".npy", ".npz") else ()
 
 
 def _is_text(path: Path) -> bool:
@@ -328,8 +344,16 @@ def _is_text(path: Path) -> bool:
     return bool(head) and b"\0" not in head
 
 
-def _load_path(path: Path, seed: int, image_size: Any, label_column: Any, audio: Any) -> Dataset:
-    """A user's file or folder as a data set (the options as for :func:`load`)."""
+def _load_path(
+    path: Path,
+    seed: int,
+    image_size: Any,
+    label_column: Any,
+    audio: Any,
+    fractions: tuple[float, float] = DEFAULT_FRACTIONS,
+) -> Dataset:
+    """A user's file or folder as a data set (the options as for :func:`load`; ``fractions``:
+    valid and test, for arrays, tables and folders of images)."""
     suffix, lname = path.suffix.lower(), path.name.lower()
     if path.is_dir() or suffix in (".wav", ".wave"):
         from .audio import AudioSettings, is_audio, load_audio
@@ -341,7 +365,7 @@ def _load_path(path: Path, seed: int, image_size: Any, label_column: Any, audio:
             return load_cifar10_folder(path)
         if idx_paths(path) is not None:
             return load_idx_folder(path)
-        return load_image_folder(path, seed, image_size=image_size)
+        return load_image_folder(path, seed, image_size=image_size, fractions=fractions)
     if not path.exists():
         if suffix:
             raise DataError(f"data file {str(path)!r} does not exist; check the path")
@@ -350,13 +374,13 @@ def _load_path(path: Path, seed: int, image_size: Any, label_column: Any, audio:
             f"or the path of a file ({FILE_KINDS}) or a folder of images or WAV files"
         )
     if suffix in (".npy", ".npz"):
-        return load_array(path, seed)
+        return load_array(path, seed, fractions=fractions)
     if suffix == ".txt" or (suffix == "" and _is_text(path)):
         from .text import load_text
 
         return load_text(path, seed)
     if suffix in (".csv", ".tsv"):
-        return load_csv(path, seed, label_column=label_column)
+        return load_csv(path, seed, label_column=label_column, fractions=fractions)
     if lname.endswith(".pkl.gz"):
         return load_mnist_pickle(path)
     if lname.endswith((".tar.gz", ".tgz")):

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from ..errors import DataError
 from .checks import check_examples
-from .dataset import Dataset, label_tensor, split, suits_bernoulli, tensor
+from .dataset import DEFAULT_FRACTIONS, Dataset, label_tensor, split, suits_bernoulli, tensor
 
 #: What np.load raises on a damaged .npy/.npz: a broken header is parsed by Python's tokenizer
 #: and ast (SyntaxError, tokenize.TokenError), a broken body or archive by numpy and zlib.
@@ -101,8 +101,10 @@ def from_array(
     eight_bit: bool = False,
     label_names: list[str] | None = None,
     image_shape: tuple[int, int, int] | None = None,
+    fractions: tuple[float, float] = DEFAULT_FRACTIONS,
 ) -> Dataset:
-    """A Dataset from one float32 array (N, ...) split 80/10/10 under ``seed``.
+    """A Dataset from one float32 array (N, ...) split 80/10/10 under ``seed`` (``fractions``:
+    the valid and test fractions).
 
     eight_bit: the values are 8-bit pixels scaled to [0, 1] (then ``binary`` is False unless
     every value is 0 or 1).
@@ -111,7 +113,7 @@ def from_array(
     check_examples(x, name=where)
     if labels is not None and len(labels) != len(x):
         raise DataError(f"{where} has {len(x)} examples but {len(labels)} labels")
-    (tr, va, te), (ytr, yva, yte) = split(tensor(x), label_tensor(labels), (0.1, 0.1), seed)
+    (tr, va, te), (ytr, yva, yte) = split(tensor(x), label_tensor(labels), fractions, seed)
     return Dataset(
         name,
         tr,
@@ -130,8 +132,11 @@ def from_array(
 # -- .npy and .npz ---------------------------------------------------------------------------
 
 
-def load_array(path: str | Path, seed: int = 0) -> Dataset:
-    """A user's .npy / .npz array (N, ...), split 80/10/10 under ``seed``.
+def load_array(
+    path: str | Path, seed: int = 0, *, fractions: tuple[float, float] = DEFAULT_FRACTIONS
+) -> Dataset:
+    """A user's .npy / .npz array (N, ...), split 80/10/10 under ``seed`` (``fractions``: the
+    valid and test fractions; an .npz of splits takes only the valid one, for its train array).
 
     An .npz may hold ``train`` / ``test`` (and ``valid``; else 10% of train under ``seed``) with
     optional ``train_labels`` / ``valid_labels`` / ``test_labels``, or one array with optional
@@ -156,7 +161,7 @@ def load_array(path: str | Path, seed: int = 0) -> Dataset:
             detail = "it is not a .npy/.npz file of numbers (vaekit never unpickles data)"
         raise DataError(f"cannot read {where} as a numpy array: {detail}") from None
     if {"train", "test"} <= set(arrays):
-        return _array_splits(path, arrays, seed)
+        return _array_splits(path, arrays, seed, fractions)
     labels = arrays.pop("labels", None)
     if len(arrays) != 1:
         raise DataError(
@@ -168,7 +173,14 @@ def load_array(path: str | Path, seed: int = 0) -> Dataset:
     x, eight_bit = to_float(channels_first(a), where)
     numbered, names = _numbered_labels({"labels": labels}, where)
     return from_array(
-        path.stem, x, numbered["labels"], seed, path, eight_bit=eight_bit, label_names=names
+        path.stem,
+        x,
+        numbered["labels"],
+        seed,
+        path,
+        eight_bit=eight_bit,
+        label_names=names,
+        fractions=fractions,
     )
 
 
@@ -209,9 +221,22 @@ def _numbered_labels(
     return out, names
 
 
-def _array_splits(path: Path, arrays: dict[str, np.ndarray], seed: int) -> Dataset:
-    """The Dataset of an .npz holding ``train`` / ``test`` (and maybe ``valid``) splits."""
+def _array_splits(
+    path: Path,
+    arrays: dict[str, np.ndarray],
+    seed: int,
+    fractions: tuple[float, float] = DEFAULT_FRACTIONS,
+) -> Dataset:
+    """The Dataset of an .npz holding ``train`` / ``test`` (and maybe ``valid``) splits; the
+    valid fraction of ``fractions`` is drawn from train where there is no ``valid``."""
     where = repr(str(path))
+    if fractions[1] != DEFAULT_FRACTIONS[1] or (
+        "valid" in arrays and fractions != DEFAULT_FRACTIONS
+    ):
+        raise DataError(
+            f"{where} holds its own {'splits' if 'valid' in arrays else 'test split'}: leave "
+            f"out {'valid_fraction and ' if 'valid' in arrays else ''}test_fraction"
+        )
     xs, eight = {}, False
     for k in ("train", "valid", "test"):
         if k in arrays:
@@ -232,7 +257,8 @@ def _array_splits(path: Path, arrays: dict[str, np.ndarray], seed: int) -> Datas
     if "valid" in xs:
         x_valid, y_valid = tensor(xs["valid"]), label_tensor(ys["valid"])
     else:
-        (x_train, x_valid, _), (y_train, y_valid, _) = split(x_train, y_train, (0.1, 0.0), seed)
+        valid_only = (fractions[0], 0.0)
+        (x_train, x_valid, _), (y_train, y_valid, _) = split(x_train, y_train, valid_only, seed)
     every = np.concatenate([x.reshape(len(x), -1) for x in xs.values()])
     return Dataset(
         path.stem,
@@ -261,6 +287,7 @@ def load_csv(
     *,
     label_column: int | str | None = None,
     header: bool | None = None,
+    fractions: tuple[float, float] = DEFAULT_FRACTIONS,
 ) -> Dataset:
     """A numeric CSV file: one example per row -> (N, columns) float32, split 80/10/10.
 
@@ -284,7 +311,9 @@ def load_csv(
     col = None if label_column is None else _label_index(label_column, names, width, where)
     x, raw_labels = _values(rows, col, names, label_column is None, where)
     labels, label_names = _csv_labels(raw_labels) if col is not None else (None, None)
-    dataset = from_array(path.stem, x, labels, seed, path, label_names=label_names)
+    dataset = from_array(
+        path.stem, x, labels, seed, path, label_names=label_names, fractions=fractions
+    )
     if names is not None and col is not None:
         names = names[:col] + names[col + 1 :]
     columns = names if names is not None else [f"x{i}" for i in range(x.shape[1])]

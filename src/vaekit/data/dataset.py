@@ -3,6 +3,7 @@ class-folder layout, hidden files, tensors from arrays, static binarisation and 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,7 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 
 #: Values of the ``binarize`` option of :func:`vaekit.data.load` (dynamic binarisation is a
 #: training option instead).
@@ -73,6 +74,33 @@ class Dataset:
     def data_shape(self) -> tuple[int, ...]:
         """Shape of one example."""
         return tuple(self.train.shape[1:])
+
+
+#: (valid, test) fractions of the data vaekit splits itself when none are given.
+DEFAULT_FRACTIONS = (0.1, 0.1)
+
+
+def check_fractions(valid: float | None, test: float | None) -> tuple[float, float]:
+    """The settings ``valid_fraction`` and ``test_fraction`` (None: 0.1) as (valid, test), each
+    from 0 to below 1 and their sum below 1 (the rest is the training split); a
+    :class:`ConfigError` names the one that is not."""
+    given = {"valid_fraction": valid, "test_fraction": test}
+    for (name, value), default in zip(given.items(), DEFAULT_FRACTIONS, strict=True):
+        if value is None:
+            given[name] = default
+        elif (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not (math.isfinite(value) and 0 <= value < 1)
+        ):
+            raise ConfigError(f"{name} must be a fraction from 0 to below 1, got {value!r}")
+    v, t = float(given["valid_fraction"]), float(given["test_fraction"])
+    if v + t >= 1:
+        raise ConfigError(
+            f"valid_fraction {v:g} + test_fraction {t:g} leave no training examples; give "
+            "fractions whose sum is below 1"
+        )
+    return v, t
 
 
 def split(

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from .dataset import Dataset, split
+from .dataset import DEFAULT_FRACTIONS, Dataset, split
 
 
 def read_factors(path: str | Path) -> tuple[np.ndarray, list[str]]:
@@ -68,10 +68,15 @@ def factor_sizes(factors: np.ndarray) -> list[int] | None:
     return [int(m) + 1 for m in factors.max(axis=0)]
 
 
-def attach_factors(ds: Dataset, path: str | Path, seed: int) -> Dataset:
-    """``ds`` (a user's data read from one array, CSV file or image folder and split 80/10/10
-    under ``seed``) with the factors of ``path`` (one row per example, in the order of the data
-    file's examples) split the same way."""
+def attach_factors(
+    ds: Dataset,
+    path: str | Path,
+    seed: int,
+    fractions: tuple[float, float] = DEFAULT_FRACTIONS,
+) -> Dataset:
+    """``ds`` (a user's data read from one array, CSV file or image folder and split under
+    ``seed`` with the valid and test ``fractions``) with the factors of ``path`` (one row per
+    example, in the order of the data file's examples) split the same way."""
     factors, names = read_factors(path)
     sizes = [len(x) for x in (ds.train, ds.valid, ds.test)]
     n = sum(sizes)
@@ -80,7 +85,7 @@ def attach_factors(ds: Dataset, path: str | Path, seed: int) -> Dataset:
             f"factors file {str(path)!r} has {len(factors)} rows but the data has {n} examples; "
             "give one row per example"
         )
-    parts, _ = split(torch.arange(n), None, (0.1, 0.1), seed)
+    parts, _ = split(torch.arange(n), None, fractions, seed)
     if [len(p) for p in parts] != sizes:
         raise DataError(
             f"factors apply to data that vaekit splits itself (one array, a CSV file, a folder of "

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..errors import DataError
 from .arrays import from_array
-from .dataset import Dataset, class_folder, hidden
+from .dataset import DEFAULT_FRACTIONS, Dataset, class_folder, hidden
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
 #: The largest image side (pixels) an image folder is resized to: a larger image_size is refused
@@ -39,6 +39,7 @@ def load_image_folder(
     seed: int = 0,
     *,
     image_size: int | tuple[int, int] | None = None,
+    fractions: tuple[float, float] = DEFAULT_FRACTIONS,
 ) -> Dataset:
     """A folder of images -> (N, C, H, W) float32 in [0, 1] (8-bit pixels / 255), split 80/10/10.
 
@@ -73,7 +74,9 @@ def load_image_folder(
     notes += _changes(images, h, w)
     x = _pixels(images, h, w)
     y = np.array(labels, dtype=np.int64) if labels is not None else None
-    ds = from_array(folder.name, x, y, seed, folder, eight_bit=True, label_names=names)
+    ds = from_array(
+        folder.name, x, y, seed, folder, eight_bit=True, label_names=names, fractions=fractions
+    )
     ds.notes = notes
     return ds
 

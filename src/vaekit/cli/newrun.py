@@ -1,0 +1,96 @@
+"""A new run of ``vaekit train``: where it goes (``--out`` checked), how its data is read (the
+read options and the split settings, recorded in config.json so that every later command reads
+the same split), and the settings chosen from the data where the user gave none (small tables).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+from ..runs import CONFIG_FILE, STATE_FILE, WEIGHTS_FILE
+from .output import check_writable
+
+#: train's options of how data is read: data.load's keyword -> (flag, the data it is for).
+DATA_OPTIONS = {
+    "image_size": ("--image-size", "folders of images"),
+    "label_column": ("--label-column", "CSV and TSV files"),
+    "audio": ("--audio", "WAV files and folders of them"),
+    "examples": ("--examples", "shapes and dsprites"),
+    "factors": ("--factors", "arrays, CSV files and folders of images"),
+    "valid_fraction": ("--valid-fraction", "data vaekit splits itself: arrays, CSV files, folders "
+                       "of images"),
+    "test_fraction": ("--test-fraction", "data vaekit splits itself: arrays, CSV files, folders "
+                      "of images"),
+}  # fmt: skip
+#: The flag of each split setting.
+SPLIT_FLAGS = {
+    "valid_fraction": "--valid-fraction",
+    "test_fraction": "--test-fraction",
+    "split_seed": "--split-seed",
+}
+
+
+def read_options(**given: Any) -> dict[str, Any]:
+    """data.load's keyword options from train's flags (those given, as data.load takes them)."""
+    options = {key: value for key, value in given.items() if value is not None}
+    if "audio" in options:
+        options["audio"] = dict(options["audio"]) if options["audio"] else None
+        if options["audio"] is None:
+            del options["audio"]
+    if "factors" in options:
+        options["factors"] = str(Path(options["factors"]).resolve())
+    return options
+
+
+def check_out(out: Path, overwrite: bool) -> None:
+    """Refuse an ``--out`` that is a file or holds a run (unless ``overwrite``), before any
+    data is read."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {str(out)!r} is a file; give a folder for the run")
+    if not overwrite and (out / STATE_FILE).exists() and not (out / WEIGHTS_FILE).exists():
+        raise ConfigError(
+            f"{str(out)!r} holds an unfinished run; continue it with vaekit train --resume "
+            f"{out}, or replace it with --overwrite"
+        )
+    if (out / CONFIG_FILE).exists() and not overwrite:
+        raise ConfigError(f"{str(out)!r} already holds a run; choose another --out or --overwrite")
+    check_writable(out, "--out")
+
+
+def check_read_options(data: str, options: dict[str, Any], split_seed: int | None) -> None:
+    """Refuse a read option or split setting that does not apply to ``data`` (one line naming
+    the flag), and split fractions out of range."""
+    from .. import data as datasets
+
+    for option in datasets.misplaced_options(data, list(options)):
+        flag, fits = DATA_OPTIONS[option]
+        raise ConfigError(f"{flag} does not apply to {data!r}: it is for {fits}")
+    if split_seed is not None and datasets.misplaced_options(data, ["valid_fraction"]):
+        fits = DATA_OPTIONS["valid_fraction"][1]
+        raise ConfigError(f"--split-seed does not apply to {data!r}: it is for {fits}")
+    try:
+        datasets.check_fractions(options.get("valid_fraction"), options.get("test_fraction"))
+    except ConfigError as err:
+        message = err.message
+        for key, flag in SPLIT_FLAGS.items():
+            message = message.replace(key, flag)
+        raise ConfigError(message) from None
+
+
+def split_record(data: str, options: dict[str, Any], split_seed: int | None) -> dict[str, Any]:
+    """The split settings a new run records in its config.json's ``data`` table: the seed, and
+    the fractions where vaekit splits the data itself (a run without them is read at 0.1 and
+    0.1, as every run before them was)."""
+    from .. import data as datasets
+
+    record: dict[str, Any] = {"split_seed": split_seed or 0}
+    if not datasets.misplaced_options(data, ["valid_fraction"]) and (
+        datasets.builtin_name(data) is None and Path(data).exists()
+    ):
+        valid, test = datasets.check_fractions(
+            options.get("valid_fraction"), options.get("test_fraction")
+        )
+        record.update(valid_fraction=valid, test_fraction=test)
+    return record
