@@ -51,7 +51,8 @@ DERIVED_FILES = (
     LATENTS_FILE,
     DECODED_FILE,
     SCORES_FILE,
-    *(f"{name}.txt" for name in DERIVED_SOUND_FOLDERS),
+    *(f"{name}.txt" for name in DERIVED_SOUND_FOLDERS),  # a text run's
+    *(f"{name}.csv" for name in DERIVED_SOUND_FOLDERS),  # a table run's
     *(f"figures/{name}.png" for name in FIGURES),
     *(f"{ONNX_FOLDER}/{name}" for name in ONNX_FILES),
 )

@@ -166,3 +166,16 @@ def test_a_picture_of_table_rows_needs_their_image_shape(run: Path, tmp_path: Pa
     code, _, err = _cli("sample", run, "-o", tmp_path / "s.png", "--image-shape", "2x2")
     assert code == 0, err
     assert (tmp_path / "s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_new_run_removes_the_old_run_s_tables(
+    table: tuple[Path, np.ndarray], tmp_path: Path
+) -> None:
+    out = tmp_path / "t"
+    args = ["train", "--data", table[0], "--label-column", "shape", "--out", out, "--epochs", "1"]
+    assert _cli(*args, "-q")[0] == 0
+    assert _cli("sample", out, "-n", "5")[0] == 0 and _cli("reconstruct", out, "-n", "2")[0] == 0
+    (out / "mine.csv").write_text("the user's own file\n")
+    assert _cli(*args, "-q", "--overwrite")[0] == 0
+    assert not (out / "samples.csv").exists() and not (out / "reconstructions.csv").exists()
+    assert (out / "mine.csv").read_text() == "the user's own file\n"
