@@ -38,6 +38,9 @@ atexit.register(peak)
 from vaekit.cli import main
 main(sys.argv[1:])
 """
+#: Switches off train's estimate of the memory training takes, which refuses before training a
+#: run whose checkpoint would not fit: the way to reach a write that runs out of memory.
+NO_ESTIMATE = "import vaekit.models.registry as r\nr.check_training_fits = lambda *a: None\n"
 
 
 def _every_dtype() -> dict[str, torch.Tensor]:
@@ -149,14 +152,16 @@ def test_out_of_memory_errors_are_told_apart() -> None:
     assert size_text(1000) == "1000 bytes" and size_text(3 * 2**30) == "3.0 GiB"
 
 
-def _vaekit(args: list[object], limit: int | None = None) -> subprocess.CompletedProcess[str]:
+def _vaekit(
+    args: list[object], limit: int | None = None, estimate: bool = True
+) -> subprocess.CompletedProcess[str]:
     def cap() -> None:
         if limit is not None:
             resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run(
-        [sys.executable, "-c", PEAK, *map(str, args)],
+        [sys.executable, "-c", PEAK if estimate else NO_ESTIMATE + PEAK, *map(str, args)],
         capture_output=True,
         text=True,
         env=env,
@@ -183,7 +188,7 @@ def small_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, int
 
 
 def _big_run(
-    small_run: tuple[Path, Path, int], tmp_path: Path, room: float
+    small_run: tuple[Path, Path, int], tmp_path: Path, room: float, estimate: bool = True
 ) -> tuple[Path, dict[str, str], str, int]:
     """A copy of the small run, then the same command replacing it with a large model (W bytes
     of weights) in a process whose address space may grow ``room`` W above what the small run's
@@ -193,9 +198,8 @@ def _big_run(
     before = digest(run)
     weights = weight_bytes(VAEConfig(data_shape=(16,), latent_dim=2, hidden=(5000, 5000)))
     big = ["--set", "hidden=[5000,5000]", "--overwrite"]
-    second = _vaekit(
-        ["train", "--data", data, "--out", run, *SMALL, *big], base + int(room * weights)
-    )
+    limit = base + int(room * weights)
+    second = _vaekit(["train", "--data", data, "--out", run, *SMALL, *big], limit, estimate)
     err = "".join(line for line in second.stderr.splitlines(True) if "vmpeak" not in line)
     return run, before, err, second.returncode
 
@@ -209,11 +213,25 @@ def test_out_of_memory_while_writing_a_checkpoint_keeps_the_run(
     # hidden [5000, 5000]: 50.2M weights, W = 201 MB. Training takes about 4W (weights,
     # gradients, Adam's two moments) above the base; the checkpoint's snapshot of weights and
     # moments 3W more. 5.5 W above the base fits the one, not the other.
-    run, before, err, code = _big_run(small_run, tmp_path, 5.5)
+    run, before, err, code = _big_run(small_run, tmp_path, 5.5, estimate=False)
     assert code == 2, err
     assert len(err.strip().splitlines()) == 1, err
     assert err.startswith("vaekit: error: out of memory while writing ")
     assert f"{str(run / 'checkpoint.safetensors')!r} (needs " in err and " free)" in err
+    assert digest(run) == before
+
+
+def test_training_that_would_not_fit_is_refused_before_it_starts(
+    small_run: tuple[Path, Path, int], tmp_path: Path
+) -> None:
+    """The same process and limit, with train's estimate on: weights, gradients and Adam's
+    moments (4W), then a checkpoint's snapshot (3W), do not fit in 5.5 W; refused in one line
+    with the estimate before the model is built, the run there untouched."""
+    run, before, err, code = _big_run(small_run, tmp_path, 5.5)
+    assert code == 2, err
+    assert len(err.strip().splitlines()) == 1, err
+    assert err.startswith("vaekit: error: training a vae model with these settings would run ")
+    assert "to write a checkpoint), more than the " in err and "hidden, channels" in err
     assert digest(run) == before
 
 

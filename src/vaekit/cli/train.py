@@ -253,6 +253,10 @@ def train(
     )
     if dataset.media == {"kind": "text"}:
         dataset, model_config = retokenize(dataset, model_config)
+    from ..dist import local_device
+    from ..models.registry import check_training_fits
+
+    check_training_fits(model_config, train_config, len(dataset.train), local_device())
     torch.manual_seed(train_config.seed)
     model = placed(build_model(model_config))
     metadata = _metadata(data, name, dataset, load_options)

@@ -6,16 +6,15 @@ is imported; importing :mod:`vaekit.models` imports vaekit's own.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as from_safetensors_bytes
 from torch import nn
 
-from .. import checkpoint
+from .. import checkpoint, memory
 from ..checkpoint import usable_device
 from ..config import from_dict, to_dict
 from ..errors import CheckpointError, ConfigError, Remedy
@@ -96,41 +95,133 @@ def weight_bytes(config: Any) -> int | None:
     """Bytes of the weights and buffers of a model of ``config``, counted by building it on
     PyTorch's meta device (shapes only, nothing allocated); None for a kind that cannot be
     built there."""
+    model = _on_meta(config)
+    if model is None or isinstance(model, int):
+        return model
+    tensors = (*model.parameters(), *model.buffers())
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def _on_meta(config: Any) -> nn.Module | int | None:
+    """A model of ``config`` built on the meta device; 2**64 for one whose tensors would
+    overflow (more than 2**63 bytes); None for a kind that cannot be built there."""
     try:
         with torch.device("meta"):
-            model = model_class(config)(config)
+            return model_class(config)(config)
     except RuntimeError as err:
         if "overflow" in str(err):  # a tensor of more than 2^63 bytes
             return 2**64
         return None  # a kind that reads values while it initialises
     except (NotImplementedError, ValueError, TypeError):
         return None
-    tensors = (*model.parameters(), *model.buffers())
-    return sum(t.numel() * t.element_size() for t in tensors)
 
 
-def available_memory() -> int | None:
-    """Bytes of memory free for a new model on this machine (Linux's MemAvailable); None where
-    the system does not say."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError):
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, AttributeError):
+#: Copies of one batch's activations a training step holds at its peak: the forward pass's
+#: outputs, what autograd keeps for the backward pass and the gradients flowing back. Measured
+#: peaks of a CPU step (784-500-20 Bernoulli MLP; 784-500-500-50 Gaussian MLP; conv on 3x64x64)
+#: were 1.7 to 6.1 times the floats of ``floats_per_row`` and the likelihood's parameters.
+ACTIVATION_COPIES = 3
+#: Optimizer state in copies of the weights (Adam: two moments; Adagrad: one sum).
+OPTIMIZER_COPIES = {"adam": 2, "adagrad": 1}
+
+
+class TrainingMemory(NamedTuple):
+    """Bytes a training run takes, estimated before anything is allocated."""
+
+    weights: int  # the weights and buffers
+    state: int  # the gradients and the optimizer's state
+    activations: int  # one batch's activations at the step's peak
+    per_example: int  # the activations of one example of the batch
+    snapshot: int  # the copy of the weights and optimizer state a checkpoint writes
+
+    @property
+    def total(self) -> int:
+        """The peak: weights and state, and then a batch's activations or, between steps, a
+        checkpoint's snapshot, whichever is larger."""
+        return self.weights + self.state + max(self.activations, self.snapshot)
+
+
+def training_memory(
+    config: Any,
+    batch_size: int,
+    samples: int = 1,
+    optimizer: str = "adam",
+    checkpoints: bool = True,
+) -> TrainingMemory | None:
+    """Bytes that training a model of ``config`` takes: weights, gradients and optimizer state
+    (Adam: 4 x the weights in all), then one batch's activations, ``batch_size`` examples x
+    ``samples`` samples x (the networks' ``floats_per_row`` + the likelihood's parameters per
+    example + 4 x latent_dim) float32s x :data:`ACTIVATION_COPIES`, or (``checkpoints``) the
+    snapshot of weights and optimizer state that writing a checkpoint copies, whichever is
+    larger. Counted on the meta device (nothing allocated); None for a kind that cannot be
+    built there."""
+    model = _on_meta(config)
+    if model is None:
         return None
+    if isinstance(model, int):
+        return TrainingMemory(model, model, 0, 0, 0)
+    weights = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
+    params = sum(p.numel() * p.element_size() for p in model.parameters())
+    moments = params * OPTIMIZER_COPIES.get(optimizer, 2)
+    try:
+        likelihood = model.likelihood.n_params * config.data_dim  # type: ignore[union-attr]
+        floats = int(model.floats_per_row) + likelihood + 4 * config.latent_dim
+    except (AttributeError, TypeError, ValueError, RuntimeError):
+        floats = 0  # a kind that does not say: its weights and state only
+    per_example = 4 * ACTIVATION_COPIES * samples * floats
+    snapshot = weights + moments if checkpoints else 0
+    return TrainingMemory(
+        weights, params + moments, per_example * batch_size, per_example, snapshot
+    )
+
+
+def check_training_fits(
+    config: Any,
+    train: Any,
+    examples: int | None = None,
+    device: str | torch.device | None = None,
+) -> None:
+    """A :class:`ConfigError` for a model of ``config`` whose training under the TrainConfig
+    ``train`` (its ``batch_size``, ``samples`` and ``optimizer``) on ``device`` (None: the CPU),
+    writing checkpoints, would not fit in the memory free there
+    (:func:`vaekit.memory.available_memory`), raised before anything is allocated, with the
+    estimate (:func:`training_memory`) and what to lower. ``examples``: the training set's
+    size, which caps the batch."""
+    batch = min(train.batch_size, examples) if examples else train.batch_size
+    need = training_memory(config, batch, train.samples, train.optimizer)
+    have = available_memory(device)
+    if need is None or have is None or need.total <= have or need.weights > have:
+        return  # (weights that do not fit alone: build_model says so)
+    kind = model_class(config).kind  # type: ignore[attr-defined]
+    shown = f"{batch} examples" + (f" x {train.samples} samples" if train.samples > 1 else "")
+    fixed = need.weights + need.state
+    lower = []
+    if need.activations > need.snapshot:
+        fits = (have - fixed) // need.per_example if fixed + need.snapshot <= have else 0
+        lower.append(f"batch_size to {fits} or less" if fits else "batch_size")
+        if train.samples > 1:
+            lower.append(f"samples (now {train.samples})")
+    images = getattr(config, "image_shape", ()) or len(getattr(config, "data_shape", ())) > 1
+    model = ("image_size, " if images else "") + "hidden, channels or latent_dim"
+    lower.append(f"else {model}" if lower else model)
+    raise ConfigError(
+        f"training a {kind} model with these settings would run out of memory: it needs about "
+        f"{_size(need.total)} ({_size(need.weights)} of weights, {_size(need.state)} of "
+        f"gradients and optimizer state, then {_size(need.activations)} of activations for a "
+        f"batch of {shown} or {_size(need.snapshot)} to write a checkpoint), more than the "
+        f"{_size(have)} of memory free; lower {', '.join(lower)}"
+    )
+
+
+def available_memory(device: str | torch.device | None = None) -> int | None:
+    """Bytes free for a new model on ``device`` (None: this machine's memory; a CUDA device:
+    its own), as :func:`vaekit.memory.available_memory` says; None where it is not known."""
+    return memory.available_memory(device)
 
 
 def _size(n: int) -> str:
     """Bytes for a person: 3.2 GiB, 1.0e+27 bytes past a pebibyte."""
-    for unit, scale in (("KiB", 2**10), ("MiB", 2**20), ("GiB", 2**30), ("TiB", 2**40)):
-        if n < 1024 * scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{float(n):.1e} bytes"
+    return memory.size_text(n)
 
 
 def read_config(path: str | Path) -> dict[str, Any]:
