@@ -1,16 +1,19 @@
 """A new run of ``vaekit train``: where it goes (``--out`` checked), how its data is read (the
 read options and the split settings, recorded in config.json so that every later command reads
-the same split), and the settings chosen from the data where the user gave none (small tables).
+the same split), and the settings chosen from the data where the user gave none (tables).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
 from ..runs import CONFIG_FILE, STATE_FILE, WEIGHTS_FILE
 from .output import check_writable
+
+if TYPE_CHECKING:
+    from ..data import Dataset
 
 #: train's options of how data is read: data.load's keyword -> (flag, the data it is for).
 DATA_OPTIONS = {
@@ -94,3 +97,83 @@ def split_record(data: str, options: dict[str, Any], split_seed: int | None) -> 
         )
         record.update(valid_fraction=valid, test_fraction=test)
     return record
+
+
+def given_settings(
+    config_file: str | None, overrides: tuple[str, ...], flags: dict[str, Any]
+) -> set[str]:
+    """The names of the settings the user gave: in the config file's [model] and [train]
+    tables, in ``--set`` (bare or ``section.key``), or as a flag (``flags`` not None)."""
+    from ..config import parse_override, read_toml
+
+    names = {key for key, value in flags.items() if value is not None}
+    if config_file:
+        for section in ("model", "train"):
+            table = read_toml(config_file).get(section)
+            names.update(table if isinstance(table, dict) else ())
+    names.update(parse_override(text)[0].rpartition(".")[2] for text in overrides)
+    return names
+
+
+def is_table(data: str, dataset: Dataset) -> bool:
+    """Whether ``data`` is a user's table: a file whose examples are rows of numbers (CSV/TSV,
+    or a 2-D array), not images, text or sound, and not a built-in data set."""
+    from .. import data as datasets
+
+    kind = (dataset.media or {}).get("kind")
+    return (
+        datasets.builtin_name(data) is None
+        and len(dataset.data_shape) == 1
+        and not dataset.image_shape
+        and kind in (None, "table")
+    )
+
+
+def table_defaults(
+    data: str, dataset: Dataset, model_config: Any, train_config: Any, given: set[str]
+) -> tuple[Any, Any]:
+    """The configs of a new run on a user's table with ``latent_dim`` and ``epochs`` chosen
+    from the data where the user gave neither (``given``: the settings the user gave), and
+    early stopping (``patience``) with the epochs chosen, each choice a note on ``dataset``; any
+    other data, or a model kind other than vae, as it is."""
+    from dataclasses import replace
+
+    from ..models import model_table
+    from ..train.sizing import (
+        TABLE_MAX_EPOCHS,
+        TABLE_STEPS,
+        table_epochs,
+        table_latent_dim,
+        table_patience,
+    )
+
+    if not is_table(data, dataset) or model_table(model_config)["kind"] != "vae":
+        return model_config, train_config
+    columns, rows = dataset.data_shape[0], len(dataset.train)
+    if "latent_dim" not in given:
+        latent = table_latent_dim(columns)
+        if latent != model_config.latent_dim:
+            model_config = replace(model_config, latent_dim=latent)
+            dataset.notes.append(
+                f"latent_dim={latent} for a table of {columns} columns (half of them, 2 to 20); "
+                "--set latent_dim=N chooses another"
+            )
+    if "epochs" not in given:
+        epochs = table_epochs(rows, train_config.batch_size)
+        if epochs != train_config.epochs:
+            steps = epochs * -(-rows // train_config.batch_size)
+            train_config = replace(train_config, epochs=epochs)
+            dataset.notes.append(
+                f"epochs={epochs} for {rows} training rows in batches of "
+                f"{train_config.batch_size}: {steps} steps (about {TABLE_STEPS}, at most "
+                f"{TABLE_MAX_EPOCHS} epochs); --epochs N chooses another"
+            )
+            if "patience" not in given and len(dataset.valid) and not train_config.patience:
+                patience = table_patience(epochs)
+                train_config = replace(train_config, patience=patience)
+                dataset.notes.append(
+                    f"patience={patience}: training stops after {patience} epochs without a "
+                    "better validation ELBO and keeps the best epoch; --set patience=0 turns "
+                    "this off"
+                )
+    return model_config, train_config

@@ -20,7 +20,15 @@ from ..logs import LOGGERS, TENSORBOARD_FOLDER, require_tensorboard, tensorboard
 from ..runs import CONFIG_FILE, METRICS_FILE, STATE_FILE, WEIGHTS_FILE
 from ..settings import resolve_config, retokenize
 from .group import description, placed
-from .newrun import DATA_OPTIONS, check_out, check_read_options, read_options, split_record
+from .newrun import (
+    DATA_OPTIONS,
+    check_out,
+    check_read_options,
+    given_settings,
+    read_options,
+    split_record,
+    table_defaults,
+)
 from .output import progress, wrote
 from .params import Duration, ImageSize, KeyValue, LabelColumn, seed_range
 from .report import ReportSize, report, valid_elbo
@@ -248,9 +256,10 @@ def train(
     data = data or "digits"
     check_read_options(data, load_options, split_seed)
     dataset = datasets.load(data, seed=split_seed or 0, **load_options)
-    model_config, train_config, name = resolve_config(
-        config_file, overrides, dataset, {"epochs": epochs, "time_limit": seconds, "seed": seed}
-    )
+    flags = {"epochs": epochs, "time_limit": seconds, "seed": seed}
+    model_config, train_config, name = resolve_config(config_file, overrides, dataset, flags)
+    given = given_settings(config_file, overrides, flags)  # the rest may come from the data
+    model_config, train_config = table_defaults(data, dataset, model_config, train_config, given)
     if dataset.media == {"kind": "text"}:
         dataset, model_config = retokenize(dataset, model_config)
     from ..dist import local_device
