@@ -86,6 +86,11 @@ RANGE = "must be a fraction from 0 to below 1, got"
         (["--test-fraction", "-0.1"], f"--test-fraction {RANGE} -0.1"),
         (["--valid-fraction", "nan"], f"--valid-fraction {RANGE} nan"),
         (
+            ["--valid-fraction", "0"],
+            "--valid-fraction 0 leaves no validation split, on which train measures every epoch "
+            "and its report: give a fraction above 0",
+        ),
+        (
             ["--valid-fraction", "0.6", "--test-fraction", "0.4"],
             "--valid-fraction 0.6 + --test-fraction 0.4 leave no training examples; give "
             "fractions whose sum is below 1",

@@ -80,6 +80,11 @@ def check_read_options(data: str, options: dict[str, Any], split_seed: int | Non
         for key, flag in SPLIT_FLAGS.items():
             message = message.replace(key, flag)
         raise ConfigError(message) from None
+    if options.get("valid_fraction") == 0:
+        raise ConfigError(
+            "--valid-fraction 0 leaves no validation split, on which train measures every epoch "
+            "and its report: give a fraction above 0"
+        )
 
 
 def split_record(data: str, options: dict[str, Any], split_seed: int | None) -> dict[str, Any]:
