@@ -77,6 +77,7 @@ def test_min_delta_counts_only_large_improvements() -> None:
 
 
 def test_off_by_default_trains_every_epoch_and_keeps_the_last_weights() -> None:
+    assert (TrainConfig().patience, TrainConfig().min_delta) == (0, 0.0)
     m = model()
     history = fit(m, X, valid=XV, epochs=30, batch_size=8, lr=3e-3)
     assert len(history) == 30 and all("stopped" not in r and "best_epoch" not in r for r in history)
