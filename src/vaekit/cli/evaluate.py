@@ -139,6 +139,11 @@ def evaluate(
     start = time.perf_counter()
     medium = run.media
     k = k or medium.importance_samples
+    from ..estimators import check_passes, work_line
+
+    check_passes(k, len(x))  # K x examples within the bound, before any work
+    if not quiet and current().main:
+        click.echo(work_line(k, len(x)), err=True)
     levels = medium.bin_levels(x)
     options = {} if levels is None else {"bin_levels": levels}
     report = evaluate_model(

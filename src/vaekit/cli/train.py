@@ -263,9 +263,12 @@ def train(
     if dataset.media == {"kind": "text"}:
         dataset, model_config = retokenize(dataset, model_config)
     from ..dist import local_device
+    from ..estimators import check_passes
     from ..models.registry import check_training_fits
 
     check_training_fits(model_config, train_config, len(dataset.train), local_device())
+    valid = len(dataset.valid)  # the report's log p(x): -k on --report-examples of them
+    check_passes(size.k, min(size.examples, valid) if size.examples else valid)
     torch.manual_seed(train_config.seed)
     model = placed(build_model(model_config))
     metadata = _metadata(data, name, dataset, load_options)

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from ..config import check_count
 from ..data.checks import as_tensor, check_examples
 from ..distributions import rsample
+from ..errors import ConfigError
 from ..objectives import elbo as elbo_bound
 from .fused import fused_applies, log_likelihood_fused
 
@@ -37,6 +38,34 @@ F = TypeVar("F", bound=Callable[..., Any])
 #: 680k page faults and 1.4 s of system time for 60 test images at K = 5000; 2**23 none
 #: (2.4 s against 1.7 s in all).
 CHUNK_BUDGET = {"cpu": 2**23, "cuda": 2**28}
+
+#: Most decoder passes (importance samples K x examples) one log p(x) estimate may take:
+#: 10^10, 200 times the usual K = 5000 on 10,000 test images. Memory does not grow with K (the
+#: samples are taken in chunks), time does: a 784-500-20 MLP makes about 2 x 10^5 passes a
+#: second on one CPU core, so 10^10 is about 14 hours there. Past the bound, log p(x) is refused
+#: with the count; ``max_passes=None`` lifts it.
+MAX_DECODER_PASSES = 10**10
+
+
+def check_passes(k: int, n: int, max_passes: int | None = MAX_DECODER_PASSES) -> int:
+    """The decoder passes (``k`` samples x ``n`` examples) of a log p(x) estimate; a
+    :class:`ConfigError` with the count, before any work, where they exceed ``max_passes``
+    (None: no bound)."""
+    passes = k * n
+    if max_passes is not None and passes > max_passes:
+        most = max_passes // max(n, 1)
+        raise ConfigError(
+            f"log p(x) with k={k} on {n} examples takes {passes:.1e} decoder passes, more than "
+            f"the {max_passes:.0e} vaekit allows (k=5000 on 10,000 examples takes 5.0e+07); "
+            f"lower k (at most {most} for {n} examples) or use fewer examples"
+        )
+    return passes
+
+
+def work_line(k: int, n: int) -> str:
+    """What a log p(x) estimate costs, for a person: ``log p(x): K=5000 on 10000 examples,
+    5.0e+07 decoder passes``."""
+    return f"log p(x): K={k} on {n} examples, {k * n:.1e} decoder passes"
 
 
 def seeded_generator(device: torch.device, seed: int) -> torch.Generator:
@@ -124,6 +153,7 @@ def log_likelihood(
     fused: bool | None = None,
     matmul_precision: str = "tf32x3",
     condition: Tensor | None = None,
+    max_passes: int | None = MAX_DECODER_PASSES,
 ) -> Tensor:
     """Importance-weighted estimate of log p(x) in nats per example, shape (N,).
 
@@ -140,9 +170,14 @@ def log_likelihood(
     error in the logits). The log-sum-exp over samples is in float64 either way.
 
     ``condition`` (N, condition_dim) or labels (N,): the conditions of a conditional model.
+
+    ``max_passes``: the most decoder passes (K x N) to take on (:data:`MAX_DECODER_PASSES`;
+    None: no bound); more is a :class:`ConfigError` with the count, before any work. The
+    progress bar counts the passes.
     """
     check_count("k", k)
     x = examples(model, x)
+    check_passes(k, x.shape[0], max_passes)
     model.eval()
     condition = conditions_of(model, condition, x.shape[0])
     if fused is not False:
@@ -167,7 +202,7 @@ def log_likelihood(
     batch = max(1, min(n, rows // k))  # examples per pass
     k_chunk = max(1, min(k, rows // batch))  # samples per pass
     out = torch.empty(n, dtype=torch.float64)
-    bar = tqdm(total=n, disable=not progress, unit="ex", desc="log p(x)", leave=False)
+    bar = passes_bar(n * k, progress)
     for start in range(0, n, batch):
         xb = x[start : start + batch].to(device)
         total = torch.full((xb.shape[0],), -math.inf, device=device, dtype=torch.float64)
@@ -175,10 +210,19 @@ def log_likelihood(
             kw = condition_rows(condition, start, batch)
             log_w = model(xb, k=min(k_chunk, k - k0), generator=g, **kw).log_w  # (k_chunk, B)
             total = torch.logaddexp(total, torch.logsumexp(log_w.double(), dim=0))
+            bar.update(log_w.shape[0] * xb.shape[0])
         out[start : start + batch] = (total - math.log(k)).cpu()
-        bar.update(xb.shape[0])
     bar.close()
     return out
+
+
+def passes_bar(total: int, progress: bool) -> Any:
+    """A progress bar of ``total`` decoder passes (shown with SI prefixes: 1.2G), or a silent one
+    where ``progress`` is False."""
+    return tqdm(
+        total=total, disable=not progress, unit="pass", unit_scale=True, desc="log p(x)",
+        leave=False,
+    )  # fmt: skip
 
 
 @keeps_mode

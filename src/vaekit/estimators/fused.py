@@ -161,7 +161,10 @@ def log_likelihood_fused(
     block_m, block_n, block_h = 128, 64, 64
     n = x.shape[0]
     out = torch.empty(n, dtype=torch.float64)
-    bar = tqdm(total=n, disable=not progress, unit="ex", desc="log p(x)", leave=False)
+    bar = tqdm(
+        total=n * k, disable=not progress, unit="pass", unit_scale=True, desc="log p(x)",
+        leave=False,
+    )  # fmt: skip
     for start in range(0, n, examples_per_pass):
         xb = x[start : start + examples_per_pass].to(device).reshape(-1, D).float().contiguous()
         b = xb.shape[0]
@@ -181,6 +184,6 @@ def log_likelihood_fused(
             num_warps=8,
         )  # fmt: skip
         out[start : start + b] = (torch.logsumexp(log_w.double(), dim=1) - math.log(k)).cpu()
-        bar.update(b)
+        bar.update(b * k)
     bar.close()
     return out

@@ -22,18 +22,20 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from ..config import check_count
 from ..dist import Group, all_reduce_sum, current
 from ..objectives import elbo as elbo_bound
 from . import (
+    MAX_DECODER_PASSES,
     _rows_per_chunk,
+    check_passes,
     condition_rows,
     conditions_of,
     examples,
     fused_applies,
     keeps_mode,
+    passes_bar,
     seeded_generator,
 )
 from . import elbo as plain_elbo
@@ -115,6 +117,7 @@ def log_likelihood(
     matmul_precision: str = "tf32x3",
     condition: Any = None,
     group: Group | None = None,
+    max_passes: int | None = MAX_DECODER_PASSES,
 ) -> Tensor:
     """:func:`vaekit.estimators.log_likelihood` (log p(x) per example, nats, (N,) float64) with
     the examples shared by the processes of ``group`` (None: the current group). The chunks are
@@ -123,6 +126,7 @@ def log_likelihood(
     group = current() if group is None else group
     check_count("k", k)
     x = examples(model, x)
+    check_passes(k, x.shape[0], max_passes)
     condition = conditions_of(model, condition, x.shape[0])
     fused_here = fused is not False and condition is None and fused_applies(model) is None
     if not _shares(model, group) or fused_here:
@@ -136,6 +140,7 @@ def log_likelihood(
             fused=fused,
             matmul_precision=matmul_precision,
             condition=condition,
+            max_passes=max_passes,
         )
     model.eval()
     device = model.device
@@ -146,7 +151,7 @@ def log_likelihood(
     batch = max(1, min(n, rows // k))  # examples per pass, as one process takes them
     k_chunk = max(1, min(k, rows // batch))  # samples per pass
     out = torch.empty(hi - lo, dtype=torch.float64)
-    bar = tqdm(total=n, disable=not (progress and group.main), unit="ex", desc="log p(x)")
+    bar = passes_bar(n * k, progress and group.main)
     for start in range(0, n, batch):
         b = min(batch, n - start)
         a, z = max(lo, start), min(hi, start + b)  # this process's rows of the chunk
@@ -158,8 +163,8 @@ def log_likelihood(
                 kw = condition_rows(condition, a, z - a)
                 log_w = model.terms(xb, eps[:, a - start : z - start], **kw).log_w
                 total = torch.logaddexp(total, torch.logsumexp(log_w.double(), dim=0))
+            bar.update(eps.shape[0] * b)
         if a < z:
             out[a - lo : z - lo] = (total - math.log(k)).cpu()
-        bar.update(b)
     bar.close()
     return _gather(out, lo, n, group)
