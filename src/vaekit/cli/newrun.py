@@ -35,6 +35,17 @@ SPLIT_FLAGS = {
 }
 
 
+def data_name(data: str | None, config_file: str | None) -> str:
+    """The data of a new run: ``--data``, else the config file's ``data``, else digits."""
+    from ..config import read_toml
+
+    if data is None and config_file:
+        data = read_toml(config_file).get("data")
+        if data is not None and not isinstance(data, str):
+            raise ConfigError(f"'data' in {config_file!r} must be a data set name or a path")
+    return data or "digits"
+
+
 def read_options(**given: Any) -> dict[str, Any]:
     """data.load's keyword options from train's flags (those given, as data.load takes them)."""
     options = {key: value for key, value in given.items() if value is not None}

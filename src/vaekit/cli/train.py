@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import click
 import torch
 
-from ..config import from_dict, parse_override, read_toml
+from ..config import from_dict, parse_override
 from ..errors import CheckpointError, ConfigError, DataError
 from ..lock import refuse_if_busy
 from ..logs import LOGGERS, TENSORBOARD_FOLDER, require_tensorboard, tensorboard_log
@@ -24,6 +24,7 @@ from .newrun import (
     DATA_OPTIONS,
     check_out,
     check_read_options,
+    data_name,
     given_settings,
     read_options,
     split_record,
@@ -207,7 +208,9 @@ def train(
     saves it and stops. --resume RUN continues from it with the run's own settings (--epochs may
     extend a finished run, --time-limit one that its time limit ended); on CPU the result is bit for
     bit that of a run never stopped. --time-limit ends the run, as finished, before an epoch that
-    would take its training past the limit.
+    would take its training past the limit; --set patience=N after N epochs without a better
+    validation ELBO, keeping the best epoch's weights (a user's table gets latent_dim, epochs and
+    patience from its size where none are given; each choice is a note).
 
     \b
     Example:
@@ -249,11 +252,7 @@ def train(
     if out is None:
         raise click.UsageError("give --out for a new run, or --resume RUN to continue one")
     check_out(out, overwrite)
-    if data is None and config_file:
-        data = read_toml(config_file).get("data")
-        if data is not None and not isinstance(data, str):
-            raise ConfigError(f"'data' in {config_file!r} must be a data set name or a path")
-    data = data or "digits"
+    data = data_name(data, config_file)
     check_read_options(data, load_options, split_seed)
     dataset = datasets.load(data, seed=split_seed or 0, **load_options)
     flags = {"epochs": epochs, "time_limit": seconds, "seed": seed}
