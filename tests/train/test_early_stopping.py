@@ -135,6 +135,9 @@ def test_cli_prints_the_stop_and_resume_says_it_is_finished(
     assert code == 0, err
     assert "stopped early at epoch 4; best validation ELBO at epoch 1 (" in out
     assert "whose weights are saved" in out
+    code, out, err = run_cli(capsys, "info", run)
+    assert code == 0, err
+    assert "note   early stopping ended the run; the model holds epoch 1's weights" in out
     code, out, err = run_cli(capsys, "train", "--resume", run, "--epochs", 80, "-q")
     assert code == 0, err
     assert "stopped early at epoch 4; best validation ELBO at epoch 1 (patience 3)" in out

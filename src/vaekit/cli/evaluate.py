@@ -310,6 +310,12 @@ def info(run: Run) -> None:
                 f"note   its time limit ({limit} s) ended the run; vaekit train --resume {run} "
                 "--time-limit LONGER continues it"
             )
+        if last.get("best_epoch") is not None:  # early stopping (patience): the best is kept
+            ended = "early stopping ended the run; " if last.get("stopped") == "early" else ""
+            click.echo(
+                f"note   {ended}the model holds epoch {last['best_epoch']}'s weights, the best "
+                f"validation ELBO ({last['best_valid_elbo']:.3f} nats)"
+            )
     eval_file = run / EVAL_FILE
     if eval_file.is_file():
         try:
