@@ -52,6 +52,9 @@ def test_the_split_is_chosen_saved_and_read_back_by_later_commands(
     code, out, err = run_cli(capsys, "evaluate", run, "-k", "2")
     assert code == 0, err
     assert "test split of t: 30 examples" in out
+    code, out, err = run_cli(capsys, "train", "--resume", run, "--epochs", "2", "-q")
+    assert code == 0, err  # the resumed run reads the split it trained on (fingerprints match)
+    assert f"resume {run} at epoch 2 of 2" in out and "120 train / 50 valid / 30 test" in out
     # the same settings through the Python API give the same split
     ds = vaekit.data.load(data, valid_fraction=0.25, test_fraction=0.15, seed=7)
     assert torch.equal(torch.as_tensor(ds.test), x_test)
