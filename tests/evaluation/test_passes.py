@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import torch
-from conftest import run_cli
+from conftest import digest, run_cli
 
 import vaekit.estimators as estimators
 from vaekit import ConfigError, VAEConfig
@@ -111,3 +111,13 @@ def test_train_with_a_huge_k_is_refused_before_training(
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert "k=1000000000 on 100 examples takes 1.0e+11 decoder passes" in err
     assert not out.exists()
+
+
+def test_resume_with_a_huge_k_is_refused_before_training(
+    run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = digest(run)
+    code, _, err = run_cli(capsys, "train", "--resume", run, "--epochs", "2", "-k", "1000000000")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "k=1000000000 on 270 examples takes 2.7e+11 decoder passes" in err
+    assert digest(run) == before

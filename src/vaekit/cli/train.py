@@ -386,6 +386,10 @@ def _train_resume(
         if data:
             raise
         raise DataError(f"{err} (the run's data set; give it with --data)") from None
+    from ..estimators import check_passes
+
+    valid = len(dataset.valid)  # the report's log p(x): -k on --report-examples of them
+    check_passes(size.k, min(size.examples, valid) if size.examples else valid)
     if rewrite and train_config.epochs == done:
         click.echo(
             f"{run}: model.safetensors is missing or unreadable; writing it again from the "
