@@ -8,6 +8,8 @@ binarisation happen there with a seeded generator, so a run repeats exactly on C
 - :mod:`.optim`: the optimizers and the learning-rate schedule;
 - :mod:`.run`: the run folder over a run's life (set aside, resume checks, checkpoints, metrics);
 - :mod:`.step`: the step and the epoch record both loops share, and the eager loop;
+- :mod:`.stopping`: early stopping on the validation ELBO (``patience``) and the best epoch's
+  weights, which a run keeps; :mod:`.sizing`: settings chosen from a table's size;
 - :mod:`.fast`: the CUDA-graph fast path, which ``fit`` takes on a CUDA device where it applies
   (``fast="auto"``); where it cannot, the eager loop runs and every record says why;
 - :mod:`.loop`: :func:`fit`, which inside a process group (``torchrun``) shares each global
