@@ -279,7 +279,7 @@ def test_commands_on_a_word_list(words: Path, tmp_path: Path, capsys) -> None:
     assert code == 0, err
     code, out, err = run_cli(capsys, "decode", run, tmp_path / "z.npy")
     assert code == 0, err
-    assert len((run / "decoded.txt").read_text().splitlines()) == 2
+    assert len((run / "decoded-z.txt").read_text().splitlines()) == 2  # named for z.npy
 
     # bad input: one line, exit status 2
     for args in (
@@ -305,9 +305,12 @@ def test_word_level_and_a_longer_length_from_the_command_line(tmp_path: Path, ca
     # Its tokens are words: evaluate gives bits per word and the share of words reconstructed.
     code, out, err = run_cli(capsys, "evaluate", run, "-k", "2", "--split", "train")
     assert code == 0, err
-    report = json.loads((run / "eval.json").read_text())
+    report = json.loads((run / "eval-train.json").read_text())  # named for its split
     assert "bits/word" in out and "% of words" in out and "char" not in out
     assert report["bits_per_word"] == report["bits_per_dim"] > 0 and "bits_per_char" not in report
+    code, _, err = run_cli(capsys, "evaluate", run, "-k", "2", "-q")  # the test split's report
+    assert code == 0, err
+    report = json.loads((run / "eval.json").read_text())
     code, out, err = run_cli(capsys, "info", run)  # its summary line says so too
     assert code == 0, err
     assert f"{report['bits_per_word']:.4f} bits/word" in out and "bits/dim" not in out
