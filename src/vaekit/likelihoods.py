@@ -58,6 +58,11 @@ class Likelihood(nn.Module):
         """
         return self(params).log_prob(x)
 
+    def start_from_data(self, x: Tensor) -> None:
+        """Before a new run's first step, set parameters of the likelihood's own (not the
+        decoder's) that have never been trained from the training data ``x`` (N, *data_shape),
+        as the likelihood sees it. Here: none."""
+
     def _sum_data(self, t: Tensor) -> Tensor:
         return t.sum(dim=tuple(range(-len(self.data_shape), 0)))
 
@@ -133,6 +138,12 @@ class GaussianLikelihood(Likelihood):
         return gaussian_log_prob(x, mean, logvar, self._sum_data)
 
 
+def unclamp(y: Tensor, lo: float, hi: float) -> Tensor:
+    """The raw value r with ``soft_clamp(r, lo, hi) == y`` for y strictly inside (lo, hi):
+    r = lo + log(expm1(y - lo)) - log(-expm1(y - hi)) (soft_clamp solved for r)."""
+    return lo + torch.log(torch.expm1(y - lo)) - torch.log(-torch.expm1(y - hi))
+
+
 class GaussianPerDimLikelihood(GaussianLikelihood):
     """Gaussian with mean f(z) and one learned log-variance per data dimension (not per z)."""
 
@@ -147,6 +158,23 @@ class GaussianPerDimLikelihood(GaussianLikelihood):
     def _logvar_shape(self) -> tuple[int, ...]:
         """Shape of the learned log-variance: ``data_shape`` here, ``()`` when shared."""
         return self.data_shape
+
+    @torch.no_grad()
+    def start_from_data(self, x: Tensor) -> None:
+        """A log-variance never trained (all zero: variance 1, the whole range of data in
+        [0, 1]) starts at the data's own: per dimension, the variance of ``x`` (N, *data_shape)
+        over the examples (shared: their mean), kept 0.1 inside the bounds. That is the fit of a
+        decoder whose mean is the data's mean, where training starts. Adam moves a log-variance
+        by about the learning rate a step, so from 0 it needs thousands of steps to get there
+        (after 40 steps on 64x64 photo patches it was -0.06: 9.3 bits/dim, worse than uniform)."""
+        if x.shape[0] < 2 or bool(self.raw_logvar.ne(0).any()):
+            return
+        var = x.var(dim=0).double()
+        if not self._logvar_shape():
+            var = var.mean()
+        lo, hi = self.min_logvar + 0.1, self.max_logvar - 0.1
+        logvar = var.clamp_min(math.exp(lo)).log().clamp(lo, hi)
+        self.raw_logvar.copy_(unclamp(logvar, self.min_logvar, self.max_logvar))
 
     def forward(self, params: Tensor) -> Distribution:
         (mean,) = self._split(params)

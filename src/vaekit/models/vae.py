@@ -32,7 +32,7 @@ from ..config import (
 from ..distributions import Rescaled, diag_normal, gaussian_log_prob_eps, soft_clamp
 from ..errors import ConfigError, DataError
 from ..estimators import as_input
-from ..likelihoods import LIKELIHOODS
+from ..likelihoods import LIKELIHOODS, Likelihood
 from ..nets import (
     ACTIVATIONS,
     ENTRY_POINT_GROUP,
@@ -515,6 +515,15 @@ class VAE(Model):
     def reconstruct(self, x: Tensor, condition: Any = None) -> Tensor:
         """E[x|z] at z = the posterior mean of q(z|x); shape of ``x``."""
         return self.decode(self.encode(x, condition).mean, condition).mean
+
+    @torch.no_grad()
+    def start_from_data(self, x: Tensor) -> None:
+        """Before a new run's first step (``fit`` calls it): the likelihood's own parameters
+        that were never trained, from the training data ``x`` (N, *data_shape) as the likelihood
+        sees it (standardised where the model standardises): see
+        :meth:`vaekit.likelihoods.Likelihood.start_from_data`."""
+        if type(self.likelihood).start_from_data is not Likelihood.start_from_data:
+            self.likelihood.start_from_data(self._standardized(x.to(self.device, self._dtype)))
 
 
 #: The attributes holding the networks a VAE builds from its ``network`` setting.

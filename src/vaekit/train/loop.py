@@ -94,6 +94,8 @@ def fit(
     run = RunFolder(out, config, record, writer=group.main)
     state = run.prepare(metadata, resume)
     _same_run(group, record, resume, state)  # before any process writes
+    if state is None and hasattr(model, "start_from_data"):
+        model.start_from_data(x)  # a new run: untrained parameters of the likelihood's own
     loop, path, notice = choose_loop(model, x, config, c_train, state, group)
     run.open(model, loop, state)
     hooks = Callbacks(callbacks if group.main else (), model, config, loop, x.shape[0])
