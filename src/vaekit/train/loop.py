@@ -94,8 +94,7 @@ def fit(
     run = RunFolder(out, config, record, writer=group.main)
     state = run.prepare(metadata, resume)
     _same_run(group, record, resume, state)  # before any process writes
-    if state is None and hasattr(model, "start_from_data"):
-        model.start_from_data(x)  # a new run: untrained parameters of the likelihood's own
+    _start_new(model, x, state)
     loop, path, notice = choose_loop(model, x, config, c_train, state, group)
     run.open(model, loop, state)
     hooks = Callbacks(callbacks if group.main else (), model, config, loop, x.shape[0])
@@ -159,6 +158,13 @@ def _same_run(
         at = {key: saved.get(key) for key in ("epochs_done", "step", "mid_epoch")}
         same = {key: record[key] for key in ("train", "model", "data")}
         check_same(group, {**same, "resume": resume, "checkpoint": at}, "settings")
+
+
+def _start_new(model: Model, x: Tensor, state: dict[str, Any] | None) -> None:
+    """A new run (no checkpoint ``state``): a model with ``start_from_data`` sets what it starts
+    from the training data ``x`` (a VAE: its likelihood's untrained variance)."""
+    if state is None and hasattr(model, "start_from_data"):
+        model.start_from_data(x)
 
 
 def _valid_elbo(
