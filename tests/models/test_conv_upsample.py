@@ -164,3 +164,21 @@ def test_a_run_saved_before_the_setting_resumes_and_evaluates(tmp_path: Path, ca
     assert any(not torch.equal(before[k], after[k]) for k in before)
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == [1, 2]
+
+
+def test_a_one_file_model_saved_before_the_setting_loads_as_transpose(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    old = VAE(data_shape=(1, 8, 8), network="conv", channels=(4,), hidden=(), latent_dim=2,
+              conv_upsample="transpose")  # fmt: skip
+    file = old.save(tmp_path / "model.safetensors")
+    with safe_open(file, "pt") as f:
+        meta = f.metadata()
+    config = json.loads(meta["vaekit_config"])
+    del config["model"]["conv_upsample"]
+    meta["vaekit_config"] = json.dumps(config)
+    save_file(load_file(file), file, metadata=meta)
+    model = vaekit.load(file)
+    assert model.config.conv_upsample == "transpose"
+    z = torch.randn(3, 2)
+    with torch.no_grad():
+        assert torch.equal(model.decoder(z), old.eval().decoder(z))
