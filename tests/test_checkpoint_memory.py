@@ -40,7 +40,7 @@ main(sys.argv[1:])
 """
 #: Switches off train's estimate of the memory training takes, which refuses before training a
 #: run whose checkpoint would not fit: the way to reach a write that runs out of memory.
-NO_ESTIMATE = "import vaekit.models.registry as r\nr.check_training_fits = lambda *a: None\n"
+NO_ESTIMATE = "import vaekit.models.registry as r\nr.check_training_fits = lambda *a, **k: None\n"
 
 
 def _every_dtype() -> dict[str, torch.Tensor]:

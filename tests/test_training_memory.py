@@ -131,3 +131,28 @@ def test_train_refuses_in_one_line_before_building(
     assert "vaekit: error: training a vae model with these settings would run out of memory" in err
     assert "a batch of 1000 examples" in err and "Traceback" not in err
     assert not out.exists()
+
+
+def test_fit_refuses_before_allocating_the_optimizer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import vaekit
+
+    model = build_model(SMALL)
+    x = (torch.rand(500, 6) < 0.5).float()
+    need = training_memory(SMALL, batch_size=500)
+    assert need is not None
+    have = need.state + 100 * need.per_example  # the weights are there already
+    monkeypatch.setattr(registry, "available_memory", lambda device=None: have)
+    before = [p.detach().clone() for p in model.parameters()]
+    with pytest.raises(ConfigError) as err:
+        vaekit.fit(model, x, batch_size=500, epochs=1)
+    message = str(err.value)
+    assert message.startswith("training this vae model with these settings would run out of ")
+    assert " more (" in message and "of weights" not in message  # built: not counted again
+    assert "lower batch_size to 100 or less" in message and "checkpoint" not in message
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    vaekit.fit(model, x, batch_size=100, epochs=1)  # what it suggests trains
+    with pytest.raises(ConfigError, match="to write a checkpoint"):
+        vaekit.fit(model, x, batch_size=500, epochs=1, out=tmp_path / "run")
+    assert not (tmp_path / "run").exists()

@@ -180,21 +180,28 @@ def check_training_fits(
     train: Any,
     examples: int | None = None,
     device: str | torch.device | None = None,
+    *,
+    built: bool = False,
+    checkpoints: bool = True,
 ) -> None:
     """A :class:`ConfigError` for a model of ``config`` whose training under the TrainConfig
-    ``train`` (its ``batch_size``, ``samples`` and ``optimizer``) on ``device`` (None: the CPU),
-    writing checkpoints, would not fit in the memory free there
-    (:func:`vaekit.memory.available_memory`), raised before anything is allocated, with the
-    estimate (:func:`training_memory`) and what to lower. ``examples``: the training set's
-    size, which caps the batch."""
+    ``train`` (its ``batch_size``, ``samples`` and ``optimizer``) on ``device`` (None: the CPU)
+    would not fit in the memory free there (:func:`vaekit.memory.available_memory`), raised
+    before anything is allocated, with the estimate (:func:`training_memory`) and what to
+    lower. ``examples``: the training set's size, which caps the batch. ``built``: the model's
+    weights are allocated already (they are not counted again). ``checkpoints``: the run writes
+    checkpoints (their snapshot counts)."""
     batch = min(train.batch_size, examples) if examples else train.batch_size
-    need = training_memory(config, batch, train.samples, train.optimizer)
+    need = training_memory(config, batch, train.samples, train.optimizer, checkpoints)
     have = available_memory(device)
-    if need is None or have is None or need.total <= have or need.weights > have:
+    if need is None or have is None:
+        return
+    weights = 0 if built else need.weights
+    if weights + need.state + max(need.activations, need.snapshot) <= have or weights > have:
         return  # (weights that do not fit alone: build_model says so)
     kind = model_class(config).kind  # type: ignore[attr-defined]
     shown = f"{batch} examples" + (f" x {train.samples} samples" if train.samples > 1 else "")
-    fixed = need.weights + need.state
+    fixed = weights + need.state
     lower = []
     if need.activations > need.snapshot:
         fits = (have - fixed) // need.per_example if fixed + need.snapshot <= have else 0
@@ -204,12 +211,17 @@ def check_training_fits(
     images = getattr(config, "image_shape", ()) or len(getattr(config, "data_shape", ())) > 1
     model = ("image_size, " if images else "") + "hidden, channels or latent_dim"
     lower.append(f"else {model}" if lower else model)
+    parts = [f"{_size(need.weights)} of weights"] if not built else []
+    parts.append(f"{_size(need.state)} of gradients and optimizer state")
+    then = f"then {_size(need.activations)} of activations for a batch of {shown}"
+    if checkpoints:
+        then += f" or {_size(need.snapshot)} to write a checkpoint"
+    total = fixed + max(need.activations, need.snapshot)
     raise ConfigError(
-        f"training a {kind} model with these settings would run out of memory: it needs about "
-        f"{_size(need.total)} ({_size(need.weights)} of weights, {_size(need.state)} of "
-        f"gradients and optimizer state, then {_size(need.activations)} of activations for a "
-        f"batch of {shown} or {_size(need.snapshot)} to write a checkpoint), more than the "
-        f"{_size(have)} of memory free; lower {', '.join(lower)}"
+        f"training {'this' if built else 'a'} {kind} model with these settings would run out of "
+        f"memory: it needs about {_size(total)}{' more' if built else ''} "
+        f"({', '.join([*parts, then])}), more than the {_size(have)} of memory free; lower "
+        f"{', '.join(lower)}"
     )
 
 

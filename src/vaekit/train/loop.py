@@ -18,6 +18,7 @@ from ..dist import Group, PeerLost, any_of, broadcast, check_same, current
 from ..errors import ConfigError, DataError, Remedy
 from ..estimators import check_data
 from ..estimators.sharded import elbo as evaluate_elbo
+from ..models import registry
 from ..models.base import Model
 from .callbacks import Callbacks
 from .config import History, TrainConfig, TrainingError
@@ -89,6 +90,9 @@ def fit(
     _check_settings(model, config)
     _check_group(model, config, x.shape[0], group)
     config = check_objective(model, config, x.shape[0], group.world_size)
+    registry.check_training_fits(  # before the optimizer's state and a batch are allocated
+        model.config, config, x.shape[0], model.device, built=True, checkpoints=out is not None
+    )
     x_valid, c_valid = _validation_data(model, valid, valid_conditions, config, dtype)
     record = run_record(model, config, x, x_valid, c_train, c_valid)
     run = RunFolder(out, config, record, writer=group.main)
