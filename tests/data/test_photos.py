@@ -3,6 +3,7 @@ sizes or grey and colour says what it changed."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -25,9 +26,10 @@ def _photos(folder: Path, sizes: list[tuple[int, int]], grey: int = 0) -> Path:
 def test_full_size_photos_get_a_default_size_that_keeps_their_aspect(tmp_path: Path) -> None:
     folder = _photos(tmp_path / "photos", [(427, 640)] * 4 + [(300, 300)], grey=1)
     ds = load_image_folder(folder)
-    assert ds.data_shape == (3, 43, DEFAULT_MAX_SIDE)  # 427x640 scaled by 64/640
-    assert ds.notes[0].startswith("the images are 427x640; training at 43x64")
-    assert "5 of 5 images of 2 sizes resized to 43x64" in ds.notes
+    # 427x640 scaled by 64/640 is 42.7x64; each side to a multiple of 4 for the conv networks
+    assert ds.data_shape == (3, 44, DEFAULT_MAX_SIDE)
+    assert ds.notes[0].startswith("the images are 427x640; training at 44x64")
+    assert "5 of 5 images of 2 sizes resized to 44x64" in ds.notes
     assert "1 of 5 images are grey: converted to colour (RGB)" in ds.notes
 
 
@@ -45,4 +47,5 @@ def test_train_says_the_size_it_chose(tmp_path: Path, capsys: pytest.CaptureFixt
     code, out, err = run_cli(capsys, "train", "--data", folder, "--out", tmp_path / "run",
                              "--epochs", "1", "-k", "2", "-q")  # fmt: skip
     assert code == 0, err
-    assert "training at 43x64" in out and "--image-size" in out
+    assert "training at 44x64" in out and "--image-size" in out
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["model"]["network"] == "conv"

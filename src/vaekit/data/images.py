@@ -64,10 +64,11 @@ def load_image_folder(
         w, h = max(counts, key=lambda s: (counts[s], s[0] * s[1]))
         if max(h, w) > DEFAULT_MAX_SIDE:
             f = DEFAULT_MAX_SIDE / max(h, w)
-            h0, w0, h, w = h, w, max(1, round(h * f)), max(1, round(w * f))
+            h0, w0, h, w = h, w, _multiple_of_4(h * f), _multiple_of_4(w * f)
             notes.append(
                 f"the images are {h0}x{w0}; training at {h}x{w}, the longest side "
-                f"{DEFAULT_MAX_SIDE} pixels (give image_size to choose another size)"
+                f"{DEFAULT_MAX_SIDE} pixels and each a multiple of 4, which the conv networks "
+                "take (give image_size to choose another size)"
             )
     else:
         h, w = _checked_size(image_size)
@@ -79,6 +80,12 @@ def load_image_folder(
     )
     ds.notes = notes
     return ds
+
+
+def _multiple_of_4(side: float) -> int:
+    """A scaled side rounded to the nearest multiple of 4 (at least 4): the conv networks'
+    two stride-2 stages take it (the aspect moves by at most 2 pixels a side)."""
+    return max(4, 4 * round(side / 4))
 
 
 def _changes(images: list[Any], h: int, w: int) -> list[str]:
