@@ -156,3 +156,13 @@ def test_fit_refuses_before_allocating_the_optimizer(
     with pytest.raises(ConfigError, match="to write a checkpoint"):
         vaekit.fit(model, x, batch_size=500, epochs=1, out=tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_a_checkpoint_snapshot_counts_on_the_host_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    need = training_memory(SMALL, batch_size=1)
+    assert need is not None and need.snapshot > need.activations
+    have = need.weights + need.state + need.activations  # room for a step, not a snapshot
+    monkeypatch.setattr(registry, "available_memory", lambda device=None: have)
+    with pytest.raises(ConfigError, match="to write a checkpoint"):
+        check_training_fits(SMALL, _train(1), device="cpu")
+    check_training_fits(SMALL, _train(1), device="meta")  # another device: the host copies

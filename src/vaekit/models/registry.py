@@ -190,8 +190,11 @@ def check_training_fits(
     before anything is allocated, with the estimate (:func:`training_memory`) and what to
     lower. ``examples``: the training set's size, which caps the batch. ``built``: the model's
     weights are allocated already (they are not counted again). ``checkpoints``: the run writes
-    checkpoints (their snapshot counts)."""
+    checkpoints (their snapshot counts, on the CPU: on another device it is taken in the host's
+    memory)."""
     batch = min(train.batch_size, examples) if examples else train.batch_size
+    if device is not None and torch.device(device).type != "cpu":
+        checkpoints = False  # a checkpoint's snapshot is taken in the host's memory, not here
     need = training_memory(config, batch, train.samples, train.optimizer, checkpoints)
     have = available_memory(device)
     if need is None or have is None:
