@@ -38,9 +38,13 @@ atexit.register(peak)
 from vaekit.cli import main
 main(sys.argv[1:])
 """
-#: Switches off train's estimate of the memory training takes, which refuses before training a
-#: run whose checkpoint would not fit: the way to reach a write that runs out of memory.
-NO_ESTIMATE = "import vaekit.models.registry as r\nr.check_training_fits = lambda *a, **k: None\n"
+#: Switches off the estimates of the memory training takes (train's, before the model is built,
+#: and fit's), which refuse before training a run whose checkpoint would not fit: the way to
+#: reach a write that runs out of memory.
+NO_ESTIMATE = (
+    "import vaekit.cli.budget as b, vaekit.models.registry as r\n"
+    "b.check_training_fits = r.check_training_fits = lambda *a, **k: None\n"
+)
 
 
 def _every_dtype() -> dict[str, torch.Tensor]:

@@ -261,13 +261,9 @@ def train(
     model_config, train_config = table_defaults(data, dataset, model_config, train_config, given)
     if dataset.media == {"kind": "text"}:
         dataset, model_config = retokenize(dataset, model_config)
-    from ..dist import local_device
-    from ..estimators import check_passes
-    from ..models.registry import check_training_fits
+    from .budget import check_new_run
 
-    check_training_fits(model_config, train_config, len(dataset.train), local_device())
-    valid = len(dataset.valid)  # the report's log p(x): -k on --report-examples of them
-    check_passes(size.k, min(size.examples, valid) if size.examples else valid)
+    check_new_run(model_config, train_config, dataset, size)  # memory, -k: before allocating
     torch.manual_seed(train_config.seed)
     model = placed(build_model(model_config))
     metadata = _metadata(data, name, dataset, load_options)
@@ -386,10 +382,9 @@ def _train_resume(
         if data:
             raise
         raise DataError(f"{err} (the run's data set; give it with --data)") from None
-    from ..estimators import check_passes
+    from .budget import check_report
 
-    valid = len(dataset.valid)  # the report's log p(x): -k on --report-examples of them
-    check_passes(size.k, min(size.examples, valid) if size.examples else valid)
+    check_report(size, dataset)  # -k x --report-examples within the bound, before training
     if rewrite and train_config.epochs == done:
         click.echo(
             f"{run}: model.safetensors is missing or unreadable; writing it again from the "

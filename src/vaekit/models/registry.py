@@ -228,6 +228,13 @@ def check_training_fits(
     )
 
 
+def check_model_fits(model: Any, train: Any, examples: int, checkpoints: bool) -> None:
+    """:func:`check_training_fits` for the built ``model`` (its weights, there already, not
+    counted again) on its own device; ``checkpoints``: the run writes them."""
+    config, device = model.config, model.device
+    check_training_fits(config, train, examples, device, built=True, checkpoints=checkpoints)
+
+
 def available_memory(device: str | torch.device | None = None) -> int | None:
     """Bytes free for a new model on ``device`` (None: this machine's memory; a CUDA device:
     its own), as :func:`vaekit.memory.available_memory` says; None where it is not known."""

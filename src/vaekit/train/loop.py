@@ -90,9 +90,7 @@ def fit(
     _check_settings(model, config)
     _check_group(model, config, x.shape[0], group)
     config = check_objective(model, config, x.shape[0], group.world_size)
-    registry.check_training_fits(  # before the optimizer's state and a batch are allocated
-        model.config, config, x.shape[0], model.device, built=True, checkpoints=out is not None
-    )
+    registry.check_model_fits(model, config, x.shape[0], out is not None)  # before Adam's state
     x_valid, c_valid = _validation_data(model, valid, valid_conditions, config, dtype)
     record = run_record(model, config, x, x_valid, c_train, c_valid)
     run = RunFolder(out, config, record, writer=group.main)
