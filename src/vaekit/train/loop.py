@@ -109,12 +109,7 @@ def fit(
                 arrived = time.perf_counter()
                 _describe(record, path, notice, model, x_valid, c_valid, config, group)
                 if config.time_limit and loop.epoch <= config.epochs:
-                    now = time.perf_counter()  # spent so far, and what one more epoch would add
-                    spent = loop.elapsed + (now - arrived)
-                    if any_of(group, no_epoch_fits(spent, now - cycle_start, config.time_limit)):
-                        record["stopped"] = "time_limit"
-                        run.time_limit_reached = True
-                    cycle_start = now
+                    cycle_start = _time_limit(record, run, loop, group, arrived, cycle_start)
                 run.add(record)  # and early stopping's verdict on it
                 hooks.epoch(record)
                 if run.time_limit_reached or run.stopped_early:
@@ -130,6 +125,19 @@ def fit(
     run.finish(model)
     hooks.end()
     return run.history
+
+
+def _time_limit(
+    record: dict[str, Any], run: Any, loop: Any, group: Any, arrived: float, cycle_start: float
+) -> float:
+    """Mark ``record`` (and ``run``) stopped by the time limit when, from the time spent so far
+    and what one more epoch would add, no further epoch fits; returns the next cycle's start."""
+    now = time.perf_counter()
+    spent = loop.elapsed + (now - arrived)
+    if any_of(group, no_epoch_fits(spent, now - cycle_start, run.config.time_limit)):
+        record["stopped"] = "time_limit"
+        run.time_limit_reached = True
+    return now
 
 
 def _describe(
