@@ -55,6 +55,9 @@ def save(model: Any, path: str | Path, **metadata: Any) -> Path:
     """
     path = Path(path)
     check_metadata(metadata)
+    check = getattr(model, "check_saveable", None)
+    if callable(check):  # a model load could not rebuild (a network changed in place)
+        check()
     config = _config_bytes(model, metadata)
     weights = model.state_dict()
     need = tensor_bytes(weights, elsewhere=True)  # moved to the CPU to be written

@@ -274,6 +274,16 @@ def test_encoder_and_decoder_arguments_point_to_the_entry_point_group() -> None:
         assert "'vaekit.networks'" in message and "Network plug-ins" in message
 
 
+def test_fit_given_a_network_points_to_the_entry_point_group() -> None:
+    import vaekit
+
+    model = VAE(data_shape=(4,), latent_dim=2, hidden=(8,), likelihood="gaussian")
+    with pytest.raises(ConfigError) as err:
+        vaekit.fit(model, torch.randn(20, 4), epochs=1, decoder=nn.Linear(2, 4))
+    message = str(err.value)
+    assert message.startswith("decoder= is not a setting") and "'vaekit.networks'" in message
+
+
 def test_a_swapped_network_is_refused_before_training(tmp_path: Path) -> None:
     model = VAE(data_shape=(4,), latent_dim=2, hidden=(8,), likelihood="gaussian")
     encoder = model.encoder
@@ -284,12 +294,16 @@ def test_a_swapped_network_is_refused_before_training(tmp_path: Path) -> None:
     assert model.encoder is encoder
 
 
-def test_save_refuses_a_network_changed_in_place(tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", ["method", "function", "one file"])
+def test_save_refuses_a_network_changed_in_place(tmp_path: Path, how: str) -> None:
+    import vaekit
+
     model = VAE(data_shape=(4,), latent_dim=2, hidden=(8,), likelihood="gaussian")
     model.decoder[0] = nn.Linear(2, 16)  # what load could not rebuild
+    target = tmp_path / ("m.safetensors" if how == "one file" else "m")
     with pytest.raises(ConfigError) as err:
-        model.save(tmp_path / "m")
+        model.save(target) if how == "method" else vaekit.save(model, target)
     message = str(err.value)
     assert "\n" not in message and "'vaekit.networks'" in message
     assert "decoder.0.bias is [16], not [8]" in message
-    assert not (tmp_path / "m").exists()
+    assert not target.exists()

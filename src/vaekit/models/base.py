@@ -202,6 +202,11 @@ class Model(nn.Module):
         """Write ``config.json`` and ``model.safetensors`` into the folder ``path``."""
         return checkpoint.save(self, path, **metadata)
 
+    def check_saveable(self) -> None:
+        """Raise :class:`ConfigError` when :func:`vaekit.load` could not rebuild this model from
+        its config; :func:`vaekit.save` asks before it writes anything. A kind whose modules
+        all come from its config has nothing to check."""
+
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
         """Rebuild a model from a folder written by :meth:`save` (no pickle involved)."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -231,7 +230,7 @@ class VAE(Model):
 
     def __init__(self, config: VAEConfig | dict[str, Any] | None = None, /, **fields: Any) -> None:
         super().__init__()
-        _refuse_modules(fields)
+        refuse_modules(fields)
         self.config: VAEConfig = configure(VAEConfig, config, fields)
         c = self.config
         self.prior = PRIORS[c.prior].from_config(c)
@@ -456,19 +455,16 @@ class VAE(Model):
             )
         super().__setattr__(name, value)
 
-    def save(self, path: str | Path, **metadata: Any) -> Path:
-        """Write ``config.json`` and ``model.safetensors`` into the folder ``path``.
-
-        A model whose weights no longer have the names and shapes its config builds (a network
-        changed in place) is a :class:`ConfigError`, raised before anything is written: load
-        could not read it back."""
+    def check_saveable(self) -> None:
+        """A model whose weights no longer have the names and shapes its config builds (a
+        network changed in place) is a :class:`ConfigError`: load could not read it back.
+        :func:`vaekit.save` (and so ``model.save``) asks before anything is written."""
         mismatch = self._unbuildable_weight()
         if mismatch:
             raise ConfigError(
                 f"this VAE's weights are not those its network setting {self.config.network!r} "
                 f"builds ({mismatch}), so load could not rebuild it: {_PLUGIN_HINT}"
             )
-        return super().save(path, **metadata)
 
     def _unbuildable_weight(self) -> str | None:
         """The first weight whose name or shape differs from what the config builds (counted on
@@ -534,8 +530,9 @@ _PLUGIN_HINT = (
 )
 
 
-def _refuse_modules(fields: dict[str, Any]) -> None:
-    """A :class:`ConfigError` for modules given as ``encoder=`` or ``decoder=``."""
+def refuse_modules(fields: dict[str, Any]) -> None:
+    """A :class:`ConfigError` for modules given as ``encoder=`` or ``decoder=`` among
+    ``fields`` (a VAE's, or :func:`vaekit.fit`'s keyword arguments)."""
     for role in _NETWORK_ROLES:
         if role in fields:
             raise ConfigError(

@@ -20,6 +20,7 @@ from ..estimators import check_data
 from ..estimators.sharded import elbo as evaluate_elbo
 from ..models import registry
 from ..models.base import Model
+from ..models.vae import refuse_modules
 from .callbacks import Callbacks
 from .config import History, TrainConfig, TrainingError
 from .fast import choose_loop
@@ -81,6 +82,7 @@ def fit(
     the model's weights at the start are rank 0's (sent to the others); rank 0 alone writes
     ``out`` and shows progress.
     """
+    refuse_modules(overrides)  # networks come from the model's config, not from fit
     config = configure(TrainConfig, config, overrides)
     group = current()
     dtype = torch.float64 if model._dtype == torch.float64 else torch.float32
