@@ -21,6 +21,7 @@ import torch
 
 from .. import __version__
 from ..errors import VaekitError
+from ..files import forget_new_only
 from ..runs import RUN_NAMES, STATE_FILE
 from ..settings import SECTIONS, resolve_config, retokenize
 from .codes import decode, encode
@@ -125,3 +126,5 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     except click.exceptions.Exit as err:
         sys.exit(err.exit_code)
+    finally:
+        forget_new_only()  # what this command refused to replace

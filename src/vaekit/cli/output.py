@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 import click
 
 from ..errors import ConfigError
-from ..files import write_file
+from ..files import new_only, write_file
 from ..runs import CONFIG_FILE, LOCK_FILE, PREVIOUS_FOLDER, RUN_NAMES
 
 #: Suffixes of files, which a folder of sound files must not look like.
@@ -197,7 +197,10 @@ def check_inside(run: Path, path: Path) -> None:
 
 
 def check_replace(path: Path, what: str = "") -> None:
-    """Refuse an --output ``path`` that exists (a link too) unless --force was given."""
+    """Refuse an --output ``path`` that exists (a link too) unless --force was given; without
+    --force the file is then written only if none has appeared there meanwhile."""
+    if not forced():
+        new_only(path)
     if os.path.lexists(path) and not forced():
         kind = what or ("output folder" if path.is_dir() else "output")
         held = "holds files" if kind.endswith("folder") else "already exists"
