@@ -166,3 +166,56 @@ def test_a_checkpoint_snapshot_counts_on_the_host_only(monkeypatch: pytest.Monke
     with pytest.raises(ConfigError, match="to write a checkpoint"):
         check_training_fits(SMALL, _train(1), device="cpu")
     check_training_fits(SMALL, _train(1), device="meta")  # another device: the host copies
+
+
+def _cgroup_tree(root: Path, lines: list[str], files: dict[str, str]) -> Path:
+    (root / "proc/self").mkdir(parents=True)
+    (root / "proc/self/cgroup").write_text("".join(f"{line}\n" for line in lines))
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    return root
+
+
+def test_a_cgroup_v2_limit_and_its_ancestors(tmp_path: Path) -> None:
+    from vaekit.memory import cgroup_left
+
+    gib = 2**30
+    root = _cgroup_tree(
+        tmp_path,
+        ["0::/box/job"],
+        {
+            "sys/fs/cgroup/box/memory.max": f"{8 * gib}\n",
+            "sys/fs/cgroup/box/memory.current": f"{5 * gib}\n",
+            "sys/fs/cgroup/box/memory.stat": f"anon 1\ninactive_file {1 * gib}\n",
+            "sys/fs/cgroup/box/job/memory.max": "max\n",
+            "sys/fs/cgroup/box/job/memory.current": f"{4 * gib}\n",
+        },
+    )
+    # the job has no limit of its own; its parent's 8 GiB less 5 GiB used, 1 GiB of it cache
+    assert cgroup_left(root) == 4 * gib
+    (root / "sys/fs/cgroup/box/job/memory.max").write_text(f"{6 * gib}\n")
+    assert cgroup_left(root) == 2 * gib  # the tighter one wins
+
+
+def test_a_cgroup_v1_limit_and_no_limit(tmp_path: Path) -> None:
+    from vaekit.memory import cgroup_left
+
+    mib = 2**20
+    root = _cgroup_tree(
+        tmp_path,
+        ["4:memory:/docker/abc", "3:cpu:/", "0::/"],
+        {
+            "sys/fs/cgroup/memory/memory.limit_in_bytes": "9223372036854771712\n",
+            "sys/fs/cgroup/memory/memory.usage_in_bytes": f"{900 * mib}\n",
+            "sys/fs/cgroup/memory/docker/abc/memory.limit_in_bytes": f"{512 * mib}\n",
+            "sys/fs/cgroup/memory/docker/abc/memory.usage_in_bytes": f"{500 * mib}\n",
+            "sys/fs/cgroup/memory/docker/abc/memory.stat": f"total_inactive_file {100 * mib}\n",
+        },
+    )
+    assert cgroup_left(root) == 112 * mib
+    (root / "sys/fs/cgroup/memory/docker/abc/memory.limit_in_bytes").write_text(
+        "9223372036854771712\n"
+    )
+    assert cgroup_left(root) is None  # v1's "no limit"
+    assert cgroup_left(tmp_path / "nowhere") is None

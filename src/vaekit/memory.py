@@ -1,17 +1,23 @@
 """How much memory there is, and how to say it: the free memory a new allocation can use (on the
 host, or on a CUDA device), sizes for a person, and whether an error is an out-of-memory.
 
-The host's free memory is the smaller of Linux's ``MemAvailable`` and what the process's
-address-space limit (``ulimit -v``, ``RLIMIT_AS``) leaves beside what it already maps: under such
-a limit an allocation past it fails however much the machine has. A CUDA device's free memory is
+The host's free memory is the smallest of Linux's ``MemAvailable``, what the process's
+address-space limit (``ulimit -v``, ``RLIMIT_AS``) leaves beside what it already maps, and what
+the memory limit of its cgroup (a container's, v1 or v2, the tightest of its cgroup and their
+ancestors) leaves beside what the cgroup uses: under such a limit an allocation past it fails
+however much the machine has. A CUDA device's free memory is
 what ``torch.cuda.mem_get_info`` reports for it.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import torch
+
+#: A cgroup v1 limit at or above this means "no limit" (the kernel's is 2^63 rounded to a page).
+_NO_LIMIT = 2**60
 
 
 def available_memory(device: str | torch.device | None = None) -> int | None:
@@ -23,11 +29,63 @@ def available_memory(device: str | torch.device | None = None) -> int | None:
         except (RuntimeError, AssertionError, ValueError):
             return None
         return int(free)
-    free = _mem_available()
-    room = _address_space_left()
-    if free is None or room is None:
-        return room if free is None else free
-    return min(free, room)
+    known = [n for n in (_mem_available(), _address_space_left(), cgroup_left()) if n is not None]
+    return min(known) if known else None
+
+
+def cgroup_left(root: Path = Path("/")) -> int | None:
+    """Bytes the memory limits of this process's cgroups leave: for each cgroup on the way from
+    the process's own up to the root (v2's ``memory.max``, or v1's ``memory.limit_in_bytes``), the
+    limit less what the cgroup uses, page cache that can be dropped (``inactive_file``) counted
+    as free; the smallest of them. None where no cgroup sets a limit, or none can be read.
+    ``root``: where the file system's root is (``/proc/self/cgroup`` and ``/sys/fs/cgroup``
+    under it)."""
+    try:
+        lines = (root / "proc/self/cgroup").read_text(encoding="ascii").splitlines()
+    except (OSError, ValueError):
+        return None
+    found: list[int] = []
+    for line in lines:
+        fields = line.split(":", 2)
+        if len(fields) != 3:
+            continue
+        hierarchy, controllers, path = fields
+        if hierarchy == "0" and not controllers:  # v2: one hierarchy for every controller
+            base, names = root / "sys/fs/cgroup", ("memory.max", "memory.current", "inactive_file")
+        elif "memory" in controllers.split(","):
+            base = root / "sys/fs/cgroup/memory"
+            names = ("memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file")
+        else:
+            continue
+        parts = [p for p in path.split("/") if p and p != ".."]
+        for depth in range(len(parts), -1, -1):
+            left = _cgroup_level(base.joinpath(*parts[:depth]), *names)
+            if left is not None:
+                found.append(left)
+    return min(found) if found else None
+
+
+def _cgroup_level(folder: Path, limit_file: str, usage_file: str, cache_key: str) -> int | None:
+    """What one cgroup's memory limit leaves (see :func:`cgroup_left`), None without one."""
+    try:
+        text = (folder / limit_file).read_text(encoding="ascii").strip()
+        if text == "max":
+            return None
+        limit = int(text)
+        if limit >= _NO_LIMIT:
+            return None
+        usage = int((folder / usage_file).read_text(encoding="ascii").strip())
+    except (OSError, ValueError):
+        return None
+    cache = 0
+    try:
+        for line in (folder / "memory.stat").read_text(encoding="ascii").splitlines():
+            key, _, value = line.partition(" ")
+            if key == cache_key:
+                cache = int(value)
+    except (OSError, ValueError):
+        pass
+    return max(0, limit - usage + min(cache, usage))
 
 
 def _mem_available() -> int | None:
