@@ -100,8 +100,10 @@ def read_columns(
 
     With ``columns`` (a table run's column names) and a header row that names them all, those
     columns in that order, whatever else the file holds (the label column, ids, columns in
-    another order); otherwise every column but ``label_column`` and vaekit's key columns
-    (``id``, ``label``, ``kind``, by their header names).
+    another order); otherwise every column but vaekit's key columns (``id``, ``label``,
+    ``kind``, by their header names) and ``label_column`` (a header name or an index) where the
+    file has a column more than ``columns`` names (a file of the data's columns alone keeps
+    them all).
     """
     header, cells = read_table(path, what)
     if header is not None and columns is not None and set(columns) <= set(header):
@@ -110,10 +112,9 @@ def read_columns(
         drop = set()
         if header is not None:
             drop = {j for j, name in enumerate(header) if name in KEY_COLUMNS}
-        if label_column is not None and header is not None and label_column in header:
-            drop.add(header.index(str(label_column)))
-        elif isinstance(label_column, int) and cells and -len(cells[0]) <= label_column:
-            drop.add(label_column % len(cells[0]))
+        width = len(cells[0]) if cells else 0
+        if columns is None or width - len(drop) > len(columns):  # a column beyond the data's
+            drop |= _label_index(label_column, header, width)
         keep = [j for j in range(len(cells[0])) if j not in drop] if cells else []
     values = np.empty((len(cells), len(keep)), dtype=np.float64)
     for i, row in enumerate(cells):
@@ -128,6 +129,18 @@ def read_columns(
                 ) from None
     with np.errstate(over="ignore", invalid="ignore"):
         return _checked(values.astype(np.float32), path, what)
+
+
+def _label_index(label_column: int | str | None, header: list[str] | None, width: int) -> set[int]:
+    """The column (0 .. width - 1) ``label_column`` names, a header name or an index as
+    ``--label-column`` takes it, as a set of none or one."""
+    if isinstance(label_column, str) and header is not None and label_column in header:
+        return {header.index(label_column)}
+    if label_column is not None and str(label_column).lstrip("-").isdigit():
+        col = int(label_column)
+        if -width <= col < width:
+            return {col % width}
+    return set()
 
 
 def _checked(a: np.ndarray, path: Path, what: str) -> np.ndarray:

@@ -179,3 +179,24 @@ def test_a_new_run_removes_the_old_run_s_tables(
     assert _cli(*args, "-q", "--overwrite")[0] == 0
     assert not (out / "samples.csv").exists() and not (out / "reconstructions.csv").exists()
     assert (out / "mine.csv").read_text() == "the user's own file\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "label_column", "expected"),
+    [
+        ("a,b,y\n1,2,p\n3,4,q\n", "y", [[1, 2], [3, 4]]),  # the training file: label dropped
+        ("1,2,p\n3,4,q\n", -1, [[1, 2], [3, 4]]),  # no header: the label by index
+        ("1,2\n3,4\n", -1, [[1, 2], [3, 4]]),  # the data's columns alone: all kept
+        ("b,id,a\n2,0,1\n4,1,3\n", "y", [[1, 2], [3, 4]]),  # by name, in the run's order
+        ("id,kind,x0,x1\n0,input,1,2\n0,reconstruction,3,4\n", None, [[1, 2], [3, 4]]),
+    ],
+)
+def test_rows_are_read_back_by_column(
+    tmp_path: Path, text: str, label_column: object, expected: list
+) -> None:
+    from vaekit.tables import read_columns
+
+    path = tmp_path / "rows.csv"
+    path.write_text(text)
+    got = read_columns(path, "input", ["a", "b"] if "a" in text else ["x0", "x1"], label_column)
+    np.testing.assert_array_equal(got, np.array(expected, dtype=np.float32))
