@@ -171,10 +171,11 @@ class Medium:
         """The lines of an evaluation ``report`` that depend on the examples (bits, and how
         well they are reconstructed)."""
         basis = " (8-bit bins)" if "bits_per_dim_basis" in report else ""
+        scaled = report.get("reconstruction_mse_standardized")  # 1: no better than the means
         return [
             f"  bits/dim             {report['bits_per_dim']:12.4f}{basis}",
             f"  reconstruction MSE   {report['reconstruction_mse']:12.5f} per dim",
-        ]
+        ] + ([] if scaled is None else [f"    standardised       {scaled:12.5f} per dim"])
 
 
 class Arrays(Medium):
@@ -287,9 +288,7 @@ class Table(Arrays):
     def output(cls, name: str) -> str:
         return f"{name}.csv"
 
-    @classmethod
-    def written(cls, name: str) -> str:
-        return f"{name}.csv"
+    written = output
 
     def shape(self, given: str | None) -> tuple[int, ...] | None:
         """Rows are drawn only as a grid of the image shape ``given`` (--image-shape)."""

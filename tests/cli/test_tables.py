@@ -200,3 +200,19 @@ def test_rows_are_read_back_by_column(
     path.write_text(text)
     got = read_columns(path, "input", ["a", "b"] if "a" in text else ["x0", "x1"], label_column)
     np.testing.assert_array_equal(got, np.array(expected, dtype=np.float32))
+
+
+def test_evaluate_gives_the_reconstruction_error_in_standard_deviations(run: Path) -> None:
+    """1 per dim is what each column's mean would score: a person can read it across columns
+    whose units differ by 10^5."""
+    code, out, err = _cli("evaluate", run, "-k", "5", "-o", run / "e.json", "--force")
+    assert code == 0, err
+    report = json.loads((run / "e.json").read_text())
+    model = vaekit.load(run)
+    x = vaekit.data.load(
+        json.loads((run / "config.json").read_text())["data"]["source"], label_column="shape"
+    ).test
+    with torch.no_grad():
+        error = ((model.reconstruct(x) - x) / model.data_scale.float()) ** 2
+    assert report["reconstruction_mse_standardized"] == pytest.approx(float(error.mean()), rel=1e-4)
+    assert "    standardised" in out

@@ -57,7 +57,9 @@ def evaluate(
 
     Keys: ``n``, ``elbo`` (nats), ``log_likelihood`` (nats, K-sample IW estimate), ``k``,
     ``bits_per_dim`` (from the IW estimate), ``reconstruction_mse`` (mean squared error of the
-    reconstruction at the posterior mean, per dimension), ``kl`` (nats), ``kl_per_dim`` (list),
+    reconstruction at the posterior mean, per dimension; for a model of standardised data also
+    ``reconstruction_mse_standardized``, in units of each dimension's data_scale: 1 is no
+    better than its mean), ``kl`` (nats), ``kl_per_dim`` (list),
     ``active_units`` (count of dims with activity > 0.01). ``condition``: the conditions of a
     conditional model, one per example. For a model whose latent takes few enough values to
     enumerate (``model.capabilities.exact_likelihood``), also ``exact_log_likelihood`` (nats, by
@@ -90,11 +92,14 @@ def evaluate(
     elbos = sharded.elbo(model, x, seed=seed, **kw)
     ll = sharded.log_likelihood(model, x, k=k, seed=seed, progress=progress, **kw)
     stats = latent_stats(model, x, seed=seed, **kw)
-    sq_err = 0.0
+    sq_err = scaled_err = 0.0
+    scale = getattr(model, "data_scale", None)  # a standardised table's columns
     for i in range(0, x.shape[0], 1000):
         xb = x[i : i + 1000].to(model.device)
         recon = model.reconstruct(xb, **condition_rows(condition, i, 1000))
         sq_err += float(((recon - xb) ** 2).sum())
+        if scale is not None:
+            scaled_err += float((((recon - xb) / scale.to(xb.dtype)) ** 2).sum())
     exact = {}
     if model.capabilities.exact_likelihood:
         exact = {"exact_log_likelihood": float(model.log_likelihood_exact(x).mean())}
@@ -113,6 +118,11 @@ def evaluate(
         "bits_per_dim": nats_per_dim / math.log(2),
         **basis,
         "reconstruction_mse": sq_err / (x.shape[0] * d),
+        **(
+            {"reconstruction_mse_standardized": scaled_err / (x.shape[0] * d)}
+            if scale is not None
+            else {}
+        ),
         "kl": float(stats["kl"] if "kl" in stats else stats["kl_per_dim"].sum()),
         "kl_per_dim": [round(float(v), 6) for v in stats["kl_per_dim"]],
         "active_units": int((stats["activity"] > 0.01).sum()),
