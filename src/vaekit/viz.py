@@ -348,7 +348,7 @@ def scatter(
                     s=6,
                     alpha=0.8,
                     color=colours(i),
-                    label=_name(c, names),
+                    label=label_name(c, names),
                 )
             ax.legend(markerscale=3, fontsize=8, loc="best", title="label")
         else:
@@ -365,7 +365,9 @@ def scatter(
     return fig
 
 
-def _name(label: Any, names: Sequence[str] | None) -> str:
+def label_name(label: Any, names: Sequence[str] | None) -> str:
+    """Class ``label`` (an integer) as text: its name where ``names`` has one (see
+    :func:`printable`), else the number."""
     i = int(label)
     return printable(names[i]) if names is not None and 0 <= i < len(names) else str(i)
 

@@ -54,6 +54,15 @@ def test_every_command_takes_the_run(
         assert png(run / "figures" / "latents.png").size > 0
 
 
+def test_encode_writes_such_a_name_into_its_csv(
+    run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run_cli(capsys, "encode", run, "-o", tmp_path / "z.csv")
+    assert code == 0, err
+    labels = {line.split(",")[1] for line in (tmp_path / "z.csv").read_text().splitlines()[1:]}
+    assert "caf\\xe9" in labels  # its bytes as escapes: the file is valid UTF-8
+
+
 def test_printable_shows_bytes_and_keeps_unicode() -> None:
     assert printable("caf\udce9") == "caf\\xe9"
     assert printable("café") == "café"

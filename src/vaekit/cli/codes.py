@@ -14,6 +14,7 @@ from ..errors import ConfigError
 from ..media import numbered
 from ..runs import LATENTS_FILE, figure
 from ..tables import latent_names, read_latents, table_bytes
+from ..viz import label_name
 from .output import check_output, data_name, echo_lines, write, wrote
 from .params import (
     count_option,
@@ -33,17 +34,6 @@ from .train import progress
 
 def _read_latents(path: Path, latent_dim: int) -> Tensor:
     return torch.from_numpy(read_latents(path, latent_dim))
-
-
-def _label_names(labels: Tensor | None, names: list[str] | None) -> list[str] | None:
-    """Labels (N,) as the text an output table shows: their class names where the data set
-    has them, else the numbers; None without labels."""
-    if labels is None:
-        return None
-    values = labels.tolist()
-    if names is not None and all(0 <= v < len(names) for v in values):
-        return [names[v] for v in values]
-    return [str(v) for v in values]
 
 
 @click.command()
@@ -126,7 +116,8 @@ def encode(
             raise ConfigError("--label goes with --input; a data set's examples use their labels")
         x, labels, dataset = run.split(data, split)
         what = f"the {split} split of {dataset.name}"
-        names = _label_names(labels, dataset.label_names)
+        if labels is not None:
+            names = [label_name(v, dataset.label_names) for v in labels.tolist()]
         condition = run.conditions(labels, what)
         kw = {} if condition is None else {"condition": condition}
     if n is not None:
