@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data.arrays import NUMPY_READ_ERRORS, channels_first, read_table, to_float
+from .data.arrays import NUMPY_READ_ERRORS, channels_first, parse_cells, read_table, to_float
 from .errors import DataError
 
 #: The columns a vaekit CSV puts before the values: they are never values themselves.
@@ -105,28 +105,19 @@ def read_columns(
     file has a column more than ``columns`` names (a file of the data's columns alone keeps
     them all).
     """
-    header, cells = read_table(path, what)
+    where = f"{what} file {str(path)!r}"
+    header, rows = read_table(path, where)
+    width = len(rows[0][1]) if rows else 0
     if header is not None and columns is not None and set(columns) <= set(header):
         keep = [header.index(c) for c in columns]
     else:
         drop = set()
         if header is not None:
             drop = {j for j, name in enumerate(header) if name in KEY_COLUMNS}
-        width = len(cells[0]) if cells else 0
         if columns is None or width - len(drop) > len(columns):  # a column beyond the data's
             drop |= _label_index(label_column, header, width)
-        keep = [j for j in range(len(cells[0])) if j not in drop] if cells else []
-    values = np.empty((len(cells), len(keep)), dtype=np.float64)
-    for i, row in enumerate(cells):
-        for k, j in enumerate(keep):
-            try:
-                values[i, k] = float(row[j])
-            except ValueError:
-                name = f" ({header[j]!r})" if header else ""
-                raise DataError(
-                    f"row {i + 1 + (header is not None)}, column {j + 1}{name} of {what} file "
-                    f"{str(path)!r} is {row[j]!r}, not a number"
-                ) from None
+        keep = [j for j in range(width) if j not in drop]
+    values = parse_cells(rows, keep, header, where)
     with np.errstate(over="ignore", invalid="ignore"):
         return _checked(values.astype(np.float32), path, what)
 

@@ -298,16 +298,10 @@ def load_csv(
     """
     path = Path(path)
     where = repr(str(path))
-    tsv = path.suffix.lower() == ".tsv"
-    rows = _drop_trailing_empty_column(_read_rows(path, where, tsv))
-    names: list[str] | None = None
-    if header is None:
-        header = _has_header(rows)
-    if header:
-        names, rows = rows[0][1], rows[1:]
-        if not rows:
-            raise DataError(f"{where} holds a header row and no data; it needs one example per row")
-    width = _width(rows, names, where)
+    names, rows = read_table(path, where, header)
+    if not rows:
+        raise DataError(f"{where} holds a header row and no data; it needs one example per row")
+    width = len(rows[0][1])
     col = None if label_column is None else _label_index(label_column, names, width, where)
     x, raw_labels = _values(rows, col, names, label_column is None, where)
     labels, label_names = _csv_labels(raw_labels) if col is not None else (None, None)
@@ -321,21 +315,43 @@ def load_csv(
     return dataset
 
 
-def read_table(path: str | Path, what: str = "data") -> tuple[list[str] | None, list[list[str]]]:
-    """The header (None when the first row holds no names) and the rows of cells of a table
-    file, split at its separator as :func:`load_csv` splits it; a ragged table is a DataError
-    naming the row. Rows may be none when the file holds a header alone."""
+def read_table(
+    path: str | Path, where: str, header: bool | None = None
+) -> tuple[list[str] | None, Rows]:
+    """The header (None when the first row holds no names; ``header`` None: found by
+    :func:`_has_header`) and the rows of a table file (``where`` names it in errors), split at
+    its separator (:func:`_separator`); a ragged table is a DataError naming the row. Rows may be
+    none when the file holds a header alone."""
     path = Path(path)
-    where = f"{what} file {str(path)!r}"
-    if not path.is_file():
-        raise DataError(f"{where} does not exist")
     rows = _drop_trailing_empty_column(_read_rows(path, where, path.suffix.lower() == ".tsv"))
     names = None
-    if _has_header(rows):
+    if _has_header(rows) if header is None else header:
         names, rows = rows[0][1], rows[1:]
     if rows:
         _width(rows, names, where)
-    return names, [cells for _, cells in rows]
+    return names, rows
+
+
+def parse_cells(
+    rows: Rows, keep: list[int], names: list[str] | None, where: str, hint: bool = False
+) -> np.ndarray:
+    """The cells in columns ``keep`` (indices in the file) of every row, as float64 (N,
+    len(keep)). A cell that is not a number is a DataError naming its line, column and header
+    name; with ``hint``, one in a column of text says how to name it as the labels."""
+    values = np.empty((len(rows), len(keep)), dtype=np.float64)
+    for i, (line, cells) in enumerate(rows):
+        for k, j in enumerate(keep):
+            try:
+                values[i, k] = float(cells[j])
+            except ValueError:
+                name = f" ({names[j]!r})" if names else ""
+                text_column = hint and not any(_is_number(r[j]) for _, r in rows)
+                raise DataError(
+                    f"row {line}, column {j + 1}{name} of {where} is {cells[j]!r}, not a "
+                    f"number; CSV data must be numeric"
+                    f"{_label_hint(j, names) if text_column else ''}"
+                ) from None
+    return values
 
 
 def _read_rows(path: Path, where: str, tsv: bool) -> Rows:
@@ -473,26 +489,11 @@ def _values(
 ) -> tuple[np.ndarray, list[str]]:
     """(float32 values (N, columns) without the label column ``col``, the label cells).
 
-    A cell that is not a number is a DataError; with ``hint``, one in a column of text says how
-    to name it as the labels.
+    A cell that is not a number is a DataError (:func:`parse_cells`).
     """
-    width = len(rows[0][1])
-    values = np.empty((len(rows), width - (col is not None)), dtype=np.float64)
-    raw_labels = []
-    for i, (line, cells) in enumerate(rows):
-        if col is not None:
-            raw_labels.append(cells[col])
-            cells = cells[:col] + cells[col + 1 :]
-        for j, cell in enumerate(cells):
-            try:
-                values[i, j] = float(cell)
-            except ValueError:
-                name = f" ({names[j]!r})" if names and col is None else ""
-                text_column = hint and not any(_is_number(r[j]) for _, r in rows)
-                raise DataError(
-                    f"row {line}, column {j + 1}{name} of {where} is {cell!r}, not a number; "
-                    f"CSV data must be numeric{_label_hint(j, names) if text_column else ''}"
-                ) from None
+    keep = [j for j in range(len(rows[0][1])) if j != col]
+    values = parse_cells(rows, keep, names, where, hint)
+    raw_labels = [] if col is None else [cells[col] for _, cells in rows]
     x = values.astype(np.float32)
     if np.isfinite(values).all() and not np.isfinite(x).all():
         raise DataError(f"{where} holds values too large for float32; scale the data")
