@@ -267,10 +267,13 @@ class VAE(Model):
         self.log_data_scale = math.fsum(math.log(v) for v in c.data_scale)
 
     def _standardized(self, x: Tensor) -> Tensor:
-        """``x`` (..., *data_shape) as the networks see it: (x - data_shift) / data_scale."""
+        """Examples ``x`` (B, ...) of data_dim values each, in any layout (the data's shape, or
+        flat), as the networks see them: (x - data_shift) / data_scale."""
         if self.data_scale is None:
             return x
-        return (x - self.data_shift.to(x.dtype)) / self.data_scale.to(x.dtype)
+        shape = x.shape[1:]
+        shift, scale = self.data_shift.reshape(shape), self.data_scale.reshape(shape)
+        return (x - shift.to(x.dtype)) / scale.to(x.dtype)
 
     # -- the model ---------------------------------------------------------------------------
 
@@ -299,12 +302,8 @@ class VAE(Model):
     def _encode_params(self, x: Tensor, condition: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """q(z|x)'s mean and soft-clamped log-variance, each (B, latent_dim)."""
         c = self.config
-        x = x.reshape(x.shape[0], -1).to(self.device, self._dtype)
-        if self.data_scale is not None:  # flat, as the networks (and VampPrior's inputs) are
-            x = (x - self.data_shift.reshape(-1).to(x.dtype)) / self.data_scale.reshape(-1).to(
-                x.dtype
-            )
-        h = self.encoder(x, condition)
+        x = self._standardized(x.to(self.device, self._dtype))
+        h = self.encoder(x.reshape(x.shape[0], -1), condition)
         loc, raw_logvar = h.chunk(2, dim=-1)
         return loc, soft_clamp(raw_logvar, c.encoder_min_logvar, c.encoder_max_logvar)
 
@@ -320,7 +319,7 @@ class VAE(Model):
         px_z = self.likelihood(self._decode_params(z, self.condition(condition, n)))
         if self.data_scale is None:
             return px_z
-        dtype = px_z.mean.dtype
+        dtype = self._dtype
         return Rescaled(px_z, self.data_shift.to(dtype), self.data_scale.to(dtype))
 
     def _decode_params(self, z: Tensor, condition: Tensor | None = None) -> Tensor:
